@@ -1,0 +1,100 @@
+import Foundation
+
+/// The admin protocol, version 1: newline-delimited JSON over TCP (default 127.0.0.1:6780).
+///
+/// The client sends one request line; the server answers one response line. For `tail`, the response line is
+/// followed by the raw console bytes (scrollback, then live output while `follow` is true) until either side
+/// closes. Requests longer than 64 KiB are refused.
+public enum AdminProtocol {
+    public static let version = 1
+    public static let maxRequestBytes = 64 * 1024
+}
+
+public struct AdminRequest: Codable, Sendable, Equatable {
+    public var version: Int
+    /// `list`, `tail` or `status`.
+    public var command: String
+    /// For `tail`: a uuid in any spelling, a name, or a unique prefix of either.
+    public var vm: String?
+    /// For `tail`: the serial-port label, empty for the first port.
+    public var label: String?
+    /// For `tail`: at most this many bytes of scrollback first (all by default).
+    public var bytes: Int?
+    /// For `tail`: keep streaming live output.
+    public var follow: Bool?
+
+    public init(command: String, vm: String? = nil, label: String? = nil, bytes: Int? = nil, follow: Bool? = nil) {
+        self.version = AdminProtocol.version
+        self.command = command
+        self.vm = vm
+        self.label = label
+        self.bytes = bytes
+        self.follow = follow
+    }
+}
+
+public struct ConsoleInfo: Codable, Sendable, Equatable {
+    public var name: String
+    /// 32 lowercase hex digits.
+    public var uuid: String
+    public var label: String
+    public var port: Int
+    /// A VM connection is attached now.
+    public var connected: Bool
+    /// Telnet clients attached now.
+    public var clients: Int
+    /// When the VM connected (ISO 8601, UTC), or when it was last seen if disconnected.
+    public var since: String?
+    /// The port is listening (false when another process holds it).
+    public var listening: Bool
+    /// A vMotion is in progress.
+    public var migrating: Bool
+    /// Address of the VM's host connection.
+    public var peer: String?
+
+    public init(name: String, uuid: String, label: String, port: Int, connected: Bool, clients: Int,
+                since: String?, listening: Bool, migrating: Bool, peer: String?) {
+        self.name = name
+        self.uuid = uuid
+        self.label = label
+        self.port = port
+        self.connected = connected
+        self.clients = clients
+        self.since = since
+        self.listening = listening
+        self.migrating = migrating
+        self.peer = peer
+    }
+}
+
+public struct AdminResponse: Codable, Sendable {
+    public var version: Int
+    public var ok: Bool
+    public var error: String?
+    public var vms: [ConsoleInfo]?
+    /// For `tail`: the console being streamed.
+    public var vm: ConsoleInfo?
+    /// For `tail`: how many of the raw bytes that follow are scrollback (the rest is live output).
+    public var backlog: Int?
+    /// For `status`.
+    public var status: [String: String]?
+
+    public init(ok: Bool, error: String? = nil, vms: [ConsoleInfo]? = nil, vm: ConsoleInfo? = nil,
+                backlog: Int? = nil, status: [String: String]? = nil) {
+        self.backlog = backlog
+        self.version = AdminProtocol.version
+        self.ok = ok
+        self.error = error
+        self.vms = vms
+        self.vm = vm
+        self.status = status
+    }
+}
+
+extension ISO8601DateFormatter {
+    static func vspc() -> ISO8601DateFormatter {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f
+    }
+}

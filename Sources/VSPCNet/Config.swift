@@ -1,0 +1,44 @@
+import NIOSSL
+import VSPCStore
+
+/// Everything the daemon can be told. Defaults are the safe ones: per-VM ports and the admin endpoint on
+/// loopback, the proxy on all interfaces, per-VM ports outside Linux's ephemeral range (32768-60999).
+public struct DaemonConfig: Sendable {
+    public var proxyHost = "0.0.0.0"
+    public var proxyPort = 6779
+    public var adminHost = "127.0.0.1"
+    public var adminPort = 6780
+    public var listenHost = "127.0.0.1"
+    public var portRangeStart = 20000
+    public var portRangeEnd = 32767
+    /// Seconds without VM and without client after which an assignment expires and its port returns to the pool.
+    public var vmExpireTime: Double = 86400
+    public var serviceURI = "vSPC.py"
+    public var tls: NIOSSLContext?
+    /// Seconds a pending vMotion waits for its destination's COMPLETE.
+    public var vmotionTimeout: Double = 30
+    /// Seconds a new proxy connection has to agree to the VMware extension.
+    public var negotiationTimeout: Double = 10
+    /// Seconds a VM that gave its uuid has to give its name.
+    public var nameTimeout: Double = 5
+    /// Bytes queued to one telnet client before that client is dropped.
+    public var clientBufferLimit = 1 << 20
+    /// Bytes queued to one VM (client input) before further input is discarded.
+    public var vmBufferLimit = 4 << 20
+    /// Scrollback kept per console, in bytes; 0 turns scrollback off.
+    public var scrollbackBytes = 64 * 1024
+    /// Bytes of scrollback sent to a telnet client when it attaches; 0 = none.
+    public var replayBytes = 0
+    /// Seconds between scrollback saves to the database.
+    public var scrollbackSaveInterval: Double = 2
+    /// Event retention.
+    public var retention = Retention(maxAge: 90 * 86400, maxCount: 1_000_000)
+    /// Highest number of descriptors the daemon may use (its RLIMIT_NOFILE); new VMs and clients are refused
+    /// when fewer than `descriptorReserve` remain.
+    public var descriptorLimit = 1024
+    public var descriptorReserve = 64
+
+    public init() {}
+
+    public var portRange: ClosedRange<Int> { portRangeStart...portRangeEnd }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOSSL
+
+/// Loads the proxy's TLS certificate and key, and proves they belong together before the daemon starts.
+public enum TLSSetup {
+    public struct SetupError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public static func makeServerContext(certificatePath: String, keyPath: String) throws -> NIOSSLContext {
+        for (what, path) in [("certificate", certificatePath), ("key", keyPath)] {
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw SetupError(description: "TLS \(what) file \(path) does not exist or is not readable")
+            }
+        }
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
+        } catch {
+            throw SetupError(description: "cannot read a PEM certificate from \(certificatePath): \(error)")
+        }
+        guard !chain.isEmpty else {
+            throw SetupError(description: "no certificate found in \(certificatePath)")
+        }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+        } catch {
+            throw SetupError(description: "cannot read a PEM private key from \(keyPath): \(error)")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv1
+        let context: NIOSSLContext
+        do {
+            context = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw SetupError(description: "cannot use certificate \(certificatePath) with key \(keyPath): \(error)")
+        }
+        guard selfHandshake(server: context) else {
+            throw SetupError(description: "the private key in \(keyPath) does not match the certificate in \(certificatePath)")
+        }
+        return context
+    }
+
+    /// Runs a TLS handshake between this server context and a non-verifying client, in memory.
+    /// A key that does not match its certificate fails here rather than on every ESXi connection.
+    static func selfHandshake(server: NIOSSLContext) -> Bool {
+        var clientConfig = TLSConfiguration.makeClientConfiguration()
+        clientConfig.certificateVerification = .none
+        guard let clientContext = try? NIOSSLContext(configuration: clientConfig),
+              let clientHandler = try? NIOSSLClientHandler(context: clientContext, serverHostname: nil)
+        else { return false }
+        let serverChannel = EmbeddedChannel()
+        let clientChannel = EmbeddedChannel()
+        defer {
+            _ = try? serverChannel.finish()
+            _ = try? clientChannel.finish()
+        }
+        do {
+            try serverChannel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: server))
+            try clientChannel.pipeline.syncOperations.addHandler(clientHandler)
+            let address = try SocketAddress(ipAddress: "127.0.0.1", port: 1)
+            _ = try serverChannel.connect(to: address).wait()
+            _ = try clientChannel.connect(to: address).wait()
+            for _ in 0..<16 {
+                var moved = false
+                while let out = try clientChannel.readOutbound(as: ByteBuffer.self) {
+                    try serverChannel.writeInbound(out)
+                    moved = true
+                }
+                while let out = try serverChannel.readOutbound(as: ByteBuffer.self) {
+                    try clientChannel.writeInbound(out)
+                    moved = true
+                }
+                if !moved { break }
+            }
+            // Prove the client side finished: application data written by the client reaches the server.
+            try clientChannel.writeAndFlush(ByteBuffer(string: "ok")).wait()
+            while let out = try clientChannel.readOutbound(as: ByteBuffer.self) {
+                try serverChannel.writeInbound(out)
+            }
+            guard let received = try serverChannel.readInbound(as: ByteBuffer.self) else { return false }
+            return String(buffer: received) == "ok"
+        } catch {
+            return false
+        }
+    }
+}

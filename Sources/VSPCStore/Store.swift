@@ -1,0 +1,397 @@
+import Foundation
+import GRDB
+import Logging
+
+/// Persistent state of vspcd: port assignments, the event log and console scrollback.
+///
+/// SQLite (WAL) through a GRDB `DatabasePool`. Reads are synchronous; writes are queued with
+/// `enqueue` and committed in batches by a single background writer.
+public final class Store: @unchecked Sendable {
+    public let path: String
+    public let readOnly: Bool
+
+    private let pool: DatabasePool
+    private let logger = Logger(label: "vspcd.store")
+
+    // Writer state (guarded by `lock`).
+    private struct Unit {
+        var ops: [StoreOp]
+        var completion: (@Sendable (Error?) -> Void)?
+    }
+    private let lock = NSLock()
+    private var pending: [Unit] = []
+    private var drainScheduled = false
+    private let writerQueue = DispatchQueue(label: "vspcd.store.writer", qos: .utility)
+
+    /// Opens (creating if needed) a DatabasePool in WAL mode at `path` and applies migrations.
+    /// With `readOnly`, the file must exist (it is never created) and no migration is applied.
+    public init(path: String, readOnly: Bool = false) throws {
+        self.path = path
+        self.readOnly = readOnly
+        let fm = FileManager.default
+        var config = Configuration()
+        config.label = "vspcd.store"
+        config.busyMode = .timeout(10)
+        if readOnly {
+            guard fm.fileExists(atPath: path) else { throw StoreError.databaseNotFound(path: path) }
+            config.readonly = true
+        } else {
+            let dir = (path as NSString).deletingLastPathComponent
+            if !dir.isEmpty && !fm.fileExists(atPath: dir) {
+                do {
+                    try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                } catch {
+                    throw StoreError.cannotOpen(path: path, reason: "cannot create directory \(dir): \(error.localizedDescription)")
+                }
+            }
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch {
+            throw StoreError.cannotOpen(path: path, reason: Self.reason(error))
+        }
+        if !readOnly {
+            try Self.migrator().migrate(pool)
+        } else {
+            // Fail early with a clear message if the file is not a vspcd database.
+            do {
+                let ok = try pool.read { db in try db.tableExists("assignment") && db.tableExists("event") }
+                if !ok { throw StoreError.cannotOpen(path: path, reason: "not a vspcd database (schema missing)") }
+            } catch let e as StoreError {
+                throw e
+            } catch {
+                throw StoreError.cannotOpen(path: path, reason: Self.reason(error))
+            }
+        }
+    }
+
+    private static func reason(_ error: Error) -> String {
+        if let e = error as? DatabaseError { return e.message ?? "\(e.resultCode)" }
+        return "\(error)"
+    }
+
+    // MARK: Migrations
+
+    /// The migrations folder, first found of:
+    /// 1. `$VSPC_MIGRATIONS_DIR` (an error if set but not a directory);
+    /// 2. the `migrations` resource of the module bundle;
+    /// 3. the source checkout (`<package>/migrations`, located from this file's compile-time path).
+    ///    SwiftPM's `.copy` copies the `Sources/VSPCStore/migrations` symlink verbatim, so the bundled
+    ///    copy is a dangling relative symlink unless the resource is a real directory.
+    static func migrationsDirectory() throws -> URL {
+        let fm = FileManager.default
+        func isDir(_ path: String) -> Bool {
+            var d: ObjCBool = false
+            return fm.fileExists(atPath: path, isDirectory: &d) && d.boolValue
+        }
+        if let env = ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"], !env.isEmpty {
+            guard isDir(env) else { throw StoreError.migrationsNotFound(path: env) }
+            return URL(fileURLWithPath: env, isDirectory: true)
+        }
+        var tried: [String] = []
+        if let url = Bundle.module.url(forResource: "migrations", withExtension: nil) {
+            if isDir(url.path) { return url.resolvingSymlinksInPath() }
+            tried.append(url.path)
+        }
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()   // Sources/VSPCStore
+            .deletingLastPathComponent().deletingLastPathComponent()                 // package root
+            .appendingPathComponent("migrations", isDirectory: true)
+        if isDir(source.path) { return source }
+        tried.append(source.path)
+        throw StoreError.migrationsNotFound(path: tried.joined(separator: " or ") + " (set VSPC_MIGRATIONS_DIR)")
+    }
+
+    /// One registered migration per `*.sql` file, in file-name order, identified by the file name.
+    static func migrator() throws -> DatabaseMigrator {
+        let dir = try migrationsDirectory()
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+                .filter { $0.hasSuffix(".sql") }
+                .sorted()
+        } catch {
+            throw StoreError.migrationsNotFound(path: dir.path)
+        }
+        guard !names.isEmpty else { throw StoreError.noMigrations(path: dir.path) }
+        var migrator = DatabaseMigrator()
+        for name in names {
+            let file = dir.appendingPathComponent(name)
+            let sql: String
+            do {
+                sql = try String(contentsOf: file, encoding: .utf8)
+            } catch {
+                throw StoreError.migrationFailed(file: name, reason: "cannot read \(file.path): \(error.localizedDescription)")
+            }
+            migrator.registerMigration(name) { db in
+                do {
+                    try db.execute(sql: sql)
+                } catch {
+                    throw StoreError.migrationFailed(file: name, reason: reason(error))
+                }
+            }
+        }
+        return migrator
+    }
+
+    // MARK: Writes
+
+    /// Queues one op. Never blocks. `completion` runs on the writer thread after commit (nil) or failure.
+    public func enqueue(_ op: StoreOp, completion: (@Sendable (Error?) -> Void)? = nil) {
+        enqueue([op], completion: completion)
+    }
+
+    /// Queues several ops that are applied atomically together (all or none), in order.
+    /// Never blocks. `completion` runs on the writer thread after commit (nil) or failure (error).
+    public func enqueue(_ ops: [StoreOp], completion: (@Sendable (Error?) -> Void)? = nil) {
+        if readOnly && !ops.isEmpty {
+            let err = StoreError.readOnly(path: path)
+            writerQueue.async { completion?(err) }
+            return
+        }
+        lock.lock()
+        pending.append(Unit(ops: ops, completion: completion))
+        let schedule = !drainScheduled
+        drainScheduled = true
+        lock.unlock()
+        if schedule {
+            writerQueue.async { self.drain() }
+        }
+    }
+
+    /// Blocks until everything enqueued before the call is committed (or has failed).
+    /// Must not be called from a completion handler (i.e. on the writer thread).
+    public func flush() {
+        let sem = DispatchSemaphore(value: 0)
+        enqueue([StoreOp](), completion: { _ in sem.signal() })
+        sem.wait()
+    }
+
+    /// Runs on `writerQueue`: commits everything queued so far in one transaction.
+    private func drain() {
+        lock.lock()
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        drainScheduled = false
+        lock.unlock()
+        if batch.isEmpty { return }
+
+        var results = [Error?](repeating: nil, count: batch.count)
+        do {
+            try pool.write { db in
+                for (i, unit) in batch.enumerated() where !unit.ops.isEmpty {
+                    // A savepoint per unit: a failing unit is rolled back alone, the rest of the batch commits.
+                    do {
+                        try db.inSavepoint {
+                            for op in unit.ops { try self.apply(op, db) }
+                            return .commit
+                        }
+                    } catch {
+                        results[i] = error
+                    }
+                }
+            }
+        } catch {
+            // The batch transaction itself failed: retry the units one by one so that each gets its own result.
+            logger.error("store: batch of \(batch.count) writes failed, retrying one by one: \(error)")
+            for (i, unit) in batch.enumerated() where !unit.ops.isEmpty {
+                do {
+                    try pool.write { db in
+                        for op in unit.ops { try self.apply(op, db) }
+                    }
+                    results[i] = nil
+                } catch {
+                    results[i] = error
+                }
+            }
+        }
+        for (i, unit) in batch.enumerated() {
+            if let err = results[i] {
+                logger.error("store: write failed (\(unit.ops.map(Self.opName).joined(separator: ", "))): \(err)")
+            }
+            unit.completion?(results[i])
+        }
+    }
+
+    private static func opName(_ op: StoreOp) -> String {
+        switch op {
+        case let .upsertAssignment(a): return "upsertAssignment \(a.uuid)/\(a.label) port \(a.port)"
+        case let .deleteAssignment(u, l): return "deleteAssignment \(u)/\(l)"
+        case let .touchAssignment(u, l, _, _): return "touchAssignment \(u)/\(l)"
+        case let .event(e): return "event \(e.kind)"
+        case let .saveScrollback(u, l, _, _): return "saveScrollback \(u)/\(l)"
+        case .prune: return "prune"
+        }
+    }
+
+    private static func uuidKey(_ s: String) throws -> String {
+        guard let u = UUIDSpelling.normalize(s) else { throw StoreError.invalidUUID(s) }
+        return u
+    }
+
+    private func apply(_ op: StoreOp, _ db: Database) throws {
+        switch op {
+        case let .upsertAssignment(a):
+            try db.execute(sql: """
+                INSERT INTO assignment (uuid, label, name, port, created_at, last_seen)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT(uuid, label) DO UPDATE SET
+                    name = excluded.name, port = excluded.port, last_seen = excluded.last_seen
+                """, arguments: [try Self.uuidKey(a.uuid), a.label, a.name, a.port,
+                                 a.createdAt.timeIntervalSince1970, a.lastSeen.timeIntervalSince1970])
+        case let .deleteAssignment(uuid, label):
+            try db.execute(sql: "DELETE FROM assignment WHERE uuid = ? AND label = ?",
+                           arguments: [try Self.uuidKey(uuid), label])
+        case let .touchAssignment(uuid, label, name, at):
+            try db.execute(sql: "UPDATE assignment SET name = ?, last_seen = ? WHERE uuid = ? AND label = ?",
+                           arguments: [name, at.timeIntervalSince1970, try Self.uuidKey(uuid), label])
+        case let .event(e):
+            // Event uuids are normalized when possible; an unparsable one is kept verbatim rather than losing the event.
+            let u = e.uuid.map { UUIDSpelling.normalize($0) ?? $0 }
+            try db.execute(sql: """
+                INSERT INTO event (ts, kind, uuid, label, name, peer, detail) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [e.time.timeIntervalSince1970, e.kind, u, e.label, e.name, e.peer, e.detail])
+        case let .saveScrollback(uuid, label, data, at):
+            try db.execute(sql: """
+                INSERT INTO scrollback (uuid, label, data, updated_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT(uuid, label) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at
+                """, arguments: [try Self.uuidKey(uuid), label, Data(data), at.timeIntervalSince1970])
+        case let .prune(r):
+            if let age = r.maxAge {
+                try db.execute(sql: "DELETE FROM event WHERE ts < ?",
+                               arguments: [Date().timeIntervalSince1970 - age])
+            }
+            if let count = r.maxCount {
+                try db.execute(sql: """
+                    DELETE FROM event WHERE id IN
+                        (SELECT id FROM event ORDER BY ts DESC, id DESC LIMIT -1 OFFSET ?)
+                    """, arguments: [max(0, count)])
+            }
+        }
+    }
+
+    // MARK: Reads
+
+    /// All assignments ordered by name, label.
+    public func loadAssignments() throws -> [Assignment] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT uuid, label, name, port, created_at, last_seen FROM assignment ORDER BY name, label, uuid
+                """).map { row in
+                Assignment(uuid: row["uuid"], label: row["label"], name: row["name"], port: row["port"],
+                           createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                           lastSeen: Date(timeIntervalSince1970: row["last_seen"]))
+            }
+        }
+    }
+
+    /// Events oldest first. With `limit`, the newest `limit` matching events (still oldest first).
+    /// `uuid` nil = all VMs; `label` nil = all labels; `since` is inclusive.
+    public func events(uuid: String?, label: String? = nil, since: Date? = nil, limit: Int? = nil) throws -> [EventRecord] {
+        var conds: [String] = []
+        var args: [(any DatabaseValueConvertible)?] = []
+        if let uuid {
+            conds.append("uuid = ?")
+            args.append(UUIDSpelling.normalize(uuid) ?? uuid)
+        }
+        if let label {
+            conds.append("label = ?")
+            args.append(label)
+        }
+        if let since {
+            conds.append("ts >= ?")
+            args.append(since.timeIntervalSince1970)
+        }
+        var sql = "SELECT id, ts, kind, uuid, label, name, peer, detail FROM event"
+        if !conds.isEmpty { sql += " WHERE " + conds.joined(separator: " AND ") }
+        if let limit {
+            sql += " ORDER BY ts DESC, id DESC LIMIT ?"
+            args.append(max(0, limit))
+        } else {
+            sql += " ORDER BY ts, id"
+        }
+        let arguments = StatementArguments(args)
+        let records = try pool.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                EventRecord(id: row["id"], time: Date(timeIntervalSince1970: row["ts"]), kind: row["kind"],
+                            uuid: row["uuid"], label: row["label"], name: row["name"],
+                            peer: row["peer"], detail: row["detail"])
+            }
+        }
+        return limit == nil ? records : records.reversed()
+    }
+
+    public func scrollback(uuid: String, label: String) throws -> [UInt8]? {
+        guard let key = UUIDSpelling.normalize(uuid) else { return nil }
+        return try pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT data FROM scrollback WHERE uuid = ? AND label = ?",
+                              arguments: [key, label]).map { [UInt8]($0) }
+        }
+    }
+
+    public func allScrollback() throws -> [(uuid: String, label: String, data: [UInt8])] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT uuid, label, data FROM scrollback ORDER BY uuid, label").map { row in
+                let data: Data = row["data"]
+                return (uuid: row["uuid"] as String, label: row["label"] as String, data: [UInt8](data))
+            }
+        }
+    }
+
+    /// Resolves a user's VM reference (for `vspc history`), first matching rule wins:
+    /// 1. exact name (case-sensitive), 2. full uuid in any spelling, 3. exact name (case-insensitive),
+    /// 4. unique prefix of the uuid hex or (case-insensitively) of a name.
+    /// Known VMs come from `assignment` and from the (uuid, name) pairs in `event`, so old names also match.
+    /// Results are one entry per uuid, named by the current assignment name, else the most recent
+    /// event name; sorted by name, uuid. 0 results = unknown, >1 = ambiguous.
+    public func resolveVM(_ query: String) throws -> [(uuid: String, name: String)] {
+        let q = String(query.trimmingWhitespace())
+        if q.isEmpty { return [] }
+
+        var display: [String: String] = [:]     // uuid -> preferred name
+        var pairs: [(uuid: String, name: String)] = []
+        try pool.read { db in
+            for row in try Row.fetchAll(db, sql: "SELECT uuid, name FROM assignment ORDER BY label, name") {
+                let u: String = row["uuid"], n: String = row["name"]
+                if display[u] == nil { display[u] = n }
+                pairs.append((u, n))
+            }
+            for row in try Row.fetchAll(db, sql: """
+                SELECT uuid, name, MAX(ts) AS t FROM event WHERE uuid IS NOT NULL
+                GROUP BY uuid, name ORDER BY t DESC
+                """) {
+                let u: String = row["uuid"]
+                let n: String? = row["name"]
+                if let n, !n.isEmpty {
+                    if display[u] == nil { display[u] = n }
+                    pairs.append((u, n))
+                } else {
+                    pairs.append((u, ""))
+                }
+            }
+        }
+
+        func result(_ uuids: [String]) -> [(uuid: String, name: String)] {
+            Set(uuids).map { (uuid: $0, name: display[$0] ?? "") }
+                .sorted { ($0.name, $0.uuid) < ($1.name, $1.uuid) }
+        }
+
+        let byName = pairs.filter { !$0.name.isEmpty && $0.name == q }.map(\.uuid)
+        if !byName.isEmpty { return result(byName) }
+
+        if let u = UUIDSpelling.normalize(q) {
+            let byUUID = pairs.filter { $0.uuid == u }.map(\.uuid)
+            if !byUUID.isEmpty { return result(byUUID) }
+        }
+
+        let lq = q.lowercased()
+        let byNameCI = pairs.filter { !$0.name.isEmpty && $0.name.lowercased() == lq }.map(\.uuid)
+        if !byNameCI.isEmpty { return result(byNameCI) }
+
+        var byPrefix: [String] = []
+        if let hp = UUIDSpelling.hexPrefix(q), !hp.isEmpty {
+            byPrefix += pairs.filter { $0.uuid.hasPrefix(hp) }.map(\.uuid)
+        }
+        byPrefix += pairs.filter { !$0.name.isEmpty && $0.name.lowercased().hasPrefix(lq) }.map(\.uuid)
+        return result(byPrefix)
+    }
+}

@@ -1,0 +1,285 @@
+import ArgumentParser
+import Foundation
+import VSPCNet
+import VSPCStore
+
+@main
+struct VSPC: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vspc",
+        abstract: "Query a running vspcd: list VM serial ports, show their history, tail their consoles.",
+        subcommands: [List.self, History.self, Tail.self],
+        defaultSubcommand: List.self)
+}
+
+struct AdminOption: ParsableArguments {
+    @Option(help: ArgumentHelp("vspcd's admin endpoint.", valueName: "[host]:port"))
+    var admin = "127.0.0.1:6780"
+
+    func endpoint() throws -> (host: String, port: Int) {
+        guard let e = AdminClient.parseEndpoint(admin, defaultHost: "127.0.0.1") else {
+            throw ValidationError("--admin must be [host]:port, got \(admin.debugDescription)")
+        }
+        return e
+    }
+}
+
+func fail(_ message: String, code: Int32 = 1) -> ExitCode {
+    FileHandle.standardError.write(Data("vspc: \(message)\n".utf8))
+    return ExitCode(code)
+}
+
+func displayName(_ vm: ConsoleInfo) -> String {
+    vm.label.isEmpty ? vm.name : "\(vm.name)#\(vm.label)"
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List VM serial ports that hold a port: name:uuid:port, as vSPC.py prints them.",
+        discussion: "A VM's second serial port is listed as name#label. The uuid is VMware's, as 32 hex digits split 16-16.")
+
+    @OptionGroup var admin: AdminOption
+    @Flag(help: "JSON, one object per VM serial port.") var json = false
+    @Flag(help: "An aligned table for people.") var table = false
+
+    func validate() throws {
+        if json && table { throw ValidationError("choose one of --json and --table") }
+    }
+
+    func run() async throws {
+        let (host, port) = try admin.endpoint()
+        let response: AdminResponse
+        do {
+            response = try await AdminClient.request(host: host, port: port, AdminRequest(command: "list"))
+        } catch {
+            throw fail("\(error)")
+        }
+        guard response.ok, let vms = response.vms else { throw fail(response.error ?? "the daemon refused the request") }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(vms), as: UTF8.self))
+        } else if table {
+            var rows = [["NAME", "LABEL", "UUID", "PORT", "VM", "CLIENTS", "SINCE"]]
+            for vm in vms {
+                let state = vm.migrating ? "vmotion" : (vm.connected ? "up" : "down")
+                let port = vm.listening ? "\(vm.port)" : "\(vm.port)!"
+                rows.append([vm.name, vm.label, UUIDSpelling.classic(vm.uuid), port, state, "\(vm.clients)",
+                             localTime(vm.since)])
+            }
+            printTable(rows)
+            if vms.contains(where: { !$0.listening }) {
+                print("(! = port held by another process; vspcd retries)")
+            }
+        } else {
+            for vm in vms {
+                print("\(displayName(vm)):\(UUIDSpelling.classic(vm.uuid)):\(vm.port)")
+            }
+        }
+    }
+}
+
+func localTime(_ iso: String?) -> String {
+    guard let iso, let date = ISO8601DateFormatter().date(from: iso) else { return "-" }
+    return formatLocal(date)
+}
+
+func formatLocal(_ date: Date) -> String {
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone.current
+    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+    return f.string(from: date)
+}
+
+func printTable(_ rows: [[String]]) {
+    guard let first = rows.first else { return }
+    var widths = first.map(\.count)
+    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+    for row in rows {
+        let line = row.enumerated().map { i, cell in
+            i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+        print(line)
+    }
+}
+
+/// Parses `--since`: an ISO 8601 time, `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]` (local), or an age like 90s, 15m, 2h, 3d.
+func parseSince(_ text: String, now: Date = Date()) -> Date? {
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
+    if let unit = text.last, let scale = units[unit], let n = Double(text.dropLast()), n >= 0 {
+        return now.addingTimeInterval(-n * scale)
+    }
+    if let d = ISO8601DateFormatter().date(from: text) { return d }
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone.current
+    for format in ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd"] {
+        f.dateFormat = format
+        if let d = f.date(from: text) { return d }
+    }
+    return nil
+}
+
+struct History: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a VM's recorded events (connects, disconnects, vMotion, clients), newest last.",
+        discussion: "Reads the database directly and read-only, so it works while the daemon is down.")
+
+    @Argument(help: "VM name, uuid in any spelling, or a unique prefix of either.")
+    var vm: String
+
+    @Option(help: "The daemon's database file.") var db = "vspcd.db"
+    @Option(help: "Only events since: 2h, 3d, 2026-11-25, '2026-11-25 14:00', or ISO 8601.") var since: String?
+    @Option(help: "Only the newest N events.") var limit: Int?
+    @Flag(help: "JSON, one array of events.") var json = false
+
+    func validate() throws {
+        if let limit, limit <= 0 { throw ValidationError("--limit must be a positive number") }
+        if let since, parseSince(since) == nil {
+            throw ValidationError("--since: cannot read \(since.debugDescription); use 2h, 3d, 2026-11-25, '2026-11-25 14:00' or ISO 8601")
+        }
+    }
+
+    func run() async throws {
+        let store: Store
+        do {
+            store = try Store(path: db, readOnly: true)
+        } catch {
+            throw fail("\(error)")
+        }
+        let matches = try store.resolveVM(vm)
+        if matches.isEmpty { throw fail("no VM matches \(vm.debugDescription) in \(db)") }
+        if matches.count > 1 {
+            let names = matches.map { "  \($0.name) \(UUIDSpelling.classic($0.uuid))" }.joined(separator: "\n")
+            throw fail("\(vm.debugDescription) is ambiguous; it matches:\n\(names)")
+        }
+        let target = matches[0]
+        let events = try store.events(uuid: target.uuid, since: since.flatMap { parseSince($0) }, limit: limit)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.dateEncodingStrategy = .iso8601
+            print(String(decoding: try encoder.encode(events), as: UTF8.self))
+            return
+        }
+        print("# \(target.name) \(UUIDSpelling.classic(target.uuid))")
+        for e in events {
+            var line = "\(formatLocal(e.time))  \(e.kind)"
+            if !e.label.isEmpty { line += "  port=\(e.label)" }
+            if let name = e.name, name != target.name { line += "  name=\(name)" }
+            if let peer = e.peer { line += "  peer=\(peer)" }
+            if let detail = e.detail { line += "  \(detail)" }
+            print(line)
+        }
+    }
+}
+
+struct Tail: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a VM's console scrollback; with -f, follow its live output.",
+        discussion: "Bytes are printed as the VM sent them unless --safe strips terminal control sequences. If the daemon is not running, the scrollback saved in --db is printed.")
+
+    @Argument(help: "VM uuid in any spelling, name, or a unique prefix of either.")
+    var vm: String
+
+    @OptionGroup var admin: AdminOption
+    @Option(help: "Serial-port label, for a VM's second serial port.") var label: String?
+    @Flag(name: .shortAndLong, help: "Follow live output until interrupted.") var follow = false
+    @Option(name: .short, help: "Only the last N lines.") var lines: Int?
+    @Option(name: .short, help: "Only the last N bytes.") var bytes: Int?
+    @Flag(help: "Strip terminal control sequences.") var safe = false
+    @Option(help: "Database to read the saved scrollback from when the daemon is down.") var db = "vspcd.db"
+
+    func validate() throws {
+        if let lines, lines < 0 { throw ValidationError("-n must not be negative") }
+        if let bytes, bytes < 0 { throw ValidationError("-c must not be negative") }
+        if lines != nil && bytes != nil { throw ValidationError("choose one of -n and -c") }
+    }
+
+    func run() async throws {
+        let (host, port) = try admin.endpoint()
+        let output = Output(safe: safe)
+        let request = AdminRequest(command: "tail", vm: vm, label: label, bytes: bytes, follow: follow)
+        // With -n, the backlog (its length is in the response) is cut to its last lines; live bytes pass through.
+        let backlog = Backlog(lines: lines)
+        do {
+            let response = try await AdminClient.request(host: host, port: port, request, onHeader: { header in
+                backlog.expect(header.backlog ?? 0)
+            }) { chunk in
+                output.write(backlog.take(chunk))
+            }
+            guard response.ok else { throw fail(response.error ?? "the daemon refused the request") }
+        } catch let error as AdminClient.ConnectError {
+            // Daemon down: the scrollback saved in the database.
+            guard !follow, let store = try? Store(path: db, readOnly: true) else { throw fail("\(error)") }
+            let matches = (try? store.resolveVM(vm)) ?? []
+            guard matches.count == 1 else {
+                throw fail(matches.isEmpty ? "\(error)" : "\(vm.debugDescription) is ambiguous")
+            }
+            guard let saved = try store.scrollback(uuid: matches[0].uuid, label: label ?? "") else {
+                throw fail("no scrollback saved for \(vm) in \(db)")
+            }
+            var data = saved
+            if let bytes { data = Array(data.suffix(bytes)) }
+            if let lines { data = lastLines(data, lines) }
+            output.write(data)
+        }
+    }
+}
+
+/// For -n: holds the backlog bytes until all have arrived, then passes on its last N lines and everything after.
+final class Backlog: @unchecked Sendable {
+    let lines: Int?
+    var remaining = 0
+    var buffer: [UInt8] = []
+    let lock = NSLock()
+
+    init(lines: Int?) { self.lines = lines }
+
+    func expect(_ count: Int) {
+        lock.lock(); defer { lock.unlock() }
+        remaining = count
+    }
+
+    func take(_ chunk: [UInt8]) -> [UInt8] {
+        lock.lock(); defer { lock.unlock() }
+        guard let lines, remaining > 0 else { return chunk }
+        let part = chunk.prefix(remaining)
+        buffer += part
+        remaining -= part.count
+        guard remaining == 0 else { return [] }
+        defer { buffer = [] }
+        return lastLines(buffer, lines) + chunk.dropFirst(part.count)
+    }
+}
+
+func lastLines(_ data: [UInt8], _ n: Int) -> [UInt8] {
+    var count = 0
+    var index = data.endIndex
+    // A trailing newline ends the last line rather than starting an empty one.
+    if data.last == 0x0A { index -= 1 }
+    while index > data.startIndex {
+        if data[index - 1] == 0x0A {
+            count += 1
+            if count == n { return Array(data[index...]) }
+        }
+        index -= 1
+    }
+    return n == 0 ? [] : data
+}
+
+final class Output: @unchecked Sendable {
+    var sanitizer: TerminalSanitizer?
+    let lock = NSLock()
+
+    init(safe: Bool) { sanitizer = safe ? TerminalSanitizer() : nil }
+
+    func write(_ bytes: [UInt8]) {
+        lock.lock(); defer { lock.unlock() }
+        var out = bytes
+        if sanitizer != nil { out = sanitizer!.filter(bytes) }
+        FileHandle.standardOutput.write(Data(out))
+    }
+}
+
