@@ -37,7 +37,13 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            resources: [.copy("migrations")]
+            plugins: ["EmbedMigrations"]
+        ),
+        .executableTarget(name: "vspc-embed-migrations"),
+        .plugin(
+            name: "EmbedMigrations",
+            capability: .buildTool(),
+            dependencies: ["vspc-embed-migrations"]
         ),
         .target(
             name: "VSPCSim",
@@ -79,7 +85,8 @@ let package = Package(
                 "VSPCSim", "VSPCNet", "VSPCStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            resources: [.copy("Fixtures")]
         ),
     ],
     swiftLanguageModes: [.v5]

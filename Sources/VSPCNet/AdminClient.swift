@@ -42,7 +42,10 @@ public enum AdminClient {
         do {
             channel = try await bootstrap.connect(host: host, port: port).get()
         } catch {
-            throw ConnectError(description: "cannot reach vspcd's admin endpoint at \(host):\(port) (\(error)); is the daemon running? (see --admin)")
+            let failure = ConnectError(description: "cannot reach vspcd's admin endpoint at \(host):\(port) (\(error)); is the daemon running? (see --admin)")
+            promise.fail(failure)
+            done.succeed(())
+            throw failure
         }
         var line = try JSONEncoder().encode(request)
         line.append(0x0A)

@@ -344,9 +344,11 @@ final class Concentrator: @unchecked Sendable {
         let assignment = Assignment(uuid: console.key.uuid, label: console.key.label, name: console.name,
                                     port: console.port, createdAt: console.createdAt, lastSeen: now)
         let loop = self.loop
+        let bound = NIOLoopBound(console, eventLoop: loop)
         store.enqueue(.upsertAssignment(assignment)) { [weak self] error in
             loop.execute {
                 guard let self else { return }
+                let console = bound.value
                 if let error {
                     self.logger.error("could not record the port of VM \(console.name) (\(console.key)): \(error)")
                     return

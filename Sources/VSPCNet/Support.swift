@@ -32,7 +32,7 @@ public struct ScrollbackRing: Sendable {
     /// The last `limit` bytes (all of them by default), oldest first.
     public func contents(last limit: Int? = nil) -> [UInt8] {
         let ordered = head == 0 ? storage : Array(storage[head...] + storage[..<head])
-        if let limit, limit < ordered.count { return Array(ordered.suffix(limit)) }
+        if let limit, limit < ordered.count { return Array(ordered.suffix(max(0, limit))) }
         return ordered
     }
 }

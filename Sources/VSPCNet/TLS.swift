@@ -37,7 +37,7 @@ public enum TLSSetup {
         do {
             context = try NIOSSLContext(configuration: configuration)
         } catch {
-            throw SetupError(description: "cannot use certificate \(certificatePath) with key \(keyPath): \(error)")
+            throw SetupError(description: "the private key in \(keyPath) does not match the certificate in \(certificatePath), or cannot be used with it (\(error))")
         }
         guard selfHandshake(server: context) else {
             throw SetupError(description: "the private key in \(keyPath) does not match the certificate in \(certificatePath)")
@@ -56,32 +56,34 @@ public enum TLSSetup {
         let serverChannel = EmbeddedChannel()
         let clientChannel = EmbeddedChannel()
         defer {
-            _ = try? serverChannel.finish()
-            _ = try? clientChannel.finish()
+            // Not finish(): a TLS channel waits for close_notify, which nobody will shuttle any more.
+            serverChannel.close(promise: nil)
+            clientChannel.close(promise: nil)
         }
         do {
             try serverChannel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: server))
             try clientChannel.pipeline.syncOperations.addHandler(clientHandler)
             let address = try SocketAddress(ipAddress: "127.0.0.1", port: 1)
-            _ = try serverChannel.connect(to: address).wait()
-            _ = try clientChannel.connect(to: address).wait()
-            for _ in 0..<16 {
-                var moved = false
-                while let out = try clientChannel.readOutbound(as: ByteBuffer.self) {
-                    try serverChannel.writeInbound(out)
-                    moved = true
+            serverChannel.connect(to: address, promise: nil)
+            clientChannel.connect(to: address, promise: nil)
+            func shuttle() throws {
+                for _ in 0..<32 {
+                    var moved = false
+                    while let out = try clientChannel.readOutbound(as: ByteBuffer.self) {
+                        try serverChannel.writeInbound(out)
+                        moved = true
+                    }
+                    while let out = try serverChannel.readOutbound(as: ByteBuffer.self) {
+                        try clientChannel.writeInbound(out)
+                        moved = true
+                    }
+                    if !moved { return }
                 }
-                while let out = try serverChannel.readOutbound(as: ByteBuffer.self) {
-                    try clientChannel.writeInbound(out)
-                    moved = true
-                }
-                if !moved { break }
             }
-            // Prove the client side finished: application data written by the client reaches the server.
-            try clientChannel.writeAndFlush(ByteBuffer(string: "ok")).wait()
-            while let out = try clientChannel.readOutbound(as: ByteBuffer.self) {
-                try serverChannel.writeInbound(out)
-            }
+            try shuttle()
+            // Prove the handshake finished: application data written by the client reaches the server.
+            clientChannel.writeAndFlush(ByteBuffer(string: "ok"), promise: nil)
+            try shuttle()
             guard let received = try serverChannel.readInbound(as: ByteBuffer.self) else { return false }
             return String(buffer: received) == "ok"
         } catch {

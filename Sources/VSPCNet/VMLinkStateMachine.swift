@@ -165,7 +165,10 @@ public struct VMLinkStateMachine: Sendable {
                     + VMwareCommand.message(VMwareCommand.getVMName)))
             }
         case VMwareCommand.unknownSuboptionRcvd1:
+            // Logged, and answered like any unsolicited sub-command (as the vSPC.py family does), so a VM
+            // that sends it with a payload gets a well-formed reply rather than silence or a dropped link.
             actions.append(.log(.info, "VM did not understand sub-command \(body.first.map(String.init) ?? "?")"))
+            actions.append(.send(VMwareCommand.message(VMwareCommand.unknownSuboptionRcvd2, [command])))
         case VMwareCommand.doProxy:
             doProxy(body, into: &actions)
         case VMwareCommand.vmVCUUID:

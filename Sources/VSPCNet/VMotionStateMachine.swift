@@ -94,6 +94,7 @@ public struct VMotionStateMachine: Sendable {
 
     public mutating func peer(cookie: [UInt8], from connection: ConnectionID) -> PeerResult {
         guard var p = pending else { return .rejected(reason: "no migration pending") }
+        guard connection != p.source else { return .rejected(reason: "the source cannot be its own destination") }
         guard constantTimeEqual(cookie, p.sequence + p.secret) else {
             return .rejected(reason: "cookie does not match the pending migration")
         }

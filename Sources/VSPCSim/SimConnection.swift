@@ -45,6 +45,12 @@ public class SimConnection: @unchecked Sendable {
                 }
             }
         let channel = try await bootstrap.connect(host: host, port: port).get()
+        // The connect future may complete before channelActive has run: make writes work from here on.
+        lock.withLock { self.channel = channel }
+    }
+
+    /// The channel is active: keep it, then let the role speak first (before any byte is read).
+    func attach(_ channel: Channel) {
         lock.withLock { self.channel = channel }
         didOpen()
     }
@@ -131,6 +137,11 @@ final class SimHandler: ChannelInboundHandler, @unchecked Sendable {
     let owner: SimConnection
 
     init(owner: SimConnection) { self.owner = owner }
+
+    func channelActive(context: ChannelHandlerContext) {
+        owner.attach(context.channel)
+        context.fireChannelActive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         owner.received(unwrapInboundIn(data))

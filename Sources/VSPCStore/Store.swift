@@ -72,56 +72,36 @@ public final class Store: @unchecked Sendable {
 
     // MARK: Migrations
 
-    /// The migrations folder, first found of:
-    /// 1. `$VSPC_MIGRATIONS_DIR` (an error if set but not a directory);
-    /// 2. the `migrations` resource of the module bundle;
-    /// 3. the source checkout (`<package>/migrations`, located from this file's compile-time path).
-    ///    SwiftPM's `.copy` copies the `Sources/VSPCStore/migrations` symlink verbatim, so the bundled
-    ///    copy is a dangling relative symlink unless the resource is a real directory.
-    static func migrationsDirectory() throws -> URL {
-        let fm = FileManager.default
-        func isDir(_ path: String) -> Bool {
-            var d: ObjCBool = false
-            return fm.fileExists(atPath: path, isDirectory: &d) && d.boolValue
+    /// The migrations: `migrations/*.sql` of the package, compiled into this module by the EmbedMigrations
+    /// build plugin. `$VSPC_MIGRATIONS_DIR` replaces them with the `*.sql` files of another folder (for
+    /// trying a migration before it is committed).
+    static func migrationSources() throws -> [(name: String, sql: String)] {
+        guard let env = ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"], !env.isEmpty else {
+            return EmbeddedMigrations.all
         }
-        if let env = ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"], !env.isEmpty {
-            guard isDir(env) else { throw StoreError.migrationsNotFound(path: env) }
-            return URL(fileURLWithPath: env, isDirectory: true)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: env, isDirectory: &isDirectory), isDirectory.boolValue,
+              let names = try? FileManager.default.contentsOfDirectory(atPath: env)
+        else { throw StoreError.migrationsNotFound(path: env) }
+        let dir = URL(fileURLWithPath: env, isDirectory: true)
+        return try names.filter { $0.hasSuffix(".sql") }.sorted().map { name in
+            let file = dir.appendingPathComponent(name)
+            do {
+                return (name, try String(contentsOf: file, encoding: .utf8))
+            } catch {
+                throw StoreError.migrationFailed(file: name, reason: "cannot read \(file.path): \(error.localizedDescription)")
+            }
         }
-        var tried: [String] = []
-        if let url = Bundle.module.url(forResource: "migrations", withExtension: nil) {
-            if isDir(url.path) { return url.resolvingSymlinksInPath() }
-            tried.append(url.path)
-        }
-        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()   // Sources/VSPCStore
-            .deletingLastPathComponent().deletingLastPathComponent()                 // package root
-            .appendingPathComponent("migrations", isDirectory: true)
-        if isDir(source.path) { return source }
-        tried.append(source.path)
-        throw StoreError.migrationsNotFound(path: tried.joined(separator: " or ") + " (set VSPC_MIGRATIONS_DIR)")
     }
 
     /// One registered migration per `*.sql` file, in file-name order, identified by the file name.
     static func migrator() throws -> DatabaseMigrator {
-        let dir = try migrationsDirectory()
-        let names: [String]
-        do {
-            names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
-                .filter { $0.hasSuffix(".sql") }
-                .sorted()
-        } catch {
-            throw StoreError.migrationsNotFound(path: dir.path)
+        let sources = try migrationSources()
+        guard !sources.isEmpty else {
+            throw StoreError.noMigrations(path: ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"] ?? "migrations/")
         }
-        guard !names.isEmpty else { throw StoreError.noMigrations(path: dir.path) }
         var migrator = DatabaseMigrator()
-        for name in names {
-            let file = dir.appendingPathComponent(name)
-            let sql: String
-            do {
-                sql = try String(contentsOf: file, encoding: .utf8)
-            } catch {
-                throw StoreError.migrationFailed(file: name, reason: "cannot read \(file.path): \(error.localizedDescription)")
-            }
+        for (name, sql) in sources {
             migrator.registerMigration(name) { db in
                 do {
                     try db.execute(sql: sql)

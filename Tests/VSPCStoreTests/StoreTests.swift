@@ -55,8 +55,19 @@ final class StoreTests: XCTestCase {
     }
 
     func migrationFiles() throws -> [String] {
-        let url = try Store.migrationsDirectory()
-        return try FileManager.default.contentsOfDirectory(atPath: url.path).filter { $0.hasSuffix(".sql") }.sorted()
+        try Store.migrationSources().map(\.name)
+    }
+
+    /// The build plugin embeds exactly the package's migrations/*.sql, byte for byte.
+    func testEmbeddedMigrationsAreThePackageFiles() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("migrations")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sql") }.sorted()
+        let embedded = try Store.migrationSources()
+        XCTAssertEqual(embedded.map(\.name), names)
+        for (name, sql) in embedded {
+            XCTAssertEqual(sql, try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8))
+        }
     }
 
     func testMigrationsAppliedRecordedAndNotReapplied() throws {
@@ -84,9 +95,8 @@ final class StoreTests: XCTestCase {
     func testMigrationsDirOverride() throws {
         let mdir = dir.appendingPathComponent("mig")
         try FileManager.default.createDirectory(at: mdir, withIntermediateDirectories: true)
-        for f in try migrationFiles() {
-            try FileManager.default.copyItem(at: try Store.migrationsDirectory().appendingPathComponent(f),
-                                             to: mdir.appendingPathComponent(f))
+        for (name, sql) in try Store.migrationSources() {
+            try sql.write(to: mdir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         }
         try "CREATE TABLE extra(x);".write(to: mdir.appendingPathComponent("9999_extra.sql"), atomically: true, encoding: .utf8)
         let baseCount = try migrationFiles().count

@@ -1,0 +1,369 @@
+import Foundation
+import VSPCNet
+import VSPCSim
+import VSPCStore
+import XCTest
+
+/// End to end: the real vspcd binary, simulated ESXi VMs, and telnet clients.
+final class CoreTests: XCTestCase {
+    var daemon: Daemon!
+
+    override func setUp() async throws {
+        daemon = try Daemon()
+        try await daemon.start()
+    }
+
+    override func tearDown() async throws {
+        daemon.cleanup()
+    }
+
+    func testVMIsIdentifiedListedAndRecorded() async throws {
+        let uuid = testUUID(1)
+        let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "web-01")
+        defer { vm.close() }
+        XCTAssertEqual(vm.knownSuboptions, VMwareCommand.supported)
+        let port = try await daemon.port(of: uuid)
+        XCTAssertTrue(daemon.portRange.contains(port))
+
+        let result = try Daemon.run("vspc", ["list", "--admin", "127.0.0.1:\(daemon.adminPort)"])
+        XCTAssertEqual(result.status, 0, result.err)
+        XCTAssertEqual(result.out, "web-01:\(UUIDSpelling.classic(uuid)):\(port)\n")
+
+        let json = try Daemon.run("vspc", ["list", "--json", "--admin", "127.0.0.1:\(daemon.adminPort)"])
+        let infos = try JSONDecoder().decode([ConsoleInfo].self, from: Data(json.out.utf8))
+        XCTAssertEqual(infos.count, 1)
+        XCTAssertEqual(infos[0].uuid, uuid)
+        XCTAssertTrue(infos[0].connected)
+        XCTAssertTrue(infos[0].listening)
+
+        let table = try Daemon.run("vspc", ["list", "--table", "--admin", "127.0.0.1:\(daemon.adminPort)"])
+        XCTAssertTrue(table.out.hasPrefix("NAME"), table.out)
+        XCTAssertTrue(table.out.contains("web-01"), table.out)
+        XCTAssertTrue(table.out.contains(" up "), table.out)
+
+        // The assignment is in the database before it is listed.
+        let store = try Store(path: daemon.dbPath, readOnly: true)
+        XCTAssertEqual(try store.loadAssignments().map(\.port), [port])
+        let kinds = try store.events(uuid: uuid).map(\.kind)
+        XCTAssertTrue(kinds.contains("vm-connect"), "\(kinds)")
+        XCTAssertTrue(kinds.contains("port-assigned"), "\(kinds)")
+    }
+
+    func testMegabyteBothWaysByteExactWithTwoClients() async throws {
+        let uuid = testUUID(2)
+        let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "db-01")
+        defer { vm.close() }
+        let port = try await daemon.port(of: uuid)
+        let a = try await SimulatedClient.connect(port: port)
+        let b = try await SimulatedClient.connect(port: port)
+        defer { a.close(); b.close() }
+        try await daemon.waitForList("two clients") { $0.first?.clients == 2 }
+
+        let out = patternBytes(1 << 20, seed: 7)
+        for chunk in stride(from: 0, to: out.count, by: 8192) {
+            vm.output(Array(out[chunk..<min(out.count, chunk + 8192)]))
+        }
+        try await a.waitForData(count: out.count, timeout: 60)
+        try await b.waitForData(count: out.count, timeout: 60)
+        XCTAssertEqual(a.data, out)
+        XCTAssertEqual(b.data, out)
+
+        // Input from both clients reaches the VM, in order per client, byte-exact.
+        let fromA = patternBytes(1 << 19, seed: 8)
+        let fromB = patternBytes(1 << 19, seed: 9)
+        for chunk in stride(from: 0, to: fromA.count, by: 4096) {
+            a.send(Array(fromA[chunk..<min(fromA.count, chunk + 4096)]))
+        }
+        try await vm.waitForData(count: fromA.count, timeout: 60)
+        XCTAssertEqual(vm.takeData(), fromA)
+        for chunk in stride(from: 0, to: fromB.count, by: 4096) {
+            b.send(Array(fromB[chunk..<min(fromB.count, chunk + 4096)]))
+        }
+        try await vm.waitForData(count: fromB.count, timeout: 60)
+        XCTAssertEqual(vm.takeData(), fromB)
+    }
+
+    func testVMRebootKeepsPortAndClients() async throws {
+        let uuid = testUUID(3)
+        var vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "app-01")
+        let port = try await daemon.port(of: uuid)
+        let client = try await SimulatedClient.connect(port: port)
+        defer { client.close() }
+        vm.output("before\r\n")
+        try await client.waitForData(count: 8)
+        vm.close()
+        try await daemon.waitForList("VM down") { $0.first?.connected == false }
+        XCTAssertFalse(client.closed, "the client must stay connected while the VM reboots")
+
+        vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "app-01")
+        defer { vm.close() }
+        try await daemon.waitForList("VM up again") { $0.first?.connected == true }
+        let portAfter = try await daemon.port(of: uuid)
+        XCTAssertEqual(portAfter, port)
+        vm.output("after\r\n")
+        try await client.waitForData(count: 15)
+        XCTAssertEqual(client.data, Array("before\r\nafter\r\n".utf8))
+        client.send(Array("x".utf8))
+        try await vm.waitForData(count: 1)
+    }
+
+    func testStaleConnectionIsReplacedByReconnect() async throws {
+        let uuid = testUUID(4)
+        let first = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "stale")
+        let port = try await daemon.port(of: uuid)
+        let second = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "stale")
+        defer { second.close() }
+        try await first.waitForClose()
+        let client = try await SimulatedClient.connect(port: port)
+        defer { client.close() }
+        try await daemon.waitForList("client") { $0.first?.clients == 1 }
+        client.send([0x41])
+        try await second.waitForData(count: 1)
+    }
+
+    func testDaemonRestartKeepsPortsAndReopensListeners() async throws {
+        let uuids = (0..<5).map { testUUID(10 + $0) }
+        var ports: [String: Int] = [:]
+        for (i, uuid) in uuids.enumerated() {
+            let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "vm-\(i)")
+            ports[uuid] = try await daemon.port(of: uuid)
+            vm.close()
+        }
+        try await daemon.stop()
+        try await daemon.start()
+        // Known VMs are listed (and their ports listen) before they reconnect.
+        let listed = try await daemon.list()
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: listed.map { ($0.uuid, $0.port) }), ports)
+        XCTAssertTrue(listed.allSatisfy { $0.listening && !$0.connected })
+        let waiting = try await SimulatedClient.connect(port: ports[uuids[0]]!)
+        defer { waiting.close() }
+        let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuids[0], name: "vm-0")
+        defer { vm.close() }
+        let portAfter = try await daemon.port(of: uuids[0])
+        XCTAssertEqual(portAfter, ports[uuids[0]])
+        vm.output("hello")
+        try await waiting.waitForData(count: 5)
+        XCTAssertEqual(waiting.data, Array("hello".utf8))
+    }
+
+    func testKill9RightAfterListingKeepsAllPorts() async throws {
+        var vms: [SimulatedVM] = []
+        let salt = UInt32.random(in: 0...UInt32.max)
+        for i in 0..<100 {
+            vms.append(try await SimulatedVM.connect(port: daemon.proxyPort, uuid: testUUID(i, salt), name: "k-\(i)"))
+        }
+        let listed = try await daemon.waitForList("100 VMs") { $0.count == 100 }
+        try await daemon.kill9()
+        vms.forEach { $0.close() }
+        try await daemon.start()
+        let after = try await daemon.list()
+        XCTAssertEqual(Set(after.map { "\($0.uuid):\($0.port)" }), Set(listed.map { "\($0.uuid):\($0.port)" }))
+    }
+
+    func testFiveHundredVMsGetDistinctPorts() async throws {
+        let bigDaemon = try Daemon(portRangeSize: 600)
+        defer { bigDaemon.cleanup() }
+        try await bigDaemon.start()
+        let salt = UInt32.random(in: 0...UInt32.max)
+        let vms = try await withThrowingTaskGroup(of: SimulatedVM.self) { group in
+            for i in 0..<500 {
+                group.addTask {
+                    try await SimulatedVM.connect(port: bigDaemon.proxyPort, uuid: testUUID(i, salt), name: "fleet-\(i)")
+                }
+            }
+            var all: [SimulatedVM] = []
+            for try await vm in group { all.append(vm) }
+            return all
+        }
+        defer { vms.forEach { $0.close() } }
+        let listed = try await bigDaemon.waitForList("500 VMs", timeout: 60) { $0.count == 500 }
+        XCTAssertEqual(Set(listed.map(\.port)).count, 500)
+        XCTAssertTrue(listed.allSatisfy { bigDaemon.portRange.contains($0.port) && $0.connected })
+    }
+
+    func testPlainTelnetClientOnProxyPortIsRejected() async throws {
+        let peer = try await RawPeer.connect(port: daemon.proxyPort)
+        try await peer.wait("the server's opening") { peer.raw.count >= 18 }
+        XCTAssertEqual(Array(peer.raw.prefix(18)), VMLinkStateMachine.opening)
+        // What a telnet client answers: it won't do the VMware extension.
+        peer.write(raw: [0xFF, 0xFC, 0xE8] + Array("hello\r\n".utf8))
+        try await peer.waitForClose()
+        let text = String(decoding: peer.raw.dropFirst(18), as: UTF8.self)
+        XCTAssertTrue(text.contains("telnet to the VM's own port"), text)
+        // The daemon keeps serving.
+        let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: testUUID(20), name: "after-plain")
+        defer { vm.close() }
+        _ = try await daemon.port(of: vm.uuid)
+    }
+
+    func testGarbageAndTruncatedSubnegotiationsSurvive() async throws {
+        var rng = SystemRandomNumberGenerator()
+        for round in 0..<5 {
+            let peer = try await RawPeer.connect(port: daemon.proxyPort)
+            var junk = (0..<20000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            if round == 0 { junk = [0xFF, 0xFA, 0xE8, 0x50] + [UInt8](repeating: 0x41, count: 100_000) } // endless SB
+            if round == 1 { junk = [0xFF, 0xFB, 0xE8, 0xFF, 0xFA, 0xE8, 0x46, 0x53] }                    // truncated DO-PROXY
+            if round == 2 { junk = [0xFF, 0xFA, 0xE8, 0x52, 0xFF, 0xFD, 0x01, 0xFF, 0xF0, 0xFF, 0xFA] }  // IAC DO inside SB
+            peer.write(raw: junk)
+            try await Task.sleep(nanoseconds: 50_000_000)
+            peer.close()
+        }
+        // A VM that sends a truncated subnegotiation mid-session, then carries on.
+        let uuid = testUUID(21)
+        let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "survivor")
+        defer { vm.close() }
+        let port = try await daemon.port(of: uuid)
+        let client = try await SimulatedClient.connect(port: port)
+        defer { client.close() }
+        try await daemon.waitForList("client") { $0.first { $0.uuid == uuid }?.clients == 1 }
+        vm.write(raw: [0xFF, 0xFA, 0xE8, 0x54, 0x01, 0x02] + [0xFF, 0xF0] + Array("ok".utf8))
+        vm.write(raw: VMwareCommand.message(86, [1, 2, 3]))
+        try await client.waitForData(count: 2)
+        XCTAssertEqual(client.data, Array("ok".utf8))
+        try await vm.wait("UNKNOWN-SUBOPTION-RCVD-2 for 84 and 86") { vm.unknownSuboptions.contains(84) && vm.unknownSuboptions.contains(86) }
+        let listed = try await daemon.list()
+        XCTAssertTrue(listed.contains { $0.uuid == uuid && $0.connected })
+    }
+
+    func testClientThatStopsReadingIsDroppedAlone() async throws {
+        let small = try Daemon(extraArguments: ["--scrollback", "0"])
+        defer { small.cleanup() }
+        try await small.start()
+        let uuid = testUUID(22)
+        let vm = try await SimulatedVM.connect(port: small.proxyPort, uuid: uuid, name: "chatty")
+        defer { vm.close() }
+        let port = try await small.port(of: uuid)
+        // A client that never reads: a raw socket whose receive window fills.
+        let stuck = try StuckSocket(port: port)
+        defer { stuck.close() }
+        let good = try await SimulatedClient.connect(port: port)
+        defer { good.close() }
+        try await small.waitForList("two clients") { $0.first?.clients == 2 }
+        let chunk = [UInt8](repeating: 0x55, count: 64 * 1024)
+        var sent = 0
+        for _ in 0..<64 {  // 4 MiB, beyond the 1 MiB per-client bound plus socket buffers
+            vm.output(chunk)
+            sent += chunk.count
+            try await good.waitForData(count: sent, timeout: 30)
+        }
+        try await small.waitForList("the stuck client dropped", timeout: 30) { $0.first?.clients == 1 }
+        XCTAssertEqual(good.data.count, sent)
+        XCTAssertTrue(small.log.contains("stopped reading"), small.log)
+    }
+
+    func testTakenPortIsSkippedForNewVM() async throws {
+        // Occupy the first port of the range with another process's listener.
+        let blocker = try StuckSocket(listenOn: daemon.portRange.lowerBound)
+        defer { blocker.close() }
+        let uuid = testUUID(23)
+        let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "skipper")
+        defer { vm.close() }
+        let port = try await daemon.port(of: uuid)
+        XCTAssertNotEqual(port, daemon.portRange.lowerBound)
+        let vms = try await daemon.list()
+        XCTAssertTrue(vms[0].listening)
+    }
+
+    func testListWithoutDaemonFailsClearly() throws {
+        let port = try freePort()
+        let result = try Daemon.run("vspc", ["list", "--admin", "127.0.0.1:\(port)"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.err.contains("cannot reach vspcd"), result.err)
+        XCTAssertTrue(result.out.isEmpty)
+    }
+
+    func testAdminEndpointRejectsGarbage() async throws {
+        let peer = try await RawPeer.connect(port: daemon.adminPort)
+        peer.write(raw: Array("this is not json\n".utf8))
+        try await peer.waitForClose()
+        XCTAssertTrue(String(decoding: peer.raw, as: UTF8.self).contains("\"ok\":false"))
+        let long = try await RawPeer.connect(port: daemon.adminPort)
+        long.write(raw: [UInt8](repeating: 0x7B, count: 100_000))
+        try await long.waitForClose()
+        XCTAssertTrue(String(decoding: long.raw, as: UTF8.self).contains("longer than"), String(decoding: long.raw, as: UTF8.self))
+        let wrongVersion = try await RawPeer.connect(port: daemon.adminPort)
+        wrongVersion.write(raw: Array("{\"version\":99,\"command\":\"list\"}\n".utf8))
+        try await wrongVersion.waitForClose()
+        XCTAssertTrue(String(decoding: wrongVersion.raw, as: UTF8.self).contains("unsupported protocol version"))
+        _ = try await daemon.list()
+    }
+}
+
+/// TLS on the proxy port.
+final class TLSTests: XCTestCase {
+    func testVMOverTLS() async throws {
+        let daemon = try Daemon(extraArguments: ["--ssl", "--ssl-cert", fixture("test-cert.pem"), "--ssl-key", fixture("test-key.pem")])
+        defer { daemon.cleanup() }
+        try await daemon.start()
+        let uuid = testUUID(30)
+        let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "secure", tls: true)
+        defer { vm.close() }
+        let port = try await daemon.port(of: uuid)
+        let client = try await SimulatedClient.connect(port: port)
+        defer { client.close() }
+        try await daemon.waitForList("client") { $0.first?.clients == 1 }
+        vm.output([0x00, 0xFF, 0x11, 0x41])
+        try await client.waitForData(count: 4)
+        XCTAssertEqual(client.data, [0x00, 0xFF, 0x11, 0x41])
+        // A plain (non-TLS) connection costs only itself.
+        let plain = try await RawPeer.connect(port: daemon.proxyPort)
+        plain.write(raw: [0xFF, 0xFB, 0x25] + Array("not a TLS record at all\r\n".utf8))
+        try await plain.waitForClose()
+        vm.output([0x42])
+        try await client.waitForData(count: 5)
+    }
+
+    func testMissingOrMismatchedCertificateIsAClearStartupError() async throws {
+        let missing = try Daemon(extraArguments: ["--ssl", "--ssl-cert", "/nonexistent/cert.pem", "--ssl-key", fixture("test-key.pem")])
+        defer { missing.cleanup() }
+        do {
+            try await missing.start(timeout: 10)
+            XCTFail("vspcd started without its certificate")
+        } catch {
+            XCTAssertTrue(missing.log.contains("/nonexistent/cert.pem does not exist"), missing.log)
+        }
+        let mismatched = try Daemon(extraArguments: ["--ssl", "--ssl-cert", fixture("test-cert.pem"), "--ssl-key", fixture("other-key.pem")])
+        defer { mismatched.cleanup() }
+        do {
+            try await mismatched.start(timeout: 10)
+            XCTFail("vspcd started with a key that does not match its certificate")
+        } catch {
+            XCTAssertTrue(mismatched.log.contains("does not match the certificate"), mismatched.log)
+        }
+    }
+}
+
+/// A blocking socket that connects and never reads, or listens and never accepts.
+final class StuckSocket {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var size: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var addr = Self.address(port)
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { throw SimError("connect failed") }
+    }
+
+    init(listenOn port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = Self.address(port)
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0, listen(fd, 1) == 0 else { throw SimError("cannot occupy port \(port)") }
+    }
+
+    static func address(_ port: Int) -> sockaddr_in {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        return addr
+    }
+
+    func close() { _ = Glibc.close(fd) }
+}

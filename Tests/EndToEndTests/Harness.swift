@@ -1,0 +1,184 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import VSPCNet
+import VSPCSim
+import XCTest
+
+/// Starts the real `vspcd` binary on free ports with a temporary database, and stops or kills it.
+final class Daemon {
+    let directory: URL
+    let dbPath: String
+    let proxyPort: Int
+    let adminPort: Int
+    let portRange: ClosedRange<Int>
+    var extraArguments: [String]
+    private(set) var process: Process?
+    let logPath: String
+
+    static var binDirectory: URL {
+        // The test bundle lives beside the package's executables in .build/<config>/.
+        let bundle = Bundle(for: Daemon.self).bundleURL
+        let candidates = [bundle.deletingLastPathComponent(), URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+        for dir in candidates where FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("vspcd").path) {
+            return dir
+        }
+        return candidates[0]
+    }
+
+    static func binary(_ name: String) -> String { binDirectory.appendingPathComponent(name).path }
+
+    /// Each daemon gets its own slice of per-VM ports so tests do not meet each other's leftovers.
+    nonisolated(unsafe) static var nextRangeStart = 21000 + Int(getpid() % 40) * 250
+
+    init(portRangeSize: Int = 200, extraArguments: [String] = [], directory: URL? = nil) throws {
+        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("vspcd-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        self.directory = dir
+        self.dbPath = dir.appendingPathComponent("vspcd.db").path
+        self.logPath = dir.appendingPathComponent("vspcd.log").path
+        self.proxyPort = try freePort()
+        self.adminPort = try freePort()
+        if Daemon.nextRangeStart + portRangeSize > 32700 { Daemon.nextRangeStart = 21000 }
+        self.portRange = Daemon.nextRangeStart...(Daemon.nextRangeStart + portRangeSize - 1)
+        Daemon.nextRangeStart += portRangeSize
+        self.extraArguments = extraArguments
+    }
+
+    var arguments: [String] {
+        ["--db", dbPath, "--proxy", "127.0.0.1:\(proxyPort)", "--admin", "127.0.0.1:\(adminPort)",
+         "--port-range-start", "\(portRange.lowerBound)", "--port-range-end", "\(portRange.upperBound)", "--debug"]
+            + extraArguments
+    }
+
+    /// Starts the daemon and waits until its admin endpoint answers.
+    func start(timeout: Double = 30) async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Daemon.binary("vspcd"))
+        p.arguments = arguments
+        p.currentDirectoryURL = directory
+        if !FileManager.default.fileExists(atPath: logPath) {
+            FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        process = p
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if !p.isRunning { throw SimError("vspcd exited with \(p.terminationStatus) at start-up:\n\(self.log)") }
+            if (try? await list()) != nil { return }
+            if Date() > deadline { throw SimError("vspcd did not answer on its admin port:\n\(self.log)") }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func list() async throws -> [ConsoleInfo] {
+        let response = try await AdminClient.request(host: "127.0.0.1", port: adminPort, AdminRequest(command: "list"))
+        guard response.ok, let vms = response.vms else { throw SimError("list failed: \(response.error ?? "?")") }
+        return vms
+    }
+
+    /// Waits until `condition` holds for the listing.
+    @discardableResult
+    func waitForList(_ what: String, timeout: Double = 20, _ condition: ([ConsoleInfo]) -> Bool) async throws -> [ConsoleInfo] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let vms = try await list()
+            if condition(vms) { return vms }
+            if Date() > deadline { throw SimError("timed out waiting for \(what); listing: \(vms)") }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+    }
+
+    /// The VM's console port, once it is listed.
+    func port(of uuid: String, label: String = "") async throws -> Int {
+        let vms = try await waitForList("\(uuid) to be listed") { $0.contains { $0.uuid == uuid && $0.label == label } }
+        return vms.first { $0.uuid == uuid && $0.label == label }!.port
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    func stop() async throws {
+        guard let p = process, p.isRunning else { return }
+        p.terminate()
+        try await waitForExit(p)
+        XCTAssertEqual(p.terminationStatus, 0, "vspcd did not exit cleanly:\n\(log)")
+    }
+
+    func kill9() async throws {
+        guard let p = process, p.isRunning else { return }
+        kill(p.processIdentifier, SIGKILL)
+        try await waitForExit(p)
+    }
+
+    private func waitForExit(_ p: Process) async throws {
+        let deadline = Date().addingTimeInterval(20)
+        while p.isRunning {
+            if Date() > deadline { throw SimError("vspcd did not exit") }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+    }
+
+    func cleanup() {
+        if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Runs a command-line tool of the package (e.g. `vspc`) and returns its exit code, stdout and stderr.
+    static func run(_ tool: String, _ arguments: [String], cwd: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary(tool))
+        p.arguments = arguments
+        if let cwd { p.currentDirectoryURL = cwd }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+}
+
+/// A port that was free a moment ago.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+    }
+    guard bound == 0 else { throw SimError("cannot bind a free port") }
+    withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &len) }
+    }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// A uuid (32 hex) unique to a test.
+func testUUID(_ n: Int, _ salt: UInt32 = UInt32.random(in: 0...UInt32.max)) -> String {
+    String(format: "%08x%08x%016llx", salt, n, UInt64(n) &* 0x9E37_79B9_7F4A_7C15)
+}
+
+/// Deterministic bytes covering every value, 0x00, 0x11 and 0xFF included.
+func patternBytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
+    var x = seed
+    return (0..<count).map { i in
+        if i % 7 == 0 { return [0x00, 0x11, 0xFF, 0x0D, 0x0A][i / 7 % 5] }
+        x = x &* 6364136223846793005 &+ 1442695040888963407
+        return UInt8(truncatingIfNeeded: x >> 56)
+    }
+}
+
+func fixture(_ name: String) -> String {
+    Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil)!.path
+}
