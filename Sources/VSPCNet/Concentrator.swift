@@ -171,7 +171,8 @@ final class Concentrator: @unchecked Sendable {
                 console.vm = nil
                 console.since = Date()
                 console.lastActivity = now
-                let during = console.vmotion.isPending ? "source closed during vMotion" : "closed"
+                let during = shuttingDown ? "daemon stopping"
+                    : (console.vmotion.isPending ? "source closed during vMotion" : "closed")
                 logger.info("VM \(console.name) (\(console.key)) disconnected: \(during)")
                 record("vm-disconnect", console, peer: vm.peer, detail: during)
                 store.enqueue(.touchAssignment(uuid: console.key.uuid, label: console.key.label,
@@ -229,7 +230,8 @@ final class Concentrator: @unchecked Sendable {
     }
 
     func identified(_ vm: VMConnectionHandler, uuid: String, name: String, label: String) {
-        if case .destination(let console) = vm.role {
+        // A vMotion destination identifies itself after its PEER (or even after COMPLETE).
+        if let console = vm.console {
             if console.key.uuid != uuid {
                 logger.warning("vMotion destination \(vm.peer) says uuid \(uuid) but migrates \(console.key)")
             }
@@ -551,7 +553,11 @@ final class Concentrator: @unchecked Sendable {
         guard let handoff = console.vmotion.expire(generation: generation, now: NIODeadline.now().uptimeNanoseconds) else { return }
         migrating.remove(console.key)
         closeRetired(handoff.close)
-        if let vm = console.vm, vm.id == handoff.resumeOn { deliverHeld(handoff, to: vm, console) }
+        if let vm = console.vm, vm.id == handoff.resumeOn {
+            deliverHeld(handoff, to: vm, console)
+        } else if !handoff.held.isEmpty {
+            logger.warning("vMotion of \(console.name): \(handoff.held.count) bytes of client input held during the window are discarded; the VM is disconnected")
+        }
         logger.warning("vMotion of \(console.name) expired after \(millis(handoff.durationNanos)) ms without VMOTION-COMPLETE; \(console.vm == nil ? "the VM is disconnected" : "resuming on the source")")
         record("vmotion-expired", console, peer: console.vm?.peer, detail: "after \(millis(handoff.durationNanos)) ms")
     }

@@ -26,6 +26,7 @@ final class VMConnectionHandler: ChannelInboundHandler, RemovableChannelHandler 
     var queuedBytes = 0
     var negotiationTimer: Scheduled<Void>?
     var nameTimer: Scheduled<Void>?
+    var identifyTimer: Scheduled<Void>?
     var closed = false
 
     init(id: ConnectionID, concentrator: Concentrator) {
@@ -51,6 +52,12 @@ final class VMConnectionHandler: ChannelInboundHandler, RemovableChannelHandler 
             guard let self else { return }
             self.perform(self.machine.negotiationTimedOut())
         }
+        // A connection that never comes to carry a console (no identification, a rejected PEER) is closed.
+        identifyTimer = context.eventLoop.scheduleTask(in: timeout * 6) { [weak self] in
+            guard let self, case .negotiating = self.role, !self.closed else { return }
+            self.concentrator.logger.warning("closing VM connection \(self.peer): not identified within \(self.concentrator.config.negotiationTimeout * 6) s")
+            self.close()
+        }
         context.fireChannelActive()
     }
 
@@ -63,6 +70,7 @@ final class VMConnectionHandler: ChannelInboundHandler, RemovableChannelHandler 
         closed = true
         negotiationTimer?.cancel()
         nameTimer?.cancel()
+        identifyTimer?.cancel()
         concentrator.vmDisconnected(self)
         context.fireChannelInactive()
     }
@@ -89,7 +97,6 @@ final class VMConnectionHandler: ChannelInboundHandler, RemovableChannelHandler 
             case .vmotionBegin(let sequence):
                 concentrator.vmotionBegin(self, sequence: sequence)
             case .vmotionPeer(let cookie):
-                negotiationTimer?.cancel()
                 concentrator.vmotionPeer(self, cookie: cookie)
             case .vmotionComplete(let sequence):
                 concentrator.vmotionComplete(self, sequence: sequence)

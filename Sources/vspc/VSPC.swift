@@ -186,8 +186,8 @@ struct Tail: AsyncParsableCommand {
     @OptionGroup var admin: AdminOption
     @Option(help: "Serial-port label, for a VM's second serial port.") var label: String?
     @Flag(name: .shortAndLong, help: "Follow live output until interrupted.") var follow = false
-    @Option(name: .short, help: "Only the last N lines.") var lines: Int?
-    @Option(name: .short, help: "Only the last N bytes.") var bytes: Int?
+    @Option(name: [.customShort("n"), .customLong("lines")], help: "Only the last N lines.") var lines: Int?
+    @Option(name: [.customShort("c"), .customLong("bytes")], help: "Only the last N bytes.") var bytes: Int?
     @Flag(help: "Strip terminal control sequences.") var safe = false
     @Option(help: "Database to read the saved scrollback from when the daemon is down.") var db = "vspcd.db"
 
