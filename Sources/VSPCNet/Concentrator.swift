@@ -20,6 +20,9 @@ final class Console {
     var clients: [ConnectionID: ClientHandler] = [:]
     var followers: [ConnectionID: AdminHandler] = [:]
     var vmotion: VMotionStateMachine
+    /// Addresses of the pending migration's source and destination, for its events.
+    var migrationSource: String?
+    var migrationDestination: String?
     var lastActivity: NIODeadline = .now()
     var scrollback: ScrollbackRing
     var scrollbackDirty = false
@@ -134,9 +137,11 @@ final class Concentrator: @unchecked Sendable {
 
     // MARK: descriptors
 
-    /// Reserves descriptors for a new connection; false (and nothing reserved) when too close to the limit.
+    /// Reserves descriptors for a person's or the admin tool's connection; false (and nothing reserved) when too
+    /// close to the limit. These may dip into the reserve that new VMs must leave free, so people can still
+    /// reach the consoles and `vspc` still answers when VMs have taken their share.
     func reserveDescriptors(_ n: Int) -> Bool {
-        if descriptorsInUse + n > config.descriptorLimit - config.descriptorReserve { return false }
+        if descriptorsInUse + n > config.descriptorLimit - config.descriptorReserve / 4 { return false }
         descriptorsInUse += n
         return true
     }
@@ -252,7 +257,8 @@ final class Concentrator: @unchecked Sendable {
             if let handoff = console.vmotion.reset(now: NIODeadline.now().uptimeNanoseconds) {
                 migrating.remove(key)
                 logger.warning("VM \(name) reconnected afresh during a vMotion; the migration is dropped")
-                record("vmotion-expired", console, peer: vm.peer, detail: "VM reconnected afresh")
+                record("vmotion-expired", console, peer: vm.peer,
+                       detail: "VM reconnected afresh; \(windowDetail(console, handoff))")
                 closeRetired(handoff.close)
             }
             if console.name != name {
@@ -453,10 +459,12 @@ final class Concentrator: @unchecked Sendable {
         switch console.vmotion.begin(sequence: sequence, from: vm.id, currentVM: console.vm?.id, secret: secret, now: now) {
         case .goahead(let payload, let generation):
             migrating.insert(console.key)
+            console.migrationSource = vm.peer
+            console.migrationDestination = nil
             // Writes are ordered: everything queued for the VM leaves before the GOAHEAD.
             vm.send(raw: VMwareCommand.message(VMwareCommand.vmotionGoahead, payload))
             logger.info("vMotion of \(console.name) begins from \(vm.peer)")
-            record("vmotion-goahead", console, peer: vm.peer, detail: "sequence \(hex(sequence))")
+            record("vmotion-goahead", console, peer: vm.peer, detail: "sequence \(hex(sequence)), source \(vm.peer)")
             let timeout = TimeAmount.milliseconds(Int64(config.vmotionTimeout * 1000))
             loop.scheduleTask(in: timeout) { [weak self, weak console] in
                 guard let self, let console else { return }
@@ -491,9 +499,10 @@ final class Concentrator: @unchecked Sendable {
         case .accepted(let sequence):
             vm.role = .destination(console)
             vm.send(raw: VMwareCommand.message(VMwareCommand.vmotionPeerOK, sequence))
-            let source = console.vm?.peer
+            console.migrationDestination = vm.peer
             logger.info("vMotion of \(console.name): destination \(vm.peer) accepted")
-            record("vmotion-peer", console, peer: vm.peer, detail: "source \(source ?? "closed")")
+            record("vmotion-peer", console, peer: vm.peer,
+                   detail: "source \(console.migrationSource ?? "?"), destination \(vm.peer)")
         case .rejected(let reason):
             vm.send(raw: VMwareCommand.message(VMwareCommand.unknownSuboptionRcvd2, [VMwareCommand.vmotionPeer]))
             logger.warning("VMOTION-PEER from \(vm.peer) for \(console.name) rejected: \(reason)")
@@ -521,8 +530,7 @@ final class Concentrator: @unchecked Sendable {
             flushPendingOutput(vm, to: console)
             deliverHeld(handoff, to: vm, console)
             logger.info("vMotion of \(console.name) complete: now on \(vm.peer) (window \(millis(handoff.durationNanos)) ms)")
-            record("vmotion-complete", console, peer: vm.peer,
-                   detail: "from \(source?.peer ?? "closed source") in \(millis(handoff.durationNanos)) ms")
+            record("vmotion-complete", console, peer: vm.peer, detail: windowDetail(console, handoff))
             if let vmName = vm.machine.vmName, vmName != console.name { renamed(vm, name: vmName) }
         case .rejected(let reason):
             vm.send(raw: VMwareCommand.message(VMwareCommand.unknownSuboptionRcvd2, [VMwareCommand.vmotionComplete]))
@@ -542,7 +550,7 @@ final class Concentrator: @unchecked Sendable {
             closeRetired(handoff.close)
             deliverHeld(handoff, to: vm, console)
             logger.info("vMotion of \(console.name) aborted; resuming on \(vm.peer)")
-            record("vmotion-abort", console, peer: vm.peer, detail: "after \(millis(handoff.durationNanos)) ms")
+            record("vmotion-abort", console, peer: vm.peer, detail: windowDetail(console, handoff))
         case .ignored(let reason):
             logger.warning("VMOTION-ABORT from \(vm.peer) for \(console.name) ignored: \(reason)")
             record("vmotion-abort-ignored", console, peer: vm.peer, detail: reason)
@@ -559,7 +567,16 @@ final class Concentrator: @unchecked Sendable {
             logger.warning("vMotion of \(console.name): \(handoff.held.count) bytes of client input held during the window are discarded; the VM is disconnected")
         }
         logger.warning("vMotion of \(console.name) expired after \(millis(handoff.durationNanos)) ms without VMOTION-COMPLETE; \(console.vm == nil ? "the VM is disconnected" : "resuming on the source")")
-        record("vmotion-expired", console, peer: console.vm?.peer, detail: "after \(millis(handoff.durationNanos)) ms")
+        record("vmotion-expired", console, peer: console.vm?.peer, detail: windowDetail(console, handoff))
+    }
+
+    /// "source A, destination B, window N ms" for the events that end a migration; clears the addresses.
+    private func windowDetail(_ console: Console, _ handoff: VMotionStateMachine.Handoff) -> String {
+        defer {
+            console.migrationSource = nil
+            console.migrationDestination = nil
+        }
+        return "source \(console.migrationSource ?? "?"), destination \(console.migrationDestination ?? "none"), window \(millis(handoff.durationNanos)) ms"
     }
 
     private func closeRetired(_ id: ConnectionID?) {

@@ -58,10 +58,14 @@ public final class SimulatedVM: SimConnection, @unchecked Sendable {
         if waitForProxy {
             switch role {
             case .source:
-                try await vm.wait("WILL-PROXY") { vm.proxyReply != nil }
-                guard vm.proxyReply == VMwareCommand.willProxy else { throw SimError("the server refused DO-PROXY") }
+                try await vm.wait("WILL-PROXY") { vm.proxyReply != nil || vm.closed }
+                guard vm.proxyReply == VMwareCommand.willProxy else {
+                    throw SimError(vm.closed ? "the server closed the connection" : "the server refused DO-PROXY")
+                }
             case .destination:
-                try await vm.wait("VMOTION-PEER-OK") { vm.peerAccepted != nil || vm.unknownSuboptions.contains(VMwareCommand.vmotionPeer) }
+                try await vm.wait("VMOTION-PEER-OK") {
+                    vm.peerAccepted != nil || vm.unknownSuboptions.contains(VMwareCommand.vmotionPeer) || vm.closed
+                }
             }
         }
         return vm

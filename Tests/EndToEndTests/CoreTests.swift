@@ -264,6 +264,57 @@ final class CoreTests: XCTestCase {
         XCTAssertTrue(vms[0].listening)
     }
 
+    func testIdleAssignmentExpiresAndPortReturnsToPool() async throws {
+        let quick = try Daemon(portRangeSize: 1, extraArguments: ["--vm-expire-time", "1"])
+        defer { quick.cleanup() }
+        try await quick.start()
+        let first = testUUID(40)
+        let vm = try await SimulatedVM.connect(port: quick.proxyPort, uuid: first, name: "short-lived")
+        let port = try await quick.port(of: first)
+        // Connected VMs never expire.
+        try await Task.sleep(nanoseconds: 1_500_000_000)
+        let stillListed = try await quick.list()
+        XCTAssertEqual(stillListed.map(\.uuid), [first])
+        vm.close()
+        try await quick.waitForList("the assignment to expire", timeout: 10) { $0.isEmpty }
+        // The range has one port: the next VM gets it.
+        let second = testUUID(41)
+        let next = try await SimulatedVM.connect(port: quick.proxyPort, uuid: second, name: "next")
+        defer { next.close() }
+        let secondPort = try await quick.port(of: second)
+        XCTAssertEqual(secondPort, port)
+        let store = try Store(path: quick.dbPath, readOnly: true)
+        try await vm.wait("port-expired event") { ((try? store.events(uuid: first)) ?? []).contains { $0.kind == "port-expired" } }
+    }
+
+    func testNewVMsAreRefusedCleanlyNearTheDescriptorLimit() async throws {
+        let limited = try Daemon()
+        limited.openFileLimit = 100
+        defer { limited.cleanup() }
+        try await limited.start()
+        // 100 descriptors, 64 kept in reserve, a few in use by the daemon itself: room for well under 30 VMs.
+        let salt = UInt32.random(in: 0...UInt32.max)
+        var accepted: [SimulatedVM] = []
+        var refused = 0
+        for i in 0..<30 {
+            do {
+                accepted.append(try await SimulatedVM.connect(port: limited.proxyPort, uuid: testUUID(i, salt), name: "fd-\(i)"))
+            } catch {
+                refused += 1
+            }
+        }
+        defer { accepted.forEach { $0.close() } }
+        XCTAssertGreaterThan(refused, 0)
+        XCTAssertGreaterThan(accepted.count, 0)
+        XCTAssertTrue(limited.log.contains("open-file limit nearly reached"), limited.log)
+        // The daemon keeps serving the VMs it took.
+        let listed = try await limited.waitForList("accepted VMs listed") { $0.count == accepted.count }
+        XCTAssertTrue(listed.allSatisfy { $0.connected && $0.listening })
+        let client = try await SimulatedClient.connect(port: listed[0].port)
+        defer { client.close() }
+        try await limited.waitForList("client") { $0.contains { $0.clients == 1 } }
+    }
+
     func testListWithoutDaemonFailsClearly() throws {
         let port = try freePort()
         let result = try Daemon.run("vspc", ["list", "--admin", "127.0.0.1:\(port)"])

@@ -13,6 +13,8 @@ final class Daemon {
     let adminPort: Int
     let portRange: ClosedRange<Int>
     var extraArguments: [String]
+    /// Start the daemon under `ulimit -n` with this many descriptors (soft and hard).
+    var openFileLimit: Int?
     private(set) var process: Process?
     let logPath: String
 
@@ -54,8 +56,13 @@ final class Daemon {
     /// Starts the daemon and waits until its admin endpoint answers.
     func start(timeout: Double = 30) async throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Daemon.binary("vspcd"))
-        p.arguments = arguments
+        if let openFileLimit {
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\"", Daemon.binary("vspcd")] + arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: Daemon.binary("vspcd"))
+            p.arguments = arguments
+        }
         p.currentDirectoryURL = directory
         if !FileManager.default.fileExists(atPath: logPath) {
             FileManager.default.createFile(atPath: logPath, contents: nil)
