@@ -315,6 +315,32 @@ final class CoreTests: XCTestCase {
         try await limited.waitForList("client") { $0.contains { $0.clients == 1 } }
     }
 
+    func testKnownPortTakenAtRestartIsReportedAndOthersServed() async throws {
+        let a = testUUID(50), b = testUUID(51)
+        for (uuid, name) in [(a, "held"), (b, "free")] {
+            let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: name)
+            _ = try await daemon.port(of: uuid)
+            vm.close()
+        }
+        let ports = Dictionary(uniqueKeysWithValues: try await daemon.list().map { ($0.uuid, $0.port) })
+        try await daemon.stop()
+        let blocker = try StuckSocket(listenOn: ports[a]!)
+        defer { blocker.close() }
+        try await daemon.start()
+        let listed = try await daemon.list()
+        XCTAssertEqual(listed.first { $0.uuid == a }?.port, ports[a], "the assignment is kept")
+        XCTAssertEqual(listed.first { $0.uuid == a }?.listening, false)
+        XCTAssertEqual(listed.first { $0.uuid == b }?.listening, true)
+        XCTAssertTrue(daemon.log.contains("cannot listen on 127.0.0.1:\(ports[a]!)"), daemon.log)
+        let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: b, name: "free")
+        defer { vm.close() }
+        let client = try await SimulatedClient.connect(port: ports[b]!)
+        defer { client.close() }
+        try await daemon.waitForList("client on the free VM") { $0.first { $0.uuid == b }?.clients == 1 }
+        vm.output("still serving")
+        try await client.waitForData(count: 13)
+    }
+
     func testListWithoutDaemonFailsClearly() throws {
         let port = try freePort()
         let result = try Daemon.run("vspc", ["list", "--admin", "127.0.0.1:\(port)"])
