@@ -246,6 +246,8 @@ final class Concentrator: @unchecked Sendable {
         guard case .negotiating = vm.role else { return }
         let key = ConsoleKey(uuid: uuid, label: label)
         let console: Console
+        var reused = false
+        var oldName: String?
         if let existing = consoles[key] {
             console = existing
             if let old = console.vm, old !== vm {
@@ -262,11 +264,11 @@ final class Concentrator: @unchecked Sendable {
                 closeRetired(handoff.close)
             }
             if console.name != name {
-                record("name-change", console, detail: "\(console.name) -> \(name)")
+                oldName = console.name
                 console.name = name
             }
             if console.persisted {
-                record("port-reused", console, detail: "port \(console.port)")
+                reused = true
                 store.enqueue(.touchAssignment(uuid: uuid, label: label, name: name, at: Date()))
             }
         } else {
@@ -288,6 +290,8 @@ final class Concentrator: @unchecked Sendable {
         vm.role = .vm(console)
         logger.info("VM \(name) (\(key)) connected from \(vm.peer), port \(console.port)")
         record("vm-connect", console, peer: vm.peer, detail: "port \(console.port)")
+        if let oldName { record("name-change", console, detail: "\(oldName) -> \(name)") }
+        if reused { record("port-reused", console, detail: "port \(console.port)") }
         flushPendingOutput(vm, to: console)
     }
 
