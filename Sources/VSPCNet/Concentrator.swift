@@ -85,6 +85,32 @@ final class Concentrator: @unchecked Sendable {
                                       peer: peer, detail: detail)))
     }
 
+    /// Records an event about a connection that may not carry a console yet. A vMotion destination sends its
+    /// PEER before its uuid: such an event waits (with its time) until the connection tells its uuid or closes.
+    private func record(_ kind: String, connection vm: VMConnectionHandler, detail: String) {
+        let event = NewEvent(kind: kind, uuid: vm.console?.key.uuid ?? vm.machine.vmUUID,
+                             label: vm.console?.key.label ?? "", name: vm.console?.name ?? vm.machine.vmName,
+                             peer: vm.peer, detail: detail)
+        if event.uuid == nil {
+            vm.deferredEvents.append(event)
+        } else {
+            store.enqueue(.event(event))
+        }
+    }
+
+    /// Writes a connection's deferred events, with its uuid and name if it has told them by now.
+    func flushDeferredEvents(_ vm: VMConnectionHandler) {
+        guard !vm.deferredEvents.isEmpty else { return }
+        let events = vm.deferredEvents.map { event -> StoreOp in
+            var e = event
+            e.uuid = vm.machine.vmUUID
+            e.name = vm.machine.vmName
+            return .event(e)
+        }
+        vm.deferredEvents = []
+        store.enqueue(events)
+    }
+
     // MARK: start-up and shutdown
 
     /// Loads the known assignments and reopens their listeners, so people can wait on a VM's port.
@@ -168,6 +194,7 @@ final class Concentrator: @unchecked Sendable {
     func vmDisconnected(_ vm: VMConnectionHandler) {
         guard vmConnections.removeValue(forKey: vm.id) != nil else { return }
         releaseDescriptors(1)
+        flushDeferredEvents(vm)
         let now = NIODeadline.now()
         switch vm.role {
         case .vm(let console):
@@ -235,14 +262,6 @@ final class Concentrator: @unchecked Sendable {
     }
 
     func identified(_ vm: VMConnectionHandler, uuid: String, name: String, label: String) {
-        // A vMotion destination identifies itself after its PEER (or even after COMPLETE).
-        if let console = vm.console {
-            if console.key.uuid != uuid {
-                logger.warning("vMotion destination \(vm.peer) says uuid \(uuid) but migrates \(console.key)")
-            }
-            if console.name != name { renamed(vm, name: name) }
-            return
-        }
         guard case .negotiating = vm.role else { return }
         let key = ConsoleKey(uuid: uuid, label: label)
         let console: Console
@@ -452,7 +471,7 @@ final class Concentrator: @unchecked Sendable {
         guard case .vm(let console) = vm.role else {
             logger.warning("VMOTION-BEGIN from \(vm.peer), which carries no console; answering NOTNOW")
             vm.send(raw: VMwareCommand.message(VMwareCommand.vmotionNotNow, sequence))
-            record("vmotion-notnow", uuid: vm.machine.vmUUID, peer: vm.peer, detail: "connection carries no console")
+            record("vmotion-notnow", connection: vm, detail: "connection carries no console")
             return
         }
         var secret = [UInt8](repeating: 0, count: 8)
@@ -485,7 +504,7 @@ final class Concentrator: @unchecked Sendable {
         guard case .negotiating = vm.role else {
             logger.warning("VMOTION-PEER from \(vm.peer), which already carries a console; rejected")
             vm.send(raw: VMwareCommand.message(VMwareCommand.unknownSuboptionRcvd2, [VMwareCommand.vmotionPeer]))
-            record("vmotion-peer-rejected", vm.console, peer: vm.peer, detail: "connection already carries a console")
+            record("vmotion-peer-rejected", connection: vm, detail: "connection already carries a console")
             return
         }
         // Every pending cookie is compared (in constant time); the sequence alone is not trusted.
@@ -496,7 +515,7 @@ final class Concentrator: @unchecked Sendable {
         guard let console = found else {
             logger.warning("VMOTION-PEER from \(vm.peer) with an unknown cookie; rejected")
             vm.send(raw: VMwareCommand.message(VMwareCommand.unknownSuboptionRcvd2, [VMwareCommand.vmotionPeer]))
-            record("vmotion-peer-rejected", uuid: vm.machine.vmUUID, peer: vm.peer, detail: "unknown cookie")
+            record("vmotion-peer-rejected", connection: vm, detail: "unknown cookie")
             return
         }
         switch console.vmotion.peer(cookie: cookie, from: vm.id) {
@@ -518,8 +537,7 @@ final class Concentrator: @unchecked Sendable {
         guard case .destination(let console) = vm.role else {
             logger.warning("VMOTION-COMPLETE from \(vm.peer) without an accepted VMOTION-PEER; rejected")
             vm.send(raw: VMwareCommand.message(VMwareCommand.unknownSuboptionRcvd2, [VMwareCommand.vmotionComplete]))
-            record("vmotion-complete-rejected", vm.console, uuid: vm.machine.vmUUID, peer: vm.peer,
-                   detail: "no accepted VMOTION-PEER")
+            record("vmotion-complete-rejected", connection: vm, detail: "no accepted VMOTION-PEER")
             return
         }
         switch console.vmotion.complete(sequence: sequence, from: vm.id, now: NIODeadline.now().uptimeNanoseconds) {
@@ -535,6 +553,9 @@ final class Concentrator: @unchecked Sendable {
             deliverHeld(handoff, to: vm, console)
             logger.info("vMotion of \(console.name) complete: now on \(vm.peer) (window \(millis(handoff.durationNanos)) ms)")
             record("vmotion-complete", console, peer: vm.peer, detail: windowDetail(console, handoff))
+            if let uuid = vm.machine.vmUUID, uuid != console.key.uuid {
+                logger.warning("vMotion destination \(vm.peer) says uuid \(uuid) but migrated \(console.key)")
+            }
             if let vmName = vm.machine.vmName, vmName != console.name { renamed(vm, name: vmName) }
         case .rejected(let reason):
             vm.send(raw: VMwareCommand.message(VMwareCommand.unknownSuboptionRcvd2, [VMwareCommand.vmotionComplete]))

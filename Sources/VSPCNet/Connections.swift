@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import VSPCStore
 
 /// A VM's connection on the proxy port. Thin: bytes go through `VMLinkStateMachine`; decisions go to the concentrator.
 final class VMConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
@@ -27,6 +28,8 @@ final class VMConnectionHandler: ChannelInboundHandler, RemovableChannelHandler 
     var negotiationTimer: Scheduled<Void>?
     var nameTimer: Scheduled<Void>?
     var identifyTimer: Scheduled<Void>?
+    /// Events about this connection waiting for its uuid (see Concentrator.record(_:connection:detail:)).
+    var deferredEvents: [NewEvent] = []
     var closed = false
 
     init(id: ConnectionID, concentrator: Concentrator) {
@@ -118,6 +121,7 @@ final class VMConnectionHandler: ChannelInboundHandler, RemovableChannelHandler 
                 }
             }
         }
+        if !deferredEvents.isEmpty, machine.vmUUID != nil { concentrator.flushDeferredEvents(self) }
         // Start the uuid-without-name timer once the uuid is known.
         if nameTimer == nil, machine.vmUUID != nil, !machine.isIdentified, let channel {
             let timeout = TimeAmount.milliseconds(Int64(concentrator.config.nameTimeout * 1000))

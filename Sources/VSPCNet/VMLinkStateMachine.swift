@@ -86,7 +86,7 @@ public struct VMLinkStateMachine: Sendable {
 
     /// The VM gave its uuid but no name within the identification time: use the uuid as its name.
     public mutating func nameTimedOut() -> [VMLinkAction] {
-        guard let uuid, name == nil, !identified, !rejected else { return [] }
+        guard let uuid, name == nil, !identified, !rejected, proxyAccepted else { return [] }
         name = UUIDSpelling.classic(uuid)
         var actions: [VMLinkAction] = [.log(.warning, "VM \(uuid) sent no name; using its uuid")]
         identifyIfReady(into: &actions)
@@ -218,14 +218,18 @@ public struct VMLinkStateMachine: Sendable {
             if !identified { label = uri.label }
             proxyAccepted = true
             actions.append(.send(VMwareCommand.message(VMwareCommand.willProxy)))
+            identifyIfReady(into: &actions) // the uuid and name may have come first
         } else {
-            actions.append(.log(.warning, "refused DO-PROXY for service URI \(text.debugDescription)"))
+            rejected = true
             actions.append(.send(VMwareCommand.message(VMwareCommand.wontProxy)))
+            actions.append(.close(reason: "refused DO-PROXY for service URI \(text.debugDescription) (accepted: \(acceptedServiceURI))"))
         }
     }
 
+    /// A connection becomes a console only once its DO-PROXY was accepted: a vMotion destination (PEER, no
+    /// DO-PROXY) also answers the uuid and name requests, and must not be taken for a fresh power-on.
     private mutating func identifyIfReady(into actions: inout [VMLinkAction]) {
-        guard !identified, let uuid, let name else { return }
+        guard !identified, proxyAccepted, let uuid, let name else { return }
         identified = true
         actions.append(.identified(uuid: uuid, name: name, label: label))
     }

@@ -9,6 +9,12 @@ final class VMotionTests: XCTestCase {
     private var daemons: [Daemon] = []
 
     override func tearDown() async throws {
+        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
+            for daemon in daemons {
+                let tail = daemon.log.split(separator: "\n").suffix(60).joined(separator: "\n")
+                print("--- vspcd log of \(name) (last 60 lines) ---\n\(tail)")
+            }
+        }
         daemons.forEach { $0.cleanup() }
         daemons = []
     }
@@ -567,17 +573,26 @@ final class VMotionTests: XCTestCase {
             $0.first { $0.uuid == uuid }.map { $0.connected && !$0.migrating } ?? false
         }
         XCTAssertEqual(up.first { $0.uuid == uuid }?.port, port)
-        try await waitForEvents(daemon, uuid: uuid, "vmotion-expired") { $0.contains { $0.kind == "vmotion-expired" } }
-        // The dropped migration's cookie no longer works; a new migration does.
-        let late = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "rebooter",
-                                                 role: .destination(sequence: seq, secret: secret))
-        late.close()
-        XCTAssertNil(late.peerAccepted)
+        let events = try await waitForEvents(daemon, uuid: uuid, "vmotion-expired") { $0.contains { $0.kind == "vmotion-expired" } }
+        XCTAssertTrue(events.contains { $0.kind == "vmotion-expired" && ($0.detail ?? "").contains("afresh") },
+                      "\(events.map { "\($0.kind)[\($0.detail ?? "")]" })")
+        // A new migration works.
         let dest = try await fresh.migrate(port: daemon.proxyPort)
         defer { dest.close() }
         dest.output("hi")
         try await client.waitForData(count: 2)
         XCTAssertEqual(client.data, Array("hi".utf8))
+        // The dropped migration's cookie no longer works, and trying it does not disturb the VM.
+        let late = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "rebooter",
+                                                 role: .destination(sequence: seq, secret: secret))
+        defer { late.close() }
+        XCTAssertNil(late.peerAccepted)
+        XCTAssertEqual(wireFrames(late.raw, command: Code.unknownSuboptionRcvd2), [[0xFF, 0xFA, 0xE8, 0x03, 0x2C, 0xFF, 0xF0]])
+        try await settle()
+        XCTAssertFalse(dest.closed, "a rejected VMOTION-PEER displaced the VM's connection")
+        dest.output("!")
+        try await client.waitForData(count: 3)
+        XCTAssertEqual(client.data, Array("hi!".utf8))
     }
 
     // MARK: - 10. the source closes before COMPLETE

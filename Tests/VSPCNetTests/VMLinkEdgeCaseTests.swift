@@ -12,17 +12,19 @@ final class VMLinkEdgeCaseTests: XCTestCase {
     }
     private func msg(_ command: UInt8, _ text: String) -> [UInt8] { msg(command, Array(text.utf8)) }
 
-    /// A machine that has been through the ESXi opening up to and including KNOWN-SUBOPTIONS-1.
-    private func negotiated() -> VMLinkStateMachine {
+    /// A machine that has been through the ESXi opening up to and including KNOWN-SUBOPTIONS-1 and, unless
+    /// `proxy` is false, the DO-PROXY 'S' "vSPC.py" of a fresh power-on.
+    private func negotiated(proxy: Bool = true) -> VMLinkStateMachine {
         var m = VMLinkStateMachine()
         _ = m.start()
         _ = m.received(Hex.bytes("FF FB 25 FF FD 00 FF FD 03 FF FD 01 FF FB 00 FF FB 03 FF FB E8"))
         _ = m.received(msg(0x00, [0, 1, 2, 3, 40, 41, 43, 44, 45, 46, 48, 70, 71, 73, 80, 81, 84, 85, 86, 87, 82, 83]))
+        if proxy { _ = m.received(msg(0x46, "SvSPC.py")) }
         return m
     }
 
     private func identifiedMachine(proxy: String? = "vSPC.py") -> VMLinkStateMachine {
-        var m = negotiated()
+        var m = negotiated(proxy: false)
         if let proxy { _ = m.received(msg(0x46, "S" + proxy)) }
         _ = m.received(msg(0x50, Self.uuidWire))
         let acts = m.received(msg(0x52, "vm-00000"))
@@ -118,7 +120,7 @@ final class VMLinkEdgeCaseTests: XCTestCase {
     // MARK: - DO-PROXY
 
     func testDoProxyWithPortLabel() {
-        var m = negotiated()
+        var m = negotiated(proxy: false)
         XCTAssertEqual(m.received(msg(0x46, "SvSPC.py?port=com2")).withoutLogs, [.send(Self.willProxy)])
         _ = m.received(msg(0x50, Self.uuidWire))
         XCTAssertEqual(m.received(msg(0x52, "vm-00000")).withoutLogs, [.identified(uuid: Self.uuid, name: "vm-00000", label: "com2")])
@@ -129,20 +131,43 @@ final class VMLinkEdgeCaseTests: XCTestCase {
     }
 
     func testDoProxyClientDirectionAccepted() {
-        var m = negotiated()
+        var m = negotiated(proxy: false)
         XCTAssertEqual(m.received(msg(0x46, "CvSPC.py")).sentBytes, Self.willProxy)
     }
 
-    func testDoProxyWithAnotherServiceURIIsRefused() {
-        var m = negotiated()
-        XCTAssertEqual(m.received(msg(0x46, "Stelnet://other:1234")).sentBytes, Self.wontProxy)
-        XCTAssertEqual(m.received(msg(0x46, "SvSPC.pyx")).sentBytes, Self.wontProxy)
-        XCTAssertEqual(m.received(msg(0x46, "XvSPC.py")).sentBytes, Self.wontProxy, "bad direction byte")
-        XCTAssertEqual(m.received(msg(0x46, "SvSPC.py?port=a:b")).sentBytes, Self.wontProxy, "label with ':'")
-        XCTAssertEqual(m.received(msg(0x46, [])).sentBytes, Self.wontProxy, "empty DO-PROXY")
-        // The machine keeps working.
-        _ = m.received(msg(0x50, Self.uuidWire))
-        XCTAssertEqual(m.received(msg(0x52, "vm-00000")).withoutLogs, [.identified(uuid: Self.uuid, name: "vm-00000", label: "")])
+    func testDoProxyWithAnotherServiceURIIsRefusedAndClosed() {
+        let refused: [(String, [UInt8])] = [
+            ("other URI", Array("Stelnet://other:1234".utf8)), ("longer name", Array("SvSPC.pyx".utf8)),
+            ("bad direction byte", Array("XvSPC.py".utf8)), ("label with ':'", Array("SvSPC.py?port=a:b".utf8)),
+            ("empty DO-PROXY", []),
+        ]
+        for (what, payload) in refused {
+            var m = negotiated(proxy: false)
+            let acts = m.received(msg(0x46, payload))
+            XCTAssertEqual(acts.sentBytes, Self.wontProxy, what)
+            XCTAssertEqual(closes(acts), 1, what)
+            // A refused VM never becomes a console.
+            XCTAssertEqual(m.received(msg(0x50, Self.uuidWire) + msg(0x52, "vm-00000")).withoutLogs, [], what)
+            XCTAssertFalse(m.isIdentified, what)
+        }
+    }
+
+    /// A vMotion destination sends PEER instead of DO-PROXY and still answers the uuid and name requests:
+    /// it must not be taken for a fresh power-on of the VM.
+    func testWithoutDoProxyTheVMIsNotIdentified() {
+        var m = negotiated(proxy: false)
+        XCTAssertEqual(m.received(msg(0x2C, [1, 2, 3, 4, 5, 6, 7, 8])).withoutLogs, [.vmotionPeer(cookie: [1, 2, 3, 4, 5, 6, 7, 8])])
+        XCTAssertEqual(m.received(msg(0x50, Self.uuidWire) + msg(0x52, "vm-00000")).withoutLogs, [])
+        XCTAssertFalse(m.isIdentified)
+        XCTAssertEqual(m.vmUUID, Self.uuid)
+        XCTAssertEqual(m.vmName, "vm-00000")
+    }
+
+    func testUUIDAndNameBeforeDoProxyIdentifyOnDoProxy() {
+        var m = negotiated(proxy: false)
+        XCTAssertEqual(m.received(msg(0x50, Self.uuidWire) + msg(0x52, "vm-00000")).withoutLogs, [])
+        XCTAssertEqual(m.received(msg(0x46, "SvSPC.py?port=com2")).withoutLogs,
+                       [.send(Self.willProxy), .identified(uuid: Self.uuid, name: "vm-00000", label: "com2")])
     }
 
     func testCustomAcceptedServiceURI() {
