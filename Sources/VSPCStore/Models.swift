@@ -87,7 +87,8 @@ public enum StoreOp: Sendable {
     case touchAssignment(uuid: String, label: String, name: String, at: Date)
     case event(NewEvent)
     case saveScrollback(uuid: String, label: String, data: [UInt8], at: Date)
-    /// Delete events older than maxAge (relative to now) and beyond the newest maxCount.
+    /// Delete events older than maxAge (relative to now) and beyond the newest maxCount, and the scrollback,
+    /// older than maxAge, of VM serial ports that no longer hold a port.
     case prune(Retention)
 }
 

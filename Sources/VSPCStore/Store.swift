@@ -237,8 +237,13 @@ public final class Store: @unchecked Sendable {
                 """, arguments: [try Self.uuidKey(uuid), label, Data(data), at.timeIntervalSince1970])
         case let .prune(r):
             if let age = r.maxAge {
-                try db.execute(sql: "DELETE FROM event WHERE ts < ?",
-                               arguments: [Date().timeIntervalSince1970 - age])
+                let cutoff = Date().timeIntervalSince1970 - age
+                try db.execute(sql: "DELETE FROM event WHERE ts < ?", arguments: [cutoff])
+                // The scrollback of a VM serial port that no longer holds a port goes with its old events.
+                try db.execute(sql: """
+                    DELETE FROM scrollback WHERE updated_at < ? AND NOT EXISTS
+                        (SELECT 1 FROM assignment a WHERE a.uuid = scrollback.uuid AND a.label = scrollback.label)
+                    """, arguments: [cutoff])
             }
             if let count = r.maxCount {
                 try db.execute(sql: """

@@ -233,6 +233,20 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.events(uuid: nil).count, 0)
     }
 
+    func testPruneDropsOldScrollbackOfExpiredAssignmentsOnly() throws {
+        let store = try Store(path: dbPath)
+        let old = Date().addingTimeInterval(-10 * 86400)
+        store.enqueue(.upsertAssignment(Assignment(uuid: u1, name: "kept", port: 20001)))
+        store.enqueue(.saveScrollback(uuid: u1, label: "", data: [1], at: old))          // old, still assigned
+        store.enqueue(.saveScrollback(uuid: u2, label: "", data: [2], at: old))          // old, expired
+        store.enqueue(.saveScrollback(uuid: u3, label: "", data: [3], at: Date()))       // recent, expired
+        store.flush()
+        XCTAssertNil(write(store, .prune(Retention(maxAge: 5 * 86400, maxCount: nil))))
+        XCTAssertEqual(try store.scrollback(uuid: u1, label: ""), [1])
+        XCTAssertNil(try store.scrollback(uuid: u2, label: ""))
+        XCTAssertEqual(try store.scrollback(uuid: u3, label: ""), [3])
+    }
+
     func testScrollbackRoundTrip() throws {
         let store = try Store(path: dbPath)
         var bytes: [UInt8] = [0x00, 0xFF, 0x00, 0x1B, 0x5B, 0xFE, 0x80, 0x00]
