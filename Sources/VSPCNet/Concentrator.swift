@@ -114,14 +114,20 @@ final class Concentrator: @unchecked Sendable {
     // MARK: start-up and shutdown
 
     /// Loads the known assignments and reopens their listeners, so people can wait on a VM's port.
-    func start(assignments: [Assignment], scrollback: [ConsoleKey: [UInt8]]) {
+    func start(assignments: [Assignment], scrollback: [ConsoleKey: [UInt8]], descriptorBaseline: Int) {
         loop.preconditionInEventLoop()
+        // Descriptors the process holds already (stdio, the database, the event loop, the proxy and admin ports).
+        descriptorsInUse = descriptorBaseline
         for a in assignments {
             let key = ConsoleKey(uuid: a.uuid, label: a.label)
             let console = Console(key: key, name: a.name, port: a.port, persisted: true, createdAt: a.createdAt,
                                   since: a.lastSeen, scrollbackBytes: config.scrollbackBytes,
-                                  maxHeldBytes: config.vmBufferLimit)
+                                  maxHeldBytes: config.vmotionHoldLimit)
             if let bytes = scrollback[key] { console.scrollback.append(bytes) }
+            // Idle time counts from when the VM or a client was last seen, not from this start-up, so a
+            // daemon restarted more often than --vm-expire-time still expires dead VMs.
+            let idleSeconds = min(max(0, Date().timeIntervalSince(a.lastSeen)), 10 * 365 * 86400)
+            console.lastActivity = .now() - .milliseconds(Int64(idleSeconds * 1000))
             consoles[key] = console
             pool.reserve(a.port)
             openListener(console, isNew: false)
@@ -201,12 +207,17 @@ final class Concentrator: @unchecked Sendable {
             console.vmotion.connectionClosed(vm.id)
             if console.vm === vm {
                 console.vm = nil
-                console.since = Date()
                 console.lastActivity = now
-                let during = shuttingDown ? "daemon stopping"
-                    : (console.vmotion.isPending ? "source closed during vMotion" : "closed")
-                logger.info("VM \(console.name) (\(console.key)) disconnected: \(during)")
-                record("vm-disconnect", console, peer: vm.peer, detail: during)
+                if console.vmotion.isPending && !shuttingDown {
+                    // ESXi closes the source as the destination completes: not the VM going down.
+                    logger.info("VM \(console.name) (\(console.key)): vMotion source \(vm.peer) closed")
+                    record("vmotion-source-closed", console, peer: vm.peer)
+                } else {
+                    console.since = Date()
+                    let reason = shuttingDown ? "daemon stopping" : "closed"
+                    logger.info("VM \(console.name) (\(console.key)) disconnected: \(reason)")
+                    record("vm-disconnect", console, peer: vm.peer, detail: reason)
+                }
                 store.enqueue(.touchAssignment(uuid: console.key.uuid, label: console.key.label,
                                                name: console.name, at: Date()))
             }
@@ -267,6 +278,7 @@ final class Concentrator: @unchecked Sendable {
         let console: Console
         var reused = false
         var oldName: String?
+        var dropped: VMotionStateMachine.Handoff?
         if let existing = consoles[key] {
             console = existing
             if let old = console.vm, old !== vm {
@@ -281,6 +293,7 @@ final class Concentrator: @unchecked Sendable {
                 record("vmotion-expired", console, peer: vm.peer,
                        detail: "VM reconnected afresh; \(windowDetail(console, handoff))")
                 closeRetired(handoff.close)
+                dropped = handoff
             }
             if console.name != name {
                 oldName = console.name
@@ -299,7 +312,7 @@ final class Concentrator: @unchecked Sendable {
                 return
             }
             console = Console(key: key, name: name, port: port, persisted: false, createdAt: Date(), since: Date(),
-                              scrollbackBytes: config.scrollbackBytes, maxHeldBytes: config.vmBufferLimit)
+                              scrollbackBytes: config.scrollbackBytes, maxHeldBytes: config.vmotionHoldLimit)
             consoles[key] = console
             openListener(console, isNew: true)
         }
@@ -312,6 +325,8 @@ final class Concentrator: @unchecked Sendable {
         if let oldName { record("name-change", console, detail: "\(oldName) -> \(name)") }
         if reused { record("port-reused", console, detail: "port \(console.port)") }
         flushPendingOutput(vm, to: console)
+        // Input typed during a migration that the VM's fresh start replaced was meant for this VM.
+        if let dropped { deliverHeld(dropped, to: vm, console) }
     }
 
     func renamed(_ vm: VMConnectionHandler, name: String) {
@@ -352,11 +367,13 @@ final class Concentrator: @unchecked Sendable {
                 if isNew { self.persistNewAssignment(console) }
             case .failure(let error):
                 console.listenerError = "\(error)"
-                if isNew && attempt < 32, let next = self.pool.allocate(excluding: taken.union([console.port])) {
-                    self.logger.warning("port \(console.port) is taken by another process (\(error)); trying \(next) for \(console.name)")
-                    self.pool.release(console.port)
+                let failed = console.port
+                let inUse = (error as? IOError)?.errnoCode == EADDRINUSE
+                if isNew, inUse, attempt < 32, let next = self.pool.allocate(excluding: taken.union([failed])) {
+                    self.logger.warning("port \(failed) is taken by another process; trying \(next) for \(console.name)")
+                    // The taken port stays reserved in the pool, so no other VM tries it again.
                     console.port = next
-                    self.openListener(console, isNew: true, attempt: attempt + 1, taken: taken.union([console.port]))
+                    self.openListener(console, isNew: true, attempt: attempt + 1, taken: taken.union([failed]))
                     return
                 }
                 self.logger.error("cannot listen on \(self.config.listenHost):\(console.port) for VM \(console.name) (\(console.key)): \(error); will retry every 30 s")
@@ -381,7 +398,12 @@ final class Concentrator: @unchecked Sendable {
                 guard let self else { return }
                 let console = bound.value
                 if let error {
-                    self.logger.error("could not record the port of VM \(console.name) (\(console.key)): \(error)")
+                    // Not listed until recorded; try again rather than hold the port unlisted for ever.
+                    self.logger.error("could not record the port of VM \(console.name) (\(console.key)): \(error); retrying in 30 s")
+                    self.loop.scheduleTask(in: .seconds(30)) { [weak self] in
+                        guard let self, !self.shuttingDown, self.consoles[console.key] === console else { return }
+                        self.persistNewAssignment(console)
+                    }
                     return
                 }
                 console.persisted = true
@@ -392,9 +414,15 @@ final class Concentrator: @unchecked Sendable {
     }
 
     /// Removes consoles that had no VM and no client for `vmExpireTime`; their ports return to the pool.
+    /// Consoles in use get their `last_seen` refreshed, so idle time survives a restart or a kill -9.
     func expireIdleConsoles() {
         let now = NIODeadline.now()
         let limit = TimeAmount.milliseconds(Int64(config.vmExpireTime * 1000))
+        let seen = Date()
+        let touches = consoles.values.filter { !$0.idle && $0.persisted }.map {
+            StoreOp.touchAssignment(uuid: $0.key.uuid, label: $0.key.label, name: $0.name, at: seen)
+        }
+        if !touches.isEmpty { store.enqueue(touches) }
         for console in consoles.values where console.idle && console.persisted && now - console.lastActivity > limit {
             consoles.removeValue(forKey: console.key)
             console.retryTimer?.cancel()
@@ -422,7 +450,12 @@ final class Concentrator: @unchecked Sendable {
 
     func clientAttached(_ client: ClientHandler) -> Bool {
         let console = client.console
-        guard consoles[console.key] === console, reserveDescriptors(1) else {
+        guard consoles[console.key] === console else {
+            logger.info("refused client \(client.peer): the assignment of \(console.name) has expired")
+            client.close()
+            return false
+        }
+        guard reserveDescriptors(1) else {
             logger.error("refused client \(client.peer) of \(console.name): open-file limit nearly reached")
             client.close()
             return false
@@ -433,7 +466,7 @@ final class Concentrator: @unchecked Sendable {
         record("client-attach", console, peer: client.peer, detail: "read-write")
         if config.replayBytes > 0, config.scrollbackBytes > 0 {
             let replay = console.scrollback.contents(last: config.replayBytes)
-            if !replay.isEmpty { client.send(raw: TelnetEncoder.escaped(replay)) }
+            if !replay.isEmpty { client.send(raw: TelnetEncoder.escaped(replay), bounded: false) }
         }
         return true
     }
@@ -547,8 +580,8 @@ final class Concentrator: @unchecked Sendable {
             source?.role = .retired
             if let source, source.id == handoff.close { source.close() }
             console.vm = vm
-            console.since = Date()
             vm.role = .vm(console)
+            vm.machine.adoptedByVMotion()
             flushPendingOutput(vm, to: console)
             deliverHeld(handoff, to: vm, console)
             logger.info("vMotion of \(console.name) complete: now on \(vm.peer) (window \(millis(handoff.durationNanos)) ms)")
@@ -592,7 +625,13 @@ final class Concentrator: @unchecked Sendable {
             logger.warning("vMotion of \(console.name): \(handoff.held.count) bytes of client input held during the window are discarded; the VM is disconnected")
         }
         logger.warning("vMotion of \(console.name) expired after \(millis(handoff.durationNanos)) ms without VMOTION-COMPLETE; \(console.vm == nil ? "the VM is disconnected" : "resuming on the source")")
+        let source = console.migrationSource
         record("vmotion-expired", console, peer: console.vm?.peer, detail: windowDetail(console, handoff))
+        if console.vm == nil {
+            // The source closed expecting a destination that never completed: the VM is down after all.
+            console.since = Date()
+            record("vm-disconnect", console, peer: source, detail: "source closed during a vMotion that did not complete")
+        }
     }
 
     /// "source A, destination B, window N ms" for the events that end a migration; clears the addresses.

@@ -25,6 +25,8 @@ public struct DaemonConfig: Sendable {
     public var clientBufferLimit = 1 << 20
     /// Bytes queued to one VM (client input) before further input is discarded.
     public var vmBufferLimit = 4 << 20
+    /// Client input held during a vMotion window, per console.
+    public var vmotionHoldLimit = 256 * 1024
     /// Scrollback kept per console, in bytes; 0 turns scrollback off.
     public var scrollbackBytes = 64 * 1024
     /// Bytes of scrollback sent to a telnet client when it attaches; 0 = none.

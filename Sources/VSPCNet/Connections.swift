@@ -238,10 +238,11 @@ final class ClientHandler: ChannelInboundHandler {
     }
 
     /// Queues bytes for the client; false when its buffer limit is exceeded (a client that stopped reading).
+    /// `bounded: false` is for the one-off replay on attach, which --replay bounds.
     @discardableResult
-    func send(raw bytes: [UInt8]) -> Bool {
+    func send(raw bytes: [UInt8], bounded: Bool = true) -> Bool {
         guard let channel, !closed else { return true }
-        if queuedBytes + bytes.count > concentrator.config.clientBufferLimit { return false }
+        if bounded, queuedBytes + bytes.count > concentrator.config.clientBufferLimit { return false }
         let count = bytes.count
         queuedBytes += count
         channel.writeAndFlush(ByteBuffer(bytes: bytes)).whenComplete { [weak self] _ in

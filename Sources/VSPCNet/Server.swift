@@ -40,8 +40,9 @@ public final class VSPCServer: @unchecked Sendable {
             }
         }
         let concentrator = self.concentrator
+        let baseline = Self.openDescriptors() + 2 // + the proxy and admin listeners about to open
         try await concentrator.loop.submit {
-            concentrator.start(assignments: assignments, scrollback: scrollback)
+            concentrator.start(assignments: assignments, scrollback: scrollback, descriptorBaseline: baseline)
         }.get()
 
         let tls = config.tls
@@ -82,6 +83,14 @@ public final class VSPCServer: @unchecked Sendable {
         }
         logger.notice("admin endpoint on \(config.adminHost):\(adminPort ?? config.adminPort); per-VM ports on \(config.listenHost), range \(config.portRangeStart)-\(config.portRangeEnd)")
         store.enqueue(.event(NewEvent(kind: "daemon-start", detail: "proxy \(config.proxyHost):\(proxyPort ?? 0)")))
+    }
+
+    /// Descriptors open in this process now (Linux: /proc/self/fd; elsewhere a conservative guess).
+    static func openDescriptors() -> Int {
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+            return max(0, entries.count - 1) // minus the descriptor of the directory listing itself
+        }
+        return 32
     }
 
     /// Graceful stop: closes the ports and connections, saves scrollback, commits everything queued.
@@ -136,7 +145,7 @@ final class AdminHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if error is ByteToMessageDecoderError.PayloadTooLargeError {
+        if error is ByteToMessageDecoderError.PayloadTooLargeError, !answered {
             respond(AdminResponse(ok: false, error: "request longer than \(AdminProtocol.maxRequestBytes) bytes"), thenClose: true)
         } else {
             context.close(promise: nil)
@@ -173,11 +182,13 @@ final class AdminHandler: ChannelInboundHandler {
             case .success(let console):
                 let backlog = console.scrollback.contents(last: request.bytes.map { max(0, $0) })
                 respond(AdminResponse(ok: true, vm: concentrator.info(console), backlog: backlog.count), thenClose: false)
-                stream(backlog)
+                // The backlog is written whole (it is bounded by --scrollback); the bound applies to live bytes.
+                let written = stream(backlog, bounded: false)
                 if request.follow == true {
                     concentrator.follow(console, self)
-                } else {
-                    channel?.close(promise: nil)
+                } else if let channel {
+                    // Close only once the backlog has left: a close discards writes still queued.
+                    (written ?? channel.eventLoop.makeSucceededVoidFuture()).whenComplete { _ in channel.close(promise: nil) }
                 }
             }
         default:
@@ -194,17 +205,20 @@ final class AdminHandler: ChannelInboundHandler {
         if thenClose { write.whenComplete { _ in channel.close(promise: nil) } }
     }
 
-    /// Live console bytes for `tail -f`. A follower that stops reading is dropped like a slow client.
-    func stream(_ bytes: [UInt8]) {
-        guard let channel, !bytes.isEmpty else { return }
-        if queuedBytes + bytes.count > concentrator.config.clientBufferLimit {
+    /// Console bytes for `tail`. With `bounded`, a follower that stops reading is dropped like a slow client.
+    @discardableResult
+    func stream(_ bytes: [UInt8], bounded: Bool = true) -> EventLoopFuture<Void>? {
+        guard let channel, !bytes.isEmpty else { return nil }
+        if bounded, queuedBytes + bytes.count > concentrator.config.clientBufferLimit {
             concentrator.logger.warning("dropping a tail follower: it stopped reading")
             close()
-            return
+            return nil
         }
         queuedBytes += bytes.count
         let n = bytes.count
-        channel.writeAndFlush(ByteBuffer(bytes: bytes)).whenComplete { [weak self] _ in self?.queuedBytes -= n }
+        let write = channel.writeAndFlush(ByteBuffer(bytes: bytes))
+        write.whenComplete { [weak self] _ in self?.queuedBytes -= n }
+        return write
     }
 
     func close() {

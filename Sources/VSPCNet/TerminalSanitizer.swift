@@ -1,8 +1,9 @@
 /// Strips terminal control sequences from console output (for `vspc tail --safe`): ESC sequences (CSI, OSC,
-/// DCS and two-byte escapes) and C0 control bytes other than TAB, LF and CR, plus DEL. UTF-8 text passes
+/// DCS and two-byte escapes), C0 control bytes other than TAB, LF and CR, DEL, and the C1 controls
+/// U+0080-U+009F in their UTF-8 form (C2 80-C2 9F; a terminal may read C2 9B as CSI). Other UTF-8 text passes
 /// through unchanged. Streaming: a sequence split across chunks is still removed.
 public struct TerminalSanitizer: Sendable {
-    enum State: Sendable { case text, escape, csi, string, stringEscape }
+    enum State: Sendable { case text, escape, csi, string, stringEscape, afterC2 }
     var state: State = .text
 
     public init() {}
@@ -13,11 +14,12 @@ public struct TerminalSanitizer: Sendable {
         for byte in bytes {
             switch state {
             case .text:
-                if byte == 0x1B {
-                    state = .escape
-                } else if byte == 0x09 || byte == 0x0A || byte == 0x0D || (byte >= 0x20 && byte != 0x7F) {
-                    out.append(byte)
-                }
+                text(byte, into: &out)
+            case .afterC2:
+                state = .text
+                if byte >= 0x80 && byte <= 0x9F { continue } // a C1 control: drop both bytes
+                out.append(0xC2)
+                text(byte, into: &out)
             case .escape:
                 switch byte {
                 case UInt8(ascii: "["): state = .csi
@@ -35,5 +37,15 @@ public struct TerminalSanitizer: Sendable {
             }
         }
         return out
+    }
+
+    private mutating func text(_ byte: UInt8, into out: inout [UInt8]) {
+        switch byte {
+        case 0x1B: state = .escape
+        case 0xC2: state = .afterC2
+        case 0x09, 0x0A, 0x0D: out.append(byte)
+        case 0x20...0x7E, 0x80...0xFF: out.append(byte)
+        default: break // other C0 controls and DEL
+        }
     }
 }

@@ -226,6 +226,12 @@ public struct VMLinkStateMachine: Sendable {
         }
     }
 
+    /// The concentrator made this connection (a vMotion destination, which sends no DO-PROXY) the VM's
+    /// connection: later names are renames from now on.
+    public mutating func adoptedByVMotion() {
+        identified = true
+    }
+
     /// A connection becomes a console only once its DO-PROXY was accepted: a vMotion destination (PEER, no
     /// DO-PROXY) also answers the uuid and name requests, and must not be taken for a fresh power-on.
     private mutating func identifyIfReady(into actions: inout [VMLinkAction]) {

@@ -156,16 +156,15 @@ public struct VMotionStateMachine: Sendable {
 
     /// Client input for the VM: forwarded, or held while a migration is pending.
     public mutating func clientInput(_ bytes: [UInt8]) -> InputDisposition {
-        guard var p = pending else { return .forward }
-        let room = maxHeldBytes - p.held.count
+        guard let held = pending?.held.count else { return .forward }
+        // Appended in place: copying the pending state would copy the whole hold buffer on every read.
+        let room = maxHeldBytes - held
         if bytes.count <= room {
-            p.held.append(contentsOf: bytes)
-            pending = p
+            pending!.held.append(contentsOf: bytes)
             return .held
         }
-        p.held.append(contentsOf: bytes.prefix(room))
-        p.heldDropped += bytes.count - room
-        pending = p
+        pending!.held.append(contentsOf: bytes.prefix(room))
+        pending!.heldDropped += bytes.count - room
         return .dropped(bytes.count - room)
     }
 }

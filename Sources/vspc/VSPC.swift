@@ -200,7 +200,8 @@ struct Tail: AsyncParsableCommand {
     func run() async throws {
         let (host, port) = try admin.endpoint()
         let output = Output(safe: safe)
-        let request = AdminRequest(command: "tail", vm: vm, label: label, bytes: bytes, follow: follow)
+        // Without --label, the VM's first (unlabelled) serial port.
+        let request = AdminRequest(command: "tail", vm: vm, label: label ?? "", bytes: bytes, follow: follow)
         // With -n, the backlog (its length is in the response) is cut to its last lines; live bytes pass through.
         let backlog = Backlog(lines: lines)
         do {

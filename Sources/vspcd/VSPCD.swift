@@ -77,11 +77,13 @@ struct VSPCD: AsyncParsableCommand {
         guard (1...65535).contains(portRangeStart), (1...65535).contains(portRangeEnd), portRangeStart <= portRangeEnd else {
             throw ValidationError("--port-range-start/--port-range-end must be ports with start <= end (got \(portRangeStart)-\(portRangeEnd))")
         }
-        guard vmExpireTime > 0 else { throw ValidationError("--vm-expire-time must be positive") }
+        guard vmExpireTime > 0, vmExpireTime <= 100 * 365 * 86400 else {
+            throw ValidationError("--vm-expire-time must be a number of seconds between 0 and 100 years")
+        }
         guard vmotionTimeout > 0, vmotionTimeout <= 3600 else { throw ValidationError("--vmotion-timeout must be between 0 and 3600 seconds") }
         guard scrollback >= 0, scrollback <= 64 << 20 else { throw ValidationError("--scrollback must be between 0 and 64 MiB") }
-        guard replay >= 0 else { throw ValidationError("--replay must not be negative") }
-        guard eventMaxAgeDays >= 0, eventMaxCount >= 0 else { throw ValidationError("event retention must not be negative") }
+        guard replay >= 0, replay <= scrollback else { throw ValidationError("--replay must be between 0 and --scrollback (\(scrollback))") }
+        guard eventMaxAgeDays >= 0, eventMaxAgeDays <= 36500, eventMaxCount >= 0 else { throw ValidationError("event retention must not be negative") }
         if ssl, sslCert == nil || sslKey == nil {
             throw ValidationError("--ssl needs --ssl-cert PEM and --ssl-key PEM")
         }

@@ -287,6 +287,24 @@ final class CoreTests: XCTestCase {
         try await vm.wait("port-expired event") { ((try? store.events(uuid: first)) ?? []).contains { $0.kind == "port-expired" } }
     }
 
+    /// Idle time counts from when the VM was last seen, not from the daemon's start: a daemon restarted more
+    /// often than --vm-expire-time still expires dead VMs.
+    func testIdleTimeSurvivesARestart() async throws {
+        let quick = try Daemon(extraArguments: ["--vm-expire-time", "3"])
+        defer { quick.cleanup() }
+        try await quick.start()
+        let uuid = testUUID(42)
+        let vm = try await SimulatedVM.connect(port: quick.proxyPort, uuid: uuid, name: "gone")
+        _ = try await quick.port(of: uuid)
+        vm.close()
+        try await quick.waitForList("VM down") { $0.first?.connected == false }
+        try await quick.stop()
+        try await Task.sleep(nanoseconds: 3_500_000_000)
+        try await quick.start()
+        // Already idle for longer than 3 s: expired at the first sweep (within a second), not 3 s after start.
+        try await quick.waitForList("the assignment to expire", timeout: 2) { $0.isEmpty }
+    }
+
     func testNewVMsAreRefusedCleanlyNearTheDescriptorLimit() async throws {
         let limited = try Daemon()
         limited.openFileLimit = 100

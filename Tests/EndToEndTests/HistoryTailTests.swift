@@ -444,6 +444,34 @@ final class HistoryTailTests: XCTestCase {
 
     // MARK: 8. tail errors
 
+    func testTailOfAVMWithTwoSerialPortsAndALargeBacklog() async throws {
+        let d = try await startDaemon(["--scrollback", "\(4 << 20)"])
+        let uuid = testUUID(131)
+        let (first, client1) = try await connectVM(d, uuid: uuid, name: "two-ports")
+        defer { first.close(); client1.close() }
+        let second = try await SimulatedVM.connect(port: d.proxyPort, uuid: uuid, name: "two-ports", serviceURI: "vSPC.py?port=com2")
+        defer { second.close() }
+        let port2 = try await d.port(of: uuid, label: "com2")
+        let client2 = try await SimulatedClient.connect(port: port2)
+        defer { client2.close() }
+        try await d.waitForList("a client on com2") { $0.first { $0.label == "com2" }?.clients == 1 }
+        // 3 MiB on the first port: more than any socket buffer, so a tail that closed early would cut it.
+        let big = patternBytes(3 << 20, seed: 31)
+        for chunk in stride(from: 0, to: big.count, by: 65536) { first.output(Array(big[chunk..<min(big.count, chunk + 65536)])) }
+        try await client1.waitForData(count: big.count, timeout: 60)
+        try await output(second, Array("com2 only\r\n".utf8), seenBy: client2)
+
+        let plain = try vspc(["tail", "two-ports"] + admin(d))
+        XCTAssertEqual(plain.status, 0, plain.err)
+        XCTAssertEqual(plain.out.count, big.count)
+        XCTAssertEqual(Array(plain.out), big, "without --label: the first serial port, whole")
+        let labelled = try vspc(["tail", uuid, "--label", "com2"] + admin(d))
+        XCTAssertEqual(labelled.status, 0, labelled.err)
+        XCTAssertEqual(Array(labelled.out), Array("com2 only\r\n".utf8))
+        let lines = try vspc(["tail", "two-ports", "-n", "1", "--label", "com2"] + admin(d))
+        XCTAssertEqual(Array(lines.out), Array("com2 only\r\n".utf8))
+    }
+
     func testTailErrors() async throws {
         let d = try await startDaemon()
         let uuid = testUUID(801)

@@ -547,7 +547,8 @@ final class VMotionTests: XCTestCase {
         XCTAssertEqual(fresh.data, Array("z".utf8))
 
         let events = try await waitForEvents(daemon, uuid: uuid, "disconnect, expiry and reconnect") {
-            self.inOrder($0.map(\.kind), ["vm-connect", "vmotion-begin", "vmotion-goahead", "vm-disconnect", "vmotion-expired", "vm-connect"])
+            self.inOrder($0.map(\.kind), ["vm-connect", "vmotion-begin", "vmotion-goahead", "vmotion-source-closed",
+                                          "vmotion-expired", "vm-disconnect", "vm-connect"])
         }
         XCTAssertTrue(events.contains { $0.kind == "vm-disconnect" && ($0.detail ?? "").contains("vMotion") }, "\(events.map { "\($0.kind)[\($0.detail ?? "")]" })")
 
@@ -565,10 +566,16 @@ final class VMotionTests: XCTestCase {
         defer { client.close() }
         let seq: [UInt8] = [0x31, 0x32, 0x33, 0x34]
         let secret = try await goahead(source, seq)
+        client.send(Array("typed".utf8)) // held: a migration is pending
+        try await settle()
         source.close()
         try await daemon.waitForList("VM down") { $0.first { $0.uuid == uuid }?.connected == false }
         let fresh = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "rebooter")
         defer { fresh.close() }
+        // What was typed during the dropped migration reaches the VM once it is back.
+        try await fresh.waitForData(count: 5)
+        XCTAssertEqual(fresh.takeData(), Array("typed".utf8))
+        XCTAssertTrue(source.data.isEmpty)
         let up = try await daemon.waitForList("VM up, migration dropped") {
             $0.first { $0.uuid == uuid }.map { $0.connected && !$0.migrating } ?? false
         }
@@ -827,6 +834,20 @@ final class VMotionTests: XCTestCase {
     }
 
     // MARK: - 14. a service URI the daemon does not accept
+
+    func testRenameAfterAMigrationIsRecorded() async throws {
+        let daemon = try await startDaemon()
+        let uuid = testUUID(1201)
+        let (source, client, _) = try await vmWithClient(daemon, uuid, name: "before-move")
+        defer { client.close() }
+        let dest = try await source.migrate(port: daemon.proxyPort)
+        defer { dest.close() }
+        try await daemon.waitForList("migrated") { $0.first { $0.uuid == uuid }.map { $0.connected && !$0.migrating } ?? false }
+        dest.rename("after-move")
+        try await daemon.waitForList("renamed") { $0.first { $0.uuid == uuid }?.name == "after-move" }
+        let events = try await waitForEvents(daemon, uuid: uuid, "name-change") { $0.contains { $0.kind == "name-change" } }
+        XCTAssertTrue(events.contains { $0.kind == "name-change" && $0.detail == "before-move -> after-move" })
+    }
 
     func testUnacceptedServiceURIGetsWontProxy() async throws {
         let daemon = try await startDaemon()

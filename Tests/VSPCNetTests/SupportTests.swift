@@ -178,6 +178,16 @@ final class TerminalSanitizerTests: XCTestCase {
         XCTAssertEqual(s.filter(input), [0x41, 0x09, 0x0A, 0x0D, 0x42, 0x9B, 0x31])
     }
 
+    /// U+009B (CSI) and the other C1 controls in UTF-8 (C2 80-C2 9F) are removed, even split across chunks;
+    /// other two-byte characters, including ones whose second byte is 0x9B, are kept.
+    func testC1ControlsInUTF8AreRemoved() {
+        XCTAssertEqual(filter("a\u{9B}31mb\u{85}c"), "a31mbc")
+        XCTAssertEqual(filter("ě¢©"), "ě¢©", "C4 9B, C2 A2 and C2 A9 are text")
+        var s = TerminalSanitizer()
+        XCTAssertEqual(s.filter([0x41, 0xC2]) + s.filter([0x9B, 0x42]), [0x41, 0x42])
+        XCTAssertEqual(s.filter([0xC2]) + s.filter([0xC2, 0xA9]), [0xC2, 0xC2, 0xA9], "a stray C2 passes through")
+    }
+
     func testUTF8AndCRLFPassThrough() {
         let text = "héllo — ✓ 日本語 🙂\r\nline two\r\n"
         XCTAssertEqual(filter(text), text)

@@ -163,6 +163,16 @@ final class VMLinkEdgeCaseTests: XCTestCase {
         XCTAssertEqual(m.vmName, "vm-00000")
     }
 
+    /// Once the concentrator has made a destination the VM's connection, a later VM-NAME is a rename.
+    func testAdoptedDestinationReportsRenames() {
+        var m = negotiated(proxy: false)
+        _ = m.received(msg(0x2C, [1, 2, 3, 4, 5, 6, 7, 8]) + msg(0x50, Self.uuidWire) + msg(0x52, "vm-00000"))
+        m.adoptedByVMotion()
+        XCTAssertTrue(m.isIdentified)
+        XCTAssertEqual(m.received(msg(0x52, "vm-00000")).withoutLogs, [])
+        XCTAssertEqual(m.received(msg(0x52, "vm-moved")).withoutLogs, [.renamed("vm-moved")])
+    }
+
     func testUUIDAndNameBeforeDoProxyIdentifyOnDoProxy() {
         var m = negotiated(proxy: false)
         XCTAssertEqual(m.received(msg(0x50, Self.uuidWire) + msg(0x52, "vm-00000")).withoutLogs, [])
