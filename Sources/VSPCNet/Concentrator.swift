@@ -58,6 +58,8 @@ final class Concentrator: @unchecked Sendable {
     private var vmConnections: [ConnectionID: VMConnectionHandler] = [:]
     /// Consoles with a migration pending, for the PEER lookup.
     private var migrating: Set<ConsoleKey> = []
+    /// Consoles whose scrollback snapshot is queued for the disk.
+    private var scrollbackSaving: Set<ConsoleKey> = []
     /// Descriptors in use by connections and listeners.
     private(set) var descriptorsInUse = 0
     private var timers: [RepeatedTask] = []
@@ -155,7 +157,7 @@ final class Concentrator: @unchecked Sendable {
         loop.preconditionInEventLoop()
         shuttingDown = true
         timers.forEach { $0.cancel() }
-        saveScrollback()
+        saveScrollback(final: true)
         var futures: [EventLoopFuture<Void>] = []
         for console in consoles.values {
             console.retryTimer?.cancel()
@@ -434,16 +436,30 @@ final class Concentrator: @unchecked Sendable {
         }
     }
 
-    func saveScrollback() {
+    /// Saves the scrollback of consoles that printed since their last save. While the disk is slow, a console
+    /// whose previous snapshot is still queued is skipped (it stays dirty), so at most one snapshot per console
+    /// waits in memory. `final` (at shutdown) saves every dirty console regardless.
+    func saveScrollback(final: Bool = false) {
         guard config.scrollbackBytes > 0 else { return }
         var ops: [StoreOp] = []
+        var keys: [ConsoleKey] = []
         let now = Date()
-        for console in consoles.values where console.scrollbackDirty {
+        for console in consoles.values where console.scrollbackDirty && (final || !scrollbackSaving.contains(console.key)) {
             console.scrollbackDirty = false
+            keys.append(console.key)
             ops.append(.saveScrollback(uuid: console.key.uuid, label: console.key.label,
                                        data: console.scrollback.contents(), at: now))
         }
-        if !ops.isEmpty { store.enqueue(ops) }
+        guard !ops.isEmpty else { return }
+        scrollbackSaving.formUnion(keys)
+        let loop = self.loop
+        store.enqueue(ops) { [weak self] error in
+            loop.execute {
+                guard let self else { return }
+                self.scrollbackSaving.subtract(keys)
+                if error != nil { keys.forEach { self.consoles[$0]?.scrollbackDirty = true } } // try again next time
+            }
+        }
     }
 
     // MARK: clients
