@@ -137,6 +137,13 @@ final class Daemon {
 
     /// Runs a command-line tool of the package (e.g. `vspc`) and returns its exit code, stdout and stderr.
     static func run(_ tool: String, _ arguments: [String], cwd: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+        let result = try runTool(tool, arguments, cwd: cwd)
+        return (result.status, result.text, result.err)
+    }
+
+    /// Runs a tool with its stdout as raw bytes; stderr is drained alongside so neither pipe can fill up and
+    /// stall it, and the tool is killed after `timeout` seconds.
+    static func runTool(_ tool: String, _ arguments: [String], cwd: URL? = nil, timeout: Double = 60) throws -> ToolResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary(tool))
         p.arguments = arguments
@@ -145,11 +152,37 @@ final class Daemon {
         p.standardOutput = out
         p.standardError = err
         try p.run()
+        let errBox = DataBox()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errBox.append(err.fileHandleForReading.readDataToEndOfFile())
+            group.leave()
+        }
+        let pid = p.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
         let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
         p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+        watchdog.cancel()
+        return ToolResult(status: p.terminationStatus, out: outData, err: String(decoding: errBox.value, as: UTF8.self))
     }
+}
+
+struct ToolResult {
+    var status: Int32
+    var out: Data
+    var err: String
+    var text: String { String(decoding: out, as: UTF8.self) }
+    var lines: [String] { text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty } }
+}
+
+final class DataBox: @unchecked Sendable {
+    let lock = NSLock()
+    var data = Data()
+    func append(_ d: Data) { lock.lock(); data.append(d); lock.unlock() }
+    var value: Data { lock.lock(); defer { lock.unlock() }; return data }
 }
 
 /// A port that was free a moment ago.

@@ -559,46 +559,9 @@ final class HistoryTailTests: XCTestCase {
 
 // MARK: - helpers
 
-private struct ToolResult {
-    var status: Int32
-    var out: Data
-    var err: String
-    var text: String { String(decoding: out, as: UTF8.self) }
-    var lines: [String] { text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty } }
-}
-
-private final class DataBox: @unchecked Sendable {
-    let lock = NSLock()
-    var data = Data()
-    func append(_ d: Data) { lock.lock(); data.append(d); lock.unlock() }
-    var value: Data { lock.lock(); defer { lock.unlock() }; return data }
-}
-
 /// Runs `vspc` with raw stdout bytes (not decoded as text); killed after `timeout` seconds.
 private func vspc(_ arguments: [String], cwd: URL? = nil, timeout: Double = 60) throws -> ToolResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: Daemon.binary("vspc"))
-    p.arguments = arguments
-    if let cwd { p.currentDirectoryURL = cwd }
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let errBox = DataBox()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async {
-        errBox.append(err.fileHandleForReading.readDataToEndOfFile())
-        group.leave()
-    }
-    let pid = p.processIdentifier
-    let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    p.waitUntilExit()
-    watchdog.cancel()
-    return ToolResult(status: p.terminationStatus, out: outData, err: String(decoding: errBox.value, as: UTF8.self))
+    try Daemon.runTool("vspc", arguments, cwd: cwd, timeout: timeout)
 }
 
 /// `vspc tail -f` running in the background, its stdout collected.
