@@ -359,6 +359,45 @@ final class CoreTests: XCTestCase {
         try await client.waitForData(count: 13)
     }
 
+    func testGarbageFromAPersonOnAVMPortCostsOnlyThatConnection() async throws {
+        let uuid = testUUID(60)
+        let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "target")
+        defer { vm.close() }
+        let port = try await daemon.port(of: uuid)
+        let good = try await SimulatedClient.connect(port: port)
+        defer { good.close() }
+        var rng = SystemRandomNumberGenerator()
+        let junk = try await RawPeer.connect(port: port)
+        // Random bytes, then a subnegotiation that never ends.
+        junk.write(raw: (0..<50_000).map { _ in UInt8.random(in: 0...255, using: &rng) } + [0xFF, 0xFA, 0x18]
+            + [UInt8](repeating: 0x41, count: 100_000))
+        try await Task.sleep(nanoseconds: 200_000_000)
+        junk.close()
+        _ = vm.takeData()
+        good.send(Array("still here".utf8))
+        try await vm.wait("the good client's input") { vm.data.suffix(10) == Array("still here".utf8) }
+        vm.output("and back")
+        try await good.wait("output") { good.data.suffix(8) == Array("and back".utf8) }
+    }
+
+    func testBadDaemonArgumentsAreClearErrors() throws {
+        let cases: [([String], String)] = [
+            (["--port-range-start", "70000"], "--port-range-start"),
+            (["--port-range-start", "30000", "--port-range-end", "29999"], "start <= end"),
+            (["--proxy", "nonsense"], "--proxy must be [host]:port"),
+            (["--ssl"], "--ssl needs --ssl-cert"),
+            (["--vm-expire-time", "inf"], "--vm-expire-time"),
+            (["--replay", "100", "--scrollback", "10"], "--replay"),
+            (["--no-such-flag"], "Unknown option"),
+        ]
+        for (arguments, message) in cases {
+            let result = try Daemon.runTool("vspcd", arguments + ["--db", daemon.directory.appendingPathComponent("bad.db").path])
+            XCTAssertNotEqual(result.status, 0, "\(arguments)")
+            XCTAssertTrue(result.err.contains(message), "\(arguments): \(result.err)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: daemon.directory.appendingPathComponent("bad.db").path))
+    }
+
     func testListWithoutDaemonFailsClearly() throws {
         let port = try freePort()
         let result = try Daemon.run("vspc", ["list", "--admin", "127.0.0.1:\(port)"])
