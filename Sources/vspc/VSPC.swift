@@ -8,7 +8,7 @@ struct VSPC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vspc",
         abstract: "Query a running vspcd: list VM serial ports, show their history, tail their consoles.",
-        subcommands: [List.self, History.self, Tail.self],
+        subcommands: [List.self, History.self, Tail.self, Status.self],
         defaultSubcommand: List.self)
 }
 
@@ -119,6 +119,32 @@ func parseSince(_ text: String, now: Date = Date()) -> Date? {
         if let d = f.date(from: text) { return d }
     }
     return nil
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the daemon's counters: consoles, connected VMs, clients, migrations, descriptors.")
+
+    @OptionGroup var admin: AdminOption
+    @Flag(help: "JSON.") var json = false
+
+    func run() async throws {
+        let (host, port) = try admin.endpoint()
+        let response: AdminResponse
+        do {
+            response = try await AdminClient.request(host: host, port: port, AdminRequest(command: "status"))
+        } catch {
+            throw fail("\(error)")
+        }
+        guard response.ok, let status = response.status else { throw fail(response.error ?? "the daemon refused the request") }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+        } else {
+            for key in status.keys.sorted() { print("\(key): \(status[key]!)") }
+        }
+    }
 }
 
 struct History: AsyncParsableCommand {

@@ -36,6 +36,11 @@ final class CoreTests: XCTestCase {
         XCTAssertTrue(infos[0].connected)
         XCTAssertTrue(infos[0].listening)
 
+        let status = try Daemon.run("vspc", ["status", "--admin", "127.0.0.1:\(daemon.adminPort)"])
+        XCTAssertEqual(status.status, 0, status.err)
+        XCTAssertTrue(status.out.contains("connected: 1\n"), status.out)
+        XCTAssertTrue(status.out.contains("consoles: 1\n"), status.out)
+
         let table = try Daemon.run("vspc", ["list", "--table", "--admin", "127.0.0.1:\(daemon.adminPort)"])
         XCTAssertTrue(table.out.hasPrefix("NAME"), table.out)
         XCTAssertTrue(table.out.contains("web-01"), table.out)
