@@ -27,9 +27,9 @@ public enum VMLinkAction: Equatable, Sendable {
 /// identification (KNOWN-SUBOPTIONS, VC UUID, name, DO-PROXY) and the recognition of vMotion sub-commands.
 /// Decisions that need the whole concentrator (vMotion) are passed up as actions.
 public struct VMLinkStateMachine: Sendable {
+    /// One line for a person who telnets to the proxy port by mistake.
     public static let plainClientMessage =
-        "vspcd: this is the VMware virtual serial port proxy port; it speaks only to ESXi.\r\n"
-        + "To reach a VM's console, telnet to the VM's own port (list them with `vspc list`).\r\n"
+        "vspcd: this is the VMware virtual serial port proxy port, for ESXi only; to reach a console, telnet to the VM's own port (see `vspc list`).\r\n"
     public static let maxNameLength = 256
 
     public let acceptedServiceURI: String

@@ -48,6 +48,7 @@ final class VMLinkEdgeCaseTests: XCTestCase {
         XCTAssertEqual(rejects(acts), [VMLinkStateMachine.plainClientMessage])
         XCTAssertTrue(VMLinkStateMachine.plainClientMessage.contains("proxy port"))
         XCTAssertTrue(VMLinkStateMachine.plainClientMessage.hasSuffix("\r\n"))
+        XCTAssertEqual(VMLinkStateMachine.plainClientMessage.filter { $0 == "\n" || $0 == "\r\n" }.count, 1, "one line")
         // Rejected: nothing more happens, not even for an ESXi-looking continuation or a timeout.
         XCTAssertEqual(m.received(Hex.bytes("FF FB E8 41 42") + msg(0x52, "x")), [])
         XCTAssertEqual(m.negotiationTimedOut(), [])
