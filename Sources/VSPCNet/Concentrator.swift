@@ -20,7 +20,8 @@ final class Console {
     var clients: [ConnectionID: ClientHandler] = [:]
     var followers: [ConnectionID: AdminHandler] = [:]
     var vmotion: VMotionStateMachine
-    /// Addresses of the pending migration's source and destination, for its events.
+    /// The pending migration's sequence, and the addresses of its source and destination, for its events.
+    var migrationSequence: [UInt8]?
     var migrationSource: String?
     var migrationDestination: String?
     var lastActivity: NIODeadline = .now()
@@ -56,8 +57,26 @@ final class Concentrator: @unchecked Sendable {
     private var pool: PortPool
     private var nextID: ConnectionID = 1
     private var vmConnections: [ConnectionID: VMConnectionHandler] = [:]
-    /// Consoles with a migration pending, for the PEER lookup.
-    private var migrating: Set<ConsoleKey> = []
+    /// Consoles with a migration pending, by the migration's sequence, for the PEER lookup. The sequence is
+    /// not secret (the VM sends it in the clear); the secret is then compared in constant time.
+    private var migrating: [[UInt8]: Set<ConsoleKey>] = [:]
+    private var migratingCount = 0
+    /// Length of the secret in GOAHEAD; a PEER's cookie is the sequence followed by it.
+    static let secretLength = 8
+
+    private func startMigrating(_ console: Console, sequence: [UInt8]) {
+        console.migrationSequence = sequence
+        migrating[sequence, default: []].insert(console.key)
+        migratingCount += 1
+    }
+
+    private func stopMigrating(_ console: Console) {
+        guard let sequence = console.migrationSequence else { return }
+        console.migrationSequence = nil
+        migrating[sequence]?.remove(console.key)
+        if migrating[sequence]?.isEmpty == true { migrating[sequence] = nil }
+        migratingCount -= 1
+    }
     /// Consoles whose scrollback snapshot is queued for the disk.
     private var scrollbackSaving: Set<ConsoleKey> = []
     /// Descriptors in use by connections and listeners.
@@ -290,7 +309,7 @@ final class Concentrator: @unchecked Sendable {
                 old.close()
             }
             if let handoff = console.vmotion.reset(now: NIODeadline.now().uptimeNanoseconds) {
-                migrating.remove(key)
+                stopMigrating(console)
                 logger.warning("VM \(name) reconnected afresh during a vMotion; the migration is dropped")
                 record("vmotion-expired", console, peer: vm.peer,
                        detail: "VM reconnected afresh; \(windowDetail(console, handoff))")
@@ -523,14 +542,14 @@ final class Concentrator: @unchecked Sendable {
             record("vmotion-notnow", connection: vm, detail: "connection carries no console")
             return
         }
-        var secret = [UInt8](repeating: 0, count: 8)
+        var secret = [UInt8](repeating: 0, count: Self.secretLength)
         var rng = SystemRandomNumberGenerator()
         for i in secret.indices { secret[i] = rng.next() }
         let now = NIODeadline.now().uptimeNanoseconds
         record("vmotion-begin", console, peer: vm.peer, detail: "sequence \(hex(sequence))")
         switch console.vmotion.begin(sequence: sequence, from: vm.id, currentVM: console.vm?.id, secret: secret, now: now) {
         case .goahead(let payload, let generation):
-            migrating.insert(console.key)
+            startMigrating(console, sequence: sequence)
             console.migrationSource = vm.peer
             console.migrationDestination = nil
             // Writes are ordered: everything queued for the VM leaves before the GOAHEAD.
@@ -556,9 +575,10 @@ final class Concentrator: @unchecked Sendable {
             record("vmotion-peer-rejected", connection: vm, detail: "connection already carries a console")
             return
         }
-        // Every pending cookie is compared (in constant time); the sequence alone is not trusted.
+        // The migrations with this cookie's sequence; their secrets are compared in constant time.
         var found: Console?
-        for key in migrating {
+        let sequence = Array(cookie.dropLast(Self.secretLength))
+        for key in migrating[sequence] ?? [] {
             if let console = consoles[key], console.vmotion.matches(cookie: cookie) { found = console; break }
         }
         guard let console = found else {
@@ -591,7 +611,7 @@ final class Concentrator: @unchecked Sendable {
         }
         switch console.vmotion.complete(sequence: sequence, from: vm.id, now: NIODeadline.now().uptimeNanoseconds) {
         case .switched(let handoff):
-            migrating.remove(console.key)
+            stopMigrating(console)
             let source = console.vm
             source?.role = .retired
             if let source, source.id == handoff.close { source.close() }
@@ -620,7 +640,7 @@ final class Concentrator: @unchecked Sendable {
         }
         switch console.vmotion.abort(from: vm.id, now: NIODeadline.now().uptimeNanoseconds) {
         case .resumed(let handoff):
-            migrating.remove(console.key)
+            stopMigrating(console)
             closeRetired(handoff.close)
             deliverHeld(handoff, to: vm, console)
             logger.info("vMotion of \(console.name) aborted; resuming on \(vm.peer)")
@@ -633,7 +653,7 @@ final class Concentrator: @unchecked Sendable {
 
     private func vmotionExpired(_ console: Console, generation: Int) {
         guard let handoff = console.vmotion.expire(generation: generation, now: NIODeadline.now().uptimeNanoseconds) else { return }
-        migrating.remove(console.key)
+        stopMigrating(console)
         closeRetired(handoff.close)
         if let vm = console.vm, vm.id == handoff.resumeOn {
             deliverHeld(handoff, to: vm, console)
@@ -724,7 +744,7 @@ final class Concentrator: @unchecked Sendable {
             "consoles": "\(consoles.values.filter(\.persisted).count)",
             "connected": "\(consoles.values.filter { $0.vm != nil }.count)",
             "clients": "\(consoles.values.reduce(0) { $0 + $1.clients.count })",
-            "migrating": "\(migrating.count)",
+            "migrating": "\(migratingCount)",
             "descriptors": "\(descriptorsInUse)",
             "descriptorLimit": "\(config.descriptorLimit)",
             "startedAt": ISO8601DateFormatter.vspc().string(from: startedAt),

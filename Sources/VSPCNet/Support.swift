@@ -18,14 +18,18 @@ public struct ScrollbackRing: Sendable {
             head = 0
             return
         }
-        for byte in bytes {
-            if storage.count < capacity {
-                storage.append(byte)
-            } else {
-                storage[head] = byte
-                head += 1
-                if head == capacity { head = 0 }
-            }
+        var rest = bytes[...]
+        if storage.count < capacity {
+            let fill = rest.prefix(capacity - storage.count)
+            storage.append(contentsOf: fill)
+            rest = rest.dropFirst(fill.count)
+        }
+        // Full: overwrite the oldest bytes in at most two runs (up to the end of storage, then from its start).
+        while !rest.isEmpty {
+            let run = rest.prefix(capacity - head)
+            storage.replaceSubrange(head..<(head + run.count), with: run)
+            head = (head + run.count) % capacity
+            rest = rest.dropFirst(run.count)
         }
     }
 

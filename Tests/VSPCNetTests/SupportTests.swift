@@ -2,6 +2,22 @@ import XCTest
 @testable import VSPCNet
 
 final class ScrollbackRingTests: XCTestCase {
+    /// Against the obvious model (keep the last `capacity` bytes), over random chunk sizes and capacities.
+    func testMatchesTheObviousModel() {
+        var rng = SplitMix64(seed: 99)
+        for capacity in [0, 1, 2, 7, 64, 1000] {
+            var ring = ScrollbackRing(capacity: capacity)
+            var model: [UInt8] = []
+            for step in 0..<300 {
+                let chunk = (0..<Int(rng.next() % 150)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                ring.append(chunk)
+                model = Array((model + chunk).suffix(capacity))
+                XCTAssertEqual(ring.contents(), model, "capacity \(capacity), step \(step)")
+                XCTAssertEqual(ring.count, model.count)
+            }
+        }
+    }
+
     func testFillsThenWrapsAround() {
         var ring = ScrollbackRing(capacity: 5)
         XCTAssertEqual(ring.contents(), [])
