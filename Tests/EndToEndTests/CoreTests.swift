@@ -94,6 +94,7 @@ final class CoreTests: XCTestCase {
         let port = try await daemon.port(of: uuid)
         let client = try await SimulatedClient.connect(port: port)
         defer { client.close() }
+        try await daemon.waitForList("client attached") { $0.first?.clients == 1 }
         vm.output("before\r\n")
         try await client.waitForData(count: 8)
         vm.close()
@@ -142,6 +143,7 @@ final class CoreTests: XCTestCase {
         XCTAssertTrue(listed.allSatisfy { $0.listening && !$0.connected })
         let waiting = try await SimulatedClient.connect(port: ports[uuids[0]]!)
         defer { waiting.close() }
+        try await daemon.waitForList("a person waiting") { $0.first { $0.uuid == uuids[0] }?.clients == 1 }
         let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuids[0], name: "vm-0")
         defer { vm.close() }
         let portAfter = try await daemon.port(of: uuids[0])
