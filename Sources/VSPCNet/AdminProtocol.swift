@@ -47,13 +47,15 @@ public struct ConsoleInfo: Codable, Sendable, Equatable {
     public var since: String?
     /// The port is listening (false when another process holds it).
     public var listening: Bool
+    /// Why the port is not listening, when it is not.
+    public var listenError: String?
     /// A vMotion is in progress.
     public var migrating: Bool
     /// Address of the VM's host connection.
     public var peer: String?
 
     public init(name: String, uuid: String, label: String, port: Int, connected: Bool, clients: Int,
-                since: String?, listening: Bool, migrating: Bool, peer: String?) {
+                since: String?, listening: Bool, listenError: String? = nil, migrating: Bool, peer: String?) {
         self.name = name
         self.uuid = uuid
         self.label = label
@@ -62,6 +64,7 @@ public struct ConsoleInfo: Codable, Sendable, Equatable {
         self.clients = clients
         self.since = since
         self.listening = listening
+        self.listenError = listenError
         self.migrating = migrating
         self.peer = peer
     }

@@ -705,6 +705,7 @@ final class Concentrator: @unchecked Sendable {
     func info(_ c: Console, _ formatter: ISO8601DateFormatter = .vspc()) -> ConsoleInfo {
         ConsoleInfo(name: c.name, uuid: c.key.uuid, label: c.key.label, port: c.port, connected: c.vm != nil,
                     clients: c.clients.count, since: formatter.string(from: c.since), listening: c.listener != nil,
+                    listenError: c.listener == nil ? c.listenerError : nil,
                     migrating: c.vmotion.isPending, peer: c.vm?.peer)
     }
 
@@ -745,6 +746,7 @@ final class Concentrator: @unchecked Sendable {
             "connected": "\(consoles.values.filter { $0.vm != nil }.count)",
             "clients": "\(consoles.values.reduce(0) { $0 + $1.clients.count })",
             "migrating": "\(migratingCount)",
+            "freePorts": "\(pool.available)",
             "descriptors": "\(descriptorsInUse)",
             "descriptorLimit": "\(config.descriptorLimit)",
             "startedAt": ISO8601DateFormatter.vspc().string(from: startedAt),

@@ -74,6 +74,9 @@ final class VMConnectionHandler: ChannelInboundHandler, RemovableChannelHandler 
         negotiationTimer?.cancel()
         nameTimer?.cancel()
         identifyTimer?.cancel()
+        if machine.isMidSequence {
+            concentrator.logger.info("VM connection \(peer) closed in the middle of a telnet sequence")
+        }
         concentrator.vmDisconnected(self)
         context.fireChannelInactive()
     }

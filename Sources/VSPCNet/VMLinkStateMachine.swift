@@ -54,6 +54,8 @@ public struct VMLinkStateMachine: Sendable {
     public var serviceLabel: String { label }
     public var isIdentified: Bool { identified }
     public var hasExtension: Bool { extensionAccepted }
+    /// The bytes so far end inside a telnet sequence (a connection closed now was cut off mid-message).
+    public var isMidSequence: Bool { decoder.isMidSequence }
 
     /// The server's opening: WILL BINARY, WILL SGA, WILL ECHO, DO BINARY, DO SGA, DO VMWARE-EXT.
     public static let opening: [UInt8] = [

@@ -40,6 +40,7 @@ final class CoreTests: XCTestCase {
         XCTAssertEqual(status.status, 0, status.err)
         XCTAssertTrue(status.out.contains("connected: 1\n"), status.out)
         XCTAssertTrue(status.out.contains("consoles: 1\n"), status.out)
+        XCTAssertTrue(status.out.contains("freePorts: \(daemon.portRange.count - 1)\n"), status.out)
 
         let table = try Daemon.run("vspc", ["list", "--table", "--admin", "127.0.0.1:\(daemon.adminPort)"])
         XCTAssertTrue(table.out.hasPrefix("NAME"), table.out)
@@ -357,6 +358,8 @@ final class CoreTests: XCTestCase {
         let listed = try await daemon.list()
         XCTAssertEqual(listed.first { $0.uuid == a }?.port, ports[a], "the assignment is kept")
         XCTAssertEqual(listed.first { $0.uuid == a }?.listening, false)
+        XCTAssertNotNil(listed.first { $0.uuid == a }?.listenError, "the reason is reported")
+        XCTAssertNil(listed.first { $0.uuid == b }?.listenError)
         XCTAssertEqual(listed.first { $0.uuid == b }?.listening, true)
         XCTAssertTrue(daemon.log.contains("cannot listen on 127.0.0.1:\(ports[a]!)"), daemon.log)
         let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: b, name: "free")
