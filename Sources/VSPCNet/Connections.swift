@@ -176,7 +176,7 @@ final class ClientHandler: ChannelInboundHandler {
     let console: Console
     let concentrator: Concentrator
     var decoder = TelnetDecoder(maxSubnegotiation: 512)
-    var refused: Set<UInt16> = []
+    var refusals = TelnetRefusals()
     var channel: Channel?
     var peer = "?"
     var queuedBytes = 0
@@ -225,8 +225,7 @@ final class ClientHandler: ChannelInboundHandler {
         case .wont, .dont:
             return
         }
-        let key = UInt16(reply.rawValue) << 8 | UInt16(option)
-        if refused.insert(key).inserted { send(raw: TelnetEncoder.negotiate(reply, option)) }
+        if let bytes = refusals.refuse(reply, option) { send(raw: bytes) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -171,6 +171,19 @@ public struct TelnetDecoder: Sendable {
     }
 }
 
+/// The refusals (DONT/WONT) already sent on a connection: each option is refused once, so two peers that
+/// keep refusing each other cannot loop.
+public struct TelnetRefusals: Sendable {
+    private var sent: Set<UInt16> = []
+
+    public init() {}
+
+    /// The bytes of `verb option`, or nil if that refusal was sent before.
+    public mutating func refuse(_ verb: TelnetVerb, _ option: UInt8) -> [UInt8]? {
+        sent.insert(UInt16(verb.rawValue) << 8 | UInt16(option)).inserted ? TelnetEncoder.negotiate(verb, option) : nil
+    }
+}
+
 /// Encoders for the telnet wire format.
 public enum TelnetEncoder {
     /// Appends `data` to `out`, doubling every 0xFF.

@@ -42,7 +42,7 @@ public struct VMLinkStateMachine: Sendable {
     var proxyAccepted = false
     var identified = false
     var rejected = false
-    var refusedOptions: Set<UInt16> = []  // verb<<8 | option already refused (answer once)
+    var refusals = TelnetRefusals()
 
     public init(acceptedServiceURI: String = "vSPC.py", maxSubnegotiation: Int = 1024) {
         self.acceptedServiceURI = acceptedServiceURI
@@ -117,10 +117,7 @@ public struct VMLinkStateMachine: Sendable {
     }
 
     private mutating func refuse(_ verb: TelnetVerb, _ option: UInt8, into actions: inout [VMLinkAction]) {
-        let key = UInt16(verb.rawValue) << 8 | UInt16(option)
-        if refusedOptions.insert(key).inserted {
-            actions.append(.send(TelnetEncoder.negotiate(verb, option)))
-        }
+        if let bytes = refusals.refuse(verb, option) { actions.append(.send(bytes)) }
     }
 
     private mutating func negotiate(_ verb: TelnetVerb, _ option: UInt8, into actions: inout [VMLinkAction]) {

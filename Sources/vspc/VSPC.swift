@@ -22,6 +22,27 @@ struct AdminOption: ParsableArguments {
         }
         return e
     }
+
+    /// Sends a one-shot request; an unreachable daemon or a refusal becomes a message and a non-zero exit.
+    func request(_ command: String) async throws -> AdminResponse {
+        let (host, port) = try endpoint()
+        let response: AdminResponse
+        do {
+            response = try await AdminClient.request(host: host, port: port, AdminRequest(command: command))
+        } catch {
+            throw fail("\(error)")
+        }
+        guard response.ok else { throw fail(response.error ?? "the daemon refused the request") }
+        return response
+    }
+}
+
+/// Prints a value as indented JSON with sorted keys (dates in ISO 8601).
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.dateEncodingStrategy = .iso8601
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 func fail(_ message: String, code: Int32 = 1) -> ExitCode {
@@ -47,18 +68,9 @@ struct List: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (host, port) = try admin.endpoint()
-        let response: AdminResponse
-        do {
-            response = try await AdminClient.request(host: host, port: port, AdminRequest(command: "list"))
-        } catch {
-            throw fail("\(error)")
-        }
-        guard response.ok, let vms = response.vms else { throw fail(response.error ?? "the daemon refused the request") }
+        guard let vms = try await admin.request("list").vms else { throw fail("the daemon sent no list") }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(vms), as: UTF8.self))
+            try printJSON(vms)
         } else if table {
             var rows = [["NAME", "LABEL", "UUID", "PORT", "VM", "CLIENTS", "SINCE"]]
             for vm in vms {
@@ -129,18 +141,9 @@ struct Status: AsyncParsableCommand {
     @Flag(help: "JSON.") var json = false
 
     func run() async throws {
-        let (host, port) = try admin.endpoint()
-        let response: AdminResponse
-        do {
-            response = try await AdminClient.request(host: host, port: port, AdminRequest(command: "status"))
-        } catch {
-            throw fail("\(error)")
-        }
-        guard response.ok, let status = response.status else { throw fail(response.error ?? "the daemon refused the request") }
+        guard let status = try await admin.request("status").status else { throw fail("the daemon sent no status") }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+            try printJSON(status)
         } else {
             for key in status.keys.sorted() { print("\(key): \(status[key]!)") }
         }
@@ -183,10 +186,7 @@ struct History: AsyncParsableCommand {
         let target = matches[0]
         let events = try store.events(uuid: target.uuid, since: since.flatMap { parseSince($0) }, limit: limit)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.dateEncodingStrategy = .iso8601
-            print(String(decoding: try encoder.encode(events), as: UTF8.self))
+            try printJSON(events)
             return
         }
         print("# \(target.name) \(UUIDSpelling.classic(target.uuid))")
