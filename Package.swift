@@ -1,6 +1,13 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The layout is the architecture:
+//   VSPCCore   pure: telnet codec, VMware extension, link / vMotion / concentrator state machines, scrollback,
+//              port pool, admin protocol types, record models. No SwiftNIO, no GRDB, no clock, no randomness.
+//   VSPCStore  SQLite through GRDB; depends only on the core.
+//   VSPCNet    the driver: listeners, thin channel handlers, timers, TLS; carries out the core's actions.
+//   VSPCClient what `vspc` needs to talk to the admin endpoint (no TLS, no server code).
+//   vspcd, vspc thin executables.
 let package = Package(
     name: "vspcd",
     platforms: [.macOS(.v13)],
@@ -19,25 +26,35 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
+        .target(name: "VSPCCore"),
+        .target(
+            name: "VSPCStore",
+            dependencies: [
+                "VSPCCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            plugins: ["EmbedMigrations"]
+        ),
         .target(
             name: "VSPCNet",
             dependencies: [
+                "VSPCCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
-                "VSPCStore",
             ]
         ),
         .target(
-            name: "VSPCStore",
+            name: "VSPCClient",
             dependencies: [
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            plugins: ["EmbedMigrations"]
+                "VSPCCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .executableTarget(name: "vspc-embed-migrations"),
         .plugin(
@@ -48,7 +65,7 @@ let package = Package(
         .target(
             name: "VSPCSim",
             dependencies: [
-                "VSPCNet",
+                "VSPCCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -57,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "vspcd",
             dependencies: [
-                "VSPCNet", "VSPCStore",
+                "VSPCCore", "VSPCNet", "VSPCStore", "VSPCClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -66,23 +83,24 @@ let package = Package(
         .executableTarget(
             name: "vspc",
             dependencies: [
-                "VSPCNet", "VSPCStore",
+                "VSPCCore", "VSPCClient", "VSPCStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "vspc-vmsim",
             dependencies: [
-                "VSPCSim", "VSPCNet",
+                "VSPCSim", "VSPCCore", "VSPCClient",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "VSPCNetTests", dependencies: ["VSPCNet"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "VSPCStoreTests", dependencies: ["VSPCStore"]),
+        .testTarget(name: "VSPCCoreTests", dependencies: ["VSPCCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "VSPCStoreTests", dependencies: ["VSPCStore", "VSPCCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "VSPCSim", "VSPCNet", "VSPCStore",
+                "VSPCSim", "VSPCCore", "VSPCClient", "VSPCStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -2,7 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
-import VSPCNet
+import VSPCCore
 
 public struct SimError: Error, CustomStringConvertible {
     public var description: String

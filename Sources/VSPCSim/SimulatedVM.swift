@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
-import VSPCNet
+import VSPCCore
 
 /// One serial port of a VM as ESXi drives it towards a concentrator (see the capture in the project's test
 /// fixtures): WILL AUTHENTICATION first, answers to the server's options, WILL VMWARE-EXT, KNOWN-SUBOPTIONS-1,

@@ -1,12 +1,13 @@
 import Foundation
 import GRDB
 import Logging
+import VSPCCore
 
 /// Persistent state of vspcd: port assignments, the event log and console scrollback.
 ///
 /// SQLite (WAL) through a GRDB `DatabasePool`. Reads are synchronous; writes are queued with
 /// `enqueue` and committed in batches by a single background writer.
-public final class Store: @unchecked Sendable {
+public final class Store: RecordStore, @unchecked Sendable {
     public let path: String
     public let readOnly: Bool
 
@@ -322,61 +323,36 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Resolves a user's VM reference (for `vspc history`), first matching rule wins:
-    /// 1. exact name (case-sensitive), 2. full uuid in any spelling, 3. exact name (case-insensitive),
-    /// 4. unique prefix of the uuid hex or (case-insensitively) of a name.
-    /// Known VMs come from `assignment` and from the (uuid, name) pairs in `event`, so old names also match.
-    /// Results are one entry per uuid, named by the current assignment name, else the most recent
-    /// event name; sorted by name, uuid. 0 results = unknown, >1 = ambiguous.
-    public func resolveVM(_ query: String) throws -> [(uuid: String, name: String)] {
-        let q = String(query.trimmingWhitespace())
-        if q.isEmpty { return [] }
-
-        var display: [String: String] = [:]     // uuid -> preferred name
-        var pairs: [(uuid: String, name: String)] = []
+    /// The VMs known to the database, for `VMLookup`: the assignments, and the (uuid, name) pairs of the event
+    /// log, so a VM's old names still find it. `names` gives each uuid's display name: its current assignment's
+    /// name, else the name of its most recent event.
+    public func lookupCandidates() throws -> (candidates: [VMLookup.Candidate], names: [String: String]) {
+        var names: [String: String] = [:]
+        var candidates: [VMLookup.Candidate] = []
         try pool.read { db in
             for row in try Row.fetchAll(db, sql: "SELECT uuid, name FROM assignment ORDER BY label, name") {
                 let u: String = row["uuid"], n: String = row["name"]
-                if display[u] == nil { display[u] = n }
-                pairs.append((u, n))
+                if names[u] == nil { names[u] = n }
+                candidates.append(.init(uuid: u, name: n))
             }
             for row in try Row.fetchAll(db, sql: """
                 SELECT uuid, name, MAX(ts) AS t FROM event WHERE uuid IS NOT NULL
                 GROUP BY uuid, name ORDER BY t DESC
                 """) {
                 let u: String = row["uuid"]
-                let n: String? = row["name"]
-                if let n, !n.isEmpty {
-                    if display[u] == nil { display[u] = n }
-                    pairs.append((u, n))
-                } else {
-                    pairs.append((u, ""))
-                }
+                let n: String = (row["name"] as String?) ?? ""
+                if !n.isEmpty, names[u] == nil { names[u] = n }
+                candidates.append(.init(uuid: u, name: n))
             }
         }
+        return (candidates, names)
+    }
 
-        func result(_ uuids: [String]) -> [(uuid: String, name: String)] {
-            Set(uuids).map { (uuid: $0, name: display[$0] ?? "") }
-                .sorted { ($0.name, $0.uuid) < ($1.name, $1.uuid) }
-        }
-
-        let byName = pairs.filter { !$0.name.isEmpty && $0.name == q }.map(\.uuid)
-        if !byName.isEmpty { return result(byName) }
-
-        if let u = UUIDSpelling.normalize(q) {
-            let byUUID = pairs.filter { $0.uuid == u }.map(\.uuid)
-            if !byUUID.isEmpty { return result(byUUID) }
-        }
-
-        let lq = q.lowercased()
-        let byNameCI = pairs.filter { !$0.name.isEmpty && $0.name.lowercased() == lq }.map(\.uuid)
-        if !byNameCI.isEmpty { return result(byNameCI) }
-
-        var byPrefix: [String] = []
-        if let hp = UUIDSpelling.hexPrefix(q), !hp.isEmpty {
-            byPrefix += pairs.filter { $0.uuid.hasPrefix(hp) }.map(\.uuid)
-        }
-        byPrefix += pairs.filter { !$0.name.isEmpty && $0.name.lowercased().hasPrefix(lq) }.map(\.uuid)
-        return result(byPrefix)
+    /// Resolves a user's VM reference (for `vspc history` and `tail`) by `VMLookup`'s rules. Results are one
+    /// entry per uuid with its display name, sorted by name, uuid: none = unknown, several = ambiguous.
+    public func resolveVM(_ query: String) throws -> [(uuid: String, name: String)] {
+        let (candidates, names) = try lookupCandidates()
+        return VMLookup.matches(query, among: candidates).map { (uuid: $0, name: names[$0] ?? "") }
+            .sorted { ($0.name, $0.uuid) < ($1.name, $1.uuid) }
     }
 }

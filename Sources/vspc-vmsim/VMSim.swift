@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
 import NIOPosix
-import VSPCNet
+import VSPCClient
+import VSPCCore
 import VSPCSim
 
 /// Simulates ESXi VMs with network serial ports, for demos, load and the benchmark.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import VSPCNet
+import VSPCClient
+import VSPCCore
 import VSPCStore
 
 @main
@@ -237,7 +238,8 @@ struct Tail: AsyncParsableCommand {
                 output.write(backlog.take(chunk))
             }
             guard response.ok else { throw fail(response.error ?? "the daemon refused the request") }
-        } catch let error as AdminClient.ConnectError {
+        } catch let error as AdminClientError {
+            guard case .unreachable = error else { throw fail("\(error)") }
             // Daemon down: the scrollback saved in the database.
             guard !follow, let store = try? Store(path: db, readOnly: true) else { throw fail("\(error)") }
             let matches = (try? store.resolveVM(vm)) ?? []

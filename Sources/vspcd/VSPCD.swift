@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import VSPCClient
+import VSPCCore
 import VSPCNet
 import VSPCStore
 #if canImport(Glibc)
@@ -143,9 +145,16 @@ struct VSPCD: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(2)
         }
+        let saved: SavedState
+        do {
+            saved = try Self.loadSaved(store, scrollback: config.scrollbackBytes > 0)
+        } catch {
+            logger.critical("cannot read the database \(db): \(error)")
+            throw ExitCode(2)
+        }
         logger.notice("vspcd starting; database \(db)")
         let server = VSPCServer(config: config, store: store, logger: logger)
-        let service = DaemonService(server: server)
+        let service = DaemonService(server: server, saved: saved)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service)],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -157,6 +166,15 @@ struct VSPCD: AsyncParsableCommand {
             store.flush()
             throw ExitCode(1)
         }
+    }
+
+    /// The assignments and scrollback the daemon had when it stopped.
+    static func loadSaved(_ store: Store, scrollback: Bool) throws -> SavedState {
+        var saved = SavedState(assignments: try store.loadAssignments(), scrollback: [:])
+        if scrollback {
+            for s in try store.allScrollback() { saved.scrollback[ConsoleKey(uuid: s.uuid, label: s.label)] = s.data }
+        }
+        return saved
     }
 
     /// Raises the soft open-file limit to the hard one and returns the limit in force.
@@ -181,9 +199,10 @@ struct VSPCD: AsyncParsableCommand {
 
 struct DaemonService: Service {
     let server: VSPCServer
+    let saved: SavedState
 
     func run() async throws {
-        try await server.start()
+        try await server.start(saved: saved)
         try? await gracefulShutdown()
         await server.shutdown()
     }

@@ -1,5 +1,6 @@
 import Foundation
-import VSPCNet
+import VSPCCore
+import VSPCClient
 import VSPCSim
 import VSPCStore
 import XCTest
@@ -12,7 +13,7 @@ final class CaptureReplayTests: XCTestCase {
     /// The capture's streams, kept as fixtures of the unit tests (one dump line per line).
     static func vmEvents(_ stream: Int) throws -> [TelnetEvent] {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("VSPCNetTests/Fixtures/stream\(stream)-vm.hex")
+            .appendingPathComponent("VSPCCoreTests/Fixtures/stream\(stream)-vm.hex")
         let text = try String(contentsOf: url, encoding: .utf8)
         let bytes = text.split(separator: "\n").filter { !$0.hasPrefix("#") }
             .flatMap { $0.split(separator: " ").map { UInt8($0, radix: 16)! } }

@@ -1,7 +1,8 @@
 import Foundation
 import NIOCore
 import NIOPosix
-import VSPCNet
+import VSPCCore
+import VSPCClient
 import VSPCSim
 import XCTest
 

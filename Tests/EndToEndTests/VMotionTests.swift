@@ -1,5 +1,6 @@
 import Foundation
-import VSPCNet
+import VSPCCore
+import VSPCClient
 import VSPCSim
 import VSPCStore
 import XCTest

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import VSPCStore
+import VSPCCore
 
 final class UUIDSpellingTests: XCTestCase {
     let hex = "0123456789abcdeffedcba9800000000"

@@ -1,5 +1,3 @@
-/// Identifies one TCP connection inside the concentrator.
-public typealias ConnectionID = Int
 
 /// The vMotion handoff of one console (one serial port of one VM), as a pure state machine.
 ///

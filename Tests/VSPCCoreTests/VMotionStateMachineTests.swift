@@ -1,5 +1,5 @@
 import XCTest
-@testable import VSPCNet
+@testable import VSPCCore
 
 final class VMotionStateMachineTests: XCTestCase {
     typealias SM = VMotionStateMachine

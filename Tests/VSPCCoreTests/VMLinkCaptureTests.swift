@@ -1,5 +1,5 @@
 import XCTest
-@testable import VSPCNet
+@testable import VSPCCore
 
 /// Replays the VM side of the four TCP streams of the public ESXi capture (fixtures extracted from
 /// /work/shared/reference/pcap-streams.txt, section B) through VMLinkStateMachine.

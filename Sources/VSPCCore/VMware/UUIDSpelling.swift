@@ -45,7 +45,8 @@ public enum UUIDSpelling {
 }
 
 extension String {
-    func trimmingWhitespace() -> Substring {
+    /// The string without leading and trailing white space.
+    public func trimmingWhitespace() -> Substring {
         var sub = Substring(self)
         while let f = sub.first, f.isWhitespace { sub.removeFirst() }
         while let l = sub.last, l.isWhitespace { sub.removeLast() }

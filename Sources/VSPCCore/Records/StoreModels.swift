@@ -22,7 +22,7 @@ public struct Assignment: Sendable, Codable, Equatable {
 }
 
 /// An event to be recorded (see `StoreOp.event`).
-public struct NewEvent: Sendable {
+public struct NewEvent: Sendable, Equatable {
     public var time: Date
     public var kind: String
     public var uuid: String?
@@ -68,7 +68,7 @@ public struct EventRecord: Sendable, Codable, Equatable {
 }
 
 /// Event retention policy. nil means "no limit" for that dimension.
-public struct Retention: Sendable {
+public struct Retention: Sendable, Equatable {
     public var maxAge: TimeInterval?
     public var maxCount: Int?
 
@@ -79,7 +79,7 @@ public struct Retention: Sendable {
 }
 
 /// A write operation, executed asynchronously by the store's single writer.
-public enum StoreOp: Sendable {
+public enum StoreOp: Sendable, Equatable {
     /// Insert, or update name/port/last_seen of an existing (uuid,label) row (created_at is kept).
     case upsertAssignment(Assignment)
     case deleteAssignment(uuid: String, label: String)
@@ -90,34 +90,4 @@ public enum StoreOp: Sendable {
     /// Delete events older than maxAge (relative to now) and beyond the newest maxCount, and the scrollback,
     /// older than maxAge, of VM serial ports that no longer hold a port.
     case prune(Retention)
-}
-
-public enum StoreError: Error, CustomStringConvertible, Equatable {
-    case cannotOpen(path: String, reason: String)
-    case databaseNotFound(path: String)
-    case migrationsNotFound(path: String?)
-    case noMigrations(path: String)
-    case migrationFailed(file: String, reason: String)
-    case invalidUUID(String)
-    case readOnly(path: String)
-
-    public var description: String {
-        switch self {
-        case let .cannotOpen(path, reason):
-            return "cannot open database at \(path): \(reason)"
-        case let .databaseNotFound(path):
-            return "database not found at \(path) (has vspcd been started with this database path?)"
-        case let .migrationsNotFound(path):
-            if let path { return "migrations folder not found at \(path)" }
-            return "migrations folder not found (set VSPC_MIGRATIONS_DIR)"
-        case let .noMigrations(path):
-            return "migrations folder \(path) contains no .sql files"
-        case let .migrationFailed(file, reason):
-            return "migration \(file) failed: \(reason)"
-        case let .invalidUUID(s):
-            return "invalid VM uuid '\(s)' (expected 32 hex digits)"
-        case let .readOnly(path):
-            return "database at \(path) is opened read-only"
-        }
-    }
 }

@@ -1,5 +1,5 @@
 import XCTest
-@testable import VSPCNet
+@testable import VSPCCore
 
 final class ScrollbackRingTests: XCTestCase {
     /// Against the obvious model (keep the last `capacity` bytes), over random chunk sizes and capacities.

@@ -1,5 +1,5 @@
 import XCTest
-@testable import VSPCNet
+@testable import VSPCCore
 
 final class VMLinkEdgeCaseTests: XCTestCase {
     static let uuidWire = Array("01 23 45 67 89 ab cd ef-fe dc ba 98 00 00 00 00".utf8)

@@ -1,5 +1,6 @@
+import NIOCore
 import NIOSSL
-import VSPCStore
+import VSPCCore
 
 /// Everything the daemon can be told. Defaults are the safe ones: per-VM ports and the admin endpoint on
 /// loopback, the proxy on all interfaces, per-VM ports outside Linux's ephemeral range (32768-60999).
@@ -43,4 +44,41 @@ public struct DaemonConfig: Sendable {
     public init() {}
 
     public var portRange: ClosedRange<Int> { portRangeStart...portRangeEnd }
+
+    /// The part of the configuration the concentrator's decisions depend on.
+    public var concentrator: ConcentratorConfig {
+        var c = ConcentratorConfig()
+        c.listenHost = listenHost
+        c.portRange = portRange
+        c.vmExpireTime = vmExpireTime
+        c.serviceURI = serviceURI
+        c.vmotionTimeout = vmotionTimeout
+        c.negotiationTimeout = negotiationTimeout
+        c.nameTimeout = nameTimeout
+        c.vmotionHoldLimit = vmotionHoldLimit
+        c.scrollbackBytes = scrollbackBytes
+        c.replayBytes = replayBytes
+        c.scrollbackSaveInterval = scrollbackSaveInterval
+        c.retention = retention
+        c.descriptorLimit = descriptorLimit
+        c.descriptorReserve = descriptorReserve
+        return c
+    }
+
+    /// A person's connection is dropped once more than `clientBufferLimit` waits for it (plus the one-off replay).
+    var clientWaterMark: ChannelOptions.Types.WriteBufferWaterMark {
+        let high = clientBufferLimit + replayBytes
+        return .init(low: high / 2, high: high)
+    }
+
+    /// Input for a VM is discarded while more than `vmBufferLimit` waits for it.
+    var vmWaterMark: ChannelOptions.Types.WriteBufferWaterMark {
+        .init(low: vmBufferLimit / 2, high: vmBufferLimit)
+    }
+
+    /// A tail follower is dropped once more than `clientBufferLimit` of live output waits (after its backlog).
+    var adminWaterMark: ChannelOptions.Types.WriteBufferWaterMark {
+        let high = clientBufferLimit + scrollbackBytes + 64 * 1024
+        return .init(low: high / 2, high: high)
+    }
 }

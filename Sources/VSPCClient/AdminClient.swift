@@ -1,30 +1,35 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import VSPCCore
+
+/// Why a request to the daemon's admin endpoint did not get an answer. Callers branch on the case: `vspc tail`
+/// falls back to the database only when the daemon is unreachable.
+public enum AdminClientError: Error, Equatable, CustomStringConvertible {
+    /// Nothing answers at the endpoint: the daemon is down, or elsewhere.
+    case unreachable(endpoint: String, reason: String)
+    /// The daemon accepted the connection and closed it without an answer.
+    case closedWithoutAnswer
+    case malformedResponse(String)
+    case responseTooLong
+
+    public var description: String {
+        switch self {
+        case let .unreachable(endpoint, reason):
+            return "cannot reach vspcd's admin endpoint at \(endpoint) (\(reason)); is the daemon running? (see --admin)"
+        case .closedWithoutAnswer: return "the admin endpoint closed the connection without answering"
+        case .malformedResponse(let why): return "the admin endpoint sent a malformed response: \(why)"
+        case .responseTooLong: return "the admin endpoint's response is too long"
+        }
+    }
+}
 
 /// Talks to a daemon's admin endpoint: sends one request, decodes the response line, and hands any raw bytes
 /// that follow (for `tail`) to `onData`.
 public enum AdminClient {
-    public struct ConnectError: Error, CustomStringConvertible {
-        public var description: String
-    }
-
     /// Parses `host:port`, `:port`, `port` or `[v6]:port`.
     public static func parseEndpoint(_ text: String, defaultHost: String) -> (host: String, port: Int)? {
-        var host = defaultHost
-        var portText = text
-        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
-            host = String(text[text.index(after: text.startIndex)..<close])
-            let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":") else { return nil }
-            portText = String(rest.dropFirst())
-        } else if let colon = text.lastIndex(of: ":") {
-            let h = String(text[..<colon])
-            if !h.isEmpty { host = h }
-            portText = String(text[text.index(after: colon)...])
-        }
-        guard let port = Int(portText), (0...65535).contains(port) else { return nil }
-        return (host, port)
+        Endpoint.parse(text, defaultHost: defaultHost).map { ($0.host, $0.port) }
     }
 
     public static func request(host: String, port: Int, _ request: AdminRequest,
@@ -42,7 +47,8 @@ public enum AdminClient {
         do {
             channel = try await bootstrap.connect(host: host, port: port).get()
         } catch {
-            let failure = ConnectError(description: "cannot reach vspcd's admin endpoint at \(host):\(port) (\(error)); is the daemon running? (see --admin)")
+            let failure = AdminClientError.unreachable(endpoint: Endpoint(host: host, port: port).description,
+                                                       reason: "\(error)")
             promise.fail(failure)
             done.succeed(())
             throw failure
@@ -63,6 +69,8 @@ public enum AdminClient {
 final class AdminClientHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
+    static let maxResponseBytes = 64 << 20
+
     let response: EventLoopPromise<AdminResponse>
     let done: EventLoopPromise<Void>
     let onHeader: (@Sendable (AdminResponse) -> Void)?
@@ -82,25 +90,25 @@ final class AdminClientHandler: ChannelInboundHandler {
         let buffer = unwrapInboundIn(data)
         var bytes = Array(buffer.readableBytesView)
         if !gotHeader {
-            if let newline = bytes.firstIndex(of: 0x0A) {
-                header += bytes[..<newline]
-                bytes = Array(bytes[(newline + 1)...])
-                gotHeader = true
-                do {
-                    let decoded = try JSONDecoder().decode(AdminResponse.self, from: Data(header))
-                    onHeader?(decoded)
-                    response.succeed(decoded)
-                } catch {
-                    response.fail(AdminClient.ConnectError(description: "the admin endpoint sent a malformed response: \(error)"))
-                    context.close(promise: nil)
-                    return
-                }
-            } else {
+            guard let newline = bytes.firstIndex(of: 0x0A) else {
                 header += bytes
-                if header.count > 64 << 20 {
-                    response.fail(AdminClient.ConnectError(description: "the admin endpoint's response is too long"))
+                if header.count > Self.maxResponseBytes {
+                    gotHeader = true
+                    response.fail(AdminClientError.responseTooLong)
                     context.close(promise: nil)
                 }
+                return
+            }
+            header += bytes[..<newline]
+            bytes = Array(bytes[(newline + 1)...])
+            gotHeader = true
+            do {
+                let decoded = try JSONDecoder().decode(AdminResponse.self, from: Data(header))
+                onHeader?(decoded)
+                response.succeed(decoded)
+            } catch {
+                response.fail(AdminClientError.malformedResponse("\(error)"))
+                context.close(promise: nil)
                 return
             }
         }
@@ -108,9 +116,7 @@ final class AdminClientHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !gotHeader {
-            response.fail(AdminClient.ConnectError(description: "the admin endpoint closed the connection without answering"))
-        }
+        if !gotHeader { response.fail(AdminClientError.closedWithoutAnswer) }
         done.succeed(())
     }
 

@@ -94,10 +94,11 @@ public struct AdminResponse: Codable, Sendable {
     }
 }
 
-extension ISO8601DateFormatter {
-    static func vspc() -> ISO8601DateFormatter {
+extension AdminProtocol {
+    /// A time as the protocol writes it: ISO 8601 in UTC, whole seconds.
+    public static func timestamp(_ date: Date) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
-        return f
+        return f.string(from: date)
     }
 }

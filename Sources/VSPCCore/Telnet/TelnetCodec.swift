@@ -10,6 +10,7 @@ public enum Telnet {
     public static let SB: UInt8 = 0xFA
     public static let NOP: UInt8 = 0xF1
     public static let SE: UInt8 = 0xF0
+    public static let BRK: UInt8 = 0xF3
 }
 
 /// Telnet option codes used on the VM and client legs.
@@ -168,19 +169,6 @@ public struct TelnetDecoder: Sendable {
         } else {
             sbOverflow = true
         }
-    }
-}
-
-/// The refusals (DONT/WONT) already sent on a connection: each option is refused once, so two peers that
-/// keep refusing each other cannot loop.
-public struct TelnetRefusals: Sendable {
-    private var sent: Set<UInt16> = []
-
-    public init() {}
-
-    /// The bytes of `verb option`, or nil if that refusal was sent before.
-    public mutating func refuse(_ verb: TelnetVerb, _ option: UInt8) -> [UInt8]? {
-        sent.insert(UInt16(verb.rawValue) << 8 | UInt16(option)).inserted ? TelnetEncoder.negotiate(verb, option) : nil
     }
 }
 

@@ -1,5 +1,3 @@
-import VSPCStore
-
 /// What a VM connection's state machine asks its channel handler (or the concentrator) to do.
 public enum VMLinkAction: Equatable, Sendable {
     /// Bytes for the VM, already telnet-encoded.
@@ -42,7 +40,7 @@ public struct VMLinkStateMachine: Sendable {
     var proxyAccepted = false
     var identified = false
     var rejected = false
-    var refusals = TelnetRefusals()
+    var policy = TelnetOptionPolicy()
 
     public init(acceptedServiceURI: String = "vSPC.py", maxSubnegotiation: Int = 1024) {
         self.acceptedServiceURI = acceptedServiceURI
@@ -58,10 +56,7 @@ public struct VMLinkStateMachine: Sendable {
     public var isMidSequence: Bool { decoder.isMidSequence }
 
     /// The server's opening: WILL BINARY, WILL SGA, WILL ECHO, DO BINARY, DO SGA, DO VMWARE-EXT.
-    public static let opening: [UInt8] = [
-        0xFF, 0xFB, 0x00, 0xFF, 0xFB, 0x03, 0xFF, 0xFB, 0x01,
-        0xFF, 0xFD, 0x00, 0xFF, 0xFD, 0x03, 0xFF, 0xFD, 0xE8,
-    ]
+    public static let opening: [UInt8] = TelnetOptionPolicy.opening + [0xFF, 0xFD, TelnetOption.vmwareExt]
 
     public func start() -> [VMLinkAction] {
         [.send(Self.opening)]
@@ -116,36 +111,20 @@ public struct VMLinkStateMachine: Sendable {
         }
     }
 
-    private mutating func refuse(_ verb: TelnetVerb, _ option: UInt8, into actions: inout [VMLinkAction]) {
-        if let bytes = refusals.refuse(verb, option) { actions.append(.send(bytes)) }
-    }
-
+    /// The VMware extension is this leg's own; every other option follows the policy shared with people's
+    /// connections (AUTHENTICATION, COM-PORT and the rest are refused once).
     private mutating func negotiate(_ verb: TelnetVerb, _ option: UInt8, into actions: inout [VMLinkAction]) {
-        switch verb {
-        case .will:
-            switch option {
-            case TelnetOption.vmwareExt:
-                extensionAccepted = true
-            case TelnetOption.binary, TelnetOption.suppressGoAhead:
-                break // answers to our DO
-            default:
-                refuse(.dont, option, into: &actions) // AUTHENTICATION, COM-PORT and anything else
-            }
-        case .wont:
-            if option == TelnetOption.vmwareExt, !extensionAccepted {
+        switch (verb, option) {
+        case (.will, TelnetOption.vmwareExt):
+            extensionAccepted = true
+        case (.wont, TelnetOption.vmwareExt):
+            if !extensionAccepted {
                 rejected = true
                 actions.append(.log(.info, "peer refused the VMware extension; not an ESXi host"))
                 actions.append(.reject(message: Self.plainClientMessage))
             }
-        case .do:
-            switch option {
-            case TelnetOption.binary, TelnetOption.suppressGoAhead, TelnetOption.echo:
-                break // answers to our WILL
-            default:
-                refuse(.wont, option, into: &actions)
-            }
-        case .dont:
-            break
+        default:
+            if let reply = policy.answer(verb, option) { actions.append(.send(reply)) }
         }
     }
 

@@ -1,5 +1,5 @@
 import XCTest
-@testable import VSPCNet
+@testable import VSPCCore
 
 final class TelnetDecoderTests: XCTestCase {
     private func decodeAll(_ bytes: [UInt8], max: Int = 1024) -> [TelnetEvent] {

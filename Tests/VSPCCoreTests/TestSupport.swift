@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import VSPCNet
+@testable import VSPCCore
 
 /// A small deterministic PRNG (SplitMix64) so "random" tests are reproducible on every platform.
 struct SplitMix64: RandomNumberGenerator {

@@ -1,0 +1,46 @@
+/// What the concentrator's decisions depend on. Pure values; the driver's network settings live elsewhere.
+public struct ConcentratorConfig: Sendable {
+    /// Where the per-VM ports listen (for messages only; the driver binds).
+    public var listenHost = "127.0.0.1"
+    public var portRange: ClosedRange<Int> = 20000...32767
+    /// Seconds without VM and without client after which an assignment expires and its port returns to the pool.
+    public var vmExpireTime: Double = 86400
+    public var serviceURI = "vSPC.py"
+    /// Seconds a pending vMotion waits for its destination's COMPLETE.
+    public var vmotionTimeout: Double = 30
+    /// Seconds a new proxy connection has to agree to the VMware extension (and six times that to identify).
+    public var negotiationTimeout: Double = 10
+    /// Seconds a VM that gave its uuid has to give its name.
+    public var nameTimeout: Double = 5
+    /// Client input held during a vMotion window, per console.
+    public var vmotionHoldLimit = 256 * 1024
+    /// VM output kept while a connection does not carry a console yet (before identification or COMPLETE).
+    public var earlyOutputLimit = 256 * 1024
+    /// Scrollback kept per console, in bytes; 0 turns scrollback off.
+    public var scrollbackBytes = 64 * 1024
+    /// Bytes of scrollback sent to a telnet client when it attaches; 0 = none.
+    public var replayBytes = 0
+    /// Seconds between scrollback saves to the database.
+    public var scrollbackSaveInterval: Double = 2
+    /// Seconds before a port that could not be bound, or an assignment that could not be written, is retried.
+    public var retryInterval: Double = 30
+    /// Event retention, pruned `pruneDelay` seconds after start and then every `pruneInterval` seconds.
+    public var retention = Retention(maxAge: 90 * 86400, maxCount: 1_000_000)
+    public var pruneDelay: Double = 5
+    public var pruneInterval: Double = 3600
+    /// Highest number of descriptors the daemon may use; new VMs are refused when fewer than `descriptorReserve`
+    /// remain, people and the admin tool when fewer than a quarter of it remain.
+    public var descriptorLimit = 1024
+    public var descriptorReserve = 64
+
+    public init() {}
+
+    /// How often idle consoles are looked for: a quarter of the expiry time, between 50 ms and a minute.
+    public var expirySweepInterval: Double { max(0.05, min(60, vmExpireTime / 4)) }
+}
+
+/// Seconds to nanoseconds for timers, saturating.
+@inline(__always)
+func nanos(_ seconds: Double) -> UInt64 {
+    seconds <= 0 ? 0 : (seconds >= 1e10 ? UInt64(1e19) : UInt64(seconds * 1e9))
+}

@@ -1,0 +1,132 @@
+import Foundation
+
+/// One console: one serial port of one VM, with its stable port, its listener and the people attached.
+struct ConsoleState {
+    let key: ConsoleKey
+    var name: String
+    var port: Int
+    /// The assignment is committed to the database (only then is it listed).
+    var persisted: Bool
+    /// Bumped on every write of the assignment, so only the latest write's outcome counts.
+    var assignmentGeneration = 0
+    var createdAt: Date
+    /// When the VM connected, or was last seen if it is down.
+    var since: Date
+    var listener: ListenerState = .closed
+    var listenerError: String?
+    /// The connection that carries the console now.
+    var vm: ConnectionID?
+    var clients: Set<ConnectionID> = []
+    /// `vspc tail -f` connections.
+    var followers: Set<ConnectionID> = []
+    var vmotion: VMotionStateMachine
+    var migration: Migration?
+    /// Monotonic nanoseconds of the last VM or client activity (may be before the daemon started).
+    var lastActivity: Int64 = 0
+    var scrollback: ScrollbackRing
+    var scrollbackDirty = false
+
+    init(key: ConsoleKey, name: String, port: Int, persisted: Bool, createdAt: Date, since: Date,
+         config: ConcentratorConfig) {
+        self.key = key
+        self.name = name
+        self.port = port
+        self.persisted = persisted
+        self.createdAt = createdAt
+        self.since = since
+        self.vmotion = VMotionStateMachine(maxHeldBytes: config.vmotionHoldLimit)
+        self.scrollback = ScrollbackRing(capacity: config.scrollbackBytes)
+    }
+
+    var idle: Bool { vm == nil && clients.isEmpty && followers.isEmpty && !vmotion.isPending }
+
+    var isListening: Bool {
+        if case .bound = listener { return true }
+        return false
+    }
+
+    /// The pending migration's sequence, and the addresses of its source and destination, for its events.
+    struct Migration {
+        var sequence: [UInt8]
+        var source: String
+        var destination: String?
+    }
+}
+
+/// A console's listener: being bound (with what to do if the port is taken), bound, or closed.
+enum ListenerState {
+    /// `isNew`: the assignment is not written yet, and a taken port moves it to another one.
+    case binding(ListenerRef, isNew: Bool, attempt: Int, taken: Set<Int>)
+    case bound(ListenerRef)
+    /// Not bound; a retry may be armed.
+    case closed
+
+    var ref: ListenerRef? {
+        switch self {
+        case .binding(let ref, _, _, _), .bound(let ref): return ref
+        case .closed: return nil
+        }
+    }
+}
+
+/// A connection on the proxy port.
+struct VMConnection {
+    let id: ConnectionID
+    let peer: String
+    var link: VMLinkStateMachine
+    var role: Role = .negotiating(EarlyOutput())
+    /// Closing: nothing more it says is acted on.
+    var closing = false
+    /// Its outbound buffer is under the high water mark.
+    var writable = true
+    var nameTimerArmed = false
+    /// Events about this connection waiting for its uuid (a vMotion destination sends PEER before its uuid).
+    var deferred: [ConsoleEvent] = []
+
+    /// One case per state, each with only what that state needs.
+    enum Role {
+        /// Not identified yet; its console output is kept (bounded) until it carries a console.
+        case negotiating(EarlyOutput)
+        /// The connection of this console.
+        case carrying(ConsoleKey)
+        /// An accepted vMotion destination waiting for COMPLETE.
+        case destination(ConsoleKey, EarlyOutput)
+        /// Replaced or migrated away: its close is not the VM going down.
+        case retired
+    }
+
+    var console: ConsoleKey? {
+        switch role {
+        case .carrying(let key), .destination(let key, _): return key
+        case .negotiating, .retired: return nil
+        }
+    }
+}
+
+/// VM output that arrived before the connection carried a console.
+struct EarlyOutput {
+    var bytes: [UInt8] = []
+    var dropped = 0
+
+    mutating func append(_ data: [UInt8], limit: Int) {
+        let room = max(0, limit - bytes.count)
+        bytes.append(contentsOf: data.prefix(room))
+        dropped += data.count - min(room, data.count)
+    }
+}
+
+/// A person's telnet connection on a console's port.
+struct ClientConnection {
+    let id: ConnectionID
+    let console: ConsoleKey
+    let peer: String
+    var link = ClientLinkStateMachine()
+}
+
+/// A connection on the admin endpoint: one request, one answer, then perhaps a followed console.
+struct AdminConnection {
+    let id: ConnectionID
+    var answered = false
+    var reserved = false
+    var following: ConsoleKey?
+}

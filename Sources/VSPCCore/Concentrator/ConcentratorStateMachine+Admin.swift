@@ -1,0 +1,120 @@
+import Foundation
+
+/// The admin endpoint: one JSON request line, one JSON answer line, then raw console bytes for `tail`.
+extension ConcentratorStateMachine {
+    mutating func adminConnected(_ id: ConnectionID) {
+        admins[id] = AdminConnection(id: id)
+        if reserveDescriptors(1) {
+            admins[id]!.reserved = true
+        } else {
+            respond(id, AdminResponse(ok: false, error: "vspcd is at its open-file limit"), thenClose: true)
+        }
+    }
+
+    mutating func adminClosed(_ id: ConnectionID) {
+        guard let admin = admins.removeValue(forKey: id) else { return }
+        if admin.reserved { descriptorsInUse -= 1 }
+        if let key = admin.following { consoles[key]?.followers.remove(id) }
+    }
+
+    mutating func adminLineTooLong(_ id: ConnectionID) {
+        guard admins[id]?.answered == false else { return }
+        respond(id, AdminResponse(ok: false, error: AdminRequestError.tooLong(limit: AdminProtocol.maxRequestBytes).description),
+                thenClose: true)
+    }
+
+    mutating func adminLine(_ id: ConnectionID, _ line: [UInt8]) {
+        guard admins[id]?.answered == false else { return }
+        let request: AdminRequest
+        switch AdminRequest.parse(line) {
+        case .failure(let error):
+            respond(id, AdminResponse(ok: false, error: error.description), thenClose: true)
+            return
+        case .success(let r):
+            request = r
+        }
+        switch request.command {
+        case "list":
+            respond(id, AdminResponse(ok: true, vms: consoleInfos()), thenClose: true)
+        case "status":
+            respond(id, AdminResponse(ok: true, status: status()), thenClose: true)
+        case "tail":
+            tail(id, request)
+        default:
+            respond(id, AdminResponse(ok: false, error: AdminRequestError.unknownCommand(request.command).description),
+                    thenClose: true)
+        }
+    }
+
+    mutating func tail(_ id: ConnectionID, _ request: AdminRequest) {
+        switch findConsole(request.vm ?? "", label: request.label) {
+        case .failure(let message):
+            respond(id, AdminResponse(ok: false, error: message.message), thenClose: true)
+        case .success(let key):
+            let console = consoles[key]!
+            let backlog = console.scrollback.contents(last: request.bytes.map { max(0, $0) })
+            respond(id, AdminResponse(ok: true, vm: info(console), backlog: backlog.count), thenClose: false)
+            if !backlog.isEmpty { emit(.send(id, backlog)) }
+            if request.follow == true {
+                consoles[key]!.followers.insert(id)
+                admins[id]!.following = key
+            } else {
+                // Close only once the backlog has left: a close discards writes still queued.
+                emit(.close(id, flush: true))
+            }
+        }
+    }
+
+    mutating func respond(_ id: ConnectionID, _ response: AdminResponse, thenClose: Bool) {
+        admins[id]?.answered = true
+        var data = (try? JSONEncoder().encode(response)) ?? Data("{\"version\":\(AdminProtocol.version),\"ok\":false}".utf8)
+        data.append(0x0A)
+        emit(.send(id, Array(data)))
+        if thenClose { emit(.close(id, flush: true)) }
+    }
+
+    /// The listed consoles (those whose assignment is committed), sorted by name, label, uuid.
+    public func consoleInfos() -> [ConsoleInfo] {
+        consoles.values.filter(\.persisted).map { info($0) }
+            .sorted { ($0.name, $0.label, $0.uuid) < ($1.name, $1.label, $1.uuid) }
+    }
+
+    func info(_ c: ConsoleState) -> ConsoleInfo {
+        ConsoleInfo(name: c.name, uuid: c.key.uuid, label: c.key.label, port: c.port, connected: c.vm != nil,
+                    clients: c.clients.count, since: AdminProtocol.timestamp(c.since), listening: c.isListening,
+                    listenError: c.isListening ? nil : c.listenerError,
+                    migrating: c.vmotion.isPending, peer: c.vm.flatMap { vms[$0]?.peer })
+    }
+
+    /// The console a person means: `VMLookup`'s rules over the listed consoles with that label (any label when
+    /// nil); a VM with several matching serial ports is ambiguous.
+    func findConsole(_ query: String, label: String?) -> Result<ConsoleKey, AdminError> {
+        let listed = consoles.values.filter { $0.persisted && (label == nil || $0.key.label == label) }
+        let candidates = listed.map { VMLookup.Candidate(uuid: $0.key.uuid, name: $0.name) }
+        let uuids = Set(VMLookup.matches(query, among: candidates))
+        let hits = listed.filter { uuids.contains($0.key.uuid) }
+        if hits.count == 1 { return .success(hits[0].key) }
+        if hits.isEmpty { return .failure(AdminError("no VM matches \(query.debugDescription)")) }
+        let names = hits.map { "\($0.name)\($0.key.label.isEmpty ? "" : "#" + $0.key.label) (\($0.key.uuid))" }.sorted()
+        return .failure(AdminError("\(query.debugDescription) is ambiguous: \(names.joined(separator: ", "))"))
+    }
+
+    public func status() -> [String: String] {
+        [
+            "consoles": "\(consoles.values.filter(\.persisted).count)",
+            "connected": "\(consoles.values.filter { $0.vm != nil }.count)",
+            "clients": "\(consoles.values.reduce(0) { $0 + $1.clients.count })",
+            "migrating": "\(migratingCount)",
+            "freePorts": "\(pool.available)",
+            "descriptors": "\(descriptorsInUse)",
+            "descriptorLimit": "\(config.descriptorLimit)",
+            "startedAt": startedAt.map(AdminProtocol.timestamp) ?? "",
+        ]
+    }
+}
+
+/// A refusal of an admin request, as sent back to the client.
+public struct AdminError: Error, Equatable, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+}

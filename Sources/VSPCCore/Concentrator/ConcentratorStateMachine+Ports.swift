@@ -1,0 +1,138 @@
+import Foundation
+
+/// The consoles' ports and what is kept of them: binding, assignment writes, expiry, scrollback saves.
+extension ConcentratorStateMachine {
+    /// Binds the console's port. A new assignment that finds its port taken moves to the next free one; a known
+    /// assignment keeps its port and retries later. The assignment is written before the port is listed.
+    mutating func bind(_ key: ConsoleKey, isNew: Bool, attempt: Int = 0, taken: Set<Int> = []) {
+        guard !shuttingDown, let console = consoles[key] else { return }
+        let ref = ListenerRef(console: key, generation: nextListenerGeneration)
+        nextListenerGeneration += 1
+        consoles[key]!.listener = .binding(ref, isNew: isNew, attempt: attempt, taken: taken)
+        emit(.bind(ref, port: console.port))
+    }
+
+    mutating func listenerBound(_ ref: ListenerRef) {
+        let key = ref.console
+        guard !shuttingDown, let console = consoles[key], case let .binding(current, isNew, _, _) = console.listener,
+              current == ref else {
+            emit(.unbind(ref)) // a console that expired, or a bind that was superseded
+            return
+        }
+        consoles[key]!.listener = .bound(ref)
+        consoles[key]!.listenerError = nil
+        descriptorsInUse += 1
+        if isNew { persistAssignment(key) }
+    }
+
+    mutating func listenerFailed(_ ref: ListenerRef, addressInUse: Bool, message: String) {
+        let key = ref.console
+        guard !shuttingDown, let console = consoles[key], case let .binding(current, isNew, attempt, taken) = console.listener,
+              current == ref else { return }
+        consoles[key]!.listener = .closed
+        consoles[key]!.listenerError = message
+        let failed = console.port
+        if isNew, addressInUse, attempt < 32, let next = pool.allocate(excluding: taken.union([failed])) {
+            log(.warning, "port \(failed) is taken by another process; trying \(next) for \(console.name)")
+            // The taken port stays reserved in the pool, so no other VM tries it again.
+            consoles[key]!.port = next
+            bind(key, isNew: true, attempt: attempt + 1, taken: taken.union([failed]))
+            return
+        }
+        log(.error, "cannot listen on \(config.listenHost):\(failed) for VM \(console.name) (\(key)): \(message); will retry every \(Int(config.retryInterval)) s")
+        record(.portBindFailed, key, detail: "port \(failed): \(message)")
+        if isNew { persistAssignment(key) }
+        schedule(.listenerRetry(key), seconds: config.retryInterval)
+    }
+
+    mutating func retryListener(_ key: ConsoleKey) {
+        guard let console = consoles[key], case .closed = console.listener else { return }
+        bind(key, isNew: false)
+    }
+
+    /// Closes the console's listener (bound or being bound).
+    mutating func unbind(_ key: ConsoleKey) {
+        guard let console = consoles[key] else { return }
+        emit(.cancel(.listenerRetry(key)))
+        switch console.listener {
+        case .bound(let ref):
+            descriptorsInUse -= 1
+            emit(.unbind(ref))
+        case .binding(let ref, _, _, _):
+            emit(.unbind(ref))
+        case .closed:
+            break
+        }
+        consoles[key]!.listener = .closed
+    }
+
+    /// Writes the console's assignment; it is listed once the write is committed.
+    mutating func persistAssignment(_ key: ConsoleKey) {
+        guard !shuttingDown, let console = consoles[key] else { return }
+        let generation = console.assignmentGeneration + 1
+        consoles[key]!.assignmentGeneration = generation
+        let assignment = Assignment(uuid: key.uuid, label: key.label, name: console.name, port: console.port,
+                                    createdAt: console.createdAt, lastSeen: now.date)
+        emit(.persist([.upsertAssignment(assignment)], token: .assignment(key, generation: generation)))
+    }
+
+    mutating func assignmentWritten(_ key: ConsoleKey, generation: Int, error: String?) {
+        guard let console = consoles[key], console.assignmentGeneration == generation else { return }
+        if let error {
+            // Not listed until recorded; try again rather than hold the port unlisted for ever.
+            log(.error, "could not record the port of VM \(console.name) (\(key)): \(error); retrying in \(Int(config.retryInterval)) s")
+            schedule(.persistRetry(key), seconds: config.retryInterval)
+            return
+        }
+        guard !console.persisted else { return }
+        consoles[key]!.persisted = true
+        record(.portAssigned, key, detail: "port \(console.port)")
+    }
+
+    /// Removes consoles that had no VM and no client for `vmExpireTime`; their ports return to the pool.
+    /// Consoles in use get their `last_seen` refreshed, so idle time survives a restart or a kill -9.
+    mutating func expireIdleConsoles() {
+        let limit = Int64(nanos(config.vmExpireTime))
+        let ordered = consoles.values.sorted { $0.key.description < $1.key.description }
+        let touches = ordered.filter { !$0.idle && $0.persisted }.map {
+            StoreOp.touchAssignment(uuid: $0.key.uuid, label: $0.key.label, name: $0.name, at: now.date)
+        }
+        if !touches.isEmpty { emit(.persist(touches, token: nil)) }
+        for console in ordered where console.idle && console.persisted && monotonicNow - console.lastActivity > limit {
+            let key = console.key
+            unbind(key)
+            emit(.cancel(.persistRetry(key)))
+            pool.release(console.port)
+            record(.portExpired, key, detail: "port \(console.port)")
+            consoles[key] = nil
+            scrollbackSaving.remove(key)
+            emit(.persist([.deleteAssignment(uuid: key.uuid, label: key.label)], token: nil))
+        }
+    }
+
+    /// Saves the scrollback of consoles that printed since their last save. While the disk is slow, a console
+    /// whose previous snapshot is still queued is skipped (it stays dirty), so at most one snapshot per console
+    /// waits in memory. `final` (at shutdown) saves every dirty console regardless.
+    mutating func saveScrollback(final: Bool) {
+        guard config.scrollbackBytes > 0 else { return }
+        var ops: [StoreOp] = []
+        var keys: [ConsoleKey] = []
+        for key in consoles.keys.sorted(by: { $0.description < $1.description }) {
+            let console = consoles[key]!
+            guard console.scrollbackDirty, final || !scrollbackSaving.contains(key) else { continue }
+            consoles[key]!.scrollbackDirty = false
+            keys.append(key)
+            ops.append(.saveScrollback(uuid: key.uuid, label: key.label, data: console.scrollback.contents(), at: now.date))
+        }
+        guard !ops.isEmpty else { return }
+        scrollbackSaving.formUnion(keys)
+        emit(.persist(ops, token: .scrollback(keys)))
+    }
+
+    mutating func scrollbackWritten(_ keys: [ConsoleKey], error: String?) {
+        scrollbackSaving.subtract(keys)
+        if error != nil {
+            for key in keys { consoles[key]?.scrollbackDirty = true } // try again next time
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+
+/// The concentrator's decisions, as a pure state machine: the consoles and their ports, the VM connections and
+/// their vMotion handoffs, the people attached, the admin requests. Events come in with the time (`Now`);
+/// actions come out for the driver to carry out (write, close, bind, arm a timer, persist, record, log).
+/// Randomness (the vMotion secret) comes from the generator it is given. No I/O, no clock, no locks: the
+/// driver calls it from one event loop.
+public struct ConcentratorStateMachine {
+    public let config: ConcentratorConfig
+    var random: any RandomNumberGenerator
+
+    var consoles: [ConsoleKey: ConsoleState] = [:]
+    var pool: PortPool
+    var vms: [ConnectionID: VMConnection] = [:]
+    var clients: [ConnectionID: ClientConnection] = [:]
+    var admins: [ConnectionID: AdminConnection] = [:]
+    /// Consoles with a migration pending, by the migration's sequence, for the PEER lookup. The sequence is not
+    /// secret (the VM sends it in the clear); the secret is then compared in constant time.
+    var migrating: [[UInt8]: Set<ConsoleKey>] = [:]
+    var migratingCount = 0
+    /// Consoles whose scrollback snapshot is queued for the disk (at most one each).
+    var scrollbackSaving: Set<ConsoleKey> = []
+    /// Descriptors in use by connections and listeners (from the baseline the process held at start-up).
+    var descriptorsInUse = 0
+    var shuttingDown = false
+    var startedAt: Date?
+    var nextListenerGeneration = 1
+
+    /// The event being handled: its time, and the actions decided so far.
+    var now = Now(monotonic: 0, date: Date(timeIntervalSince1970: 0))
+    var out: [ConcentratorAction] = []
+
+    /// Length of the secret in GOAHEAD; a PEER's cookie is the sequence followed by it.
+    public static let secretLength = 8
+
+    public init(config: ConcentratorConfig, random: any RandomNumberGenerator = SystemRandomNumberGenerator()) {
+        self.config = config
+        self.random = random
+        self.pool = PortPool(range: config.portRange)
+    }
+
+    /// Handles one event and returns what the driver must do, in order.
+    public mutating func handle(_ event: ConcentratorEvent, now: Now) -> [ConcentratorAction] {
+        self.now = now
+        switch event {
+        case let .start(assignments, scrollback, baseline): start(assignments, scrollback, baseline)
+        case let .started(detail): record(.daemonStart, detail: detail)
+        case .shutdown: shutdown()
+        case let .vmConnected(id, peer): vmConnected(id, peer: peer)
+        case let .vmBytes(id, bytes): vmBytes(id, bytes)
+        case let .vmClosed(id): vmClosed(id)
+        case let .clientConnected(id, listener, peer): clientConnected(id, listener: listener, peer: peer)
+        case let .clientBytes(id, bytes): clientBytes(id, bytes)
+        case let .clientClosed(id): clientClosed(id)
+        case let .adminConnected(id): adminConnected(id)
+        case let .adminLine(id, line): adminLine(id, line)
+        case let .adminLineTooLong(id): adminLineTooLong(id)
+        case let .adminClosed(id): adminClosed(id)
+        case let .writabilityChanged(id, writable): writabilityChanged(id, writable: writable)
+        case let .listenerBound(ref): listenerBound(ref)
+        case let .listenerFailed(ref, inUse, message): listenerFailed(ref, addressInUse: inUse, message: message)
+        case let .timerFired(timer): timerFired(timer)
+        case let .writeCompleted(token, error): writeCompleted(token, error: error)
+        }
+        defer { out = [] }
+        return out
+    }
+
+    // MARK: emitting
+
+    mutating func emit(_ action: ConcentratorAction) { out.append(action) }
+
+    mutating func log(_ level: LogLevel, _ message: String) { out.append(.log(level, message)) }
+
+    mutating func schedule(_ timer: TimerID, seconds: Double) {
+        out.append(.schedule(timer, afterNanos: nanos(seconds)))
+    }
+
+    /// Records an event about a console (its uuid, label and current name).
+    mutating func record(_ kind: EventKind, _ key: ConsoleKey, peer: String? = nil, detail: String? = nil) {
+        out.append(.record(ConsoleEvent(kind: kind, time: now.date, uuid: key.uuid, label: key.label,
+                                        name: consoles[key]?.name, peer: peer, detail: detail)))
+    }
+
+    mutating func record(_ kind: EventKind, uuid: String? = nil, label: String = "", name: String? = nil,
+                         peer: String? = nil, detail: String? = nil) {
+        out.append(.record(ConsoleEvent(kind: kind, time: now.date, uuid: uuid, label: label, name: name,
+                                        peer: peer, detail: detail)))
+    }
+
+    var monotonicNow: Int64 { Int64(clamping: now.monotonic) }
+
+    // MARK: descriptors
+
+    /// Reserves descriptors for a person's or the admin tool's connection; false (and nothing reserved) when too
+    /// close to the limit. These may dip into the reserve that new VMs must leave free, so people can still reach
+    /// the consoles and `vspc` still answers when VMs have taken their share.
+    mutating func reserveDescriptors(_ n: Int) -> Bool {
+        if descriptorsInUse + n > config.descriptorLimit - config.descriptorReserve / 4 { return false }
+        descriptorsInUse += n
+        return true
+    }
+
+    // MARK: start-up and shutdown
+
+    /// Loads the known assignments and binds their ports, so people can wait on a VM's port while it boots.
+    mutating func start(_ assignments: [Assignment], _ scrollback: [ConsoleKey: [UInt8]], _ baseline: Int) {
+        startedAt = now.date
+        descriptorsInUse = baseline
+        for a in assignments {
+            let key = ConsoleKey(uuid: a.uuid, label: a.label)
+            var console = ConsoleState(key: key, name: a.name, port: a.port, persisted: true, createdAt: a.createdAt,
+                                       since: a.lastSeen, config: config)
+            if let bytes = scrollback[key] { console.scrollback.append(bytes) }
+            // Idle time counts from when the VM or a client was last seen, not from this start-up, so a daemon
+            // restarted more often than --vm-expire-time still expires dead VMs.
+            let idle = min(max(0, now.date.timeIntervalSince(a.lastSeen)), 10 * 365 * 86400)
+            console.lastActivity = monotonicNow - Int64(idle * 1e9)
+            consoles[key] = console
+            pool.reserve(a.port)
+            bind(key, isNew: false)
+        }
+        log(.info, "loaded \(assignments.count) port assignments")
+        schedule(.expirySweep, seconds: config.expirySweepInterval)
+        if config.scrollbackBytes > 0 { schedule(.scrollbackSave, seconds: config.scrollbackSaveInterval) }
+        schedule(.prune, seconds: config.pruneDelay)
+    }
+
+    /// Saves the scrollback and closes every listener and connection; timers are cancelled by the driver.
+    mutating func shutdown() {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        saveScrollback(final: true)
+        for key in consoles.keys.sorted(by: { $0.description < $1.description }) {
+            unbind(key)
+            guard let console = consoles[key] else { continue }
+            for id in console.clients.sorted() { emit(.close(id, flush: false)) }
+            for id in console.followers.sorted() { emit(.close(id, flush: false)) }
+        }
+        for id in vms.keys.sorted() { closeVM(id) }
+    }
+
+    mutating func timerFired(_ timer: TimerID) {
+        guard !shuttingDown else { return }
+        switch timer {
+        case .negotiation(let id): negotiationTimedOut(id)
+        case .name(let id): nameTimedOut(id)
+        case .identify(let id): identifyTimedOut(id)
+        case let .vmotion(key, generation): vmotionExpired(key, generation: generation)
+        case .listenerRetry(let key): retryListener(key)
+        case .persistRetry(let key): persistAssignment(key)
+        case .expirySweep:
+            expireIdleConsoles()
+            schedule(.expirySweep, seconds: config.expirySweepInterval)
+        case .scrollbackSave:
+            saveScrollback(final: false)
+            schedule(.scrollbackSave, seconds: config.scrollbackSaveInterval)
+        case .prune:
+            emit(.persist([.prune(config.retention)], token: nil))
+            schedule(.prune, seconds: config.pruneInterval)
+        }
+    }
+
+    mutating func writeCompleted(_ token: WriteToken, error: String?) {
+        switch token {
+        case let .assignment(key, generation): assignmentWritten(key, generation: generation, error: error)
+        case .scrollback(let keys): scrollbackWritten(keys, error: error)
+        }
+    }
+
+    /// A connection's outbound buffer went over (or back under) its water mark.
+    mutating func writabilityChanged(_ id: ConnectionID, writable: Bool) {
+        if vms[id] != nil {
+            vms[id]!.writable = writable
+        } else if !writable, let client = clients[id] {
+            dropClient(client, reason: "stopped reading")
+        } else if !writable, let admin = admins[id], let key = admin.following {
+            log(.warning, "dropping a tail follower of \(consoles[key]?.name ?? key.description): it stopped reading")
+            consoles[key]?.followers.remove(id)
+            admins[id]?.following = nil
+            emit(.close(id, flush: false))
+        }
+    }
+}

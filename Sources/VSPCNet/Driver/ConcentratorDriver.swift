@@ -1,0 +1,163 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import VSPCCore
+
+/// Carries out what the concentrator decides. It owns the channels, the listeners and the timers, feeds every
+/// event into `ConcentratorStateMachine` with the time, and runs the actions that come back, in order. It
+/// decides nothing itself. Everything runs on one event loop; events that arrive while actions run (a close
+/// that fires channelInactive at once) are queued and handled next, so the machine sees them one at a time.
+final class ConcentratorDriver: @unchecked Sendable {
+    let loop: EventLoop
+    let store: RecordStore
+    let logger: Logger
+    let network: DaemonConfig
+    private var machine: ConcentratorStateMachine
+    private var channels: [ConnectionID: Channel] = [:]
+    private var listeners: [ListenerRef: Channel] = [:]
+    private var timers: [TimerID: (task: Scheduled<Void>, token: Int)] = [:]
+    private var timerToken = 0
+    private var nextID: ConnectionID = 1
+    private var queue: [ConcentratorEvent] = []
+    private var running = false
+
+    init(config: DaemonConfig, store: RecordStore, logger: Logger, loop: EventLoop) {
+        self.network = config
+        self.store = store
+        self.logger = logger
+        self.loop = loop
+        self.machine = ConcentratorStateMachine(config: config.concentrator)
+    }
+
+    func makeID() -> ConnectionID {
+        loop.preconditionInEventLoop()
+        defer { nextID += 1 }
+        return nextID
+    }
+
+    static func now() -> Now {
+        Now(monotonic: NIODeadline.now().uptimeNanoseconds, date: Date())
+    }
+
+    /// One event into the machine; its actions carried out.
+    func handle(_ event: ConcentratorEvent) {
+        loop.preconditionInEventLoop()
+        queue.append(event)
+        guard !running else { return }
+        running = true
+        var next = 0
+        while next < queue.count {
+            let actions = machine.handle(queue[next], now: Self.now())
+            next += 1
+            for action in actions { run(action) }
+        }
+        queue.removeAll(keepingCapacity: true)
+        running = false
+    }
+
+    /// A question for the machine (list, status), answered on the loop.
+    func read<T>(_ body: (ConcentratorStateMachine) -> T) -> T {
+        loop.preconditionInEventLoop()
+        return body(machine)
+    }
+
+    func register(_ id: ConnectionID, _ channel: Channel) { channels[id] = channel }
+    func unregister(_ id: ConnectionID) { channels[id] = nil }
+
+    private func run(_ action: ConcentratorAction) {
+        switch action {
+        case let .send(id, bytes):
+            guard !bytes.isEmpty, let channel = channels[id] else { return }
+            channel.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
+        case let .broadcast(ids, bytes):
+            let buffer = ByteBuffer(bytes: bytes)
+            for id in ids { channels[id]?.writeAndFlush(buffer, promise: nil) }
+        case let .close(id, flush):
+            guard let channel = channels[id] else { return }
+            if flush {
+                // Writes complete in order: once this empty one has, everything queued before it has left.
+                channel.writeAndFlush(ByteBuffer()).whenComplete { _ in channel.close(promise: nil) }
+                // A peer that never reads would keep it open: close it anyway after a while.
+                loop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+            } else {
+                channel.close(promise: nil)
+            }
+        case let .setReading(id, on):
+            guard let channel = channels[id] else { return }
+            channel.setOption(ChannelOptions.autoRead, value: on).whenSuccess { if on { channel.read() } }
+        case let .bind(ref, port):
+            bind(ref, port: port)
+        case .unbind(let ref):
+            listeners.removeValue(forKey: ref)?.close(promise: nil)
+        case let .schedule(timer, after):
+            timers[timer]?.task.cancel()
+            timerToken += 1
+            let token = timerToken
+            let task = loop.scheduleTask(in: .nanoseconds(Int64(clamping: after))) { [weak self] in
+                guard let self, self.timers[timer]?.token == token else { return }
+                self.timers[timer] = nil
+                self.handle(.timerFired(timer))
+            }
+            timers[timer] = (task, token)
+        case .cancel(let timer):
+            timers.removeValue(forKey: timer)?.task.cancel()
+        case let .persist(ops, token):
+            guard let token else {
+                store.enqueue(ops, completion: nil)
+                return
+            }
+            let loop = self.loop
+            store.enqueue(ops) { [weak self] error in
+                let message = error.map { "\($0)" }
+                loop.execute { self?.handle(.writeCompleted(token, error: message)) }
+            }
+        case .record(let event):
+            store.enqueue([.event(event.record)], completion: nil)
+            log(event.kind.logLevel, event.logLine)
+        case let .log(level, message):
+            log(level, message)
+        }
+    }
+
+    private func log(_ level: LogLevel, _ message: String) {
+        switch level {
+        case .debug: logger.debug("\(message)")
+        case .info: logger.info("\(message)")
+        case .notice: logger.notice("\(message)")
+        case .warning: logger.warning("\(message)")
+        case .error: logger.error("\(message)")
+        case .critical: logger.critical("\(message)")
+        }
+    }
+
+    private func bind(_ ref: ListenerRef, port: Int) {
+        let bootstrap = ServerBootstrap(group: loop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: network.clientWaterMark)
+            .childChannelInitializer { [weak self] channel in
+                guard let self else { return channel.close() }
+                let handler = ConcentratorChannelHandler(id: self.makeID(), kind: .client(ref), driver: self)
+                return channel.pipeline.addHandler(handler)
+            }
+        bootstrap.bind(host: network.listenHost, port: port).whenComplete { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(let channel):
+                self.listeners[ref] = channel
+                self.handle(.listenerBound(ref))
+            case .failure(let error):
+                let inUse = (error as? IOError)?.errnoCode == EADDRINUSE
+                self.handle(.listenerFailed(ref, addressInUse: inUse, message: "\(error)"))
+            }
+        }
+    }
+
+    /// Stops everything: the machine closes listeners and connections and saves scrollback; timers are cancelled.
+    func shutdown() {
+        handle(.shutdown)
+        for (_, timer) in timers { timer.task.cancel() }
+        timers.removeAll()
+    }
+}

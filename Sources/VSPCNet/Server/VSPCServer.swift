@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOExtras
+import NIOPosix
+import NIOSSL
+import VSPCCore
+
+/// What the daemon knew when it stopped: the assignments and the scrollback saved in its store.
+public struct SavedState: Sendable {
+    public var assignments: [Assignment]
+    public var scrollback: [ConsoleKey: [UInt8]]
+    public init(assignments: [Assignment], scrollback: [ConsoleKey: [UInt8]]) {
+        self.assignments = assignments
+        self.scrollback = scrollback
+    }
+}
+
+/// The running daemon: the proxy port for ESXi, the per-VM ports for people, and the admin endpoint.
+/// All networking runs on one event loop (serial consoles are slow; one loop makes the concentrator's state
+/// race-free); the database writes on the store's own thread.
+public final class VSPCServer: @unchecked Sendable {
+    public let config: DaemonConfig
+    let logger: Logger
+    let store: RecordStore
+    let group: MultiThreadedEventLoopGroup
+    let driver: ConcentratorDriver
+    private var proxyChannel: Channel?
+    private var adminChannel: Channel?
+
+    public init(config: DaemonConfig, store: RecordStore, logger: Logger) {
+        self.config = config
+        self.logger = logger
+        self.store = store
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.driver = ConcentratorDriver(config: config, store: store, logger: logger, loop: group.next())
+    }
+
+    /// The bound proxy and admin addresses (useful with port 0).
+    public var proxyPort: Int? { proxyChannel?.localAddress?.port }
+    public var adminPort: Int? { adminChannel?.localAddress?.port }
+
+    /// Reopens the known ports and binds the proxy and admin ports.
+    public func start(saved: SavedState) async throws {
+        let driver = self.driver
+        let baseline = Self.openDescriptors() + 2 // + the proxy and admin listeners about to open
+        let scrollback = config.scrollbackBytes > 0 ? saved.scrollback.mapValues { Array($0.suffix(self.config.scrollbackBytes)) } : [:]
+        try await driver.loop.submit {
+            driver.handle(.start(assignments: saved.assignments, scrollback: scrollback, descriptorBaseline: baseline))
+        }.get()
+
+        let tls = config.tls
+        let vmWaterMark = config.vmWaterMark
+        let proxy = ServerBootstrap(group: driver.loop)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: vmWaterMark)
+            .childChannelInitializer { channel in
+                let handler = ConcentratorChannelHandler(id: driver.makeID(), kind: .vm, driver: driver)
+                return channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        do {
+            proxyChannel = try await proxy.bind(host: config.proxyHost, port: config.proxyPort).get()
+        } catch {
+            throw ServerError("cannot listen on the proxy port \(config.proxyHost):\(config.proxyPort): \(error)")
+        }
+        logger.notice("proxy listening on \(config.proxyHost):\(proxyPort ?? config.proxyPort)\(tls != nil ? " (TLS)" : "")")
+
+        let adminWaterMark = config.adminWaterMark
+        let admin = ServerBootstrap(group: driver.loop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: adminWaterMark)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: AdminProtocol.maxRequestBytes))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConcentratorChannelHandler(id: driver.makeID(), kind: .admin, driver: driver))
+                }
+            }
+        do {
+            adminChannel = try await admin.bind(host: config.adminHost, port: config.adminPort).get()
+        } catch {
+            throw ServerError("cannot listen on the admin port \(config.adminHost):\(config.adminPort): \(error)")
+        }
+        logger.notice("admin endpoint on \(config.adminHost):\(adminPort ?? config.adminPort); per-VM ports on \(config.listenHost), range \(config.portRangeStart)-\(config.portRangeEnd)")
+        let detail = "proxy \(config.proxyHost):\(proxyPort ?? 0)"
+        try await driver.loop.submit { driver.handle(.started(detail: detail)) }.get()
+    }
+
+    /// Descriptors open in this process now (Linux: /proc/self/fd; elsewhere a conservative guess).
+    static func openDescriptors() -> Int {
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+            return max(0, entries.count - 1) // minus the descriptor of the directory listing itself
+        }
+        return 32
+    }
+
+    /// Graceful stop: closes the ports and connections, saves scrollback, commits everything queued.
+    public func shutdown() async {
+        let driver = self.driver
+        try? await proxyChannel?.close()
+        try? await adminChannel?.close()
+        try? await driver.loop.submit { driver.shutdown() }.get()
+        // Let the closes just started run to the end (their channelInactive events record the disconnects).
+        try? await driver.loop.submit {}.get()
+        store.enqueue([.event(ConsoleEvent(kind: .daemonStop, time: Date()).record)], completion: nil)
+        store.flush()
+        try? await group.shutdownGracefully()
+        logger.notice("stopped; all records committed")
+    }
+}
+
+public struct ServerError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,31 @@
+import Foundation
+
+public enum StoreError: Error, CustomStringConvertible, Equatable {
+    case cannotOpen(path: String, reason: String)
+    case databaseNotFound(path: String)
+    case migrationsNotFound(path: String?)
+    case noMigrations(path: String)
+    case migrationFailed(file: String, reason: String)
+    case invalidUUID(String)
+    case readOnly(path: String)
+
+    public var description: String {
+        switch self {
+        case let .cannotOpen(path, reason):
+            return "cannot open database at \(path): \(reason)"
+        case let .databaseNotFound(path):
+            return "database not found at \(path) (has vspcd been started with this database path?)"
+        case let .migrationsNotFound(path):
+            if let path { return "migrations folder not found at \(path)" }
+            return "migrations folder not found (set VSPC_MIGRATIONS_DIR)"
+        case let .noMigrations(path):
+            return "migrations folder \(path) contains no .sql files"
+        case let .migrationFailed(file, reason):
+            return "migration \(file) failed: \(reason)"
+        case let .invalidUUID(s):
+            return "invalid VM uuid '\(s)' (expected 32 hex digits)"
+        case let .readOnly(path):
+            return "database at \(path) is opened read-only"
+        }
+    }
+}
