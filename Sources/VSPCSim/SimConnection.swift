@@ -71,8 +71,19 @@ public class SimConnection: @unchecked Sendable {
                 events.append(event)
             }
         }
+        let frozen = isFrozen
         lock.unlock()
+        if frozen { return }
         for event in events { handle(event) }
+    }
+
+    private var isFrozen = false
+
+    /// From now on nothing received is answered: a host that died behind a half-open connection.
+    public func freeze() {
+        lock.lock()
+        isFrozen = true
+        lock.unlock()
     }
 
     func markClosed() {

@@ -57,6 +57,15 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: "Seconds a vMotion may take between GOAHEAD and COMPLETE before it is dropped.")
     var vmotionTimeout: Double = 30
 
+    @Option(help: ArgumentHelp("Networks ESXi hosts may connect from (IPv4 and IPv6); others are closed before any negotiation. Default: anywhere.", valueName: "CIDR[,CIDR...]"))
+    var proxyAllow: String?
+
+    @Option(help: "Seconds a VM connection may leave what it is sent unread before it is closed.")
+    var vmStuckTimeout: Double = 60
+
+    @Option(help: "Seconds a console's connection has to answer a probe when another connection claims the same VM serial port.")
+    var takeoverProbeTimeout: Double = 5
+
     @Option(help: "Scrollback kept per VM serial port, in bytes (0 = off).")
     var scrollback = 65536
 
@@ -92,6 +101,11 @@ struct VSPCD: AsyncParsableCommand {
         if !ssl, sslCert != nil || sslKey != nil {
             throw ValidationError("--ssl-cert/--ssl-key are only used with --ssl")
         }
+        guard vmStuckTimeout > 0, vmStuckTimeout <= 86400 else { throw ValidationError("--vm-stuck-timeout must be between 0 and 86400 seconds") }
+        guard takeoverProbeTimeout > 0, takeoverProbeTimeout <= 600 else { throw ValidationError("--takeover-probe-timeout must be between 0 and 600 seconds") }
+        if let proxyAllow, case .failure(let error) = AddressAllowList.parse(proxyAllow) {
+            throw ValidationError("--proxy-allow: \(error.message)")
+        }
         guard !serviceUri.isEmpty, !serviceUri.contains("?") else { throw ValidationError("--service-uri must be a plain name such as vSPC.py") }
         for (flag, value) in [("--proxy", proxy), ("--admin", admin)] {
             guard AdminClient.parseEndpoint(value, defaultHost: "0.0.0.0") != nil else {
@@ -120,6 +134,9 @@ struct VSPCD: AsyncParsableCommand {
         config.vmExpireTime = vmExpireTime
         config.serviceURI = serviceUri
         config.vmotionTimeout = vmotionTimeout
+        config.vmStuckTimeout = vmStuckTimeout
+        config.takeoverProbeTimeout = takeoverProbeTimeout
+        if let proxyAllow, case .success(let list) = AddressAllowList.parse(proxyAllow) { config.proxyAllow = list }
         config.scrollbackBytes = scrollback
         config.replayBytes = replay
         config.retention = Retention(maxAge: eventMaxAgeDays > 0 ? eventMaxAgeDays * 86400 : nil,

@@ -119,6 +119,8 @@ final class CoreTests: XCTestCase {
         let uuid = testUUID(4)
         let first = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "stale")
         let port = try await daemon.port(of: uuid)
+        // Its host died: the connection is still open but answers nothing (not even the daemon's probe).
+        first.freeze()
         let second = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "stale")
         defer { second.close() }
         try await first.waitForClose()

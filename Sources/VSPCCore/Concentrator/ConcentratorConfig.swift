@@ -32,6 +32,15 @@ public struct ConcentratorConfig: Sendable {
     /// remain, people and the admin tool when fewer than a quarter of it remain.
     public var descriptorLimit = 1024
     public var descriptorReserve = 64
+    /// `--proxy-allow`: where ESXi hosts may connect from (empty: anywhere).
+    public var proxyAllow = AddressAllowList()
+    /// Seconds a VM connection may leave what it is sent unread (above its water mark) before it is closed.
+    public var vmStuckTimeout: Double = 60
+    /// Seconds the open connection of a console has to answer a liveness probe before a newcomer with the same
+    /// uuid and label takes the console over.
+    public var takeoverProbeTimeout: Double = 5
+    /// Events and log lines one VM connection may cause per minute; the rest are counted and summarised.
+    public var eventsPerConnectionPerMinute = 20
 
     public init() {}
 

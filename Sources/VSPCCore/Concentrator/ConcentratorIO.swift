@@ -34,6 +34,10 @@ public enum TimerID: Hashable, Sendable {
     case name(ConnectionID)
     /// A connection that never comes to carry a console is closed.
     case identify(ConnectionID)
+    /// A VM connection has left what it is sent unread for too long.
+    case stuck(ConnectionID)
+    /// The console's open connection did not answer the probe sent when this connection claimed the console.
+    case takeoverProbe(ConnectionID)
     /// The window of a console's migration.
     case vmotion(ConsoleKey, generation: Int)
     /// Bind a console's port again.

@@ -17,6 +17,10 @@ struct ConsoleState {
     /// The connection that carries the console now.
     var vm: ConnectionID?
     var clients: Set<ConnectionID> = []
+    /// Input typed during a migration that ended with the VM disconnected, for its next connection until `until`.
+    var parkedInput: (bytes: [UInt8], until: Int64)?
+    /// A connection waiting to take the console over while the open one is probed.
+    var contender: ConnectionID?
     /// `vspc tail -f` connections.
     var followers: Set<ConnectionID> = []
     var vmotion: VMotionStateMachine
@@ -82,6 +86,8 @@ struct VMConnection {
     var nameTimerArmed = false
     /// Events about this connection waiting for its uuid (a vMotion destination sends PEER before its uuid).
     var deferred: [ConsoleEvent] = []
+    /// How many events and log lines it may still cause this minute.
+    var budget = EventBudget()
 
     /// One case per state, each with only what that state needs.
     enum Role {
@@ -91,6 +97,8 @@ struct VMConnection {
         case carrying(ConsoleKey)
         /// An accepted vMotion destination waiting for COMPLETE.
         case destination(ConsoleKey, EarlyOutput)
+        /// Identified as a console whose connection is still open: waits while that connection is probed.
+        case contending(ConsoleKey, EarlyOutput, name: String)
         /// Replaced or migrated away: its close is not the VM going down.
         case retired
     }
@@ -98,8 +106,33 @@ struct VMConnection {
     var console: ConsoleKey? {
         switch role {
         case .carrying(let key), .destination(let key, _): return key
-        case .negotiating, .retired: return nil
+        case .negotiating, .retired, .contending: return nil
         }
+    }
+}
+
+/// A per-connection allowance of events and log lines: `limit` a minute; the rest are counted, and the count
+/// is reported when the next minute starts or the connection closes.
+struct EventBudget {
+    var windowStart = Int64.min
+    var used = 0
+    var suppressed = 0
+
+    /// Whether one more may go out now; `summary` is the number suppressed in the minute that just ended.
+    mutating func spend(now: Int64, limit: Int) -> (allowed: Bool, summary: Int) {
+        if windowStart == .min || now - windowStart >= 60_000_000_000 {
+            let summary = suppressed
+            windowStart = now
+            used = 1
+            suppressed = 0
+            return (true, summary)
+        }
+        if used < limit {
+            used += 1
+            return (true, 0)
+        }
+        suppressed += 1
+        return (false, 0)
     }
 }
 

@@ -3,6 +3,20 @@ import Foundation
 /// VM connections on the proxy port: negotiation, identification, output, disconnection.
 extension ConcentratorStateMachine {
     mutating func vmConnected(_ id: ConnectionID, peer: String) {
+        let address = Self.address(of: peer)
+        guard config.proxyAllow.allows(address) else {
+            // Closed before any negotiation; each address is logged at most once a minute.
+            let key = address ?? IPAddress("::")!
+            if let last = refusalLogged[key], monotonicNow - last < 60_000_000_000 {
+                eventsSuppressed += 1
+            } else {
+                if refusalLogged.count >= 4096 { refusalLogged.removeAll() }
+                refusalLogged[key] = monotonicNow
+                log(.warning, "refused proxy connection from \(peer): not in --proxy-allow")
+            }
+            emit(.close(id, flush: false))
+            return
+        }
         // A VM costs its connection and, once identified, its console's listener.
         guard !shuttingDown, descriptorsInUse + 2 <= config.descriptorLimit - config.descriptorReserve else {
             log(.error, "refused VM connection from \(peer): open-file limit nearly reached (\(descriptorsInUse) of \(config.descriptorLimit) in use)")
@@ -19,10 +33,18 @@ extension ConcentratorStateMachine {
         performLink(id, opening)
     }
 
+    /// The address part of `ip:port` (IPv6 addresses contain colons too; the port is after the last one).
+    static func address(of peer: String) -> IPAddress? {
+        guard let colon = peer.lastIndex(of: ":") else { return IPAddress(peer) }
+        return IPAddress(String(peer[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")))
+    }
+
     mutating func vmBytes(_ id: ConnectionID, _ bytes: [UInt8]) {
         guard var vm = vms[id], !vm.closing else { return }
         let actions = vm.link.received(bytes)
         vms[id] = vm
+        budgetConnection = id
+        defer { budgetConnection = nil }
         performLink(id, actions)
     }
 
@@ -38,6 +60,13 @@ extension ConcentratorStateMachine {
         let actions = vm.link.nameTimedOut()
         vms[id] = vm
         performLink(id, actions)
+    }
+
+    /// The VM has left what it was sent unread past `vmStuckTimeout`.
+    mutating func stuckTimedOut(_ id: ConnectionID) {
+        guard let vm = vms[id], !vm.closing, !vm.writable else { return }
+        log(.warning, "closing VM connection \(vm.peer): it has not read what it was sent for \(Int(config.vmStuckTimeout)) s")
+        closeVM(id)
     }
 
     /// A connection that never comes to carry a console (no identification, a rejected PEER) is closed.
@@ -70,6 +99,8 @@ extension ConcentratorStateMachine {
                 vmotionComplete(id, sequence: sequence)
             case .vmotionAbort:
                 vmotionAbort(id)
+            case .timingMark:
+                takeoverProbeAnswered(id)
             case .reject(let message):
                 log(.notice, "refused \(vm.peer) on the proxy port: not an ESXi host")
                 emit(.send(id, Array(message.utf8)))
@@ -95,6 +126,7 @@ extension ConcentratorStateMachine {
     mutating func closeVM(_ id: ConnectionID, flush: Bool = false) {
         guard vms[id] != nil, !vms[id]!.closing else { return }
         vms[id]!.closing = true
+        emit(.cancel(.stuck(id)))
         emit(.close(id, flush: flush))
     }
 
@@ -107,9 +139,9 @@ extension ConcentratorStateMachine {
                                  label: key?.label ?? "", name: key.flatMap { consoles[$0]?.name } ?? vm.link.vmName,
                                  peer: vm.peer, detail: detail)
         if event.uuid == nil {
-            vms[id]!.deferred.append(event)
+            if vm.deferred.count < 16 { vms[id]!.deferred.append(event) } else { eventsSuppressed += 1 }
         } else {
-            emit(.record(event))
+            emitRecord(event)
         }
     }
 
@@ -127,9 +159,10 @@ extension ConcentratorStateMachine {
     mutating func vmClosed(_ id: ConnectionID) {
         guard let vm = vms[id] else { return }
         flushDeferredEvents(id)
+        if vm.budget.suppressed > 0 { summariseSuppressed(id, vm.budget.suppressed) }
         vms[id] = nil
         descriptorsInUse -= 1
-        for timer in [TimerID.negotiation(id), .name(id), .identify(id)] { emit(.cancel(timer)) }
+        for timer in [TimerID.negotiation(id), .name(id), .identify(id), .stuck(id)] { emit(.cancel(timer)) }
         if vm.link.isMidSequence { log(.info, "VM connection \(vm.peer) closed in the middle of a telnet sequence") }
         switch vm.role {
         case .carrying(let key):
@@ -138,9 +171,14 @@ extension ConcentratorStateMachine {
             guard consoles[key]!.vm == id else { return }
             consoles[key]!.vm = nil
             consoles[key]!.lastActivity = monotonicNow
-            if consoles[key]!.vmotion.isPending && !shuttingDown {
+            if let pending = consoles[key]!.vmotion.pending, !shuttingDown {
                 // ESXi closes the source as the destination completes: not the VM going down.
                 record(.vmotionSourceClosed, key, peer: vm.peer)
+                if pending.destination == nil {
+                    // No destination to complete it: the migration ends now, and its held input is released.
+                    emit(.cancel(.vmotion(key, generation: pending.generation)))
+                    vmotionExpired(key, generation: pending.generation, reason: "source closed with no destination")
+                }
             } else {
                 consoles[key]!.since = now.date
                 record(.vmDisconnect, key, peer: vm.peer, detail: shuttingDown ? "daemon stopping" : "closed")
@@ -148,9 +186,19 @@ extension ConcentratorStateMachine {
             let console = consoles[key]!
             emit(.persist([.touchAssignment(uuid: key.uuid, label: key.label, name: console.name, at: now.date)],
                           token: nil))
+            // A newcomer waiting on the probe takes over at once.
+            if let contender = console.contender, let waiting = vms[contender], case let .contending(_, early, name) = waiting.role {
+                consoles[key]!.contender = nil
+                emit(.cancel(.takeoverProbe(contender)))
+                vms[contender]!.role = .negotiating(early)
+                attach(contender, key: key, name: name, early: early)
+            }
         case .destination(let key, _):
             consoles[key]?.vmotion.connectionClosed(id)
             record(.vmotionDestinationClosed, key, peer: vm.peer, detail: "closed before VMOTION-COMPLETE")
+        case .contending(let key, _, _):
+            if consoles[key]?.contender == id { consoles[key]!.contender = nil }
+            emit(.cancel(.takeoverProbe(id)))
         case .negotiating, .retired:
             break
         }
@@ -169,6 +217,9 @@ extension ConcentratorStateMachine {
         case .destination(let key, var early):
             early.append(bytes, limit: config.earlyOutputLimit)
             vms[id]!.role = .destination(key, early)
+        case .contending(let key, var early, let name):
+            early.append(bytes, limit: config.earlyOutputLimit)
+            vms[id]!.role = .contending(key, early, name: name)
         case .retired:
             break
         }
@@ -197,9 +248,53 @@ extension ConcentratorStateMachine {
         broadcast(key, early.bytes)
     }
 
+    /// A connection told its uuid, name and label. If the console's own connection is still open, that one is
+    /// probed first (`DO TIMING-MARK`, which any telnet peer answers): a live connection keeps the console and
+    /// the newcomer is refused; a silent one (a host that died, a half-open connection) is replaced.
     mutating func identified(_ id: ConnectionID, uuid: String, name: String, label: String) {
         guard let vm = vms[id], case .negotiating(let early) = vm.role else { return }
         let key = ConsoleKey(uuid: uuid, label: label)
+        if let old = consoles[key]?.vm, old != id, let holder = vms[old], !holder.closing {
+            guard consoles[key]!.contender == nil else {
+                record(.vmTakeoverRefused, key, peer: vm.peer, detail: "another new connection is already claiming this console")
+                vms[id]!.role = .retired
+                closeVM(id)
+                return
+            }
+            consoles[key]!.contender = id
+            vms[id]!.role = .contending(key, early, name: name)
+            emit(.send(old, TelnetEncoder.negotiate(.do, TelnetOption.timingMark)))
+            schedule(.takeoverProbe(id), seconds: config.takeoverProbeTimeout)
+            log(.info, "VM \(name) (\(key)): new connection from \(vm.peer) while \(holder.peer) is open; probing \(holder.peer)")
+            return
+        }
+        attach(id, key: key, name: name, early: early)
+    }
+
+    /// The console's connection answered the probe: it is alive, and the newcomer is refused.
+    mutating func takeoverProbeAnswered(_ holder: ConnectionID) {
+        guard let key = vms[holder]?.console, consoles[key]?.vm == holder,
+              let contender = consoles[key]?.contender else { return }
+        consoles[key]!.contender = nil
+        emit(.cancel(.takeoverProbe(contender)))
+        record(.vmTakeoverRefused, key, peer: vms[contender]?.peer,
+               detail: "\(vms[holder]!.peer) still carries this console and answered a probe")
+        vms[contender]?.role = .retired
+        closeVM(contender)
+    }
+
+    /// The console's connection stayed silent: the newcomer takes the console over.
+    mutating func takeoverProbeTimedOut(_ contender: ConnectionID) {
+        guard let vm = vms[contender], !vm.closing, case let .contending(key, early, name) = vm.role else { return }
+        consoles[key]?.contender = nil
+        vms[contender]!.role = .negotiating(early)
+        attach(contender, key: key, name: name, early: early)
+    }
+
+    /// Makes the connection the console's (creating the console and binding its port for a new VM).
+    mutating func attach(_ id: ConnectionID, key: ConsoleKey, name: String, early: EarlyOutput) {
+        guard let vm = vms[id] else { return }
+        let (uuid, label) = (key.uuid, key.label)
         var reused = false
         var oldName: String?
         var dropped: VMotionStateMachine.Handoff?
@@ -250,6 +345,10 @@ extension ConcentratorStateMachine {
         flushEarlyOutput(early, to: key)
         // Input typed during a migration that the VM's fresh start replaced was meant for this VM.
         if let dropped { deliverHeld(dropped, to: id, key) }
+        if let parked = consoles[key]!.parkedInput {
+            consoles[key]!.parkedInput = nil
+            if parked.until >= monotonicNow { emit(.send(id, TelnetEncoder.escaped(parked.bytes))) }
+        }
     }
 
     mutating func renamed(_ id: ConnectionID, name: String) {

@@ -53,6 +53,16 @@ extension ConcentratorStateMachine {
         var secret = [UInt8](repeating: 0, count: Self.secretLength)
         for i in secret.indices { secret[i] = UInt8(truncatingIfNeeded: random.next()) }
         record(.vmotionBegin, key, peer: vm.peer, detail: "sequence \(hex(sequence))")
+        // A BEGIN on the source of a migration still waiting for its destination restarts it: the VM gave up
+        // on the first one (ESXi retries a vMotion that failed before the destination connected).
+        if let stale = consoles[key]!.vmotion.pending, stale.source == id, stale.destination == nil,
+           case .resumed(let handoff) = consoles[key]!.vmotion.abort(from: id, now: now.monotonic) {
+            stopMigrating(key)
+            emit(.cancel(.vmotion(key, generation: stale.generation)))
+            deliverHeld(handoff, to: id, key)
+            record(.vmotionExpired, key, peer: vm.peer,
+                   detail: "restarted by a new VMOTION-BEGIN; \(windowDetail(key, handoff))")
+        }
         let current = consoles[key]!.vm
         switch consoles[key]!.vmotion.begin(sequence: sequence, from: id, currentVM: current, secret: secret,
                                             now: now.monotonic) {
@@ -146,7 +156,7 @@ extension ConcentratorStateMachine {
         }
     }
 
-    mutating func vmotionExpired(_ key: ConsoleKey, generation: Int) {
+    mutating func vmotionExpired(_ key: ConsoleKey, generation: Int, reason: String? = nil) {
         guard consoles[key] != nil,
               let handoff = consoles[key]!.vmotion.expire(generation: generation, now: now.monotonic) else { return }
         stopMigrating(key)
@@ -155,10 +165,13 @@ extension ConcentratorStateMachine {
         if let current, current == handoff.resumeOn {
             deliverHeld(handoff, to: current, key)
         } else if !handoff.held.isEmpty {
-            log(.warning, "vMotion of \(consoles[key]!.name): \(handoff.held.count) bytes of client input held during the window are discarded; the VM is disconnected")
+            // The VM is down: what was typed waits (briefly) for its next connection, as after a fresh reconnect.
+            consoles[key]!.parkedInput = (handoff.held, monotonicNow + Int64(nanos(config.vmotionTimeout)))
+            log(.info, "vMotion of \(consoles[key]!.name): \(handoff.held.count) bytes typed during the window are kept for the VM's next connection")
         }
         let source = consoles[key]!.migration?.source
-        record(.vmotionExpired, key, peer: current.flatMap { vms[$0]?.peer }, detail: windowDetail(key, handoff))
+        let window = windowDetail(key, handoff)
+        record(.vmotionExpired, key, peer: current.flatMap { vms[$0]?.peer }, detail: reason.map { "\($0); \(window)" } ?? window)
         if current == nil {
             // The source closed expecting a destination that never completed: the VM is down after all.
             consoles[key]!.since = now.date

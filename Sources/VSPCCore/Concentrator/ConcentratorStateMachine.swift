@@ -25,6 +25,12 @@ public struct ConcentratorStateMachine {
     var shuttingDown = false
     var startedAt: Date?
     var nextListenerGeneration = 1
+    /// The VM connection whose input is being handled: what it causes is charged to its event budget.
+    var budgetConnection: ConnectionID?
+    /// Events and log lines left out by the budgets, since start-up.
+    public internal(set) var eventsSuppressed = 0
+    /// When a refused proxy peer was last logged, so each address is logged at most once a minute.
+    var refusalLogged: [IPAddress: Int64] = [:]
 
     /// The event being handled: its time, and the actions decided so far.
     var now = Now(monotonic: 0, date: Date(timeIntervalSince1970: 0))
@@ -70,7 +76,35 @@ public struct ConcentratorStateMachine {
 
     mutating func emit(_ action: ConcentratorAction) { out.append(action) }
 
-    mutating func log(_ level: LogLevel, _ message: String) { out.append(.log(level, message)) }
+    mutating func log(_ level: LogLevel, _ message: String) {
+        guard withinBudget() else { return }
+        out.append(.log(level, message))
+    }
+
+    /// Emits a record, unless the connection being handled has used up its budget for this minute.
+    mutating func emitRecord(_ event: ConsoleEvent) {
+        guard withinBudget() else { return }
+        out.append(.record(event))
+    }
+
+    /// Charges one event or log line to the connection being handled (if any); reports what the last minute
+    /// suppressed before the first line of the next.
+    mutating func withinBudget() -> Bool {
+        guard let id = budgetConnection, vms[id] != nil else { return true }
+        let (allowed, summary) = vms[id]!.budget.spend(now: monotonicNow, limit: config.eventsPerConnectionPerMinute)
+        if summary > 0 { summariseSuppressed(id, summary) }
+        if !allowed { eventsSuppressed += 1 }
+        return allowed
+    }
+
+    mutating func summariseSuppressed(_ id: ConnectionID, _ count: Int) {
+        guard let vm = vms[id] else { return }
+        let key = vm.console
+        let event = ConsoleEvent(kind: .eventsSuppressed, time: now.date, uuid: key?.uuid ?? vm.link.vmUUID,
+                                 label: key?.label ?? "", name: key.flatMap { consoles[$0]?.name } ?? vm.link.vmName,
+                                 peer: vm.peer, detail: "… \(grouped(count)) more suppressed")
+        out.append(.record(event))
+    }
 
     mutating func schedule(_ timer: TimerID, seconds: Double) {
         out.append(.schedule(timer, afterNanos: nanos(seconds)))
@@ -78,14 +112,14 @@ public struct ConcentratorStateMachine {
 
     /// Records an event about a console (its uuid, label and current name).
     mutating func record(_ kind: EventKind, _ key: ConsoleKey, peer: String? = nil, detail: String? = nil) {
-        out.append(.record(ConsoleEvent(kind: kind, time: now.date, uuid: key.uuid, label: key.label,
-                                        name: consoles[key]?.name, peer: peer, detail: detail)))
+        emitRecord(ConsoleEvent(kind: kind, time: now.date, uuid: key.uuid, label: key.label,
+                                name: consoles[key]?.name, peer: peer, detail: detail))
     }
 
     mutating func record(_ kind: EventKind, uuid: String? = nil, label: String = "", name: String? = nil,
                          peer: String? = nil, detail: String? = nil) {
-        out.append(.record(ConsoleEvent(kind: kind, time: now.date, uuid: uuid, label: label, name: name,
-                                        peer: peer, detail: detail)))
+        emitRecord(ConsoleEvent(kind: kind, time: now.date, uuid: uuid, label: label, name: name,
+                                peer: peer, detail: detail))
     }
 
     var monotonicNow: Int64 { Int64(clamping: now.monotonic) }
@@ -146,6 +180,8 @@ public struct ConcentratorStateMachine {
         case .negotiation(let id): negotiationTimedOut(id)
         case .name(let id): nameTimedOut(id)
         case .identify(let id): identifyTimedOut(id)
+        case .stuck(let id): stuckTimedOut(id)
+        case .takeoverProbe(let id): takeoverProbeTimedOut(id)
         case let .vmotion(key, generation): vmotionExpired(key, generation: generation)
         case .listenerRetry(let key): retryListener(key)
         case .persistRetry(let key): persistAssignment(key)
@@ -171,7 +207,15 @@ public struct ConcentratorStateMachine {
     /// A connection's outbound buffer went over (or back under) its water mark.
     mutating func writabilityChanged(_ id: ConnectionID, writable: Bool) {
         if vms[id] != nil {
+            // Back-pressure: a VM that does not read what it is sent is not read either, and is closed if it
+            // stays so (its replies would otherwise pile up without bound).
             vms[id]!.writable = writable
+            emit(.setReading(id, writable))
+            if writable {
+                emit(.cancel(.stuck(id)))
+            } else {
+                schedule(.stuck(id), seconds: config.vmStuckTimeout)
+            }
         } else if !writable, let client = clients[id] {
             dropClient(client, reason: "stopped reading")
         } else if !writable, let admin = admins[id], let key = admin.following {
@@ -181,4 +225,15 @@ public struct ConcentratorStateMachine {
             emit(.close(id, flush: false))
         }
     }
+}
+
+/// 1234567 as "1,234,567".
+func grouped(_ n: Int) -> String {
+    let digits = Array(String(n.magnitude))
+    var out = ""
+    for (i, d) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(d)
+    }
+    return n < 0 ? "-" + out : out
 }

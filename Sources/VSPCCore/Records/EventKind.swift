@@ -32,6 +32,8 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
     case vmotionExpired = "vmotion-expired"
     case vmotionSourceClosed = "vmotion-source-closed"
     case vmotionDestinationClosed = "vmotion-destination-closed"
+    case vmTakeoverRefused = "vm-takeover-refused"
+    case eventsSuppressed = "events-suppressed"
     case daemonStart = "daemon-start"
     case daemonStop = "daemon-stop"
 
@@ -43,7 +45,7 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
              .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort, .vmotionSourceClosed:
             return .info
         case .portAssigned, .daemonStart, .daemonStop: return .notice
-        case .clientDropped, .vmotionNotNow, .vmotionPeerRejected, .vmotionCompleteRejected, .vmotionAbortIgnored,
+        case .clientDropped, .vmTakeoverRefused, .eventsSuppressed, .vmotionNotNow, .vmotionPeerRejected, .vmotionCompleteRejected, .vmotionAbortIgnored,
              .vmotionExpired, .vmotionDestinationClosed:
             return .warning
         case .portBindFailed, .portExhausted: return .error

@@ -18,6 +18,7 @@ public enum TelnetOption {
     public static let binary: UInt8 = 0
     public static let echo: UInt8 = 1
     public static let suppressGoAhead: UInt8 = 3
+    public static let timingMark: UInt8 = 6
     public static let authentication: UInt8 = 37
     public static let comPort: UInt8 = 44
     public static let vmwareExt: UInt8 = 232

@@ -12,6 +12,8 @@ public enum VMLinkAction: Equatable, Sendable {
     case vmotionPeer(cookie: [UInt8])
     case vmotionComplete(sequence: [UInt8])
     case vmotionAbort
+    /// The VM answered a `DO TIMING-MARK` probe (WILL or WONT): the connection is alive.
+    case timingMark
     /// Send this text (a plain telnet client on the proxy port), then close.
     case reject(message: String)
     /// Close the connection.
@@ -123,6 +125,8 @@ public struct VMLinkStateMachine: Sendable {
                 actions.append(.log(.info, "peer refused the VMware extension; not an ESXi host"))
                 actions.append(.reject(message: Self.plainClientMessage))
             }
+        case (.will, TelnetOption.timingMark), (.wont, TelnetOption.timingMark):
+            actions.append(.timingMark) // the answer to a liveness probe; needs no reply
         default:
             if let reply = policy.answer(verb, option) { actions.append(.send(reply)) }
         }

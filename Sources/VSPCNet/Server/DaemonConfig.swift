@@ -40,6 +40,12 @@ public struct DaemonConfig: Sendable {
     /// when fewer than `descriptorReserve` remain.
     public var descriptorLimit = 1024
     public var descriptorReserve = 64
+    /// Where ESXi hosts may connect from (empty: anywhere).
+    public var proxyAllow = AddressAllowList()
+    /// Seconds a VM connection may leave what it is sent unread before it is closed.
+    public var vmStuckTimeout: Double = 60
+    /// Seconds a console's open connection has to answer the probe when another connection claims the console.
+    public var takeoverProbeTimeout: Double = 5
 
     public init() {}
 
@@ -62,6 +68,9 @@ public struct DaemonConfig: Sendable {
         c.retention = retention
         c.descriptorLimit = descriptorLimit
         c.descriptorReserve = descriptorReserve
+        c.proxyAllow = proxyAllow
+        c.vmStuckTimeout = vmStuckTimeout
+        c.takeoverProbeTimeout = takeoverProbeTimeout
         return c
     }
 
