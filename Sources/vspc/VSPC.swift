@@ -9,7 +9,7 @@ struct VSPC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vspc",
         abstract: "Query a running vspcd: list VM serial ports, show their history, tail their consoles.",
-        subcommands: [List.self, History.self, Tail.self, Status.self],
+        subcommands: [List.self, History.self, Tail.self, Status.self, Forget.self],
         defaultSubcommand: List.self)
 }
 
@@ -26,10 +26,14 @@ struct AdminOption: ParsableArguments {
 
     /// Sends a one-shot request; an unreachable daemon or a refusal becomes a message and a non-zero exit.
     func request(_ command: String) async throws -> AdminResponse {
+        try await request(AdminRequest(command: command))
+    }
+
+    func request(_ request: AdminRequest) async throws -> AdminResponse {
         let (host, port) = try endpoint()
         let response: AdminResponse
         do {
-            response = try await AdminClient.request(host: host, port: port, AdminRequest(command: command))
+            response = try await AdminClient.request(host: host, port: port, request)
         } catch {
             throw fail("\(error)")
         }
@@ -136,18 +140,62 @@ func parseSince(_ text: String, now: Date = Date()) -> Date? {
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the daemon's counters: consoles, connected VMs, clients, migrations, descriptors.")
+        abstract: "Show the daemon at a glance: consoles, people, ports, descriptors, uptime.")
 
     @OptionGroup var admin: AdminOption
-    @Flag(help: "JSON.") var json = false
+    @Flag(help: "JSON, for scripts.") var json = false
 
     func run() async throws {
-        guard let status = try await admin.request("status").status else { throw fail("the daemon sent no status") }
+        let response = try await admin.request("status")
+        guard let status = response.daemon else { throw fail("the daemon sent no status") }
         if json {
             try printJSON(status)
-        } else {
-            for key in status.keys.sorted() { print("\(key): \(status[key]!)") }
+            return
         }
+        print(formatStatus(status))
+    }
+}
+
+/// `vspc status` for people: one aligned line per subject, with units.
+func formatStatus(_ s: DaemonStatus) -> String {
+    let started = ISO8601DateFormatter().date(from: s.startedAt).map(formatLocal) ?? s.startedAt
+    let rows: [(String, String)] = [
+        ("daemon", "vspcd \(s.version), up \(formatDuration(s.uptimeSeconds)) (since \(started))"),
+        ("consoles", "\(s.consoles) (\(s.connected) connected, \(s.migrating) in vMotion)"),
+        ("people", "\(s.telnetClients) on telnet, \(s.tailFollowers) following with tail -f"),
+        ("ports", "\(s.portsUsed) used / \(s.portsFree) free (range \(s.portRangeStart)-\(s.portRangeEnd))"),
+        ("descriptors", "\(s.descriptors) used / \(s.descriptorLimit) limit"),
+        ("events", "\(s.eventsSuppressed) suppressed by per-connection limits"),
+    ]
+    let width = rows.map(\.0.count).max() ?? 0
+    return rows.map { $0.0.padding(toLength: width + 2, withPad: " ", startingAt: 0) + $0.1 }.joined(separator: "\n")
+}
+
+/// 93784 s as "1d 2h 3m"; under a minute as "42s".
+func formatDuration(_ seconds: Int) -> String {
+    let d = seconds / 86400, h = seconds % 86400 / 3600, m = seconds % 3600 / 60
+    if d > 0 { return "\(d)d \(h)h \(m)m" }
+    if h > 0 { return "\(h)h \(m)m" }
+    if m > 0 { return "\(m)m \(seconds % 60)s" }
+    return "\(seconds)s"
+}
+
+struct Forget: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove a VM serial port's assignment; its port returns to the pool.",
+        discussion: "Refused for a connected VM unless --force is given (its connection and the people attached are then closed; it gets a new port when it comes back). Recorded in the VM's history.")
+
+    @Argument(help: "VM name, uuid in any spelling, or a unique prefix of either.")
+    var vm: String
+
+    @OptionGroup var admin: AdminOption
+    @Option(help: "Serial-port label, for a VM's second serial port.") var label: String?
+    @Flag(help: "Forget it even while the VM is connected.") var force = false
+
+    func run() async throws {
+        let response = try await admin.request(AdminRequest(command: "forget", vm: vm, label: label ?? "", force: force))
+        guard let info = response.vm else { throw fail("the daemon sent no answer") }
+        print("forgot \(displayName(info)) (\(UUIDSpelling.classic(info.uuid))); port \(info.port) is free again")
     }
 }
 

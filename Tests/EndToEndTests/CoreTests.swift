@@ -39,9 +39,9 @@ final class CoreTests: XCTestCase {
 
         let status = try Daemon.run("vspc", ["status", "--admin", "127.0.0.1:\(daemon.adminPort)"])
         XCTAssertEqual(status.status, 0, status.err)
-        XCTAssertTrue(status.out.contains("connected: 1\n"), status.out)
-        XCTAssertTrue(status.out.contains("consoles: 1\n"), status.out)
-        XCTAssertTrue(status.out.contains("freePorts: \(daemon.portRange.count - 1)\n"), status.out)
+        XCTAssertTrue(status.out.contains("consoles     1 (1 connected, 0 in vMotion)\n"), status.out)
+        XCTAssertTrue(status.out.contains("ports        1 used / \(daemon.portRange.count - 1) free"), status.out)
+        XCTAssertTrue(status.out.contains("descriptors  "), status.out)
 
         let table = try Daemon.run("vspc", ["list", "--table", "--admin", "127.0.0.1:\(daemon.adminPort)"])
         XCTAssertTrue(table.out.hasPrefix("NAME"), table.out)

@@ -22,14 +22,18 @@ public struct AdminRequest: Codable, Sendable, Equatable {
     public var bytes: Int?
     /// For `tail`: keep streaming live output.
     public var follow: Bool?
+    /// For `forget`: also when the VM is connected (its connection and its people are closed).
+    public var force: Bool?
 
-    public init(command: String, vm: String? = nil, label: String? = nil, bytes: Int? = nil, follow: Bool? = nil) {
+    public init(command: String, vm: String? = nil, label: String? = nil, bytes: Int? = nil, follow: Bool? = nil,
+                force: Bool? = nil) {
         self.version = AdminProtocol.version
         self.command = command
         self.vm = vm
         self.label = label
         self.bytes = bytes
         self.follow = follow
+        self.force = force
     }
 }
 
@@ -79,11 +83,14 @@ public struct AdminResponse: Codable, Sendable {
     public var vm: ConsoleInfo?
     /// For `tail`: how many of the raw bytes that follow are scrollback (the rest is live output).
     public var backlog: Int?
-    /// For `status`.
+    /// For `status`: the counters as strings (the first form, kept for scripts that read it).
     public var status: [String: String]?
+    /// For `status`: the same, typed.
+    public var daemon: DaemonStatus?
 
     public init(ok: Bool, error: String? = nil, vms: [ConsoleInfo]? = nil, vm: ConsoleInfo? = nil,
-                backlog: Int? = nil, status: [String: String]? = nil) {
+                backlog: Int? = nil, status: [String: String]? = nil, daemon: DaemonStatus? = nil) {
+        self.daemon = daemon
         self.backlog = backlog
         self.version = AdminProtocol.version
         self.ok = ok
@@ -100,5 +107,48 @@ extension AdminProtocol {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         return f.string(from: date)
+    }
+}
+
+/// The daemon at a glance, for `vspc status`.
+public struct DaemonStatus: Codable, Sendable, Equatable {
+    public var version: String
+    /// ISO 8601, UTC.
+    public var startedAt: String
+    public var uptimeSeconds: Int
+    /// Listed consoles (committed assignments), those with a VM connected, those in a vMotion.
+    public var consoles: Int
+    public var connected: Int
+    public var migrating: Int
+    /// People attached over telnet, and `tail -f` followers.
+    public var telnetClients: Int
+    public var tailFollowers: Int
+    public var portsUsed: Int
+    public var portsFree: Int
+    public var portRangeStart: Int
+    public var portRangeEnd: Int
+    public var descriptors: Int
+    public var descriptorLimit: Int
+    /// Events and log lines left out by the per-connection budgets since start-up.
+    public var eventsSuppressed: Int
+
+    public init(version: String, startedAt: String, uptimeSeconds: Int, consoles: Int, connected: Int, migrating: Int,
+                telnetClients: Int, tailFollowers: Int, portsUsed: Int, portsFree: Int, portRangeStart: Int,
+                portRangeEnd: Int, descriptors: Int, descriptorLimit: Int, eventsSuppressed: Int) {
+        self.version = version
+        self.startedAt = startedAt
+        self.uptimeSeconds = uptimeSeconds
+        self.consoles = consoles
+        self.connected = connected
+        self.migrating = migrating
+        self.telnetClients = telnetClients
+        self.tailFollowers = tailFollowers
+        self.portsUsed = portsUsed
+        self.portsFree = portsFree
+        self.portRangeStart = portRangeStart
+        self.portRangeEnd = portRangeEnd
+        self.descriptors = descriptors
+        self.descriptorLimit = descriptorLimit
+        self.eventsSuppressed = eventsSuppressed
     }
 }

@@ -23,7 +23,7 @@ public enum AdminRequestError: Error, Equatable, Sendable, CustomStringConvertib
 
 extension AdminRequest {
     /// The commands this daemon answers.
-    public static let commands: Set<String> = ["list", "status", "tail"]
+    public static let commands: Set<String> = ["list", "status", "tail", "forget"]
 
     /// Parses one request line (without its newline). Hostile input gives an error, never a crash.
     public static func parse<C: Collection>(_ line: C) -> Result<AdminRequest, AdminRequestError> where C.Element == UInt8 {
@@ -33,7 +33,7 @@ extension AdminRequest {
         guard commands.contains(request.command) else {
             return .failure(.unknownCommand(String(request.command.prefix(64))))
         }
-        if request.command == "tail" {
+        if request.command == "tail" || request.command == "forget" {
             guard let vm = request.vm, !vm.isEmpty else { return .failure(.missingVM(command: request.command)) }
             guard vm.utf8.count <= 1024 else { return .failure(.invalidField("vm longer than 1024 bytes")) }
         }

@@ -42,6 +42,9 @@ public struct ConcentratorConfig: Sendable {
     /// Events and log lines one VM connection may cause per minute; the rest are counted and summarised.
     public var eventsPerConnectionPerMinute = 20
 
+    /// This daemon's version, for `vspc status`.
+    public var version = "dev"
+
     public init() {}
 
     /// How often idle consoles are looked for: a quarter of the expiry time, between 50 ms and a minute.

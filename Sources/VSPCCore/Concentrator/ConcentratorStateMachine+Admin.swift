@@ -37,9 +37,11 @@ extension ConcentratorStateMachine {
         case "list":
             respond(id, AdminResponse(ok: true, vms: consoleInfos()), thenClose: true)
         case "status":
-            respond(id, AdminResponse(ok: true, status: status()), thenClose: true)
+            respond(id, AdminResponse(ok: true, status: status(), daemon: daemonStatus()), thenClose: true)
         case "tail":
             tail(id, request)
+        case "forget":
+            forget(id, request)
         default:
             respond(id, AdminResponse(ok: false, error: AdminRequestError.unknownCommand(request.command).description),
                     thenClose: true)
@@ -63,6 +65,54 @@ extension ConcentratorStateMachine {
                 emit(.close(id, flush: true))
             }
         }
+    }
+
+    /// Removes an assignment; its port returns to the pool. A connected VM only with `force` (its connection and
+    /// its people are closed; it gets a new port when it comes back).
+    mutating func forget(_ id: ConnectionID, _ request: AdminRequest) {
+        switch findConsole(request.vm ?? "", label: request.label ?? "") {
+        case .failure(let error):
+            respond(id, AdminResponse(ok: false, error: error.message), thenClose: true)
+        case .success(let key):
+            let console = consoles[key]!
+            if console.vm != nil || console.vmotion.isPending, request.force != true {
+                respond(id, AdminResponse(ok: false, error: "\(console.name) is connected; forgetting it would close its console (use --force)"),
+                        thenClose: true)
+                return
+            }
+            let info = self.info(console)
+            if let vm = console.vm { closeRetired(vm) }
+            if let pending = console.vmotion.pending {
+                closeRetired(pending.destination)
+                stopMigrating(key)
+                emit(.cancel(.vmotion(key, generation: pending.generation)))
+            }
+            if let contender = console.contender { closeRetired(contender) }
+            for client in console.clients.sorted() { emit(.close(client, flush: false)) }
+            for follower in console.followers.sorted() { emit(.close(follower, flush: false)) }
+            unbind(key)
+            emit(.cancel(.persistRetry(key)))
+            pool.release(console.port)
+            record(.portForgotten, key, detail: "port \(console.port), by vspc forget\(console.vm != nil ? " --force" : "")")
+            consoles[key] = nil
+            scrollbackSaving.remove(key)
+            emit(.persist([.deleteAssignment(uuid: key.uuid, label: key.label)], token: nil))
+            respond(id, AdminResponse(ok: true, vm: info), thenClose: true)
+        }
+    }
+
+    public func daemonStatus() -> DaemonStatus {
+        let listed = consoles.values.filter(\.persisted)
+        let started = startedAt ?? now.date
+        return DaemonStatus(
+            version: config.version, startedAt: AdminProtocol.timestamp(started),
+            uptimeSeconds: max(0, Int(now.date.timeIntervalSince(started))),
+            consoles: listed.count, connected: consoles.values.filter { $0.vm != nil }.count,
+            migrating: migratingCount, telnetClients: clients.count,
+            tailFollowers: consoles.values.reduce(0) { $0 + $1.followers.count },
+            portsUsed: config.portRange.count - pool.available, portsFree: pool.available,
+            portRangeStart: config.portRange.lowerBound, portRangeEnd: config.portRange.upperBound,
+            descriptors: descriptorsInUse, descriptorLimit: config.descriptorLimit, eventsSuppressed: eventsSuppressed)
     }
 
     mutating func respond(_ id: ConnectionID, _ response: AdminResponse, thenClose: Bool) {

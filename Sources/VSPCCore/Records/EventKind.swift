@@ -17,6 +17,7 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
     case portExpired = "port-expired"
     case portBindFailed = "port-bind-failed"
     case portExhausted = "port-exhausted"
+    case portForgotten = "port-forgotten"
     case clientAttach = "client-attach"
     case clientDetach = "client-detach"
     case clientDropped = "client-dropped"
@@ -44,7 +45,7 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
         case .vmConnect, .vmDisconnect, .nameChange, .portReused, .portExpired, .clientAttach, .clientDetach,
              .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort, .vmotionSourceClosed:
             return .info
-        case .portAssigned, .daemonStart, .daemonStop: return .notice
+        case .portAssigned, .portForgotten, .daemonStart, .daemonStop: return .notice
         case .clientDropped, .vmTakeoverRefused, .eventsSuppressed, .vmotionNotNow, .vmotionPeerRejected, .vmotionCompleteRejected, .vmotionAbortIgnored,
              .vmotionExpired, .vmotionDestinationClosed:
             return .warning

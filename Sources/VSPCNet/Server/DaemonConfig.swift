@@ -46,6 +46,8 @@ public struct DaemonConfig: Sendable {
     public var vmStuckTimeout: Double = 60
     /// Seconds a console's open connection has to answer the probe when another connection claims the console.
     public var takeoverProbeTimeout: Double = 5
+    /// The daemon's version, for `vspc status`.
+    public var version = "dev"
 
     public init() {}
 
@@ -71,6 +73,7 @@ public struct DaemonConfig: Sendable {
         c.proxyAllow = proxyAllow
         c.vmStuckTimeout = vmStuckTimeout
         c.takeoverProbeTimeout = takeoverProbeTimeout
+        c.version = version
         return c
     }
 
