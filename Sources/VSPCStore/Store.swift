@@ -23,6 +23,8 @@ public final class Store: RecordStore, @unchecked Sendable {
     private var pending: [Unit] = []
     private var drainScheduled = false
     private let writerQueue = DispatchQueue(label: "vspcd.store.writer", qos: .utility)
+    /// Called on the writer thread after each batch: its duration in seconds and how many units failed.
+    public var commitObserver: (@Sendable (_ seconds: Double, _ failures: Int) -> Void)?
 
     /// Opens (creating if needed) a DatabasePool in WAL mode at `path` and applies migrations.
     /// With `readOnly`, the file must exist (it is never created) and no migration is applied.
@@ -157,6 +159,11 @@ public final class Store: RecordStore, @unchecked Sendable {
         if batch.isEmpty { return }
 
         var results = [Error?](repeating: nil, count: batch.count)
+        let started = DispatchTime.now().uptimeNanoseconds
+        defer {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            commitObserver?(seconds, results.filter { $0 != nil }.count)
+        }
         do {
             try pool.write { db in
                 for (i, unit) in batch.enumerated() where !unit.ops.isEmpty {

@@ -27,6 +27,9 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Admin endpoint (vspc list/tail), [host]:port.", valueName: "[host]:port"))
     var admin = "127.0.0.1:6780"
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://[host]:port/metrics (off by default; suggested 127.0.0.1:9779).", valueName: "[host]:port"))
+    var metrics: String?
+
     @Option(help: "Address the per-VM telnet ports listen on.")
     var listenHost = "127.0.0.1"
 
@@ -107,7 +110,7 @@ struct VSPCD: AsyncParsableCommand {
             throw ValidationError("--proxy-allow: \(error.message)")
         }
         guard !serviceUri.isEmpty, !serviceUri.contains("?") else { throw ValidationError("--service-uri must be a plain name such as vSPC.py") }
-        for (flag, value) in [("--proxy", proxy), ("--admin", admin)] {
+        for (flag, value) in [("--proxy", proxy), ("--admin", admin)] + (metrics.map { [("--metrics", $0)] } ?? []) {
             guard AdminClient.parseEndpoint(value, defaultHost: "0.0.0.0") != nil else {
                 throw ValidationError("\(flag) must be [host]:port, got \(value.debugDescription)")
             }
@@ -134,6 +137,8 @@ struct VSPCD: AsyncParsableCommand {
         config.vmExpireTime = vmExpireTime
         config.serviceURI = serviceUri
         config.vmotionTimeout = vmotionTimeout
+        config.version = VSPCVersion.current
+        config.metrics = metrics.flatMap { Endpoint.parse($0, defaultHost: "127.0.0.1") }
         config.vmStuckTimeout = vmStuckTimeout
         config.takeoverProbeTimeout = takeoverProbeTimeout
         if let proxyAllow, case .success(let list) = AddressAllowList.parse(proxyAllow) { config.proxyAllow = list }
@@ -171,6 +176,11 @@ struct VSPCD: AsyncParsableCommand {
         }
         logger.notice("vspcd starting; database \(db)")
         let server = VSPCServer(config: config, store: store, logger: logger)
+        let counters = server.metrics
+        store.commitObserver = { seconds, failures in
+            counters.storeCommit(seconds: seconds)
+            if failures > 0 { counters.storeError() }
+        }
         let service = DaemonService(server: server, saved: saved)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service)],

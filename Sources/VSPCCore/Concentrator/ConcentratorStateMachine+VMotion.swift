@@ -128,7 +128,7 @@ extension ConcentratorStateMachine {
             vms[id]!.link.adoptedByVMotion()
             flushEarlyOutput(early, to: key)
             deliverHeld(handoff, to: id, key)
-            record(.vmotionComplete, key, peer: vm.peer, detail: windowDetail(key, handoff))
+            record(.vmotionComplete, key, peer: vm.peer, detail: windowDetail(key, handoff), window: handoff.durationNanos)
             if let uuid = vm.link.vmUUID, uuid != key.uuid {
                 log(.warning, "vMotion destination \(vm.peer) says uuid \(uuid) but migrated \(key)")
             }

@@ -111,9 +111,10 @@ public struct ConcentratorStateMachine {
     }
 
     /// Records an event about a console (its uuid, label and current name).
-    mutating func record(_ kind: EventKind, _ key: ConsoleKey, peer: String? = nil, detail: String? = nil) {
+    mutating func record(_ kind: EventKind, _ key: ConsoleKey, peer: String? = nil, detail: String? = nil,
+                         window: UInt64? = nil) {
         emitRecord(ConsoleEvent(kind: kind, time: now.date, uuid: key.uuid, label: key.label,
-                                name: consoles[key]?.name, peer: peer, detail: detail))
+                                name: consoles[key]?.name, peer: peer, detail: detail, window: window))
     }
 
     mutating func record(_ kind: EventKind, uuid: String? = nil, label: String = "", name: String? = nil,

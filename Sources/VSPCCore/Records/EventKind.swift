@@ -63,9 +63,12 @@ public struct ConsoleEvent: Equatable, Sendable {
     public var name: String?
     public var peer: String?
     public var detail: String?
+    /// For the events that end a vMotion: the length of its window, in nanoseconds.
+    public var window: UInt64?
 
     public init(kind: EventKind, time: Date, uuid: String? = nil, label: String = "", name: String? = nil,
-                peer: String? = nil, detail: String? = nil) {
+                peer: String? = nil, detail: String? = nil, window: UInt64? = nil) {
+        self.window = window
         self.kind = kind
         self.time = time
         self.uuid = uuid

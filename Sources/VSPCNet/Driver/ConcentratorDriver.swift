@@ -13,6 +13,8 @@ final class ConcentratorDriver: @unchecked Sendable {
     let store: RecordStore
     let logger: Logger
     let network: DaemonConfig
+    let metrics: VSPCMetrics
+    private var suppressedReported = 0
     private var machine: ConcentratorStateMachine
     private var channels: [ConnectionID: Channel] = [:]
     private var listeners: [ListenerRef: Channel] = [:]
@@ -22,8 +24,9 @@ final class ConcentratorDriver: @unchecked Sendable {
     private var queue: [ConcentratorEvent] = []
     private var running = false
 
-    init(config: DaemonConfig, store: RecordStore, logger: Logger, loop: EventLoop) {
+    init(config: DaemonConfig, store: RecordStore, logger: Logger, loop: EventLoop, metrics: VSPCMetrics) {
         self.network = config
+        self.metrics = metrics
         self.store = store
         self.logger = logger
         self.loop = loop
@@ -43,6 +46,11 @@ final class ConcentratorDriver: @unchecked Sendable {
     /// One event into the machine; its actions carried out.
     func handle(_ event: ConcentratorEvent) {
         loop.preconditionInEventLoop()
+        switch event {
+        case .vmBytes(_, let bytes): metrics.vmOutput(bytes: bytes.count)
+        case .clientBytes(_, let bytes): metrics.clientInput(bytes: bytes.count)
+        default: break
+        }
         queue.append(event)
         guard !running else { return }
         running = true
@@ -115,9 +123,50 @@ final class ConcentratorDriver: @unchecked Sendable {
         case .record(let event):
             store.enqueue([.event(event.record)], completion: nil)
             log(event.kind.logLevel, event.logLine)
+            count(event)
         case let .log(level, message):
             log(level, message)
         }
+    }
+
+    /// The counters that follow recorded events (no per-VM labels: a fleet has tens of thousands of VMs).
+    private func count(_ event: ConsoleEvent) {
+        switch event.kind {
+        case .vmConnect: metrics.vmConnected()
+        case .vmDisconnect:
+            let detail = event.detail ?? ""
+            let reason: DisconnectReason = detail.hasPrefix("daemon stopping") ? .shutdown
+                : detail.hasPrefix("replaced") ? .replaced : .closed
+            metrics.vmDisconnected(reason: reason)
+        case .vmotionComplete:
+            metrics.vmotion(.complete)
+            if let window = event.window { metrics.vmotionWindow(seconds: Double(window) / 1e9) }
+        case .vmotionAbort: metrics.vmotion(.abort)
+        case .vmotionNotNow: metrics.vmotion(.notnow)
+        case .vmotionExpired: metrics.vmotion(.timeout)
+        case .vmotionPeerRejected, .vmotionCompleteRejected: metrics.vmotion(.rejected)
+        case .clientDropped: metrics.clientDropped(reason: .slow)
+        default: break
+        }
+        let suppressed = machine.eventsSuppressed
+        if suppressed > suppressedReported {
+            metrics.eventsSuppressed(suppressed - suppressedReported)
+            suppressedReported = suppressed
+        }
+    }
+
+    /// The gauges, read on the loop at scrape time.
+    func metricsSnapshot() -> MetricsSnapshot {
+        loop.preconditionInEventLoop()
+        let suppressed = machine.eventsSuppressed
+        if suppressed > suppressedReported {
+            metrics.eventsSuppressed(suppressed - suppressedReported)
+            suppressedReported = suppressed
+        }
+        let s = machine.daemonStatus()
+        return MetricsSnapshot(vmsConnected: s.connected, consoles: s.consoles,
+                               clientsByDoor: ["telnet": s.telnetClients, "tail": s.tailFollowers],
+                               portsFree: s.portsFree, vmotionsInProgress: s.migrating)
     }
 
     private func log(_ level: LogLevel, _ message: String) {

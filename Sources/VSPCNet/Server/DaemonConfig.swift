@@ -46,6 +46,8 @@ public struct DaemonConfig: Sendable {
     public var vmStuckTimeout: Double = 60
     /// Seconds a console's open connection has to answer the probe when another connection claims the console.
     public var takeoverProbeTimeout: Double = 5
+    /// `--metrics`: where Prometheus scrapes `/metrics` (off when nil).
+    public var metrics: Endpoint?
     /// The daemon's version, for `vspc status`.
     public var version = "dev"
 

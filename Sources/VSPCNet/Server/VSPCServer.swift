@@ -25,6 +25,8 @@ public final class VSPCServer: @unchecked Sendable {
     let store: RecordStore
     let group: MultiThreadedEventLoopGroup
     let driver: ConcentratorDriver
+    public let metrics: VSPCMetrics
+    private var metricsServer: MetricsServer?
     private var proxyChannel: Channel?
     private var adminChannel: Channel?
 
@@ -33,7 +35,8 @@ public final class VSPCServer: @unchecked Sendable {
         self.logger = logger
         self.store = store
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.driver = ConcentratorDriver(config: config, store: store, logger: logger, loop: group.next())
+        self.metrics = VSPCMetrics(version: config.version)
+        self.driver = ConcentratorDriver(config: config, store: store, logger: logger, loop: group.next(), metrics: metrics)
     }
 
     /// The bound proxy and admin addresses (useful with port 0).
@@ -89,6 +92,18 @@ public final class VSPCServer: @unchecked Sendable {
             throw ServerError("cannot listen on the admin port \(config.adminHost):\(config.adminPort): \(error)")
         }
         logger.notice("admin endpoint on \(config.adminHost):\(adminPort ?? config.adminPort); per-VM ports on \(config.listenHost), range \(config.portRangeStart)-\(config.portRangeEnd)")
+        if let endpoint = config.metrics {
+            let server = MetricsServer(metrics: metrics) {
+                (try? await driver.loop.submit { driver.metricsSnapshot() }.get()) ?? MetricsSnapshot()
+            }
+            do {
+                let port = try await server.start(group: group, host: endpoint.host, port: endpoint.port)
+                metricsServer = server
+                logger.notice("metrics on http://\(Endpoint(host: endpoint.host, port: port))/metrics")
+            } catch {
+                throw ServerError("cannot listen on the metrics port \(endpoint): \(error)")
+            }
+        }
         let detail = "proxy \(config.proxyHost):\(proxyPort ?? 0)"
         try await driver.loop.submit { driver.handle(.started(detail: detail)) }.get()
     }
@@ -106,6 +121,7 @@ public final class VSPCServer: @unchecked Sendable {
         let driver = self.driver
         try? await proxyChannel?.close()
         try? await adminChannel?.close()
+        await metricsServer?.stop()
         try? await driver.loop.submit { driver.shutdown() }.get()
         // Let the closes just started run to the end (their channelInactive events record the disconnects).
         try? await driver.loop.submit {}.get()
