@@ -19,9 +19,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
+        // Pure code: no SwiftNIO, no GRDB, no clock, no randomness, no I/O.
+        .target(name: "VSPCCore"),
         .target(
             name: "VSPCNet",
             dependencies: [
+                "VSPCCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -66,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "vspc",
             dependencies: [
-                "VSPCNet", "VSPCStore",
+                "VSPCCore", "VSPCNet", "VSPCStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -77,6 +80,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .testTarget(name: "VSPCCoreTests", dependencies: ["VSPCCore"]),
         .testTarget(name: "VSPCNetTests", dependencies: ["VSPCNet"], resources: [.copy("Fixtures")]),
         .testTarget(name: "VSPCStoreTests", dependencies: ["VSPCStore"]),
         .testTarget(

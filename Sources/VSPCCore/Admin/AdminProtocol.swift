@@ -95,7 +95,7 @@ public struct AdminResponse: Codable, Sendable {
 }
 
 extension ISO8601DateFormatter {
-    static func vspc() -> ISO8601DateFormatter {
+    public static func vspc() -> ISO8601DateFormatter {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         return f

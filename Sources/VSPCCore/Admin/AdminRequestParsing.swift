@@ -1,0 +1,74 @@
+import Foundation
+
+/// Why an admin request line was refused. `message` is the text sent back in the JSON error.
+public enum AdminRequestError: Error, Equatable, Sendable {
+    /// The line is longer than `AdminProtocol.maxRequestBytes` (its length in bytes).
+    case tooLong(Int)
+    /// Not one JSON object of the request's shape.
+    case malformed
+    /// A `version` other than `AdminProtocol.version`.
+    case unsupportedVersion(Int)
+    /// A command other than those in `AdminRequest.commands` (clipped for the message).
+    case unknownCommand(String)
+    /// `tail` or `forget` without a `vm`.
+    case missingVM(command: String)
+    /// A `vm` longer than `AdminRequest.maxVMBytes` (its length in bytes).
+    case vmTooLong(Int)
+    /// A `label` that no serial port can have (see `SerialPortLabel`).
+    case invalidLabel
+    /// A negative `bytes`.
+    case negativeBytes(Int)
+
+    public var message: String {
+        switch self {
+        case .tooLong:
+            return "request longer than \(AdminProtocol.maxRequestBytes) bytes"
+        case .malformed:
+            return "malformed request: expected one JSON object per line"
+        case .unsupportedVersion(let v):
+            return "unsupported protocol version \(v); this daemon speaks \(AdminProtocol.version)"
+        case .unknownCommand(let c):
+            return "unknown command \(c.debugDescription)"
+        case .missingVM(let c):
+            return "\(c) needs a vm"
+        case .vmTooLong:
+            return "vm longer than \(AdminRequest.maxVMBytes) bytes"
+        case .invalidLabel:
+            return "label must be printable ASCII without space, ':' or '#', at most \(SerialPortLabel.maxLength) characters"
+        case .negativeBytes:
+            return "bytes must not be negative"
+        }
+    }
+}
+
+extension AdminRequest {
+    /// The commands of protocol version 1.
+    public static let commands: Set<String> = ["list", "tail", "status", "forget"]
+    /// The longest `vm` accepted, in UTF-8 bytes.
+    public static let maxVMBytes = 1024
+    /// How much of an unknown command is echoed in the error.
+    static let maxEchoedCommand = 64
+
+    /// Parses one request line (without its newline) and checks it: length, JSON shape, version, command,
+    /// and the bounds of `vm`, `label` and `bytes`. Pure; never traps, whatever the bytes.
+    public static func parse(_ line: [UInt8]) -> Result<AdminRequest, AdminRequestError> {
+        guard line.count <= AdminProtocol.maxRequestBytes else { return .failure(.tooLong(line.count)) }
+        let request: AdminRequest
+        do {
+            request = try JSONDecoder().decode(AdminRequest.self, from: Data(line))
+        } catch {
+            return .failure(.malformed)
+        }
+        guard request.version == AdminProtocol.version else { return .failure(.unsupportedVersion(request.version)) }
+        guard commands.contains(request.command) else {
+            return .failure(.unknownCommand(String(request.command.prefix(maxEchoedCommand))))
+        }
+        if let vm = request.vm, vm.utf8.count > maxVMBytes { return .failure(.vmTooLong(vm.utf8.count)) }
+        if request.command == "tail" || request.command == "forget", (request.vm ?? "").isEmpty {
+            return .failure(.missingVM(command: request.command))
+        }
+        if let label = request.label, !SerialPortLabel.isValid(label) { return .failure(.invalidLabel) }
+        if let bytes = request.bytes, bytes < 0 { return .failure(.negativeBytes(bytes)) }
+        return .success(request)
+    }
+}
