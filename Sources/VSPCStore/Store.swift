@@ -39,14 +39,7 @@ public final class Store: RecordStore, @unchecked Sendable {
             guard fm.fileExists(atPath: path) else { throw StoreError.databaseNotFound(path: path) }
             config.readonly = true
         } else {
-            let dir = (path as NSString).deletingLastPathComponent
-            if !dir.isEmpty && !fm.fileExists(atPath: dir) {
-                do {
-                    try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                } catch {
-                    throw StoreError.cannotOpen(path: path, reason: "cannot create directory \(dir): \(error.localizedDescription)")
-                }
-            }
+            try Self.preparePrivateFiles(path, logger: Logger(label: "vspcd.store"))
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)
@@ -65,6 +58,27 @@ public final class Store: RecordStore, @unchecked Sendable {
             } catch {
                 throw StoreError.cannotOpen(path: path, reason: Self.reason(error))
             }
+        }
+    }
+
+    /// The database, its -wal and -shm files are private (0600) whatever the umask, and directories the store
+    /// creates are 0700. The file is created 0600 before SQLite opens it; SQLite gives a -wal or -shm it
+    /// creates the mode of the database file. A database, -wal or -shm left group- or world-accessible (by an
+    /// older vspcd, or by hand) loses those bits at start, with one notice per file: they hold console output.
+    static func preparePrivateFiles(_ path: String, logger: Logger) throws {
+        do {
+            try PrivateFiles.createDirectories((path as NSString).deletingLastPathComponent)
+            try PrivateFiles.createFile(path)
+            for file in [path, path + "-wal", path + "-shm"] {
+                if let change = try PrivateFiles.tighten(file) {
+                    logger.notice("""
+                        made \(file) private: mode \(PrivateFiles.octal(change.old)) -> \(PrivateFiles.octal(change.new)) \
+                        (it holds console scrollback)
+                        """)
+                }
+            }
+        } catch {
+            throw StoreError.cannotOpen(path: path, reason: "\(error)")
         }
     }
 

@@ -35,28 +35,37 @@ struct AdminOption: ParsableArguments {
         do {
             response = try await AdminClient.request(host: host, port: port, request)
         } catch {
-            throw fail("\(error)")
+            throw fail(show("\(error)"))
         }
-        guard response.ok else { throw fail(response.error ?? "the daemon refused the request") }
+        guard response.ok else { throw fail(show(response.error ?? "the daemon refused the request")) }
         return response
     }
 }
 
-/// Prints a value as indented JSON with sorted keys (dates in ISO 8601).
+/// Prints a value as indented JSON with sorted keys (dates in ISO 8601). Strings keep their exact value;
+/// DEL, C1 and bidi controls in them are written as `\u` escapes so that the output is safe on a terminal.
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     encoder.dateEncodingStrategy = .iso8601
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    print(DisplayText.terminalSafeJSON(String(decoding: try encoder.encode(value), as: UTF8.self)))
 }
+
+/// Text from the daemon or the database (names, labels, peers, details, error messages) as printed for people:
+/// terminal controls visibly escaped (see `DisplayText`).
+func show(_ text: String) -> String { DisplayText.escape(text) }
+
+/// A user's or a VM's text in quotes, for messages.
+func quoted(_ text: String) -> String { "\"\(show(text))\"" }
 
 func fail(_ message: String, code: Int32 = 1) -> ExitCode {
     FileHandle.standardError.write(Data("vspc: \(message)\n".utf8))
     return ExitCode(code)
 }
 
+/// `name`, or `name#label` for a VM's other serial ports; escaped for display.
 func displayName(_ vm: ConsoleInfo) -> String {
-    vm.label.isEmpty ? vm.name : "\(vm.name)#\(vm.label)"
+    show(vm.label.isEmpty ? vm.name : "\(vm.name)#\(vm.label)")
 }
 
 struct List: AsyncParsableCommand {
@@ -81,8 +90,8 @@ struct List: AsyncParsableCommand {
             for vm in vms {
                 let state = vm.migrating ? "vmotion" : (vm.connected ? "up" : "down")
                 let port = vm.listening ? "\(vm.port)" : "\(vm.port)!"
-                rows.append([vm.name, vm.label, UUIDSpelling.classic(vm.uuid), port, state, "\(vm.clients)",
-                             localTime(vm.since)])
+                rows.append([show(vm.name), show(vm.label), show(UUIDSpelling.classic(vm.uuid)), port, state,
+                             "\(vm.clients)", localTime(vm.since)])
             }
             printTable(rows)
             if vms.contains(where: { !$0.listening }) {
@@ -90,7 +99,7 @@ struct List: AsyncParsableCommand {
             }
         } else {
             for vm in vms {
-                print("\(displayName(vm)):\(UUIDSpelling.classic(vm.uuid)):\(vm.port)")
+                print("\(displayName(vm)):\(show(UUIDSpelling.classic(vm.uuid))):\(vm.port)")
             }
         }
     }
@@ -224,13 +233,13 @@ struct History: AsyncParsableCommand {
         do {
             store = try Store(path: db, readOnly: true)
         } catch {
-            throw fail("\(error)")
+            throw fail(show("\(error)"))
         }
         let matches = try store.resolveVM(vm)
-        if matches.isEmpty { throw fail("no VM matches \(vm.debugDescription) in \(db)") }
+        if matches.isEmpty { throw fail("no VM matches \(quoted(vm)) in \(show(db))") }
         if matches.count > 1 {
-            let names = matches.map { "  \($0.name) \(UUIDSpelling.classic($0.uuid))" }.joined(separator: "\n")
-            throw fail("\(vm.debugDescription) is ambiguous; it matches:\n\(names)")
+            let names = matches.map { "  \(show($0.name)) \(UUIDSpelling.classic($0.uuid))" }.joined(separator: "\n")
+            throw fail("\(quoted(vm)) is ambiguous; it matches:\n\(names)")
         }
         let target = matches[0]
         let events = try store.events(uuid: target.uuid, since: since.flatMap { parseSince($0) }, limit: limit)
@@ -238,13 +247,13 @@ struct History: AsyncParsableCommand {
             try printJSON(events)
             return
         }
-        print("# \(target.name) \(UUIDSpelling.classic(target.uuid))")
+        print("# \(show(target.name)) \(UUIDSpelling.classic(target.uuid))")
         for e in events {
-            var line = "\(formatLocal(e.time))  \(e.kind)"
-            if !e.label.isEmpty { line += "  port=\(e.label)" }
-            if let name = e.name, name != target.name { line += "  name=\(name)" }
-            if let peer = e.peer { line += "  peer=\(peer)" }
-            if let detail = e.detail { line += "  \(detail)" }
+            var line = "\(formatLocal(e.time))  \(show(e.kind))"
+            if !e.label.isEmpty { line += "  port=\(show(e.label))" }
+            if let name = e.name, name != target.name { line += "  name=\(show(name))" }
+            if let peer = e.peer { line += "  peer=\(show(peer))" }
+            if let detail = e.detail { line += "  \(show(detail))" }
             print(line)
         }
     }
@@ -285,17 +294,17 @@ struct Tail: AsyncParsableCommand {
             }) { chunk in
                 output.write(backlog.take(chunk))
             }
-            guard response.ok else { throw fail(response.error ?? "the daemon refused the request") }
+            guard response.ok else { throw fail(show(response.error ?? "the daemon refused the request")) }
         } catch let error as AdminClientError {
-            guard case .unreachable = error else { throw fail("\(error)") }
+            guard case .unreachable = error else { throw fail(show("\(error)")) }
             // Daemon down: the scrollback saved in the database.
-            guard !follow, let store = try? Store(path: db, readOnly: true) else { throw fail("\(error)") }
+            guard !follow, let store = try? Store(path: db, readOnly: true) else { throw fail(show("\(error)")) }
             let matches = (try? store.resolveVM(vm)) ?? []
             guard matches.count == 1 else {
-                throw fail(matches.isEmpty ? "\(error)" : "\(vm.debugDescription) is ambiguous")
+                throw fail(matches.isEmpty ? show("\(error)") : "\(quoted(vm)) is ambiguous")
             }
             guard let saved = try store.scrollback(uuid: matches[0].uuid, label: label ?? "") else {
-                throw fail("no scrollback saved for \(vm) in \(db)")
+                throw fail("no scrollback saved for \(quoted(vm)) in \(show(db))")
             }
             var data = saved
             if let bytes { data = Array(data.suffix(bytes)) }

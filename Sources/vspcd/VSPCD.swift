@@ -160,6 +160,16 @@ struct VSPCD: AsyncParsableCommand {
             }
         }
 
+        // One daemon per database, taken before the store opens; held until the process ends.
+        let databaseLock: DatabaseLock
+        do {
+            databaseLock = try DatabaseLock(databasePath: db)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+        defer { databaseLock.release() }
+
         let store: Store
         do {
             store = try Store(path: db)

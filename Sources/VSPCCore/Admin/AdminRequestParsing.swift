@@ -1,45 +1,74 @@
 import Foundation
 
-/// Why an admin request line was refused. Callers branch on the case; `description` is the message sent back.
-public enum AdminRequestError: Error, Equatable, Sendable, CustomStringConvertible {
-    case tooLong(limit: Int)
+/// Why an admin request line was refused. `message` is the text sent back in the JSON error.
+public enum AdminRequestError: Error, Equatable, Sendable {
+    /// The line is longer than `AdminProtocol.maxRequestBytes` (its length in bytes).
+    case tooLong(Int)
+    /// Not one JSON object of the request's shape.
     case malformed
+    /// A `version` other than `AdminProtocol.version`.
     case unsupportedVersion(Int)
+    /// A command other than those in `AdminRequest.commands` (clipped for the message).
     case unknownCommand(String)
+    /// `tail` or `forget` without a `vm`.
     case missingVM(command: String)
-    case invalidField(String)
+    /// A `vm` longer than `AdminRequest.maxVMBytes` (its length in bytes).
+    case vmTooLong(Int)
+    /// A `label` that no serial port can have (see `SerialPortLabel`).
+    case invalidLabel
+    /// A negative `bytes`.
+    case negativeBytes(Int)
 
-    public var description: String {
+    public var message: String {
         switch self {
-        case .tooLong(let limit): return "request longer than \(limit) bytes"
-        case .malformed: return "malformed request: expected one JSON object per line"
-        case .unsupportedVersion(let v): return "unsupported protocol version \(v); this daemon speaks \(AdminProtocol.version)"
-        case .unknownCommand(let c): return "unknown command \(c.debugDescription)"
-        case .missingVM(let command): return "\(command) needs a vm"
-        case .invalidField(let why): return why
+        case .tooLong:
+            return "request longer than \(AdminProtocol.maxRequestBytes) bytes"
+        case .malformed:
+            return "malformed request: expected one JSON object per line"
+        case .unsupportedVersion(let v):
+            return "unsupported protocol version \(v); this daemon speaks \(AdminProtocol.version)"
+        case .unknownCommand(let c):
+            return "unknown command \(c.debugDescription)"
+        case .missingVM(let c):
+            return "\(c) needs a vm"
+        case .vmTooLong:
+            return "vm longer than \(AdminRequest.maxVMBytes) bytes"
+        case .invalidLabel:
+            return "label must be printable ASCII without space, ':' or '#', at most \(SerialPortLabel.maxLength) characters"
+        case .negativeBytes:
+            return "bytes must not be negative"
         }
     }
 }
 
 extension AdminRequest {
-    /// The commands this daemon answers.
-    public static let commands: Set<String> = ["list", "status", "tail", "forget"]
+    /// The commands of protocol version 1.
+    public static let commands: Set<String> = ["list", "tail", "status", "forget"]
+    /// The longest `vm` accepted, in UTF-8 bytes.
+    public static let maxVMBytes = 1024
+    /// How much of an unknown command is echoed in the error.
+    static let maxEchoedCommand = 64
 
-    /// Parses one request line (without its newline). Hostile input gives an error, never a crash.
-    public static func parse<C: Collection>(_ line: C) -> Result<AdminRequest, AdminRequestError> where C.Element == UInt8 {
-        guard line.count <= AdminProtocol.maxRequestBytes else { return .failure(.tooLong(limit: AdminProtocol.maxRequestBytes)) }
-        guard let request = try? JSONDecoder().decode(AdminRequest.self, from: Data(line)) else { return .failure(.malformed) }
+    /// Parses one request line (without its newline) and checks it: length, JSON shape, version, command,
+    /// and the bounds of `vm`, `label` and `bytes`. Pure; never traps, whatever the bytes.
+    public static func parse(_ line: [UInt8]) -> Result<AdminRequest, AdminRequestError> {
+        guard line.count <= AdminProtocol.maxRequestBytes else { return .failure(.tooLong(line.count)) }
+        let request: AdminRequest
+        do {
+            request = try JSONDecoder().decode(AdminRequest.self, from: Data(line))
+        } catch {
+            return .failure(.malformed)
+        }
         guard request.version == AdminProtocol.version else { return .failure(.unsupportedVersion(request.version)) }
         guard commands.contains(request.command) else {
-            return .failure(.unknownCommand(String(request.command.prefix(64))))
+            return .failure(.unknownCommand(String(request.command.prefix(maxEchoedCommand))))
         }
-        if request.command == "tail" || request.command == "forget" {
-            guard let vm = request.vm, !vm.isEmpty else { return .failure(.missingVM(command: request.command)) }
-            guard vm.utf8.count <= 1024 else { return .failure(.invalidField("vm longer than 1024 bytes")) }
+        if let vm = request.vm, vm.utf8.count > maxVMBytes { return .failure(.vmTooLong(vm.utf8.count)) }
+        if request.command == "tail" || request.command == "forget", (request.vm ?? "").isEmpty {
+            return .failure(.missingVM(command: request.command))
         }
-        if let label = request.label, label.utf8.count > ServiceURI.maxLabelLength * 4 {
-            return .failure(.invalidField("label longer than \(ServiceURI.maxLabelLength) characters"))
-        }
+        if let label = request.label, !SerialPortLabel.isValid(label) { return .failure(.invalidLabel) }
+        if let bytes = request.bytes, bytes < 0 { return .failure(.negativeBytes(bytes)) }
         return .success(request)
     }
 }

@@ -19,7 +19,7 @@ extension ConcentratorStateMachine {
 
     mutating func adminLineTooLong(_ id: ConnectionID) {
         guard admins[id]?.answered == false else { return }
-        respond(id, AdminResponse(ok: false, error: AdminRequestError.tooLong(limit: AdminProtocol.maxRequestBytes).description),
+        respond(id, AdminResponse(ok: false, error: AdminRequestError.tooLong(AdminProtocol.maxRequestBytes + 1).message),
                 thenClose: true)
     }
 
@@ -28,7 +28,7 @@ extension ConcentratorStateMachine {
         let request: AdminRequest
         switch AdminRequest.parse(line) {
         case .failure(let error):
-            respond(id, AdminResponse(ok: false, error: error.description), thenClose: true)
+            respond(id, AdminResponse(ok: false, error: error.message), thenClose: true)
             return
         case .success(let r):
             request = r
@@ -43,7 +43,7 @@ extension ConcentratorStateMachine {
         case "forget":
             forget(id, request)
         default:
-            respond(id, AdminResponse(ok: false, error: AdminRequestError.unknownCommand(request.command).description),
+            respond(id, AdminResponse(ok: false, error: AdminRequestError.unknownCommand(request.command).message),
                     thenClose: true)
         }
     }

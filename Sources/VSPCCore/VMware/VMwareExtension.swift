@@ -38,7 +38,7 @@ public struct ServiceURI: Equatable, Sendable {
     /// The serial-port label (`?port=<label>`), empty for a VM's only/first port.
     public var label: String
 
-    public static let maxLabelLength = 64
+    public static let maxLabelLength = SerialPortLabel.maxLength
 
     public init(base: String, label: String = "") {
         self.base = base
@@ -59,8 +59,6 @@ public struct ServiceURI: Equatable, Sendable {
                 }
             }
         }
-        guard label.count <= Self.maxLabelLength,
-              label.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F && $0 != ":" && $0 != "#" })
-        else { return nil }
+        guard SerialPortLabel.isValid(label) else { return nil }
     }
 }

@@ -1,0 +1,109 @@
+import Foundation
+import VSPCCore
+import XCTest
+
+final class AdminRequestParsingTests: XCTestCase {
+    private func parse(_ text: String) -> Result<AdminRequest, AdminRequestError> {
+        AdminRequest.parse(Array(text.utf8))
+    }
+
+    private func request(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> AdminRequest? {
+        switch parse(text) {
+        case .success(let r): return r
+        case .failure(let e):
+            XCTFail("refused \(text): \(e.message)", file: file, line: line)
+            return nil
+        }
+    }
+
+    private func error(_ text: String) -> AdminRequestError? {
+        if case .failure(let e) = parse(text) { return e }
+        return nil
+    }
+
+    func testValidRequests() {
+        XCTAssertEqual(request(#"{"version":1,"command":"list"}"#), AdminRequest(command: "list"))
+        XCTAssertEqual(request(#" {"command":"status", "version":1} "#), AdminRequest(command: "status"))
+        XCTAssertEqual(request(#"{"version":1,"command":"tail","vm":"web-0","label":"com2","bytes":0,"follow":true}"#),
+                       AdminRequest(command: "tail", vm: "web-0", label: "com2", bytes: 0, follow: true))
+        XCTAssertEqual(request(#"{"version":1,"command":"tail","vm":"web-0","label":""}"#),
+                       AdminRequest(command: "tail", vm: "web-0", label: ""))
+        XCTAssertEqual(request(#"{"version":1,"command":"forget","vm":"514d0000"}"#), AdminRequest(command: "forget", vm: "514d0000"))
+        // Unknown keys are ignored (a newer client's optional fields).
+        XCTAssertEqual(request(#"{"version":1,"command":"list","colour":"blue"}"#), AdminRequest(command: "list"))
+    }
+
+    func testLengthLimit() {
+        let head = #"{"version":1,"command":"list"}"#
+        let padded = head + String(repeating: " ", count: AdminProtocol.maxRequestBytes - head.utf8.count)
+        XCTAssertEqual(padded.utf8.count, AdminProtocol.maxRequestBytes)
+        XCTAssertEqual(request(padded), AdminRequest(command: "list"))
+        XCTAssertEqual(error(padded + " "), .tooLong(AdminProtocol.maxRequestBytes + 1))
+        XCTAssertEqual(AdminRequestError.tooLong(70_000).message, "request longer than 65536 bytes")
+    }
+
+    func testMalformed() {
+        for text in ["", "   ", "list", "[]", "null", "1", #""list""#, "{", #"{"version":1}"#, #"{"command":"list"}"#,
+                     #"{"version":"1","command":"list"}"#, #"{"version":1.5,"command":"list"}"#,
+                     #"{"version":1,"command":7}"#, #"{"version":1,"command":"list","bytes":"10"}"#,
+                     #"{"version":1,"command":"list","bytes":1e40}"#, #"{"version":1,"command":"list"} {"#,
+                     String(repeating: "[", count: 20_000)] {
+            XCTAssertEqual(error(text), .malformed, text.prefix(80).description)
+        }
+        XCTAssertEqual(AdminRequest.parse([0xFF, 0xFE, 0x00]), .failure(.malformed))
+        XCTAssertEqual(AdminRequestError.malformed.message, "malformed request: expected one JSON object per line")
+    }
+
+    func testVersion() {
+        XCTAssertEqual(error(#"{"version":2,"command":"list"}"#), .unsupportedVersion(2))
+        XCTAssertEqual(error(#"{"version":0,"command":"bogus"}"#), .unsupportedVersion(0))
+        XCTAssertEqual(AdminRequestError.unsupportedVersion(2).message, "unsupported protocol version 2; this daemon speaks 1")
+    }
+
+    func testCommand() {
+        XCTAssertEqual(error(#"{"version":1,"command":"reboot"}"#), .unknownCommand("reboot"))
+        XCTAssertEqual(error(#"{"version":1,"command":"LIST"}"#), .unknownCommand("LIST"))
+        XCTAssertEqual(AdminRequestError.unknownCommand("reboot").message, #"unknown command "reboot""#)
+        // A long command is echoed clipped.
+        let long = String(repeating: "x", count: 5000)
+        XCTAssertEqual(error(#"{"version":1,"command":"\#(long)"}"#), .unknownCommand(String(repeating: "x", count: 64)))
+    }
+
+    func testVM() {
+        XCTAssertEqual(error(#"{"version":1,"command":"tail"}"#), .missingVM(command: "tail"))
+        XCTAssertEqual(error(#"{"version":1,"command":"tail","vm":""}"#), .missingVM(command: "tail"))
+        XCTAssertEqual(error(#"{"version":1,"command":"forget"}"#), .missingVM(command: "forget"))
+        XCTAssertEqual(AdminRequestError.missingVM(command: "tail").message, "tail needs a vm")
+        let limit = String(repeating: "v", count: AdminRequest.maxVMBytes)
+        XCTAssertEqual(request(#"{"version":1,"command":"tail","vm":"\#(limit)"}"#)?.vm, limit)
+        XCTAssertEqual(error(#"{"version":1,"command":"tail","vm":"\#(limit)v"}"#), .vmTooLong(1025))
+        // Bytes, not characters: 513 two-byte characters are 1026 bytes.
+        let wide = String(repeating: "é", count: 513)
+        XCTAssertEqual(error(#"{"version":1,"command":"tail","vm":"\#(wide)"}"#), .vmTooLong(1026))
+    }
+
+    func testLabel() {
+        for ok in ["", "com2", "a", String(repeating: "l", count: 64), "~!$%&()*+,-./;<=>?@[]^_`{|}"] {
+            XCTAssertEqual(request(#"{"version":1,"command":"tail","vm":"w","label":"\#(ok)"}"#)?.label, ok)
+        }
+        for bad in ["a:b", "a#b", "a b", "é", #"a\u001b"#, #"\u007f"#, String(repeating: "l", count: 65)] {
+            XCTAssertEqual(error(#"{"version":1,"command":"tail","vm":"w","label":"\#(bad)"}"#), .invalidLabel, bad)
+        }
+    }
+
+    func testBytes() {
+        XCTAssertEqual(error(#"{"version":1,"command":"tail","vm":"w","bytes":-1}"#), .negativeBytes(-1))
+        XCTAssertEqual(request(#"{"version":1,"command":"tail","vm":"w","bytes":9223372036854775807}"#)?.bytes, Int.max)
+        XCTAssertEqual(error(#"{"version":1,"command":"tail","vm":"w","bytes":9223372036854775808}"#), .malformed)
+    }
+
+    func testTheLabelRuleIsTheServiceURIRule() {
+        XCTAssertTrue(SerialPortLabel.isValid("com2"))
+        XCTAssertTrue(SerialPortLabel.isValid(""))
+        XCTAssertFalse(SerialPortLabel.isValid("com 2"))
+        XCTAssertFalse(SerialPortLabel.isValid("x:y"))
+        XCTAssertFalse(SerialPortLabel.isValid("x#y"))
+        XCTAssertFalse(SerialPortLabel.isValid("\u{7f}"))
+        XCTAssertEqual(SerialPortLabel.maxLength, 64)
+    }
+}
