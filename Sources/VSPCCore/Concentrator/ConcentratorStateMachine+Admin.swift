@@ -95,7 +95,6 @@ extension ConcentratorStateMachine {
             pool.release(console.port)
             record(.portForgotten, key, detail: "port \(console.port), by vspc forget\(console.vm != nil ? " --force" : "")")
             consoles[key] = nil
-            scrollbackSaving.remove(key)
             emit(.persist([.deleteAssignment(uuid: key.uuid, label: key.label)], token: nil))
             respond(id, AdminResponse(ok: true, vm: info), thenClose: true)
         }

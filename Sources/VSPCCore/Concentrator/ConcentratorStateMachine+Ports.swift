@@ -105,7 +105,6 @@ extension ConcentratorStateMachine {
             pool.release(console.port)
             record(.portExpired, key, detail: "port \(console.port)")
             consoles[key] = nil
-            scrollbackSaving.remove(key)
             emit(.persist([.deleteAssignment(uuid: key.uuid, label: key.label)], token: nil))
         }
     }

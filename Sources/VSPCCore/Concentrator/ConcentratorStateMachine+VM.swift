@@ -116,7 +116,7 @@ extension ConcentratorStateMachine {
         guard var vm = vms[id], !vm.closing else { return }
         if !vm.deferred.isEmpty, vm.link.vmUUID != nil { flushDeferredEvents(id) }
         // The uuid-without-name timer starts once the uuid is known.
-        if !vm.nameTimerArmed, vm.link.vmUUID != nil, !vm.link.isIdentified {
+        if !vm.nameTimerArmed, vm.link.vmUUID != nil, vm.link.proxyAccepted, !vm.link.isIdentified {
             vm.nameTimerArmed = true
             vms[id] = vm
             schedule(.name(id), seconds: config.nameTimeout)
@@ -126,7 +126,7 @@ extension ConcentratorStateMachine {
     mutating func closeVM(_ id: ConnectionID, flush: Bool = false) {
         guard vms[id] != nil, !vms[id]!.closing else { return }
         vms[id]!.closing = true
-        emit(.cancel(.stuck(id)))
+        if !vms[id]!.writable { emit(.cancel(.stuck(id))) }
         emit(.close(id, flush: flush))
     }
 
@@ -162,7 +162,8 @@ extension ConcentratorStateMachine {
         if vm.budget.suppressed > 0 { summariseSuppressed(id, vm.budget.suppressed) }
         vms[id] = nil
         descriptorsInUse -= 1
-        for timer in [TimerID.negotiation(id), .name(id), .identify(id), .stuck(id)] { emit(.cancel(timer)) }
+        for timer in [TimerID.negotiation(id), .name(id), .identify(id)] { emit(.cancel(timer)) }
+        if !vm.writable { emit(.cancel(.stuck(id))) }
         if vm.link.isMidSequence { log(.info, "VM connection \(vm.peer) closed in the middle of a telnet sequence") }
         switch vm.role {
         case .carrying(let key):

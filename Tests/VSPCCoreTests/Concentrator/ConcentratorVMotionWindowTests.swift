@@ -1,0 +1,130 @@
+import Foundation
+import XCTest
+@testable import VSPCCore
+
+/// vMotion windows that end otherwise: ABORT, expiry, a closed source or destination, a fresh reconnect; and
+/// what is kept meanwhile (held input, a destination's early output).
+final class ConcentratorVMotionWindowTests: XCTestCase {
+    func testAbortResumesOnTheSourceAndDeliversHeldInput() {
+        let m = BegunMigration()
+        let h = m.h
+        let dest = h.connectDestination(cookie: m.cookie, peer: "10.0.0.2:902")
+        XCTAssertEqual(h.client(m.person, types: Array("xyz".utf8)), [])
+        h.advance(by: 2)
+        h.take()
+        let abort = h.vm(m.source, says: ESXi.abort)
+        XCTAssertEqual(abort, [
+            .close(dest, flush: false),
+            .send(m.source, Array("xyz".utf8)),
+            .record(m.event(.vmotionAbort, peer: "10.0.0.1:900",
+                            detail: "source 10.0.0.1:900, destination 10.0.0.2:902, window 2000.0 ms")),
+        ])
+        XCTAssertEqual(Array(h.take().dropFirst(abort.count)).recordKinds, [], "the dropped destination's close")
+        XCTAssertEqual(h.client(m.person, types: Array("next".utf8)), [.send(m.source, Array("next".utf8))])
+        XCTAssertEqual(h.list().first?.migrating, false)
+        XCTAssertEqual(h.status()["migrating"], "0")
+        XCTAssertEqual(h.vm(m.source, says: ESXi.abort).recordKinds, [.vmotionAbortIgnored])
+    }
+
+    func testExpiryResumesOnTheSourceAndDeliversHeldInput() {
+        let m = BegunMigration()
+        let h = m.h
+        h.client(m.person, types: Array("held".utf8))
+        h.advance(by: 29.9)
+        XCTAssertEqual(h.take().recordKinds, [])
+        h.advance(by: 0.1)
+        XCTAssertEqual(h.take().withoutHousekeeping.nonLog, [
+            .send(m.source, Array("held".utf8)),
+            .record(m.event(.vmotionExpired, peer: "10.0.0.1:900",
+                            detail: "source 10.0.0.1:900, destination none, window 30000.0 ms")),
+        ])
+        XCTAssertEqual(h.client(m.person, types: Array("more".utf8)), [.send(m.source, Array("more".utf8))])
+        XCTAssertEqual(h.list().first?.migrating, false)
+        // A new migration may begin, with a new generation.
+        XCTAssertEqual(h.vm(m.source, says: ESXi.begin([5, 6])).recordKinds, [.vmotionBegin, .vmotionGoahead])
+        XCTAssertTrue(h.isArmed(.vmotion(m.key, generation: 2)))
+    }
+
+    func testExpiryWithAPeeredDestinationClosesIt() {
+        let m = BegunMigration()
+        let h = m.h
+        let dest = h.connectDestination(cookie: m.cookie, peer: "10.0.0.2:902")
+        h.take()
+        h.advance(by: 30)
+        let acts = h.take()
+        XCTAssertEqual(acts.io, [.close(dest, flush: false)])
+        XCTAssertEqual(acts.records.map(\.detail), ["source 10.0.0.1:900, destination 10.0.0.2:902, window 30000.0 ms"])
+        XCTAssertEqual(h.list().first?.peer, "10.0.0.1:900")
+    }
+
+    func testDestinationClosingBeforeCompleteFreesTheSlot() {
+        let m = BegunMigration()
+        let h = m.h
+        let first = h.connectDestination(cookie: m.cookie, peer: "10.0.0.2:902")
+        h.take()
+        // While it is peered, another destination is refused.
+        let other = h.connectDestination(cookie: m.cookie, peer: "10.0.0.4:904")
+        XCTAssertEqual(h.take().records.map(\.detail), ["the migration already has a destination"])
+        XCTAssertEqual(Array(h.takeOutput(other).suffix(Wire.peerRefused.count)), Wire.peerRefused)
+        let closed = h.send(.vmClosed(first))
+        XCTAssertEqual(closed.records, [
+            m.event(.vmotionDestinationClosed, peer: "10.0.0.2:902", detail: "closed before VMOTION-COMPLETE"),
+        ])
+        XCTAssertEqual(h.list().first?.migrating, true)
+        h.take()
+        let second = h.connectDestination(cookie: m.cookie, peer: "10.0.0.3:903")
+        XCTAssertEqual(h.take().recordKinds, [.vmotionPeer])
+        let complete = h.vm(second, says: ESXi.complete(m.sequence))
+        XCTAssertEqual(complete.records.map(\.detail), ["source 10.0.0.1:900, destination 10.0.0.3:903, window 0.0 ms"])
+        XCTAssertEqual(h.list().first?.peer, "10.0.0.3:903")
+    }
+
+    func testHoldBufferOverflowIsBoundedAndReported() {
+        var config = ConcentratorConfig.forTests
+        config.vmotionHoldLimit = 8
+        let m = BegunMigration(config: config)
+        let h = m.h
+        XCTAssertEqual(h.client(m.person, types: Array("0123456".utf8)), [])
+        XCTAssertEqual(h.client(m.person, types: Array("789ab".utf8)), [
+            .log(.warning, "vMotion of web01: hold buffer full, 4 bytes of input from 192.0.2.7:40001 discarded"),
+        ])
+        let dest = h.connectDestination(cookie: m.cookie)
+        h.take()
+        XCTAssertEqual(h.vm(dest, says: ESXi.complete(m.sequence)).filter { if case .record = $0 { return false }; return true }, [
+            .close(m.source, flush: false),
+            .log(.warning, "vMotion of web01: 4 bytes of client input exceeded the hold buffer and were discarded"),
+            .send(dest, Array("01234567".utf8)),
+        ])
+    }
+
+    func testHeldInputIsDiscardedIfTheDestinationIsNotReading() {
+        let m = BegunMigration()
+        let h = m.h
+        h.client(m.person, types: Array("typed".utf8))
+        let dest = h.connectDestination(cookie: m.cookie)
+        h.send(.writabilityChanged(dest, writable: false))
+        h.take()
+        let complete = h.vm(dest, says: ESXi.complete(m.sequence))
+        XCTAssertEqual(complete.io, [.close(m.source, flush: false)])
+        XCTAssertTrue(complete.logs.contains { $0 == (.warning, "vMotion of web01: held input discarded, VM is not reading") })
+    }
+
+    func testDestinationEarlyOutputIsDeliveredAfterComplete() {
+        let m = BegunMigration()
+        let h = m.h
+        let dest = h.connectVM(peer: "10.0.0.2:902")
+        h.negotiate(dest)
+        h.vm(dest, says: Array("pre ".utf8))
+        h.vm(dest, says: ESXi.peer(m.cookie))
+        h.vm(dest, says: Array("post".utf8) + [0xFF, 0xFF])
+        XCTAssertEqual(h.takeOutput(m.person), [], "not before it carries the console")
+        XCTAssertEqual(h.vm(m.source, says: Array("src ".utf8)), [.broadcast([m.person], Array("src ".utf8))])
+        h.take()
+        XCTAssertEqual(h.vm(dest, says: ESXi.complete(m.sequence)).io, [
+            .close(m.source, flush: false),
+            .broadcast([m.person], Array("pre post".utf8) + [0xFF, 0xFF]),
+        ])
+        XCTAssertEqual(h.admin(AdminRequest(command: "tail", vm: "web01")).rest, Array("src pre post".utf8) + [0xFF])
+    }
+
+}
