@@ -17,8 +17,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
+        .target(name: "VSPCCore"),
         .target(
             name: "VSPCNet",
             dependencies: [
@@ -28,7 +30,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
-                "VSPCStore",
+                "VSPCStore", "VSPCCore",
             ]
         ),
         .target(
@@ -57,7 +59,8 @@ let package = Package(
         .executableTarget(
             name: "vspcd",
             dependencies: [
-                "VSPCNet", "VSPCStore",
+                "VSPCNet", "VSPCStore", "VSPCCore",
+                .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -66,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "vspc",
             dependencies: [
-                "VSPCNet", "VSPCStore",
+                "VSPCNet", "VSPCStore", "VSPCCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -77,12 +80,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .testTarget(name: "VSPCCoreTests", dependencies: ["VSPCCore"]),
         .testTarget(name: "VSPCNetTests", dependencies: ["VSPCNet"], resources: [.copy("Fixtures")]),
         .testTarget(name: "VSPCStoreTests", dependencies: ["VSPCStore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "VSPCSim", "VSPCNet", "VSPCStore",
+                "VSPCSim", "VSPCNet", "VSPCStore", "VSPCCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

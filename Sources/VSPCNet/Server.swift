@@ -29,6 +29,8 @@ public final class VSPCServer: @unchecked Sendable {
     /// The bound proxy and admin addresses (useful with port 0).
     public var proxyPort: Int? { proxyChannel?.localAddress?.port }
     public var adminPort: Int? { adminChannel?.localAddress?.port }
+    /// The loop everything runs on (the systemd watchdog pings from it, so a stalled loop stops the pings).
+    public var eventLoop: any EventLoop { concentrator.loop }
 
     /// Loads assignments, reopens the known ports and binds the proxy and admin ports.
     public func start() async throws {
