@@ -83,6 +83,7 @@ let package = Package(
         .testTarget(name: "VSPCCoreTests", dependencies: ["VSPCCore"]),
         .testTarget(name: "VSPCNetTests", dependencies: ["VSPCNet"], resources: [.copy("Fixtures")]),
         .testTarget(name: "VSPCStoreTests", dependencies: ["VSPCStore"]),
+        .testTarget(name: "VSPCDTests", dependencies: ["vspcd", "VSPCCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

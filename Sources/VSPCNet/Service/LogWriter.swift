@@ -97,6 +97,7 @@ public final class LogWriter: @unchecked Sendable {
     }
 
     private func run() {
+        var carried = 0 // lines lost to failed writes, reported before the next line that gets through
         while true {
             condition.lock()
             while queue.isEmpty && droppedPending == 0 && !stopping { condition.wait() }
@@ -105,7 +106,7 @@ public final class LogWriter: @unchecked Sendable {
                 return
             }
             // Every line taken here was queued before every line counted as dropped so far: lines are only
-            // dropped while the queue is full, and it empties only here. So the notice goes after the batch.
+            // dropped while the queue is full, and it empties only here. So that notice goes after the batch.
             let batch = queue
             let dropped = droppedPending
             queue.removeAll(keepingCapacity: true)
@@ -114,28 +115,20 @@ public final class LogWriter: @unchecked Sendable {
             writing = true
             condition.unlock()
 
-            var batchLost = 0, noticeLost = 0
-            if !batch.isEmpty, !sink(Data(batch.joined().utf8)) { batchLost = batch.count }
-            if dropped + batchLost > 0, !sink(Data(dropNotice(dropped + batchLost).utf8)) { noticeLost = dropped + batchLost }
+            var failed = 0
+            if carried > 0, !batch.isEmpty, sink(Data(dropNotice(carried).utf8)) { carried = 0 }
+            if !batch.isEmpty, !sink(Data(batch.joined().utf8)) {
+                failed = batch.count
+                carried += batch.count
+            }
+            if dropped > 0, !sink(Data(dropNotice(dropped).utf8)) { carried += dropped }
 
             condition.lock()
-            // Lines that could not be written are reported by a later notice, when the output works again.
-            droppedPending += noticeLost
-            droppedTotal += batchLost
+            droppedTotal += failed
             writing = false
             condition.broadcast()
-            let failing = noticeLost > 0
             condition.unlock()
-            // A failing output is retried with the next line, not in a loop.
-            if failing { waitForNextLine() }
         }
-    }
-
-    /// After a failed write, waits for a new line (or stop) instead of retrying the notice at once.
-    private func waitForNextLine() {
-        condition.lock()
-        while queue.isEmpty && !stopping { condition.wait() }
-        condition.unlock()
     }
 
     /// `write` until done; EINTR retried, EAGAIN waits for the descriptor to take more (a non-blocking
