@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VSPCCore
 import VSPCNet
 import VSPCStore
 
@@ -8,6 +9,7 @@ struct VSPC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vspc",
         abstract: "Query a running vspcd: list VM serial ports, show their history, tail their consoles.",
+        version: VSPCVersion.current,
         subcommands: [List.self, History.self, Tail.self, Status.self],
         defaultSubcommand: List.self)
 }
