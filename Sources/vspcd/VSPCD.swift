@@ -88,7 +88,7 @@ struct VSPCD: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         let resolved: ResolvedSettings
         do {
-            resolved = try Self.loadSettings(configPath: config, commandLine: commandLineSettings)
+            resolved = try Self.loadSettings(configPath: self.config, commandLine: commandLineSettings)
         } catch let error as SettingsError {
             FileHandle.standardError.write(Data("vspcd: \(error)\n".utf8))
             throw ExitCode(2)
@@ -99,7 +99,7 @@ struct VSPCD: AsyncParsableCommand {
         defer { logControl.writer.flush(timeout: 2) }
         let logger = Logger(label: "vspcd")
         // Installed before anything listens, so a SIGHUP from then on reloads instead of killing the daemon.
-        let reloader = ConfigReloader(configPath: config, commandLine: commandLineSettings, running: settings,
+        let reloader = ConfigReloader(configPath: self.config, commandLine: commandLineSettings, running: settings,
                                       logControl: logControl, logger: logger)
 
         var config = DaemonConfig()
