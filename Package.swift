@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         .target(name: "VSPCCore"),
@@ -79,6 +80,7 @@ let package = Package(
             name: "vspcd",
             dependencies: [
                 "VSPCCore", "VSPCNet", "VSPCStore", "VSPCClient",
+                .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -106,8 +108,10 @@ let package = Package(
                 "VSPCNet", "VSPCCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "VSPCDTests", dependencies: ["vspcd", "VSPCCore"]),
         .testTarget(name: "VSPCStoreTests", dependencies: ["VSPCStore", "VSPCCore"]),
         .testTarget(
             name: "EndToEndTests",

@@ -9,6 +9,7 @@ struct VSPC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vspc",
         abstract: "Query a running vspcd: list VM serial ports, show their history, tail their consoles.",
+        version: VSPCVersion.current,
         subcommands: [List.self, History.self, Tail.self, Status.self, Forget.self],
         defaultSubcommand: List.self)
 }

@@ -19,67 +19,73 @@ struct VSPCD: AsyncParsableCommand {
         ESXi hosts connect VMs' network serial ports ("Use Virtual Serial Port Concentrator", \
         telnet://HOST:6779) to the proxy port. Each VM serial port gets a stable TCP port on \
         --listen-host where people telnet in. Assignments and events are kept in the SQLite file --db.
-        """)
+        """,
+        version: VSPCVersion.current)
 
-    @Option(help: ArgumentHelp("Proxy address for ESXi, [host]:port.", valueName: "[host]:port"))
-    var proxy = ":6779"
+    // The options have no defaults here: nil means "not on the command line", so that a config file can give
+    // the value. DaemonSettings holds the defaults: built-in default < config file < command line.
+    @Option(help: ArgumentHelp("TOML file of settings, keys named as these flags (ssl = true); flags override it. SIGHUP re-reads it.", valueName: "path"))
+    var config: String?
 
-    @Option(help: ArgumentHelp("Admin endpoint (vspc list/tail), [host]:port.", valueName: "[host]:port"))
-    var admin = "127.0.0.1:6780"
+    @Option(help: ArgumentHelp("Proxy address for ESXi, [host]:port. \(def("proxy"))", valueName: "[host]:port"))
+    var proxy: String?
 
-    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://[host]:port/metrics (off by default; suggested 127.0.0.1:9779).", valueName: "[host]:port"))
-    var metrics: String?
+    @Option(help: ArgumentHelp("Admin endpoint (vspc list/tail), [host]:port. \(def("admin"))", valueName: "[host]:port"))
+    var admin: String?
 
-    @Option(help: "Address the per-VM telnet ports listen on.")
-    var listenHost = "127.0.0.1"
+    @Option(help: "Address the per-VM telnet ports listen on. \(def("listen-host"))")
+    var listenHost: String?
 
-    @Option(help: "First port of the per-VM range (outside Linux's ephemeral range 32768-60999).")
-    var portRangeStart = 20000
+    @Option(help: "First port of the per-VM range (outside Linux's ephemeral range 32768-60999). \(def("port-range-start"))")
+    var portRangeStart: Int?
 
-    @Option(help: "Last port of the per-VM range.")
-    var portRangeEnd = 32767
+    @Option(help: "Last port of the per-VM range. \(def("port-range-end"))")
+    var portRangeEnd: Int?
 
-    @Option(help: "Seconds without VM and without client after which a VM's port returns to the pool.")
-    var vmExpireTime: Double = 86400
+    @Option(help: "Seconds without VM and without client after which a VM's port returns to the pool. \(def("vm-expire-time"))")
+    var vmExpireTime: Double?
 
-    @Option(help: "SQLite database file.")
-    var db = "vspcd.db"
+    @Option(help: "SQLite database file. \(def("db"))")
+    var db: String?
 
-    @Option(help: "Service URI accepted in ESXi's DO-PROXY (its ?port=LABEL suffix names a serial port).")
-    var serviceUri = "vSPC.py"
+    @Option(help: "Service URI accepted in ESXi's DO-PROXY (its ?port=LABEL suffix names a serial port). \(def("service-uri"))")
+    var serviceUri: String?
 
     @Flag(help: "TLS on the proxy port (ESXi's telnets://). Needs --ssl-cert and --ssl-key.")
     var ssl = false
 
-    @Option(help: "PEM certificate (chain) for --ssl.")
+    @Option(help: ArgumentHelp("PEM certificate (chain) for --ssl.", valueName: "pem"))
     var sslCert: String?
 
-    @Option(help: "PEM private key for --ssl.")
+    @Option(help: ArgumentHelp("PEM private key for --ssl.", valueName: "pem"))
     var sslKey: String?
 
-    @Option(help: "Seconds a vMotion may take between GOAHEAD and COMPLETE before it is dropped.")
-    var vmotionTimeout: Double = 30
+    @Option(help: "Seconds a vMotion may take between GOAHEAD and COMPLETE before it is dropped. \(def("vmotion-timeout"))")
+    var vmotionTimeout: Double?
 
-    @Option(help: ArgumentHelp("Networks ESXi hosts may connect from (IPv4 and IPv6); others are closed before any negotiation. Default: anywhere.", valueName: "CIDR[,CIDR...]"))
+    @Option(help: ArgumentHelp("Networks ESXi hosts may connect from (IPv4 and IPv6); others are closed before any negotiation. Default: anywhere. SIGHUP applies a change.", valueName: "CIDR[,CIDR...]"))
     var proxyAllow: String?
 
-    @Option(help: "Seconds a VM connection may leave what it is sent unread before it is closed.")
-    var vmStuckTimeout: Double = 60
+    @Option(help: "Seconds a VM connection may leave what it is sent unread before it is closed. \(def("vm-stuck-timeout"))")
+    var vmStuckTimeout: Double?
 
-    @Option(help: "Seconds a console's connection has to answer a probe when another connection claims the same VM serial port.")
-    var takeoverProbeTimeout: Double = 5
+    @Option(help: "Seconds a console's connection has to answer a probe when another connection claims the same VM serial port. \(def("takeover-probe-timeout"))")
+    var takeoverProbeTimeout: Double?
 
-    @Option(help: "Scrollback kept per VM serial port, in bytes (0 = off).")
-    var scrollback = 65536
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://[host]:port/metrics (off by default; suggested 127.0.0.1:9779).", valueName: "[host]:port"))
+    var metrics: String?
 
-    @Option(help: "Bytes of scrollback replayed to a telnet client when it attaches (0 = off).")
-    var replay = 0
+    @Option(help: "Scrollback kept per VM serial port, in bytes (0 = off). \(def("scrollback"))")
+    var scrollback: Int?
 
-    @Option(help: "Keep events for this many days (0 = forever).")
-    var eventMaxAgeDays: Double = 90
+    @Option(help: "Bytes of scrollback replayed to a telnet client when it attaches (0 = off). \(def("replay"))")
+    var replay: Int?
 
-    @Option(help: "Keep at most this many events (0 = no limit).")
-    var eventMaxCount = 1_000_000
+    @Option(help: "Keep events for this many days (0 = forever). \(def("event-max-age-days"))")
+    var eventMaxAgeDays: Double?
+
+    @Option(help: "Keep at most this many events (0 = no limit). \(def("event-max-count"))")
+    var eventMaxCount: Int?
 
     @Flag(name: [.short, .long], help: "Log connections and assignments (info level).")
     var verbose = false
@@ -87,71 +93,51 @@ struct VSPCD: AsyncParsableCommand {
     @Flag(name: [.short, .long], help: "Log everything, including protocol detail (debug level).")
     var debug = false
 
-    func validate() throws {
-        guard (1...65535).contains(portRangeStart), (1...65535).contains(portRangeEnd), portRangeStart <= portRangeEnd else {
-            throw ValidationError("--port-range-start/--port-range-end must be ports with start <= end (got \(portRangeStart)-\(portRangeEnd))")
-        }
-        guard vmExpireTime > 0, vmExpireTime <= 100 * 365 * 86400 else {
-            throw ValidationError("--vm-expire-time must be a number of seconds between 0 and 100 years")
-        }
-        guard vmotionTimeout > 0, vmotionTimeout <= 3600 else { throw ValidationError("--vmotion-timeout must be between 0 and 3600 seconds") }
-        guard scrollback >= 0, scrollback <= 64 << 20 else { throw ValidationError("--scrollback must be between 0 and 64 MiB") }
-        guard replay >= 0, replay <= scrollback else { throw ValidationError("--replay must be between 0 and --scrollback (\(scrollback))") }
-        guard eventMaxAgeDays >= 0, eventMaxAgeDays <= 36500, eventMaxCount >= 0 else { throw ValidationError("event retention must not be negative") }
-        if ssl, sslCert == nil || sslKey == nil {
-            throw ValidationError("--ssl needs --ssl-cert PEM and --ssl-key PEM")
-        }
-        if !ssl, sslCert != nil || sslKey != nil {
-            throw ValidationError("--ssl-cert/--ssl-key are only used with --ssl")
-        }
-        guard vmStuckTimeout > 0, vmStuckTimeout <= 86400 else { throw ValidationError("--vm-stuck-timeout must be between 0 and 86400 seconds") }
-        guard takeoverProbeTimeout > 0, takeoverProbeTimeout <= 600 else { throw ValidationError("--takeover-probe-timeout must be between 0 and 600 seconds") }
-        if let proxyAllow, case .failure(let error) = AddressAllowList.parse(proxyAllow) {
-            throw ValidationError("--proxy-allow: \(error.message)")
-        }
-        guard !serviceUri.isEmpty, !serviceUri.contains("?") else { throw ValidationError("--service-uri must be a plain name such as vSPC.py") }
-        for (flag, value) in [("--proxy", proxy), ("--admin", admin)] + (metrics.map { [("--metrics", $0)] } ?? []) {
-            guard AdminClient.parseEndpoint(value, defaultHost: "0.0.0.0") != nil else {
-                throw ValidationError("\(flag) must be [host]:port, got \(value.debugDescription)")
-            }
-        }
-    }
+    @Option(help: ArgumentHelp("Log lines as text (with a syslog priority prefix, for journald) or json (one object per line). \(def("log-format"))", valueName: "text|json"))
+    var logFormat: String?
 
     func run() async throws {
-        let level: Logger.Level = debug ? .debug : (verbose ? .info : .notice)
-        LoggingSystem.bootstrap { label in
-            var handler = SyslogStyleHandler(label: label)
-            handler.logLevel = level
-            return handler
+        // A closed stderr or a vanished peer must not kill the daemon; write errors are handled where they occur.
+        signal(SIGPIPE, SIG_IGN)
+        let resolved: ResolvedSettings
+        do {
+            resolved = try Self.loadSettings(configPath: self.config, commandLine: commandLineSettings)
+        } catch let error as SettingsError {
+            FileHandle.standardError.write(Data("vspcd: \(error)\n".utf8))
+            throw ExitCode(2)
         }
+        let settings = resolved.settings
+        let logControl = LogControl(format: LogFormat(rawValue: settings.logFormat) ?? .text, level: settings.verbosity.loggerLevel)
+        logControl.bootstrap()
+        defer { logControl.writer.flush(timeout: 2) }
         let logger = Logger(label: "vspcd")
+        // Installed before anything listens, so a SIGHUP from then on reloads instead of killing the daemon.
+        let reloader = ConfigReloader(configPath: self.config, commandLine: commandLineSettings, running: settings,
+                                      logControl: logControl, logger: logger)
 
         var config = DaemonConfig()
-        let proxyEndpoint = AdminClient.parseEndpoint(proxy, defaultHost: "0.0.0.0")!
-        let adminEndpoint = AdminClient.parseEndpoint(admin, defaultHost: "127.0.0.1")!
-        (config.proxyHost, config.proxyPort) = proxyEndpoint
-        (config.adminHost, config.adminPort) = adminEndpoint
-        config.listenHost = listenHost
-        config.portRangeStart = portRangeStart
-        config.portRangeEnd = portRangeEnd
-        config.vmExpireTime = vmExpireTime
-        config.serviceURI = serviceUri
-        config.vmotionTimeout = vmotionTimeout
+        (config.proxyHost, config.proxyPort) = AdminClient.parseEndpoint(settings.proxy, defaultHost: "0.0.0.0")!
+        (config.adminHost, config.adminPort) = AdminClient.parseEndpoint(settings.admin, defaultHost: "127.0.0.1")!
+        config.listenHost = settings.listenHost
+        config.portRangeStart = settings.portRangeStart
+        config.portRangeEnd = settings.portRangeEnd
+        config.vmExpireTime = settings.vmExpireTime
+        config.serviceURI = settings.serviceUri
+        config.vmotionTimeout = settings.vmotionTimeout
+        config.scrollbackBytes = settings.scrollback
+        config.replayBytes = settings.replay
+        config.retention = settings.reloadable.retention
+        config.vmStuckTimeout = settings.vmStuckTimeout
+        config.takeoverProbeTimeout = settings.takeoverProbeTimeout
+        config.proxyAllow = Self.allowList(settings.proxyAllow)
+        config.metrics = settings.metrics.flatMap { Endpoint.parse($0, defaultHost: "127.0.0.1") }
         config.version = VSPCVersion.current
-        config.metrics = metrics.flatMap { Endpoint.parse($0, defaultHost: "127.0.0.1") }
-        config.vmStuckTimeout = vmStuckTimeout
-        config.takeoverProbeTimeout = takeoverProbeTimeout
-        if let proxyAllow, case .success(let list) = AddressAllowList.parse(proxyAllow) { config.proxyAllow = list }
-        config.scrollbackBytes = scrollback
-        config.replayBytes = replay
-        config.retention = Retention(maxAge: eventMaxAgeDays > 0 ? eventMaxAgeDays * 86400 : nil,
-                                     maxCount: eventMaxCount > 0 ? eventMaxCount : nil)
-        if portRangeStart <= 60999 && portRangeEnd >= 32768 {
-            logger.warning("the per-VM port range \(portRangeStart)-\(portRangeEnd) overlaps Linux's ephemeral range 32768-60999; outgoing connections may take VM ports")
+        if config.portRangeStart <= 60999 && config.portRangeEnd >= 32768 {
+            logger.warning("the per-VM port range \(config.portRangeStart)-\(config.portRangeEnd) overlaps Linux's ephemeral range 32768-60999; outgoing connections may take VM ports")
         }
         config.descriptorLimit = raiseDescriptorLimit(logger: logger)
 
-        if ssl, let sslCert, let sslKey {
+        if settings.ssl, let sslCert = settings.sslCert, let sslKey = settings.sslKey {
             do {
                 config.tls = try TLSSetup.makeServerContext(certificatePath: sslCert, keyPath: sslKey)
             } catch {
@@ -163,7 +149,7 @@ struct VSPCD: AsyncParsableCommand {
         // One daemon per database, taken before the store opens; held until the process ends.
         let databaseLock: DatabaseLock
         do {
-            databaseLock = try DatabaseLock(databasePath: db)
+            databaseLock = try DatabaseLock(databasePath: settings.db)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)
@@ -171,27 +157,26 @@ struct VSPCD: AsyncParsableCommand {
         defer { databaseLock.release() }
 
         let store: Store
+        let saved: SavedState
         do {
-            store = try Store(path: db)
+            store = try Store(path: settings.db)
+            saved = try Self.loadSaved(store, scrollback: config.scrollbackBytes > 0)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)
         }
-        let saved: SavedState
-        do {
-            saved = try Self.loadSaved(store, scrollback: config.scrollbackBytes > 0)
-        } catch {
-            logger.critical("cannot read the database \(db): \(error)")
-            throw ExitCode(2)
-        }
-        logger.notice("vspcd starting; database \(db)")
+        logger.notice("vspcd \(VSPCVersion.current) starting; database \(settings.db)\(self.config.map { "; config \($0)" } ?? "")")
         let server = VSPCServer(config: config, store: store, logger: logger)
         let counters = server.metrics
         store.commitObserver = { seconds, failures in
             counters.storeCommit(seconds: seconds)
             if failures > 0 { counters.storeError() }
         }
-        let service = DaemonService(server: server, saved: saved)
+        reloader.onReload = { live in
+            server.reconfigure(vmExpireTime: live.vmExpireTime, retention: live.retention,
+                               proxyAllow: Self.allowList(live.proxyAllow))
+        }
+        let service = DaemonService(server: server, saved: saved, notifier: SystemdNotifier(), logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service)],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -203,6 +188,12 @@ struct VSPCD: AsyncParsableCommand {
             store.flush()
             throw ExitCode(1)
         }
+    }
+
+    /// `--proxy-allow`, already checked by the settings.
+    static func allowList(_ text: String?) -> AddressAllowList {
+        guard let text, case .success(let list) = AddressAllowList.parse(text) else { return AddressAllowList() }
+        return list
     }
 
     /// The assignments and scrollback the daemon had when it stopped.
@@ -234,48 +225,25 @@ struct VSPCD: AsyncParsableCommand {
     }
 }
 
-struct DaemonService: Service {
+/// Starts the server, tells systemd (READY=1, WATCHDOG=1 from the server's event loop, STOPPING=1), and
+/// stops gracefully on SIGTERM/SIGINT.
+struct DaemonService: Service, CustomStringConvertible {
+    var description: String { "vspcd" }
     let server: VSPCServer
     let saved: SavedState
+    let notifier: SystemdNotifier
+    let logger: Logger
 
     func run() async throws {
         try await server.start(saved: saved)
+        notifier.ready(status: "serving")
+        let watchdog = notifier.startWatchdog(on: server.eventLoop)
+        if let interval = notifier.watchdogInterval {
+            logger.info("systemd watchdog: WATCHDOG=1 every \(interval) s")
+        }
         try? await gracefulShutdown()
+        notifier.stopping(status: "stopping")
+        watchdog?.cancel()
         await server.shutdown()
     }
 }
-
-/// One line per message on stderr: `<priority>vspcd[pid]: LEVEL message key=value`. journald and syslog
-/// read the `<N>` prefix as the priority.
-struct SyslogStyleHandler: LogHandler {
-    let label: String
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
-    static let pid = getpid()
-
-    init(label: String) { self.label = label }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let level = event.level
-        let priority: Int
-        switch level {
-        case .trace, .debug: priority = 7
-        case .info: priority = 6
-        case .notice: priority = 5
-        case .warning: priority = 4
-        case .error: priority = 3
-        case .critical: priority = 2
-        }
-        var text = "<\(priority)>vspcd[\(Self.pid)]: \(level.rawValue.uppercased()) \(event.message)"
-        let all = metadata.merging(event.metadata ?? [:]) { $1 }
-        for (key, value) in all.sorted(by: { $0.key < $1.key }) { text += " \(key)=\(value)" }
-        text += "\n"
-        FileHandle.standardError.write(Data(text.utf8))
-    }
-}
-

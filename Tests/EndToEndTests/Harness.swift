@@ -16,6 +16,10 @@ final class Daemon {
     var extraArguments: [String]
     /// Start the daemon under `ulimit -n` with this many descriptors (soft and hard).
     var openFileLimit: Int?
+    /// Added to the daemon's environment (e.g. NOTIFY_SOCKET).
+    var environment: [String: String] = [:]
+    /// The log level flags every daemon gets; a test of the log level clears them.
+    var logLevelArguments = ["--debug"]
     private(set) var process: Process?
     let logPath: String
 
@@ -50,8 +54,8 @@ final class Daemon {
 
     var arguments: [String] {
         ["--db", dbPath, "--proxy", "127.0.0.1:\(proxyPort)", "--admin", "127.0.0.1:\(adminPort)",
-         "--port-range-start", "\(portRange.lowerBound)", "--port-range-end", "\(portRange.upperBound)", "--debug"]
-            + extraArguments
+         "--port-range-start", "\(portRange.lowerBound)", "--port-range-end", "\(portRange.upperBound)"]
+            + logLevelArguments + extraArguments
     }
 
     /// Starts the daemon and waits until its admin endpoint answers.
@@ -65,6 +69,7 @@ final class Daemon {
             p.arguments = arguments
         }
         p.currentDirectoryURL = directory
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         if !FileManager.default.fileExists(atPath: logPath) {
             FileManager.default.createFile(atPath: logPath, contents: nil)
         }

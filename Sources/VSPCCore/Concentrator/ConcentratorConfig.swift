@@ -48,7 +48,9 @@ public struct ConcentratorConfig: Sendable {
     public init() {}
 
     /// How often idle consoles are looked for: a quarter of the expiry time, between 50 ms and a minute.
-    public var expirySweepInterval: Double { max(0.05, min(60, vmExpireTime / 4)) }
+    public var expirySweepInterval: Double { Self.sweep(vmExpireTime) }
+
+    static func sweep(_ expire: Double) -> Double { max(0.05, min(60, expire / 4)) }
 }
 
 /// Seconds to nanoseconds for timers, saturating.

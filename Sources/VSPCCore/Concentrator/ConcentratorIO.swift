@@ -62,6 +62,8 @@ public enum ConcentratorEvent: Sendable {
     /// The daemon is up on these addresses (recorded).
     case started(detail: String)
     case shutdown
+    /// SIGHUP changed what can change live.
+    case reconfigure(vmExpireTime: Double, retention: Retention, proxyAllow: AddressAllowList)
 
     case vmConnected(ConnectionID, peer: String)
     case vmBytes(ConnectionID, [UInt8])

@@ -6,7 +6,7 @@ import Foundation
 /// Randomness (the vMotion secret) comes from the generator it is given. No I/O, no clock, no locks: the
 /// driver calls it from one event loop.
 public struct ConcentratorStateMachine {
-    public let config: ConcentratorConfig
+    public internal(set) var config: ConcentratorConfig
     var random: any RandomNumberGenerator
 
     var consoles: [ConsoleKey: ConsoleState] = [:]
@@ -52,6 +52,7 @@ public struct ConcentratorStateMachine {
         case let .start(assignments, scrollback, baseline): start(assignments, scrollback, baseline)
         case let .started(detail): record(.daemonStart, detail: detail)
         case .shutdown: shutdown()
+        case let .reconfigure(expire, retention, allow): reconfigure(vmExpireTime: expire, retention: retention, proxyAllow: allow)
         case let .vmConnected(id, peer): vmConnected(id, peer: peer)
         case let .vmBytes(id, bytes): vmBytes(id, bytes)
         case let .vmClosed(id): vmClosed(id)
@@ -173,6 +174,15 @@ public struct ConcentratorStateMachine {
             for id in console.followers.sorted() { emit(.close(id, flush: false)) }
         }
         for id in vms.keys.sorted() { closeVM(id) }
+    }
+
+    /// Applies what a reload changed; the expiry sweep follows the new expiry time at once.
+    mutating func reconfigure(vmExpireTime: Double, retention: Retention, proxyAllow: AddressAllowList) {
+        let sweepChanged = config.expirySweepInterval != ConcentratorConfig.sweep(vmExpireTime)
+        config.vmExpireTime = vmExpireTime
+        config.retention = retention
+        config.proxyAllow = proxyAllow
+        if sweepChanged, startedAt != nil, !shuttingDown { schedule(.expirySweep, seconds: config.expirySweepInterval) }
     }
 
     mutating func timerFired(_ timer: TimerID) {

@@ -39,6 +39,17 @@ public final class VSPCServer: @unchecked Sendable {
         self.driver = ConcentratorDriver(config: config, store: store, logger: logger, loop: group.next(), metrics: metrics)
     }
 
+    /// The loop everything runs on (systemd's watchdog pings from it, so a stuck loop stops the pings).
+    public var eventLoop: any EventLoop { driver.loop }
+
+    /// What SIGHUP changed that applies live.
+    public func reconfigure(vmExpireTime: Double, retention: Retention, proxyAllow: AddressAllowList) {
+        let driver = self.driver
+        driver.loop.execute {
+            driver.handle(.reconfigure(vmExpireTime: vmExpireTime, retention: retention, proxyAllow: proxyAllow))
+        }
+    }
+
     /// The bound proxy and admin addresses (useful with port 0).
     public var proxyPort: Int? { proxyChannel?.localAddress?.port }
     public var adminPort: Int? { adminChannel?.localAddress?.port }

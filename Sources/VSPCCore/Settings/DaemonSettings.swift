@@ -1,0 +1,144 @@
+/// Every setting of vspcd, by its long flag name, with its built-in default. The command line and the config
+/// file (`--config`, TOML, the same names as keys) fill it in; see `DaemonSettings.resolve`.
+public struct DaemonSettings: Equatable, Sendable {
+    public var proxy = ":6779"
+    public var admin = "127.0.0.1:6780"
+    public var listenHost = "127.0.0.1"
+    public var portRangeStart = 20000
+    public var portRangeEnd = 32767
+    public var vmExpireTime: Double = 86400
+    public var db = "vspcd.db"
+    public var serviceUri = "vSPC.py"
+    public var ssl = false
+    public var sslCert: String?
+    public var sslKey: String?
+    public var vmotionTimeout: Double = 30
+    public var scrollback = 65536
+    public var replay = 0
+    public var eventMaxAgeDays: Double = 90
+    public var eventMaxCount = 1_000_000
+    public var verbose = false
+    public var debug = false
+    public var logFormat = "text"
+    public var proxyAllow: String?
+    public var vmStuckTimeout: Double = 60
+    public var takeoverProbeTimeout: Double = 5
+    public var metrics: String?
+
+    public init() {}
+
+    /// The keys, in the order the sample config and `--help` list them.
+    public static let keys: [SettingKey] = [
+        .string("proxy", \.proxy, check: nonEmpty),
+        .string("admin", \.admin, check: nonEmpty),
+        .string("listen-host", \.listenHost, check: nonEmpty),
+        .integer("port-range-start", \.portRangeStart, check: within(1...65535)),
+        .integer("port-range-end", \.portRangeEnd, check: within(1...65535)),
+        .number("vm-expire-time", \.vmExpireTime, live: true, check: positive(upTo: 100 * 365 * 86400, unit: "seconds")),
+        .string("db", \.db, check: nonEmpty),
+        .string("service-uri", \.serviceUri, check: serviceName),
+        .bool("ssl", \.ssl),
+        .optionalString("ssl-cert", \.sslCert),
+        .optionalString("ssl-key", \.sslKey),
+        .number("vmotion-timeout", \.vmotionTimeout, check: positive(upTo: 3600, unit: "seconds")),
+        .integer("scrollback", \.scrollback, check: within(0...(64 << 20))),
+        .integer("replay", \.replay, check: within(0...(64 << 20))),
+        .number("event-max-age-days", \.eventMaxAgeDays, live: true, check: { $0 >= 0 && $0 <= 36500 ? nil : "must be between 0 and 36500 days" }),
+        .integer("event-max-count", \.eventMaxCount, live: true, check: within(0...Int(Int32.max))),
+        .bool("verbose", \.verbose, live: true),
+        .bool("debug", \.debug, live: true),
+        .string("log-format", \.logFormat, check: { ["text", "json"].contains($0) ? nil : "must be text or json" }),
+        .optionalString("proxy-allow", \.proxyAllow, live: true, check: {
+            if case .failure(let error) = AddressAllowList.parse($0) { return error.message }
+            return nil
+        }),
+        .number("vm-stuck-timeout", \.vmStuckTimeout, check: positive(upTo: 86400, unit: "seconds")),
+        .number("takeover-probe-timeout", \.takeoverProbeTimeout, check: positive(upTo: 600, unit: "seconds")),
+        .optionalString("metrics", \.metrics, check: {
+            Endpoint.parse($0, defaultHost: "127.0.0.1") == nil ? "must be [host]:port" : nil
+        }),
+    ]
+
+    public static func key(named name: String) -> SettingKey? { keys.first { $0.name == name } }
+
+    /// A key's value here (nil for an unset optional).
+    public func value(of key: String) -> SettingValue? { Self.key(named: key)?.get(self) }
+
+    /// The default of a key as `--help` shows it.
+    public static func defaultText(_ key: String) -> String {
+        guard let value = DaemonSettings().value(of: key) else { return "none" }
+        if case .string(let s) = value { return s }
+        return value.description
+    }
+
+    // MARK: checks shared by keys
+
+    static let nonEmpty: @Sendable (String) -> String? = { $0.isEmpty ? "must not be empty" : nil }
+
+    static let serviceName: @Sendable (String) -> String? = {
+        $0.isEmpty || $0.contains("?") ? "must be a plain name such as vSPC.py" : nil
+    }
+
+    static func within(_ range: ClosedRange<Int>) -> @Sendable (Int) -> String? {
+        { range.contains($0) ? nil : "must be between \(range.lowerBound) and \(range.upperBound)" }
+    }
+
+    static func positive(upTo limit: Double, unit: String) -> @Sendable (Double) -> String? {
+        { $0 > 0 && $0 <= limit ? nil : "must be more than 0 and at most \(SettingValue.format(limit)) \(unit)" }
+    }
+}
+
+/// One setting: its name (the long flag and the config key), its type, whether SIGHUP applies it to the
+/// running daemon (`live`) or it needs a restart, and its range check.
+public struct SettingKey: Sendable {
+    public let name: String
+    public let kind: SettingKind
+    public let live: Bool
+    let get: @Sendable (DaemonSettings) -> SettingValue?
+    let set: @Sendable (inout DaemonSettings, SettingValue) -> Void
+    let check: @Sendable (SettingValue) -> String?
+
+    /// Checks and stores `value` (already of `kind`); returns the problem, e.g. "must be between 1 and 65535".
+    func apply(_ value: SettingValue, to settings: inout DaemonSettings) -> String? {
+        if let problem = check(value) { return problem }
+        set(&settings, value)
+        return nil
+    }
+
+    static func string(_ name: String, _ path: WritableKeyPath<DaemonSettings, String>, live: Bool = false,
+                       check: @escaping @Sendable (String) -> String? = { _ in nil }) -> SettingKey {
+        SettingKey(name: name, kind: .string, live: live, get: { .string($0[keyPath: path]) },
+                   set: { if case .string(let v) = $1 { $0[keyPath: path] = v } },
+                   check: { if case .string(let v) = $0 { return check(v) }; return nil })
+    }
+
+    static func optionalString(_ name: String, _ path: WritableKeyPath<DaemonSettings, String?>, live: Bool = false,
+                               check: @escaping @Sendable (String) -> String? = { _ in nil }) -> SettingKey {
+        SettingKey(name: name, kind: .string, live: live, get: { $0[keyPath: path].map { .string($0) } },
+                   set: { if case .string(let v) = $1 { $0[keyPath: path] = v } },
+                   check: {
+                       guard case .string(let v) = $0 else { return nil }
+                       return v.isEmpty ? "must not be empty" : check(v)
+                   })
+    }
+
+    static func integer(_ name: String, _ path: WritableKeyPath<DaemonSettings, Int>, live: Bool = false,
+                        check: @escaping @Sendable (Int) -> String? = { _ in nil }) -> SettingKey {
+        SettingKey(name: name, kind: .integer, live: live, get: { .integer($0[keyPath: path]) },
+                   set: { if case .integer(let v) = $1 { $0[keyPath: path] = v } },
+                   check: { if case .integer(let v) = $0 { return check(v) }; return nil })
+    }
+
+    static func number(_ name: String, _ path: WritableKeyPath<DaemonSettings, Double>, live: Bool = false,
+                       check: @escaping @Sendable (Double) -> String? = { _ in nil }) -> SettingKey {
+        SettingKey(name: name, kind: .number, live: live, get: { .number($0[keyPath: path]) },
+                   set: { if case .number(let v) = $1 { $0[keyPath: path] = v } },
+                   check: { if case .number(let v) = $0 { return v.isFinite ? check(v) : "must be a finite number" }; return nil })
+    }
+
+    static func bool(_ name: String, _ path: WritableKeyPath<DaemonSettings, Bool>, live: Bool = false) -> SettingKey {
+        SettingKey(name: name, kind: .boolean, live: live, get: { .bool($0[keyPath: path]) },
+                   set: { if case .bool(let v) = $1 { $0[keyPath: path] = v } },
+                   check: { _ in nil })
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import VSPCClient
+import VSPCCore
+import VSPCNet
+import VSPCStore
+
+/// "(default: :6779)" for a flag's help: the options carry no defaults of their own (see `DaemonSettings`).
+func def(_ key: String) -> String { "(default: \(DaemonSettings.defaultText(key)))" }
+
+extension VSPCD {
+    /// The settings given on the command line, by key; flags that were not given are absent.
+    var commandLineSettings: [String: SettingValue] {
+        var given: [String: SettingValue] = [:]
+        func put(_ key: String, _ value: SettingValue?) { if let value { given[key] = value } }
+        put("proxy", proxy.map { .string($0) })
+        put("admin", admin.map { .string($0) })
+        put("listen-host", listenHost.map { .string($0) })
+        put("port-range-start", portRangeStart.map { .integer($0) })
+        put("port-range-end", portRangeEnd.map { .integer($0) })
+        put("vm-expire-time", vmExpireTime.map { .number($0) })
+        put("db", db.map { .string($0) })
+        put("service-uri", serviceUri.map { .string($0) })
+        put("ssl", ssl ? .bool(true) : nil)
+        put("ssl-cert", sslCert.map { .string($0) })
+        put("ssl-key", sslKey.map { .string($0) })
+        put("vmotion-timeout", vmotionTimeout.map { .number($0) })
+        put("scrollback", scrollback.map { .integer($0) })
+        put("replay", replay.map { .integer($0) })
+        put("event-max-age-days", eventMaxAgeDays.map { .number($0) })
+        put("event-max-count", eventMaxCount.map { .integer($0) })
+        put("verbose", verbose ? .bool(true) : nil)
+        put("debug", debug ? .bool(true) : nil)
+        put("log-format", logFormat.map { .string($0) })
+        put("proxy-allow", proxyAllow.map { .string($0) })
+        put("vm-stuck-timeout", vmStuckTimeout.map { .number($0) })
+        put("takeover-probe-timeout", takeoverProbeTimeout.map { .number($0) })
+        put("metrics", metrics.map { .string($0) })
+        return given
+    }
+
+    /// Reads the config file (if any), merges it under the command line, and checks everything; errors name
+    /// the file and line or the flag. Used at start-up and by every SIGHUP.
+    static func loadSettings(configPath: String?, commandLine: [String: SettingValue]) throws -> ResolvedSettings {
+        let file = try configPath.map { try ConfigFile.read(path: $0) }
+        let resolved = try DaemonSettings.resolve(file: file, commandLine: commandLine)
+        for (key, defaultHost) in [("proxy", "0.0.0.0"), ("admin", "127.0.0.1")] {
+            guard case .string(let value)? = resolved.settings.value(of: key),
+                  AdminClient.parseEndpoint(value, defaultHost: defaultHost) != nil else {
+                let shown = resolved.settings.value(of: key)?.description ?? "nothing"
+                throw resolved.error(key, "must be [host]:port, got \(shown)")
+            }
+        }
+        return resolved
+    }
+}
+
+extension ReloadableSettings {
+    /// The store's retention for these settings.
+    var retention: Retention { Retention(maxAge: retentionMaxAgeSeconds, maxCount: retentionMaxCount) }
+}

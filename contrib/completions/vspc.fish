@@ -1,0 +1,119 @@
+function __vspc_should_offer_completions_for_flags_or_options -a expected_commands
+    set -l non_repeating_flags_or_options $argv[2..]
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __vspc_parse_tokens
+    test "$commands" = "$expected_commands"; and return $non_repeating_flags_or_options_absent
+end
+
+function __vspc_should_offer_completions_for_positional -a expected_commands positional_index_comparison expected_positional_index
+    set -l non_repeating_flags_or_options
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __vspc_parse_tokens
+    test "$commands" = "$expected_commands" -a \( "$positional_index" "$positional_index_comparison" "$expected_positional_index" \)
+end
+
+function __vspc_parse_tokens -S
+    set -l unparsed_tokens (__vspc_tokens -pc)
+    switch $unparsed_tokens[1]
+    case 'vspc'
+        __vspc_parse_subcommand 0 'version' 'h/help'
+        switch $unparsed_tokens[1]
+        case 'list'
+            __vspc_parse_subcommand 0 'admin=' 'json' 'table' 'version' 'h/help'
+        case 'history'
+            __vspc_parse_subcommand 1 'db=' 'since=' 'limit=' 'json' 'version' 'h/help'
+        case 'tail'
+            __vspc_parse_subcommand 1 'admin=' 'label=' 'f/follow' 'n/lines=' 'c/bytes=' 'safe' 'db=' 'version' 'h/help'
+        case 'status'
+            __vspc_parse_subcommand 0 'admin=' 'json' 'version' 'h/help'
+        case 'help'
+            __vspc_parse_subcommand -r 1 'version'
+        end
+    end
+end
+
+function __vspc_tokens
+    if test (string split -m 1 -f 1 -- . "$FISH_VERSION") -gt 3
+        commandline --tokens-raw $argv
+    else
+        commandline -o $argv
+    end
+end
+
+function __vspc_parse_subcommand -S -a positional_count
+    argparse -s r -- $argv
+    set -l option_specs $argv[2..]
+    set -l is_repeating_positional $_flag_r
+    set -el _flag_r
+    set -a commands $unparsed_tokens[1]
+    set positional_index 0
+    while true
+        set -e unparsed_tokens[1]
+        argparse -sn "$commands" $option_specs -- $unparsed_tokens 2> /dev/null
+        set unparsed_tokens $argv
+        set positional_index (math $positional_index + 1)
+        for non_repeating_flag_or_option in $non_repeating_flags_or_options
+            if set -ql "_flag_$(string replace -a - _ -- $non_repeating_flag_or_option)"
+                set non_repeating_flags_or_options_absent 1
+                break
+            end
+        end
+        test (count $unparsed_tokens) -eq 0 -o \( -z "$is_repeating_positional" -a "$positional_index" -gt "$positional_count" \) && break
+    end
+end
+
+function __vspc_complete_directories
+    set -l token (commandline -t)
+    string match -- '*/' $token
+    set -l subdirs $token*/
+    printf %s\n $subdirs
+end
+
+function __vspc_custom_completion
+    set -x SAP_SHELL fish
+    set -x SAP_SHELL_VERSION $FISH_VERSION
+    set -l tokens (__vspc_tokens -p)
+    if test -z "$(__vspc_tokens -t)"
+        set -l index (count (__vspc_tokens -pc))
+        set tokens $tokens[..$index] \'\' $tokens[(math $index + 1)..]
+    end
+    command $tokens[1] $argv $tokens
+end
+
+complete -c 'vspc' -f
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc" version' -l 'version' -d 'Show the version.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'list' -d 'List VM serial ports that hold a port: name:uuid:port, as vSPC.py prints them.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'history' -d 'Show a VM\'s recorded events (connects, disconnects, vMotion, clients), newest last.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'tail' -d 'Print a VM\'s console scrollback; with -f, follow its live output.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'status' -d 'Show the daemon\'s counters: consoles, connected VMs, clients, migrations, descriptors.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc list" admin' -l 'admin' -d 'vspcd\'s admin endpoint.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc list" json' -l 'json' -d 'JSON, one object per VM serial port.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc list" table' -l 'table' -d 'An aligned table for people.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc list" version' -l 'version' -d 'Show the version.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc list" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc history" db' -l 'db' -d 'The daemon\'s database file.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc history" since' -l 'since' -d 'Only events since: 2h, 3d, 2026-11-25, \'2026-11-25 14:00\', or ISO 8601.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc history" limit' -l 'limit' -d 'Only the newest N events.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc history" json' -l 'json' -d 'JSON, one array of events.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc history" version' -l 'version' -d 'Show the version.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc history" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc tail" admin' -l 'admin' -d 'vspcd\'s admin endpoint.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc tail" label' -l 'label' -d 'Serial-port label, for a VM\'s second serial port.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc tail" f follow' -l 'follow' -s 'f' -d 'Follow live output until interrupted.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc tail" lines n' -s 'n' -l 'lines' -d 'Only the last N lines.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc tail" bytes c' -s 'c' -l 'bytes' -d 'Only the last N bytes.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc tail" safe' -l 'safe' -d 'Strip terminal control sequences.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc tail" db' -l 'db' -d 'Database to read the saved scrollback from when the daemon is down.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc tail" version' -l 'version' -d 'Show the version.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc tail" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc status" admin' -l 'admin' -d 'vspcd\'s admin endpoint.' -rfka ''
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc status" json' -l 'json' -d 'JSON.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc status" version' -l 'version' -d 'Show the version.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc status" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc help" version' -l 'version' -d 'Show the version.'

@@ -1,0 +1,103 @@
+function __vspcd_should_offer_completions_for_flags_or_options -a expected_commands
+    set -l non_repeating_flags_or_options $argv[2..]
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __vspcd_parse_tokens
+    test "$commands" = "$expected_commands"; and return $non_repeating_flags_or_options_absent
+end
+
+function __vspcd_should_offer_completions_for_positional -a expected_commands positional_index_comparison expected_positional_index
+    set -l non_repeating_flags_or_options
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __vspcd_parse_tokens
+    test "$commands" = "$expected_commands" -a \( "$positional_index" "$positional_index_comparison" "$expected_positional_index" \)
+end
+
+function __vspcd_parse_tokens -S
+    set -l unparsed_tokens (__vspcd_tokens -pc)
+    switch $unparsed_tokens[1]
+    case 'vspcd'
+        __vspcd_parse_subcommand 0 'config=' 'proxy=' 'admin=' 'listen-host=' 'port-range-start=' 'port-range-end=' 'vm-expire-time=' 'db=' 'service-uri=' 'ssl' 'ssl-cert=' 'ssl-key=' 'vmotion-timeout=' 'scrollback=' 'replay=' 'event-max-age-days=' 'event-max-count=' 'v/verbose' 'd/debug' 'log-format=' 'version' 'h/help'
+        switch $unparsed_tokens[1]
+        case 'help'
+            __vspcd_parse_subcommand -r 1 'version'
+        end
+    end
+end
+
+function __vspcd_tokens
+    if test (string split -m 1 -f 1 -- . "$FISH_VERSION") -gt 3
+        commandline --tokens-raw $argv
+    else
+        commandline -o $argv
+    end
+end
+
+function __vspcd_parse_subcommand -S -a positional_count
+    argparse -s r -- $argv
+    set -l option_specs $argv[2..]
+    set -l is_repeating_positional $_flag_r
+    set -el _flag_r
+    set -a commands $unparsed_tokens[1]
+    set positional_index 0
+    while true
+        set -e unparsed_tokens[1]
+        argparse -sn "$commands" $option_specs -- $unparsed_tokens 2> /dev/null
+        set unparsed_tokens $argv
+        set positional_index (math $positional_index + 1)
+        for non_repeating_flag_or_option in $non_repeating_flags_or_options
+            if set -ql "_flag_$(string replace -a - _ -- $non_repeating_flag_or_option)"
+                set non_repeating_flags_or_options_absent 1
+                break
+            end
+        end
+        test (count $unparsed_tokens) -eq 0 -o \( -z "$is_repeating_positional" -a "$positional_index" -gt "$positional_count" \) && break
+    end
+end
+
+function __vspcd_complete_directories
+    set -l token (commandline -t)
+    string match -- '*/' $token
+    set -l subdirs $token*/
+    printf %s\n $subdirs
+end
+
+function __vspcd_custom_completion
+    set -x SAP_SHELL fish
+    set -x SAP_SHELL_VERSION $FISH_VERSION
+    set -l tokens (__vspcd_tokens -p)
+    if test -z "$(__vspcd_tokens -t)"
+        set -l index (count (__vspcd_tokens -pc))
+        set tokens $tokens[..$index] \'\' $tokens[(math $index + 1)..]
+    end
+    command $tokens[1] $argv $tokens
+end
+
+complete -c 'vspcd' -f
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" config' -l 'config' -d 'TOML file of settings, keys named as these flags (ssl = true); flags override it. SIGHUP re-reads it.' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" proxy' -l 'proxy' -d 'Proxy address for ESXi, [host]:port. (default: :6779)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" admin' -l 'admin' -d 'Admin endpoint (vspc list/tail), [host]:port. (default: 127.0.0.1:6780)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" listen-host' -l 'listen-host' -d 'Address the per-VM telnet ports listen on. (default: 127.0.0.1)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" port-range-start' -l 'port-range-start' -d 'First port of the per-VM range (outside Linux\'s ephemeral range 32768-60999). (default: 20000)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" port-range-end' -l 'port-range-end' -d 'Last port of the per-VM range. (default: 32767)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" vm-expire-time' -l 'vm-expire-time' -d 'Seconds without VM and without client after which a VM\'s port returns to the pool. (default: 86400)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" db' -l 'db' -d 'SQLite database file. (default: vspcd.db)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" service-uri' -l 'service-uri' -d 'Service URI accepted in ESXi\'s DO-PROXY (its ?port=LABEL suffix names a serial port). (default: vSPC.py)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl' -l 'ssl' -d 'TLS on the proxy port (ESXi\'s telnets://). Needs --ssl-cert and --ssl-key.'
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl-cert' -l 'ssl-cert' -d 'PEM certificate (chain) for --ssl.' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl-key' -l 'ssl-key' -d 'PEM private key for --ssl.' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" vmotion-timeout' -l 'vmotion-timeout' -d 'Seconds a vMotion may take between GOAHEAD and COMPLETE before it is dropped. (default: 30)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" scrollback' -l 'scrollback' -d 'Scrollback kept per VM serial port, in bytes (0 = off). (default: 65536)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" replay' -l 'replay' -d 'Bytes of scrollback replayed to a telnet client when it attaches (0 = off). (default: 0)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" event-max-age-days' -l 'event-max-age-days' -d 'Keep events for this many days (0 = forever). (default: 90)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" event-max-count' -l 'event-max-count' -d 'Keep at most this many events (0 = no limit). (default: 1000000)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" v verbose' -s 'v' -l 'verbose' -d 'Log connections and assignments (info level).'
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" d debug' -s 'd' -l 'debug' -d 'Log everything, including protocol detail (debug level).'
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" log-format' -l 'log-format' -d 'Log lines as text (with a syslog priority prefix, for journald) or json (one object per line). (default: text)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" version' -l 'version' -d 'Show the version.'
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_positional "vspcd" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd help" version' -l 'version' -d 'Show the version.'

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Regenerates the man pages (contrib/man/*.1) and shell completions (contrib/completions/) of vspcd and vspc
+# with swift-argument-parser's own tools: the GenerateManual plugin (`swift package plugin generate-manual`,
+# which builds the package in release mode) and each tool's `--generate-completion-script`.
+# Run it after changing a flag or a help text, and commit what it writes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+
+# The manual's date is the last commit's, so that regenerating unchanged help changes nothing.
+date=$(git log -1 --format=%cs 2>/dev/null || date +%F)
+
+swift package plugin generate-manual --date "$date"
+bin=$(swift build -c release --show-bin-path)
+workdir=.build/plugins/GenerateManual/outputs
+
+mkdir -p contrib/man contrib/completions
+for tool in vspcd vspc; do
+    page=$(find "$workdir/$tool" -name "$tool.1" -print -quit)
+    [ -n "$page" ] || { echo "generate-docs: no manual for $tool under $workdir" >&2; exit 1; }
+    install -m 0644 "$page" "contrib/man/$tool.1"
+    "$bin/$tool" --generate-completion-script bash > "contrib/completions/$tool.bash"
+    "$bin/$tool" --generate-completion-script zsh > "contrib/completions/_$tool"
+    "$bin/$tool" --generate-completion-script fish > "contrib/completions/$tool.fish"
+done
+ls -l contrib/man contrib/completions
