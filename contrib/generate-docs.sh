@@ -10,9 +10,13 @@ export PATH="/opt/swift/usr/bin:$PATH"
 # The manual's date is the last commit's, so that regenerating unchanged help changes nothing.
 date=$(git log -1 --format=%cs 2>/dev/null || date +%F)
 
-swift package plugin generate-manual --date "$date"
-bin=$(swift build -c release --show-bin-path)
-workdir=.build/plugins/GenerateManual/outputs
+# A build folder of its own (SCRATCH, default .build-docs), so a debug build beside it is not blocked.
+scratch=${SCRATCH:-.build-docs}
+swift package --scratch-path "$scratch" plugin generate-manual --date "$date"
+swift build -c release --scratch-path "$scratch" --product vspcd
+swift build -c release --scratch-path "$scratch" --product vspc
+bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
+workdir=$scratch/plugins/GenerateManual/outputs
 
 mkdir -p contrib/man contrib/completions
 for tool in vspcd vspc; do

@@ -23,6 +23,11 @@ final class ConcentratorDriver: @unchecked Sendable {
     private var nextID: ConnectionID = 1
     private var queue: [ConcentratorEvent] = []
     private var running = false
+    /// Bytes for one connection decided while handling events, written as one buffer when the queue is empty
+    /// (or before anything else touches that connection): a peer that sends a thousand requests in one read
+    /// costs one write, not a thousand queued ones.
+    private var pending: [ConnectionID: ByteBuffer] = [:]
+    private var pendingOrder: [ConnectionID] = []
 
     init(config: DaemonConfig, store: RecordStore, logger: Logger, loop: EventLoop, metrics: VSPCMetrics) {
         self.network = config
@@ -59,9 +64,21 @@ final class ConcentratorDriver: @unchecked Sendable {
             let actions = machine.handle(queue[next], now: Self.now())
             next += 1
             for action in actions { run(action) }
+            if next == queue.count { flushPending() }
         }
         queue.removeAll(keepingCapacity: true)
         running = false
+    }
+
+    private func flushPending(_ id: ConnectionID) {
+        guard var buffer = pending.removeValue(forKey: id) else { return }
+        if let channel = channels[id] { channel.writeAndFlush(buffer, promise: nil) }
+        buffer.clear()
+    }
+
+    private func flushPending() {
+        for id in pendingOrder { flushPending(id) }
+        pendingOrder.removeAll(keepingCapacity: true)
     }
 
     /// A question for the machine (list, status), answered on the loop.
@@ -76,12 +93,21 @@ final class ConcentratorDriver: @unchecked Sendable {
     private func run(_ action: ConcentratorAction) {
         switch action {
         case let .send(id, bytes):
-            guard !bytes.isEmpty, let channel = channels[id] else { return }
-            channel.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
+            guard !bytes.isEmpty, channels[id] != nil else { return }
+            if pending[id] == nil {
+                pending[id] = ByteBuffer(bytes: bytes)
+                pendingOrder.append(id)
+            } else {
+                pending[id]!.writeBytes(bytes)
+            }
         case let .broadcast(ids, bytes):
             let buffer = ByteBuffer(bytes: bytes)
-            for id in ids { channels[id]?.writeAndFlush(buffer, promise: nil) }
+            for id in ids {
+                flushPending(id)
+                channels[id]?.writeAndFlush(buffer, promise: nil)
+            }
         case let .close(id, flush):
+            flushPending(id)
             guard let channel = channels[id] else { return }
             if flush {
                 // Writes complete in order: once this empty one has, everything queued before it has left.
@@ -92,6 +118,7 @@ final class ConcentratorDriver: @unchecked Sendable {
                 channel.close(promise: nil)
             }
         case let .setReading(id, on):
+            flushPending(id)
             guard let channel = channels[id] else { return }
             channel.setOption(ChannelOptions.autoRead, value: on).whenSuccess { if on { channel.read() } }
         case let .bind(ref, port):
