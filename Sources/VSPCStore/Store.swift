@@ -23,12 +23,21 @@ public final class Store: RecordStore, @unchecked Sendable {
     private var pending: [Unit] = []
     private var drainScheduled = false
     private let writerQueue = DispatchQueue(label: "vspcd.store.writer", qos: .utility)
+    /// Events waiting for the writer at most; beyond it (a slow disk) events are counted and left out, and one
+    /// `events-suppressed` event says how many once the writer catches up. Other writes are never left out.
+    public let maxQueuedEvents: Int
+    private var queuedEvents = 0
+    private var droppedEvents = 0
+    /// Failed writes not yet logged, and when a failure was last logged (at most one line a minute).
+    private var unloggedFailures = 0
+    private var lastFailureLog: UInt64?
     /// Called on the writer thread after each batch: its duration in seconds and how many units failed.
     public var commitObserver: (@Sendable (_ seconds: Double, _ failures: Int) -> Void)?
 
     /// Opens (creating if needed) a DatabasePool in WAL mode at `path` and applies migrations.
     /// With `readOnly`, the file must exist (it is never created) and no migration is applied.
-    public init(path: String, readOnly: Bool = false) throws {
+    public init(path: String, readOnly: Bool = false, maxQueuedEvents: Int = 50_000) throws {
+        self.maxQueuedEvents = maxQueuedEvents
         self.path = path
         self.readOnly = readOnly
         let fm = FileManager.default
@@ -145,7 +154,15 @@ public final class Store: RecordStore, @unchecked Sendable {
             writerQueue.async { completion?(err) }
             return
         }
+        let events = ops.reduce(0) { n, op in if case .event = op { return n + 1 }; return n }
         lock.lock()
+        if events > 0, events == ops.count, queuedEvents + events > maxQueuedEvents {
+            droppedEvents += events
+            lock.unlock()
+            writerQueue.async { completion?(StoreError.queueFull) }
+            return
+        }
+        queuedEvents += events
         pending.append(Unit(ops: ops, completion: completion))
         let schedule = !drainScheduled
         drainScheduled = true
@@ -166,9 +183,18 @@ public final class Store: RecordStore, @unchecked Sendable {
     /// Runs on `writerQueue`: commits everything queued so far in one transaction.
     private func drain() {
         lock.lock()
-        let batch = pending
+        var batch = pending
         pending.removeAll(keepingCapacity: true)
         drainScheduled = false
+        let batchEvents = batch.reduce(0) { n, unit in n + unit.ops.filter { if case .event = $0 { return true }; return false }.count }
+        queuedEvents -= batchEvents
+        // Caught up: say how many events a slow disk cost.
+        if droppedEvents > 0, queuedEvents == 0 {
+            batch.append(Unit(ops: [.event(NewEvent(kind: EventKind.eventsSuppressed.rawValue,
+                                                    detail: "… \(droppedEvents) more suppressed while the database was slow"))],
+                              completion: nil))
+            droppedEvents = 0
+        }
         lock.unlock()
         if batch.isEmpty { return }
 
@@ -194,7 +220,7 @@ public final class Store: RecordStore, @unchecked Sendable {
             }
         } catch {
             // The batch transaction itself failed: retry the units one by one so that each gets its own result.
-            logger.error("store: batch of \(batch.count) writes failed, retrying one by one: \(error)")
+            logger.debug("store: batch of \(batch.count) writes failed, retrying one by one: \(error)")
             for (i, unit) in batch.enumerated() where !unit.ops.isEmpty {
                 do {
                     try pool.write { db in
@@ -206,11 +232,20 @@ public final class Store: RecordStore, @unchecked Sendable {
                 }
             }
         }
+        var lastFailure: String?
         for (i, unit) in batch.enumerated() {
             if let err = results[i] {
-                logger.error("store: write failed (\(unit.ops.map(Self.opName).joined(separator: ", "))): \(err)")
+                unloggedFailures += 1
+                lastFailure = "\(unit.ops.map(Self.opName).joined(separator: ", ")): \(err)"
             }
             unit.completion?(results[i])
+        }
+        // A disk that refuses every write must not flood the log: one line a minute at most.
+        let now = DispatchTime.now().uptimeNanoseconds
+        if let lastFailure, lastFailureLog.map({ now - $0 >= 60_000_000_000 }) ?? true {
+            logger.error("store: \(unloggedFailures) write\(unloggedFailures == 1 ? "" : "s") failed (last: \(lastFailure))")
+            unloggedFailures = 0
+            lastFailureLog = now
         }
     }
 

@@ -8,6 +8,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case migrationFailed(file: String, reason: String)
     case invalidUUID(String)
     case readOnly(path: String)
+    /// The writer is behind by more than `Store.maxQueuedEvents` events: this event was counted, not queued.
+    case queueFull
 
     public var description: String {
         switch self {
@@ -24,6 +26,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "migration \(file) failed: \(reason)"
         case let .invalidUUID(s):
             return "invalid VM uuid '\(s)' (expected 32 hex digits)"
+        case .queueFull:
+            return "the database writer is behind; the event was counted and left out"
         case let .readOnly(path):
             return "database at \(path) is opened read-only"
         }

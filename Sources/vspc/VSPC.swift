@@ -90,13 +90,16 @@ struct List: AsyncParsableCommand {
             var rows = [["NAME", "LABEL", "UUID", "PORT", "VM", "CLIENTS", "SINCE"]]
             for vm in vms {
                 let state = vm.migrating ? "vmotion" : (vm.connected ? "up" : "down")
-                let port = vm.listening ? "\(vm.port)" : "\(vm.port)!"
+                let port = "\(vm.port)" + (vm.listening ? "" : "!") + (vm.saved == false ? "*" : "")
                 rows.append([show(vm.name), show(vm.label), show(UUIDSpelling.classic(vm.uuid)), port, state,
                              "\(vm.clients)", localTime(vm.since)])
             }
             printTable(rows)
             if vms.contains(where: { !$0.listening }) {
                 print("(! = port held by another process; vspcd retries)")
+            }
+            if vms.contains(where: { $0.saved == false }) {
+                print("(* = not yet saved: the database refuses writes; vspcd retries, and the port is kept)")
             }
         } else {
             for vm in vms {
@@ -173,7 +176,8 @@ func formatStatus(_ s: DaemonStatus) -> String {
         ("daemon", "vspcd \(s.version), up \(formatDuration(s.uptimeSeconds)) (since \(started))"),
         ("consoles", "\(s.consoles) (\(s.connected) connected, \(s.migrating) in vMotion)"),
         ("people", "\(s.telnetClients) on telnet, \(s.tailFollowers) following with tail -f"),
-        ("ports", "\(s.portsUsed) used / \(s.portsFree) free (range \(s.portRangeStart)-\(s.portRangeEnd))"),
+        ("ports", "\(s.portsUsed) used / \(s.portsFree) free (range \(s.portRangeStart)-\(s.portRangeEnd))"
+            + ((s.unsaved ?? 0) > 0 ? "; \(s.unsaved!) not yet saved: the database refuses writes" : "")),
         ("descriptors", "\(s.descriptors) used / \(s.descriptorLimit) limit"),
         ("events", "\(s.eventsSuppressed) suppressed by per-connection limits"),
     ]

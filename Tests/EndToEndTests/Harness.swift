@@ -110,7 +110,10 @@ final class Daemon {
 
     /// The VM's console port, once it is listed.
     func port(of uuid: String, label: String = "") async throws -> Int {
-        let vms = try await waitForList("\(uuid) to be listed") { $0.contains { $0.uuid == uuid && $0.label == label } }
+        // Listed and saved: a port that is listed before the disk has it is marked unsaved.
+        let vms = try await waitForList("\(uuid) to be listed") {
+            $0.contains { $0.uuid == uuid && $0.label == label && $0.saved != false }
+        }
         return vms.first { $0.uuid == uuid && $0.label == label }!.port
     }
 

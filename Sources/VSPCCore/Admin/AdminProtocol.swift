@@ -57,9 +57,14 @@ public struct ConsoleInfo: Codable, Sendable, Equatable {
     public var migrating: Bool
     /// Address of the VM's host connection.
     public var peer: String?
+    /// The assignment is committed to the database (false while the disk refuses writes; vspcd retries).
+    /// Absent from daemons before this field existed, which listed only saved assignments.
+    public var saved: Bool?
 
     public init(name: String, uuid: String, label: String, port: Int, connected: Bool, clients: Int,
-                since: String?, listening: Bool, listenError: String? = nil, migrating: Bool, peer: String?) {
+                since: String?, listening: Bool, listenError: String? = nil, migrating: Bool, peer: String?,
+                saved: Bool? = true) {
+        self.saved = saved
         self.name = name
         self.uuid = uuid
         self.label = label
@@ -131,6 +136,8 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var descriptorLimit: Int
     /// Events and log lines left out by the per-connection budgets since start-up.
     public var eventsSuppressed: Int
+    /// Listed consoles whose assignment the database has not taken yet.
+    public var unsaved: Int?
 
     public init(version: String, startedAt: String, uptimeSeconds: Int, consoles: Int, connected: Int, migrating: Int,
                 telnetClients: Int, tailFollowers: Int, portsUsed: Int, portsFree: Int, portRangeStart: Int,

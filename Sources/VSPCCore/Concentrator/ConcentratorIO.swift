@@ -44,6 +44,8 @@ public enum TimerID: Hashable, Sendable {
     case listenerRetry(ConsoleKey)
     /// Write a console's assignment again.
     case persistRetry(ConsoleKey)
+    /// Delete a removed console's assignment again (its port stays out of the pool meanwhile).
+    case deleteRetry(ConsoleKey)
     case expirySweep
     case scrollbackSave
     case prune
@@ -52,6 +54,7 @@ public enum TimerID: Hashable, Sendable {
 /// A store write whose outcome the concentrator waits for.
 public enum WriteToken: Hashable, Sendable {
     case assignment(ConsoleKey, generation: Int)
+    case deletion(ConsoleKey, generation: Int)
     case scrollback([ConsoleKey])
 }
 

@@ -9,6 +9,10 @@ struct ConsoleState {
     var persisted: Bool
     /// Bumped on every write of the assignment, so only the latest write's outcome counts.
     var assignmentGeneration = 0
+    /// Failed writes of the assignment in a row (for the back-off).
+    var persistFailures = 0
+    /// The port is decided (bound, or found taken for good): the console is listed, saved or not.
+    var portSettled = false
     var createdAt: Date
     /// When the VM connected, or was last seen if it is down.
     var since: Date
@@ -41,6 +45,9 @@ struct ConsoleState {
         self.vmotion = VMotionStateMachine(maxHeldBytes: config.vmotionHoldLimit)
         self.scrollback = ScrollbackRing(capacity: config.scrollbackBytes)
     }
+
+    /// Listed by `vspc list`: saved, or its port decided (a full disk never hides a console).
+    var listed: Bool { persisted || portSettled }
 
     var idle: Bool { vm == nil && clients.isEmpty && followers.isEmpty && !vmotion.isPending }
 
@@ -162,4 +169,12 @@ struct AdminConnection {
     var answered = false
     var reserved = false
     var following: ConsoleKey?
+}
+
+/// A removed assignment whose delete has not committed yet: its port stays reserved until it has, so a failed
+/// delete can never leave two VMs on one port.
+struct PendingDelete {
+    var port: Int
+    var generation: Int
+    var failures = 0
 }

@@ -90,20 +90,16 @@ extension ConcentratorStateMachine {
             if let contender = console.contender { closeRetired(contender) }
             for client in console.clients.sorted() { emit(.close(client, flush: false)) }
             for follower in console.followers.sorted() { emit(.close(follower, flush: false)) }
-            unbind(key)
-            emit(.cancel(.persistRetry(key)))
-            pool.release(console.port)
             record(.portForgotten, key, detail: "port \(console.port), by vspc forget\(console.vm != nil ? " --force" : "")")
-            consoles[key] = nil
-            emit(.persist([.deleteAssignment(uuid: key.uuid, label: key.label)], token: nil))
+            removeConsole(key)
             respond(id, AdminResponse(ok: true, vm: info), thenClose: true)
         }
     }
 
     public func daemonStatus() -> DaemonStatus {
-        let listed = consoles.values.filter(\.persisted)
+        let listed = consoles.values.filter(\.listed)
         let started = startedAt ?? now.date
-        return DaemonStatus(
+        var status = DaemonStatus(
             version: config.version, startedAt: AdminProtocol.timestamp(started),
             uptimeSeconds: max(0, Int(now.date.timeIntervalSince(started))),
             consoles: listed.count, connected: consoles.values.filter { $0.vm != nil }.count,
@@ -112,6 +108,8 @@ extension ConcentratorStateMachine {
             portsUsed: config.portRange.count - pool.available, portsFree: pool.available,
             portRangeStart: config.portRange.lowerBound, portRangeEnd: config.portRange.upperBound,
             descriptors: descriptorsInUse, descriptorLimit: config.descriptorLimit, eventsSuppressed: eventsSuppressed)
+        status.unsaved = listed.filter { !$0.persisted }.count
+        return status
     }
 
     mutating func respond(_ id: ConnectionID, _ response: AdminResponse, thenClose: Bool) {
@@ -124,7 +122,7 @@ extension ConcentratorStateMachine {
 
     /// The listed consoles (those whose assignment is committed), sorted by name, label, uuid.
     public func consoleInfos() -> [ConsoleInfo] {
-        consoles.values.filter(\.persisted).map { info($0) }
+        consoles.values.filter(\.listed).map { info($0) }
             .sorted { ($0.name, $0.label, $0.uuid) < ($1.name, $1.label, $1.uuid) }
     }
 
@@ -132,13 +130,13 @@ extension ConcentratorStateMachine {
         ConsoleInfo(name: c.name, uuid: c.key.uuid, label: c.key.label, port: c.port, connected: c.vm != nil,
                     clients: c.clients.count, since: AdminProtocol.timestamp(c.since), listening: c.isListening,
                     listenError: c.isListening ? nil : c.listenerError,
-                    migrating: c.vmotion.isPending, peer: c.vm.flatMap { vms[$0]?.peer })
+                    migrating: c.vmotion.isPending, peer: c.vm.flatMap { vms[$0]?.peer }, saved: c.persisted)
     }
 
     /// The console a person means: `VMLookup`'s rules over the listed consoles with that label (any label when
     /// nil); a VM with several matching serial ports is ambiguous.
     func findConsole(_ query: String, label: String?) -> Result<ConsoleKey, AdminError> {
-        let listed = consoles.values.filter { $0.persisted && (label == nil || $0.key.label == label) }
+        let listed = consoles.values.filter { $0.listed && (label == nil || $0.key.label == label) }
         let candidates = listed.map { VMLookup.Candidate(uuid: $0.key.uuid, name: $0.name) }
         let uuids = Set(VMLookup.matches(query, among: candidates))
         let hits = listed.filter { uuids.contains($0.key.uuid) }
@@ -150,7 +148,7 @@ extension ConcentratorStateMachine {
 
     public func status() -> [String: String] {
         [
-            "consoles": "\(consoles.values.filter(\.persisted).count)",
+            "consoles": "\(consoles.values.filter(\.listed).count)",
             "connected": "\(consoles.values.filter { $0.vm != nil }.count)",
             "clients": "\(consoles.values.reduce(0) { $0 + $1.clients.count })",
             "migrating": "\(migratingCount)",

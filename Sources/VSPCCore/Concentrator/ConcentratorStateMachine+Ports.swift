@@ -21,6 +21,7 @@ extension ConcentratorStateMachine {
         }
         consoles[key]!.listener = .bound(ref)
         consoles[key]!.listenerError = nil
+        consoles[key]!.portSettled = true
         descriptorsInUse += 1
         if isNew { persistAssignment(key) }
     }
@@ -41,6 +42,7 @@ extension ConcentratorStateMachine {
         }
         log(.error, "cannot listen on \(config.listenHost):\(failed) for VM \(console.name) (\(key)): \(message); will retry every \(Int(config.retryInterval)) s")
         record(.portBindFailed, key, detail: "port \(failed): \(message)")
+        consoles[key]!.portSettled = true
         if isNew { persistAssignment(key) }
         schedule(.listenerRetry(key), seconds: config.retryInterval)
     }
@@ -66,7 +68,8 @@ extension ConcentratorStateMachine {
         consoles[key]!.listener = .closed
     }
 
-    /// Writes the console's assignment; it is listed once the write is committed.
+    /// Writes the console's assignment. The console is listed (marked unsaved) and served meanwhile; a failed
+    /// write is retried with back-off.
     mutating func persistAssignment(_ key: ConsoleKey) {
         guard !shuttingDown, let console = consoles[key] else { return }
         let generation = console.assignmentGeneration + 1
@@ -79,14 +82,74 @@ extension ConcentratorStateMachine {
     mutating func assignmentWritten(_ key: ConsoleKey, generation: Int, error: String?) {
         guard let console = consoles[key], console.assignmentGeneration == generation else { return }
         if let error {
-            // Not listed until recorded; try again rather than hold the port unlisted for ever.
-            log(.error, "could not record the port of VM \(console.name) (\(key)): \(error); retrying in \(Int(config.retryInterval)) s")
-            schedule(.persistRetry(key), seconds: config.retryInterval)
+            consoles[key]!.persistFailures += 1
+            storeFailed(error)
+            schedule(.persistRetry(key), seconds: backoff(console.persistFailures))
             return
         }
+        consoles[key]!.persistFailures = 0
         guard !console.persisted else { return }
         consoles[key]!.persisted = true
         record(.portAssigned, key, detail: "port \(console.port)")
+        storeRecovered()
+    }
+
+    /// 1 s, 2 s, 4 s ... up to `retryInterval`.
+    func backoff(_ failures: Int) -> Double {
+        min(config.retryInterval, Double(1 << min(max(failures - 1, 0), 16)))
+    }
+
+    /// Assignments that could not be written: one log line, then at most one a minute while it lasts.
+    mutating func storeFailed(_ error: String) {
+        if storeFailingSince == nil { storeFailingSince = monotonicNow }
+        if let last = storeFailureLogged, monotonicNow - last < 60_000_000_000 { return }
+        storeFailureLogged = monotonicNow
+        let unsaved = consoles.values.filter { !$0.persisted }.count
+        log(.error, "cannot write to the database (\(error)); \(unsaved) VM serial port\(unsaved == 1 ? "" : "s") served unsaved, \(pendingDeletes.count) removal\(pendingDeletes.count == 1 ? "" : "s") pending; retrying")
+    }
+
+    /// One line once every write that failed has gone through.
+    mutating func storeRecovered() {
+        guard let since = storeFailingSince, consoles.values.allSatisfy(\.persisted), pendingDeletes.isEmpty else { return }
+        storeFailingSince = nil
+        storeFailureLogged = nil
+        log(.notice, "the database takes writes again after \(Int((monotonicNow - since) / 1_000_000_000)) s; every assignment is saved")
+    }
+
+    /// Removes a console for good: its listener closes, its assignment is deleted, and its port returns to the
+    /// pool once the delete has committed.
+    mutating func removeConsole(_ key: ConsoleKey) {
+        guard let console = consoles[key] else { return }
+        unbind(key)
+        emit(.cancel(.persistRetry(key)))
+        consoles[key] = nil
+        if console.persisted || console.assignmentGeneration > 0 {
+            pendingDeletes[key] = PendingDelete(port: console.port, generation: 0)
+            deleteAssignment(key)
+        } else {
+            pool.release(console.port)
+        }
+    }
+
+    mutating func deleteAssignment(_ key: ConsoleKey) {
+        guard !shuttingDown, pendingDeletes[key] != nil else { return }
+        let generation = nextDeleteGeneration
+        nextDeleteGeneration += 1
+        pendingDeletes[key]!.generation = generation
+        emit(.persist([.deleteAssignment(uuid: key.uuid, label: key.label)], token: .deletion(key, generation: generation)))
+    }
+
+    mutating func assignmentDeleted(_ key: ConsoleKey, generation: Int, error: String?) {
+        guard let pending = pendingDeletes[key], pending.generation == generation else { return }
+        if let error {
+            pendingDeletes[key]!.failures += 1
+            storeFailed(error)
+            schedule(.deleteRetry(key), seconds: backoff(pending.failures + 1))
+            return
+        }
+        pendingDeletes[key] = nil
+        pool.release(pending.port)
+        storeRecovered()
     }
 
     /// Removes consoles that had no VM and no client for `vmExpireTime`; their ports return to the pool.
@@ -99,13 +162,8 @@ extension ConcentratorStateMachine {
         }
         if !touches.isEmpty { emit(.persist(touches, token: nil)) }
         for console in ordered where console.idle && console.persisted && monotonicNow - console.lastActivity > limit {
-            let key = console.key
-            unbind(key)
-            emit(.cancel(.persistRetry(key)))
-            pool.release(console.port)
-            record(.portExpired, key, detail: "port \(console.port)")
-            consoles[key] = nil
-            emit(.persist([.deleteAssignment(uuid: key.uuid, label: key.label)], token: nil))
+            record(.portExpired, console.key, detail: "port \(console.port)")
+            removeConsole(console.key)
         }
     }
 

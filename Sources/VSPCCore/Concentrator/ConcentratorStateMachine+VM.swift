@@ -325,7 +325,10 @@ extension ConcentratorStateMachine {
             }
             consoles[key] = console
         } else {
-            guard let port = pool.allocate() else {
+            // A VM whose removal has not reached the disk yet gets its port back.
+            let reclaimed = pendingDeletes.removeValue(forKey: key)
+            if reclaimed != nil { emit(.cancel(.deleteRetry(key))) }
+            guard let port = reclaimed?.port ?? pool.allocate() else {
                 record(.portExhausted, uuid: uuid, label: label, name: name, peer: vm.peer,
                        detail: "no free port left in \(config.portRange.lowerBound)-\(config.portRange.upperBound)")
                 vms[id]!.role = .retired

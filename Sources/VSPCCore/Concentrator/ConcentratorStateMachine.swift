@@ -25,6 +25,11 @@ public struct ConcentratorStateMachine {
     var shuttingDown = false
     var startedAt: Date?
     var nextListenerGeneration = 1
+    var pendingDeletes: [ConsoleKey: PendingDelete] = [:]
+    var nextDeleteGeneration = 1
+    /// Since when assignment writes fail (nil: the database takes writes), and when that was last logged.
+    var storeFailingSince: Int64?
+    var storeFailureLogged: Int64?
     /// The VM connection whose input is being handled: what it causes is charged to its event budget.
     var budgetConnection: ConnectionID?
     /// Events and log lines left out by the budgets, since start-up.
@@ -196,6 +201,7 @@ public struct ConcentratorStateMachine {
         case let .vmotion(key, generation): vmotionExpired(key, generation: generation)
         case .listenerRetry(let key): retryListener(key)
         case .persistRetry(let key): persistAssignment(key)
+        case .deleteRetry(let key): deleteAssignment(key)
         case .expirySweep:
             expireIdleConsoles()
             schedule(.expirySweep, seconds: config.expirySweepInterval)
@@ -211,6 +217,7 @@ public struct ConcentratorStateMachine {
     mutating func writeCompleted(_ token: WriteToken, error: String?) {
         switch token {
         case let .assignment(key, generation): assignmentWritten(key, generation: generation, error: error)
+        case let .deletion(key, generation): assignmentDeleted(key, generation: generation, error: error)
         case .scrollback(let keys): scrollbackWritten(keys, error: error)
         }
     }

@@ -136,14 +136,39 @@ public final class VSPCServer: @unchecked Sendable {
         try? await driver.loop.submit { driver.shutdown() }.get()
         // Let the closes just started run to the end (their channelInactive events record the disconnects).
         try? await driver.loop.submit {}.get()
-        store.enqueue([.event(ConsoleEvent(kind: .daemonStop, time: Date()).record)], completion: nil)
+        let unsaved = (try? await driver.loop.submit { driver.read { $0.daemonStatus().unsaved ?? 0 } }.get()) ?? 0
+        let lastWrite = LastWrite()
+        store.enqueue([.event(ConsoleEvent(kind: .daemonStop, time: Date()).record)]) { lastWrite.set($0) }
         store.flush()
         try? await group.shutdownGracefully()
-        logger.notice("stopped; all records committed")
+        // Tell the truth about what the disk has.
+        if let error = lastWrite.error {
+            logger.error("stopped; the database did not take the last writes (\(error)): \(unsaved) VM serial port\(unsaved == 1 ? "" : "s") never saved (\(unsaved == 1 ? "it gets" : "they get") a port again on reconnect), recent events lost")
+        } else if unsaved > 0 {
+            logger.error("stopped; \(unsaved) VM serial port\(unsaved == 1 ? " was" : "s were") never saved (the database refused the write); every other record is committed")
+        } else {
+            logger.notice("stopped; all records committed")
+        }
     }
 }
 
 public struct ServerError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// The outcome of the daemon's last write, seen from the writer's thread.
+private final class LastWrite: @unchecked Sendable {
+    private let lock = NSLock()
+    private var failure: String?
+    func set(_ error: Error?) {
+        lock.lock()
+        failure = error.map { "\($0)" }
+        lock.unlock()
+    }
+    var error: String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return failure
+    }
 }

@@ -19,7 +19,7 @@ final class ConcentratorAdminTests: XCTestCase {
         XCTAssertEqual(h.closed[reply.id], true, "closed once the answer has left", file: file, line: line)
     }
 
-    func testListShowsCommittedConsolesSortedWithTheirState() {
+    func testListShowsConsolesSortedWithTheirStateUnsavedOnesMarked() {
         let h = ConcentratorHarness()
         let t0 = h.clock.date
         h.bringUpVM(UUIDs.a, name: "web01", peer: "10.0.0.1:900")
@@ -28,8 +28,11 @@ final class ConcentratorAdminTests: XCTestCase {
         h.advance(by: 3)
         h.send(.vmClosed(db))
         h.assignmentReply = { _ in .hold }
-        h.bringUpVM(UUIDs.c, name: "app01", peer: "10.0.0.4:900") // its write has not committed
+        h.bringUpVM(UUIDs.c, name: "app01", peer: "10.0.0.4:900") // its write has not committed: listed, unsaved
         XCTAssertEqual(h.list(), [
+            ConsoleInfo(name: "app01", uuid: UUIDs.c, label: "", port: 20002, connected: true, clients: 0,
+                        since: AdminProtocol.timestamp(t0.addingTimeInterval(3)), listening: true, listenError: nil,
+                        migrating: false, peer: "10.0.0.4:900", saved: false),
             ConsoleInfo(name: "db01", uuid: UUIDs.b, label: "", port: 20001, connected: false, clients: 0,
                         since: AdminProtocol.timestamp(t0.addingTimeInterval(3)), listening: true, listenError: nil,
                         migrating: false, peer: nil),
@@ -149,11 +152,15 @@ final class ConcentratorAdminTests: XCTestCase {
                       #""web" is ambiguous: web01 (\#(UUIDs.a)), web02 (\#(UUIDs.b))"#)
     }
 
-    func testTailOfAConsoleNotYetCommittedFindsNothing() {
+    /// Issue 8: a console whose assignment the disk has not taken yet is listed and can be tailed.
+    func testTailOfAConsoleNotYetCommittedFindsIt() {
         let h = ConcentratorHarness()
         h.assignmentReply = { _ in .hold }
-        h.bringUpVM()
-        assertRefused(h, Array(try! JSONEncoder().encode(AdminRequest(command: "tail", vm: "web01"))),
-                      #"no VM matches "web01""#)
+        let vm = h.bringUpVM()
+        h.vm(vm, says: Array("unsaved".utf8))
+        let tail = h.admin(AdminRequest(command: "tail", vm: "web01"))
+        XCTAssertEqual(tail.response?.ok, true)
+        XCTAssertEqual(tail.response?.vm?.saved, false)
+        XCTAssertEqual(tail.rest, Array("unsaved".utf8))
     }
 }

@@ -27,9 +27,9 @@ final class ConcentratorMaintenanceTests: XCTestCase {
         h.advance(by: 60)
         let acts = h.take()
         XCTAssertEqual(acts.withoutHousekeeping.nonLog, [
-            .cancel(.listenerRetry(keyA)), .unbind(ref), .cancel(.persistRetry(keyA)),
             .record(ConsoleEvent(kind: .portExpired, time: h.clock.date, uuid: UUIDs.a, name: "web01", detail: "port 20000")),
-            .persist([.deleteAssignment(uuid: UUIDs.a, label: "")], token: nil),
+            .cancel(.listenerRetry(keyA)), .unbind(ref), .cancel(.persistRetry(keyA)),
+            .persist([.deleteAssignment(uuid: UUIDs.a, label: "")], token: .deletion(keyA, generation: 1)),
             .schedule(.expirySweep, afterNanos: 60_000_000_000),
         ])
         XCTAssertEqual(h.list(), [])

@@ -54,6 +54,7 @@ final class ConcentratorHarness {
     var bindReply: (ListenerRef, Int) -> BindReply = { _, _ in .bound }
     var assignmentReply: (ConsoleKey) -> WriteReply = { _ in .commit }
     var scrollbackReply: ([ConsoleKey]) -> WriteReply = { _ in .commit }
+    var deletionReply: (ConsoleKey) -> WriteReply = { _ in .commit }
     /// Report each `.close` back as `vmClosed` / `clientClosed` / `adminClosed`.
     var autoClose = true
 
@@ -148,6 +149,7 @@ final class ConcentratorHarness {
             switch token {
             case .assignment(let key, _): reply = assignmentReply(key)
             case .scrollback(let keys): reply = scrollbackReply(keys)
+            case .deletion(let key, _): reply = deletionReply(key)
             }
             switch reply {
             case .commit: followUps.append(.writeCompleted(token, error: nil))

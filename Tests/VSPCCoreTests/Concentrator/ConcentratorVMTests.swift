@@ -51,8 +51,9 @@ final class ConcentratorVMTests: XCTestCase {
         let token = WriteToken.assignment(keyA, generation: 1)
         let assignment = Assignment(uuid: UUIDs.a, name: "web01", port: 20000, createdAt: t0, lastSeen: t0)
         XCTAssertEqual(Array(h.take().dropFirst(acts.count)), [.persist([.upsertAssignment(assignment)], token: token)])
-        XCTAssertEqual(h.list(), [], "not listed before the write commits")
-        XCTAssertEqual(h.status()["consoles"], "0")
+        // Issue 8: listed as soon as its port is bound, marked unsaved until the write commits.
+        XCTAssertEqual(h.list().map(\.saved), [false], "listed, unsaved, before the write commits")
+        XCTAssertEqual(h.status()["consoles"], "1")
 
         h.advance(by: 1)
         h.take()
