@@ -35,10 +35,14 @@ public enum PrivateFiles {
     /// Creates the file at `path` with mode 0600 exactly if it does not exist. Returns whether it was created.
     @discardableResult
     public static func createFile(_ path: String) throws -> Bool {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode)
+        var fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode)
         if fd < 0 {
-            if errno == EEXIST { return false }
-            throw Failure(path: path, operation: "create", errno: errno)
+            guard errno == EEXIST else { throw Failure(path: path, operation: "create", errno: errno) }
+            var st = stat()
+            if stat(path, &st) == 0 || errno != ENOENT { return false }
+            // A symbolic link to a file not yet there: SQLite would create the target, so create it here.
+            fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, fileMode)
+            if fd < 0 { throw Failure(path: path, operation: "create", errno: errno) }
         }
         defer { close(fd) }
         if fchmod(fd, fileMode) != 0 { throw Failure(path: path, operation: "chmod", errno: errno) }

@@ -67,6 +67,14 @@ final class AdminRequestParsingTests: XCTestCase {
         // A long command is echoed clipped.
         let long = String(repeating: "x", count: 5000)
         XCTAssertEqual(error(#"{"version":1,"command":"\#(long)"}"#), .unknownCommand(String(repeating: "x", count: 64)))
+        // Clipped by scalars (a single character can hold any number of combining marks), and shown escaped.
+        let marks = "e" + String(repeating: "\u{301}", count: 3000)
+        XCTAssertEqual(error(#"{"version":1,"command":"\#(marks)"}"#), .unknownCommand("e" + String(repeating: "\u{301}", count: 63)))
+        XCTAssertEqual(AdminRequestError.unknownCommand("a\u{1b}[2J\u{9b}").message, #"unknown command "a\x1b[2J\u{9b}""#)
+        // Found by fuzz/run.sh (admin-request): a bidi control in an unknown command reached the error text raw.
+        let found = Array(#"{"version":1,"command":"l\u202eist"}"#.utf8)
+        guard case .failure(let bidi) = AdminRequest.parse(found) else { return XCTFail("accepted") }
+        XCTAssertEqual(bidi.message, #"unknown command "l\u{202e}ist""#)
     }
 
     func testVM() {

@@ -39,7 +39,7 @@ final class PrivateFilesTests: XCTestCase {
             let top = dir.appendingPathComponent("run\(i)").path
             let db = top + "/sub/vspcd.db"
             let store = try withUmask(mask) { try Store(path: db) }
-            try withUmask(mask) { writeSomething(store) }
+            withUmask(mask) { writeSomething(store) }
             let context = "umask \(PrivateFiles.octal(mask))"
             XCTAssertEqual(mode(top), "0700", context)
             XCTAssertEqual(mode(top + "/sub"), "0700", context)
@@ -47,6 +47,17 @@ final class PrivateFilesTests: XCTestCase {
             XCTAssertEqual(mode(db + "-wal"), "0600", context)
             XCTAssertEqual(mode(db + "-shm"), "0600", context)
         }
+    }
+
+    func testADatabaseBehindADanglingSymlinkIsCreatedPrivate() throws {
+        let target = dir.appendingPathComponent("data/real.db").path
+        try FileManager.default.createDirectory(atPath: dir.appendingPathComponent("data").path, withIntermediateDirectories: false)
+        let link = dir.appendingPathComponent("vspcd.db").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        let store = try withUmask(0) { try Store(path: link) }
+        writeSomething(store)
+        XCTAssertEqual(mode(target), "0600")
+        XCTAssertEqual(mode(target + "-wal"), "0600")
     }
 
     func testAnExistingDirectoryIsLeftAsItIs() throws {

@@ -8,7 +8,7 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case malformed
     /// A `version` other than `AdminProtocol.version`.
     case unsupportedVersion(Int)
-    /// A command other than those in `AdminRequest.commands` (clipped for the message).
+    /// A command other than those in `AdminRequest.commands` (its first 64 scalars).
     case unknownCommand(String)
     /// `tail` or `forget` without a `vm`.
     case missingVM(command: String)
@@ -28,7 +28,7 @@ public enum AdminRequestError: Error, Equatable, Sendable {
         case .unsupportedVersion(let v):
             return "unsupported protocol version \(v); this daemon speaks \(AdminProtocol.version)"
         case .unknownCommand(let c):
-            return "unknown command \(c.debugDescription)"
+            return "unknown command \"\(DisplayText.escape(c))\""
         case .missingVM(let c):
             return "\(c) needs a vm"
         case .vmTooLong:
@@ -46,7 +46,7 @@ extension AdminRequest {
     public static let commands: Set<String> = ["list", "tail", "status", "forget"]
     /// The longest `vm` accepted, in UTF-8 bytes.
     public static let maxVMBytes = 1024
-    /// How much of an unknown command is echoed in the error.
+    /// How much of an unknown command is echoed in the error, in Unicode scalars.
     static let maxEchoedCommand = 64
 
     /// Parses one request line (without its newline) and checks it: length, JSON shape, version, command,
@@ -61,7 +61,8 @@ extension AdminRequest {
         }
         guard request.version == AdminProtocol.version else { return .failure(.unsupportedVersion(request.version)) }
         guard commands.contains(request.command) else {
-            return .failure(.unknownCommand(String(request.command.prefix(maxEchoedCommand))))
+            let clipped = String.UnicodeScalarView(request.command.unicodeScalars.prefix(maxEchoedCommand))
+            return .failure(.unknownCommand(String(clipped)))
         }
         if let vm = request.vm, vm.utf8.count > maxVMBytes { return .failure(.vmTooLong(vm.utf8.count)) }
         if request.command == "tail" || request.command == "forget", (request.vm ?? "").isEmpty {
