@@ -256,6 +256,7 @@ public final class Store: RecordStore, @unchecked Sendable {
         case let .touchAssignment(u, l, _, _): return "touchAssignment \(u)/\(l)"
         case let .event(e): return "event \(e.kind)"
         case let .saveScrollback(u, l, _, _): return "saveScrollback \(u)/\(l)"
+        case let .appendScrollback(u, l, _, _, _): return "appendScrollback \(u)/\(l)"
         case .prune: return "prune"
         }
     }
@@ -288,18 +289,19 @@ public final class Store: RecordStore, @unchecked Sendable {
                 INSERT INTO event (ts, kind, uuid, label, name, peer, detail) VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [e.time.timeIntervalSince1970, e.kind, u, e.label, e.name, e.peer, e.detail])
         case let .saveScrollback(uuid, label, data, at):
-            try db.execute(sql: """
-                INSERT INTO scrollback (uuid, label, data, updated_at) VALUES (?, ?, ?, ?)
-                ON CONFLICT(uuid, label) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at
-                """, arguments: [try Self.uuidKey(uuid), label, Data(data), at.timeIntervalSince1970])
+            try ScrollbackChunks.replace(db, uuid: try Self.uuidKey(uuid), label: label, data: data, at: at)
+        case let .appendScrollback(uuid, label, data, keep, at):
+            try ScrollbackChunks.append(db, uuid: try Self.uuidKey(uuid), label: label, data: data, keep: keep, at: at)
         case let .prune(r):
             if let age = r.maxAge {
                 let cutoff = Date().timeIntervalSince1970 - age
                 try db.execute(sql: "DELETE FROM event WHERE ts < ?", arguments: [cutoff])
                 // The scrollback of a VM serial port that no longer holds a port goes with its old events.
                 try db.execute(sql: """
-                    DELETE FROM scrollback WHERE updated_at < ? AND NOT EXISTS
-                        (SELECT 1 FROM assignment a WHERE a.uuid = scrollback.uuid AND a.label = scrollback.label)
+                    DELETE FROM scrollback_chunk WHERE NOT EXISTS
+                        (SELECT 1 FROM assignment a WHERE a.uuid = scrollback_chunk.uuid AND a.label = scrollback_chunk.label)
+                    AND NOT EXISTS (SELECT 1 FROM scrollback_chunk newer WHERE newer.uuid = scrollback_chunk.uuid
+                        AND newer.label = scrollback_chunk.label AND newer.updated_at >= ?)
                     """, arguments: [cutoff])
             }
             if let count = r.maxCount {
@@ -364,19 +366,11 @@ public final class Store: RecordStore, @unchecked Sendable {
 
     public func scrollback(uuid: String, label: String) throws -> [UInt8]? {
         guard let key = UUIDSpelling.normalize(uuid) else { return nil }
-        return try pool.read { db in
-            try Data.fetchOne(db, sql: "SELECT data FROM scrollback WHERE uuid = ? AND label = ?",
-                              arguments: [key, label]).map { [UInt8]($0) }
-        }
+        return try pool.read { db in try ScrollbackChunks.read(db, uuid: key, label: label) }
     }
 
     public func allScrollback() throws -> [(uuid: String, label: String, data: [UInt8])] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT uuid, label, data FROM scrollback ORDER BY uuid, label").map { row in
-                let data: Data = row["data"]
-                return (uuid: row["uuid"] as String, label: row["label"] as String, data: [UInt8](data))
-            }
-        }
+        try pool.read { db in try ScrollbackChunks.readAll(db) }
     }
 
     /// The VMs known to the database, for `VMLookup`: the assignments, and the (uuid, name) pairs of the event

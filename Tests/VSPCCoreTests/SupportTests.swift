@@ -13,6 +13,8 @@ final class ScrollbackRingTests: XCTestCase {
                 ring.append(chunk)
                 model = Array((model + chunk).suffix(capacity))
                 XCTAssertEqual(ring.contents(), model, "capacity \(capacity), step \(step)")
+                let last = Int(rng.next() % 200)
+                XCTAssertEqual(ring.contents(last: last), Array(model.suffix(last)), "capacity \(capacity), step \(step), last \(last)")
                 XCTAssertEqual(ring.count, model.count)
             }
         }

@@ -85,7 +85,7 @@ final class StoreTests: XCTestCase {
             XCTAssertEqual(ids, files)
             XCTAssertTrue(try db.tableExists("assignment"))
             XCTAssertTrue(try db.tableExists("event"))
-            XCTAssertTrue(try db.tableExists("scrollback"))
+            XCTAssertTrue(try db.tableExists("scrollback_chunk"))
             let idx = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='event' AND sql IS NOT NULL")
             XCTAssertEqual(Set(idx).count, 2)
             XCTAssertEqual(try String.fetchOne(db, sql: "PRAGMA journal_mode"), "wal")

@@ -178,8 +178,17 @@ extension ConcentratorStateMachine {
             let console = consoles[key]!
             guard console.scrollbackDirty, final || !scrollbackSaving.contains(key) else { continue }
             consoles[key]!.scrollbackDirty = false
+            consoles[key]!.scrollbackUnsaved = 0
+            consoles[key]!.scrollbackRewrite = false
             keys.append(key)
-            ops.append(.saveScrollback(uuid: key.uuid, label: key.label, data: console.scrollback.contents(), at: now.date))
+            if console.scrollbackRewrite {
+                ops.append(.saveScrollback(uuid: key.uuid, label: key.label, data: console.scrollback.contents(), at: now.date))
+            } else {
+                // Only what was printed since the last save: disk writes grow with output, not ring size.
+                ops.append(.appendScrollback(uuid: key.uuid, label: key.label,
+                                             data: console.scrollback.contents(last: console.scrollbackUnsaved),
+                                             keep: config.scrollbackBytes, at: now.date))
+            }
         }
         guard !ops.isEmpty else { return }
         scrollbackSaving.formUnion(keys)
@@ -189,7 +198,11 @@ extension ConcentratorStateMachine {
     mutating func scrollbackWritten(_ keys: [ConsoleKey], error: String?) {
         scrollbackSaving.subtract(keys)
         if error != nil {
-            for key in keys { consoles[key]?.scrollbackDirty = true } // try again next time
+            // Try again next time, rewriting the whole ring: what this save carried is not on disk.
+            for key in keys {
+                consoles[key]?.scrollbackDirty = true
+                consoles[key]?.scrollbackRewrite = true
+            }
         }
     }
 }

@@ -231,6 +231,7 @@ extension ConcentratorStateMachine {
         if config.scrollbackBytes > 0 {
             consoles[key]!.scrollback.append(bytes)
             consoles[key]!.scrollbackDirty = true
+            consoles[key]!.scrollbackUnsaved = min(config.scrollbackBytes, consoles[key]!.scrollbackUnsaved + bytes.count)
         }
         let console = consoles[key]!
         if !console.clients.isEmpty {

@@ -34,9 +34,16 @@ public struct ScrollbackRing: Sendable {
     }
 
     /// The last `limit` bytes (all of them by default), oldest first.
+    /// Copies only the bytes asked for: saving what a console printed since the last save costs that much.
     public func contents(last limit: Int? = nil) -> [UInt8] {
-        let ordered = head == 0 ? storage : Array(storage[head...] + storage[..<head])
-        if let limit, limit < ordered.count { return Array(ordered.suffix(max(0, limit))) }
-        return ordered
+        let n = min(max(0, limit ?? storage.count), storage.count)
+        // Oldest first: storage[head...] then storage[..<head] (the newest bytes end just before `head`).
+        if head == 0 { return Array(storage[(storage.count - n)...]) }
+        if n <= head { return Array(storage[(head - n)..<head]) }
+        var out = [UInt8]()
+        out.reserveCapacity(n)
+        out.append(contentsOf: storage[(storage.count - (n - head))...])
+        out.append(contentsOf: storage[..<head])
+        return out
     }
 }

@@ -86,7 +86,10 @@ public enum StoreOp: Sendable, Equatable {
     /// Update name + last_seen; no-op if the assignment does not exist.
     case touchAssignment(uuid: String, label: String, name: String, at: Date)
     case event(NewEvent)
+    /// Replaces a console's saved scrollback with `data`.
     case saveScrollback(uuid: String, label: String, data: [UInt8], at: Date)
+    /// Appends what the console printed since its last save; the saved scrollback keeps its last `keep` bytes.
+    case appendScrollback(uuid: String, label: String, data: [UInt8], keep: Int, at: Date)
     /// Delete events older than maxAge (relative to now) and beyond the newest maxCount, and the scrollback,
     /// older than maxAge, of VM serial ports that no longer hold a port.
     case prune(Retention)

@@ -110,8 +110,8 @@ final class ConcentratorMaintenanceTests: XCTestCase {
         h.advance(by: 1.9)
         XCTAssertEqual(snapshots(h), [])
         h.advance(by: 0.1)
-        XCTAssertEqual(snapshots(h), [[.saveScrollback(uuid: UUIDs.a, label: "", data: Array("hello\r\n".utf8) + [0xFF],
-                                                       at: h.clock.date)]])
+        XCTAssertEqual(snapshots(h), [[.appendScrollback(uuid: UUIDs.a, label: "", data: Array("hello\r\n".utf8) + [0xFF],
+                                                         keep: h.config.scrollbackBytes, at: h.clock.date)]])
         XCTAssertEqual(h.persists.last?.token, .scrollback([keyA]))
         h.advance(by: 10)
         XCTAssertEqual(snapshots(h).count, 1, "nothing new, nothing saved")
@@ -142,7 +142,9 @@ final class ConcentratorMaintenanceTests: XCTestCase {
         h.completeWrite(.scrollback([keyA]))
         h.advance(by: 2)
         XCTAssertEqual(snapshots(h).count, 2)
-        XCTAssertEqual(snapshots(h).last, [.saveScrollback(uuid: UUIDs.a, label: "", data: Array("ab".utf8), at: h.clock.date)])
+        // Only what was printed since the last save goes to the disk (issue 8: writes grow with output).
+        XCTAssertEqual(snapshots(h).last, [.appendScrollback(uuid: UUIDs.a, label: "", data: Array("b".utf8),
+                                                             keep: h.config.scrollbackBytes, at: h.clock.date)])
     }
 
     func testFailedSaveIsRetriedWithoutNewOutput() {
@@ -191,7 +193,7 @@ final class ConcentratorMaintenanceTests: XCTestCase {
         let t = h.clock.date
         let acts = h.send(.shutdown)
         XCTAssertEqual(acts, [
-            .persist([.saveScrollback(uuid: UUIDs.a, label: "", data: Array("first second".utf8), at: t)],
+            .persist([.appendScrollback(uuid: UUIDs.a, label: "", data: Array("second".utf8), keep: h.config.scrollbackBytes, at: t)],
                      token: .scrollback([keyA])),
             .cancel(.listenerRetry(keyA)), .unbind(refA), .close(person, flush: false), .close(follower, flush: false),
             .cancel(.listenerRetry(keyB)), .unbind(refB),

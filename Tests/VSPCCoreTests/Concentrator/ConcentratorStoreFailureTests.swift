@@ -68,3 +68,29 @@ final class ConcentratorStoreFailureTests: XCTestCase {
         XCTAssertFalse(h.isArmed(.deleteRetry(keyA)))
     }
 }
+
+/// Issue 8: a busy console's scrollback writes grow with its output, not with its ring size.
+final class ConcentratorScrollbackWriteTests: XCTestCase {
+    func testScrollbackBytesWrittenFollowTheOutput() {
+        let h = ConcentratorHarness()
+        let vm = h.bringUpVM()
+        let line = Array(repeating: UInt8(ascii: "x"), count: 1023) + [0x0A]
+        var printed = 0
+        for _ in 0..<1024 { // 1 MiB, in 1 KiB lines, 8 lines between saves
+            h.vm(vm, says: line)
+            printed += line.count
+            h.advance(by: 0.25)
+        }
+        h.advance(by: 2)
+        let written = h.persists.reduce(0) { total, persist in
+            total + persist.ops.reduce(0) { n, op in
+                switch op {
+                case .appendScrollback(_, _, let data, _, _), .saveScrollback(_, _, let data, _): return n + data.count
+                default: return n
+                }
+            }
+        }
+        print("scrollback: \(written) bytes written for \(printed) bytes of console output (ring \(h.config.scrollbackBytes) bytes)")
+        XCTAssertEqual(written, printed, "each byte printed is written once")
+    }
+}
