@@ -1,0 +1,344 @@
+import Foundation
+
+/// The authorized_keys parser: OpenSSH's format, one key per line, with options before the key type.
+///
+///     vms="web-*,db-0?",read-only ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... alice@laptop
+///
+/// * `vms="glob,glob"`: the VMs the key may reach, by name or uuid (see `AuthorizedKey.permits`); default every VM.
+///   A negated glob (`!x`) is refused rather than misread.
+/// * `read-only`: the session may watch but not type.
+/// * OpenSSH's options that only restrict what this server never offers (forwarding, pty, command, environment,
+///   ...) are accepted and ignored. `from=`, `expiry-time=`, `cert-authority` and `verify-required` narrow who may
+///   use the key; this server does not implement them, so such a line is skipped rather than given more access than
+///   it says. Unknown options make the line malformed, as in OpenSSH. Option names ignore case.
+/// * Quoted values may hold commas, spaces and `\"`.
+/// * Key types: `ssh-ed25519`, `ecdsa-sha2-nistp256`, `-nistp384`, `-nistp521`. `ssh-rsa`, `ssh-dss`, security-key
+///   and certificate lines are parsed but refused with a reason (`AuthorizedKey.refusal`).
+///
+/// Malformed lines are reported with their line number and skipped; nothing the file holds can make the parser fail.
+/// Lines end with LF or CRLF; blank lines and `#` comments are skipped; a line longer than `maxLineLength` bytes is
+/// a problem.
+extension AuthorizedKeys {
+    public static let maxLineLength = 16 * 1024
+
+    public static func parse(_ text: String, maxLineLength: Int = maxLineLength) -> AuthorizedKeys {
+        parse(Array(text.utf8), maxLineLength: maxLineLength)
+    }
+
+    public static func parse<C: Collection>(_ input: C, maxLineLength: Int = maxLineLength) -> AuthorizedKeys
+    where C.Element == UInt8 {
+        let bytes = Array(input)
+        var keys: [AuthorizedKey] = []
+        var problems: [AuthorizedKeysProblem] = []
+        var start = 0
+        var number = 0
+        while start < bytes.count {
+            number += 1
+            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+            var line = bytes[start..<end]
+            start = end + 1
+            if line.last == 0x0D { line = line.dropLast() }
+            if line.count > maxLineLength {
+                problems.append(.init(line: number, message: "line is longer than \(maxLineLength) bytes"))
+                continue
+            }
+            var parser = LineParser(line: line, number: number)
+            switch parser.parse() {
+            case .none: break
+            case .key(let key): keys.append(key)
+            case .problem(let message): problems.append(.init(line: number, message: message))
+            }
+        }
+        return AuthorizedKeys(keys: keys, problems: problems)
+    }
+}
+
+private enum LineOutcome {
+    case none
+    case key(AuthorizedKey)
+    case problem(String)
+}
+
+private struct ParseFailure: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
+
+private enum KeyTypes {
+    static let rsa = "RSA keys are not supported by this server; use ed25519 or ECDSA"
+
+    /// nil: not a key type; "": accepted; otherwise the reason the type is refused.
+    static func refusal(for type: String) -> String? {
+        switch type {
+        case "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521":
+            return ""
+        case "ssh-rsa":
+            return rsa
+        case "ssh-dss":
+            return "DSA keys are not supported by this server; use ed25519 or ECDSA"
+        case "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com":
+            return "security-key (FIDO) keys are not supported by this server; use ed25519 or ECDSA"
+        default:
+            if type.hasSuffix("-cert-v01@openssh.com") {
+                return "certificates are not supported by this server; list the plain ed25519 or ECDSA key"
+            }
+            return nil
+        }
+    }
+
+    static let ecdsaCurves = [
+        "ecdsa-sha2-nistp256": ("nistp256", 65), "ecdsa-sha2-nistp384": ("nistp384", 97),
+        "ecdsa-sha2-nistp521": ("nistp521", 133),
+    ]
+}
+
+private enum OptionKind {
+    case flag, valued
+}
+
+private enum Options {
+    static let ignoredFlags: Set<String> = [
+        "agent-forwarding", "no-agent-forwarding", "port-forwarding", "no-port-forwarding", "pty", "no-pty",
+        "user-rc", "no-user-rc", "x11-forwarding", "no-x11-forwarding", "restrict", "no-touch-required",
+    ]
+    static let ignoredValued: Set<String> = ["command", "environment", "permitopen", "permitlisten", "principals", "tunnel"]
+    static let unsupported: [String: OptionKind] = [
+        "from": .valued, "expiry-time": .valued, "cert-authority": .flag, "verify-required": .flag,
+    ]
+}
+
+private struct LineParser {
+    let line: ArraySlice<UInt8>
+    let number: Int
+    var i: Int
+    var vms: [String]?
+    var readOnly = false
+
+    init(line: ArraySlice<UInt8>, number: Int) {
+        self.line = line
+        self.number = number
+        self.i = line.startIndex
+    }
+
+    static func isBlank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
+
+    mutating func skipBlanks() {
+        while i < line.endIndex, Self.isBlank(line[i]) { i += 1 }
+    }
+
+    /// The bytes from the cursor to the next blank (or the end); the cursor moves past them.
+    mutating func token() -> ArraySlice<UInt8> {
+        let start = i
+        while i < line.endIndex, !Self.isBlank(line[i]) { i += 1 }
+        return line[start..<i]
+    }
+
+    mutating func parse() -> LineOutcome {
+        skipBlanks()
+        guard i < line.endIndex, line[i] != UInt8(ascii: "#") else { return .none }
+        do {
+            var save = self
+            let first = String(decoding: save.token(), as: UTF8.self)
+            if KeyTypes.refusal(for: first) == nil {
+                try parseOptions(firstToken: first)
+                skipBlanks()
+            }
+            return .key(try parseKey())
+        } catch let failure as ParseFailure {
+            return .problem(failure.message)
+        } catch {
+            return .problem("\(error)")
+        }
+    }
+
+    mutating func parseKey() throws -> AuthorizedKey {
+        let typeBytes = token()
+        guard !typeBytes.isEmpty else { throw ParseFailure("no key after the options") }
+        let type = String(decoding: typeBytes, as: UTF8.self)
+        guard let refusal = KeyTypes.refusal(for: type) else {
+            throw ParseFailure("unknown key type \(Self.show(typeBytes))")
+        }
+        skipBlanks()
+        let encoded = token()
+        guard !encoded.isEmpty else { throw ParseFailure("no key data after \(type)") }
+        guard let decoded = Data(base64Encoded: Data(encoded)), !decoded.isEmpty else {
+            throw ParseFailure("the \(type) key data is not valid base64")
+        }
+        let blob = [UInt8](decoded)
+        if refusal.isEmpty { try Self.validate(blob: blob, type: type) }
+        skipBlanks()
+        var comment = line[i...]
+        while let last = comment.last, Self.isBlank(last) { comment = comment.dropLast() }
+        return AuthorizedKey(keyType: type, blob: blob, comment: Self.clean(comment), vms: vms, readOnly: readOnly,
+                             line: number, refusal: refusal.isEmpty ? nil : refusal)
+    }
+
+    mutating func parseOptions(firstToken: String) throws {
+        while true {
+            let nameStart = i
+            while i < line.endIndex, !Self.isBlank(line[i]),
+                  line[i] != UInt8(ascii: ","), line[i] != UInt8(ascii: "="), line[i] != UInt8(ascii: "\"") {
+                i += 1
+            }
+            let nameBytes = line[nameStart..<i]
+            guard !nameBytes.isEmpty else {
+                throw ParseFailure(i < line.endIndex && line[i] == UInt8(ascii: "\"")
+                                   ? "unexpected quote in the options" : "empty option in the options")
+            }
+            var value: [UInt8]?
+            if i < line.endIndex, line[i] == UInt8(ascii: "=") {
+                i += 1
+                value = try quotedValue(name: nameBytes)
+            } else if i < line.endIndex, line[i] == UInt8(ascii: "\"") {
+                throw ParseFailure("unexpected quote after option \(Self.show(nameBytes))")
+            }
+            try apply(name: nameBytes, value: value, firstToken: firstToken)
+            guard i < line.endIndex else { throw ParseFailure("no key after the options") }
+            if line[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            if Self.isBlank(line[i]) { return }
+            throw ParseFailure("unexpected character after option \(Self.show(nameBytes))")
+        }
+    }
+
+    /// A `"..."` value at the cursor; `\"` stands for a quote, every other byte for itself.
+    mutating func quotedValue(name: ArraySlice<UInt8>) throws -> [UInt8] {
+        guard i < line.endIndex, line[i] == UInt8(ascii: "\"") else {
+            throw ParseFailure("option \(Self.show(name)) needs a quoted value")
+        }
+        i += 1
+        var value: [UInt8] = []
+        while i < line.endIndex {
+            let b = line[i]
+            if b == UInt8(ascii: "\\"), i + 1 < line.endIndex, line[i + 1] == UInt8(ascii: "\"") {
+                value.append(UInt8(ascii: "\""))
+                i += 2
+            } else if b == UInt8(ascii: "\"") {
+                i += 1
+                return value
+            } else {
+                value.append(b)
+                i += 1
+            }
+        }
+        throw ParseFailure("unterminated quote in option \(Self.show(name))")
+    }
+
+    mutating func apply(name nameBytes: ArraySlice<UInt8>, value: [UInt8]?, firstToken: String) throws {
+        let name = String(decoding: nameBytes, as: UTF8.self).lowercased()
+        let shown = Self.show(nameBytes)
+        func needs(_ kind: OptionKind) throws {
+            switch (kind, value) {
+            case (.flag, .some): throw ParseFailure("option \(shown) takes no value")
+            case (.valued, .none): throw ParseFailure("option \(shown) needs a value (\(name)=\"...\")")
+            default: break
+            }
+        }
+        switch name {
+        case "vms":
+            try needs(.valued)
+            guard vms == nil else { throw ParseFailure("option vms is given twice") }
+            vms = try Self.globs(value ?? [])
+        case "read-only":
+            try needs(.flag)
+            readOnly = true
+        case _ where Options.ignoredFlags.contains(name):
+            try needs(.flag)
+        case _ where Options.ignoredValued.contains(name):
+            try needs(.valued)
+        case _ where Options.unsupported[name] != nil:
+            try needs(Options.unsupported[name]!)
+            throw ParseFailure("option \(shown) is not supported by this server; ignoring it would give the key "
+                               + "more access than the line says, so the line is skipped")
+        default:
+            if value == nil, String(decoding: nameBytes, as: UTF8.self) == firstToken {
+                throw ParseFailure("unknown key type or option \(shown)")
+            }
+            throw ParseFailure("unknown option \(shown)")
+        }
+    }
+
+    static func globs(_ value: [UInt8]) throws -> [String] {
+        guard let text = String(bytes: value, encoding: .utf8) else {
+            throw ParseFailure("option vms is not valid UTF-8")
+        }
+        var globs: [String] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let glob = part.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
+            if glob.isEmpty { continue }
+            if glob.hasPrefix("!") {
+                throw ParseFailure("negated VM patterns (\(show(Array(glob.utf8)[...]))) are not supported in vms")
+            }
+            globs.append(glob)
+        }
+        guard !globs.isEmpty else {
+            throw ParseFailure("option vms lists no VM (leave it out to allow every VM)")
+        }
+        return globs
+    }
+
+    /// Checks that the blob is the key the line says: its type string, then the key's fields and nothing more.
+    static func validate(blob: [UInt8], type: String) throws {
+        var reader = SSHWireReader(blob[...])
+        let bad = ParseFailure("the key data is not a valid \(type) key")
+        guard let embedded = reader.readString() else { throw bad }
+        guard embedded.elementsEqual(type.utf8) else {
+            if embedded.count <= 64, embedded.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+                throw ParseFailure("the key data is a \(String(decoding: embedded, as: UTF8.self)) key, not \(type)")
+            }
+            throw bad
+        }
+        if type == "ssh-ed25519" {
+            guard let point = reader.readString(), point.count == 32 else { throw bad }
+        } else if let (curve, length) = KeyTypes.ecdsaCurves[type] {
+            guard let name = reader.readString(), name.elementsEqual(curve.utf8),
+                  let point = reader.readString(), point.count == length, point.first == 0x04 else { throw bad }
+        }
+        guard reader.isAtEnd else { throw bad }
+    }
+
+    /// File text for a message: at most 40 characters, control characters as `?`, in quotes.
+    static func show(_ bytes: ArraySlice<UInt8>) -> String {
+        let text = clean(bytes)
+        return "\"" + (text.count > 40 ? String(text.prefix(40)) + "..." : text) + "\""
+    }
+
+    /// UTF-8 (invalid sequences as U+FFFD) with control characters replaced by `?`.
+    static func clean(_ bytes: ArraySlice<UInt8>) -> String {
+        var out = String.UnicodeScalarView()
+        for scalar in String(decoding: bytes, as: UTF8.self).unicodeScalars {
+            let v = scalar.value
+            out.append(v < 0x20 || (v >= 0x7F && v <= 0x9F) ? "?" : scalar)
+        }
+        return String(out)
+    }
+}
+
+/// Reads RFC 4251 `string`s (a 4-byte big-endian length, then that many bytes) from a byte slice.
+struct SSHWireReader {
+    var rest: ArraySlice<UInt8>
+
+    init(_ bytes: ArraySlice<UInt8>) { rest = bytes }
+
+    var isAtEnd: Bool { rest.isEmpty }
+
+    mutating func readUInt32() -> UInt32? {
+        guard rest.count >= 4 else { return nil }
+        let value = rest.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        rest = rest.dropFirst(4)
+        return value
+    }
+
+    mutating func readString() -> ArraySlice<UInt8>? {
+        let saved = rest
+        guard let length = readUInt32(), Int(length) <= rest.count else {
+            rest = saved
+            return nil
+        }
+        let value = rest.prefix(Int(length))
+        rest = rest.dropFirst(Int(length))
+        return value
+    }
+}
