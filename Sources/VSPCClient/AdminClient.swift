@@ -35,6 +35,13 @@ public enum AdminClient {
     public static func request(host: String, port: Int, _ request: AdminRequest,
                                onHeader: (@Sendable (AdminResponse) -> Void)? = nil,
                                onData: (@Sendable ([UInt8]) -> Void)? = nil) async throws -> AdminResponse {
+        try await self.request(.tcp(Endpoint(host: host, port: port)), request, onHeader: onHeader, onData: onData)
+    }
+
+    /// The same, over TCP or a Unix socket (`--admin unix:PATH`).
+    public static func request(_ endpoint: AdminEndpoint, _ request: AdminRequest,
+                               onHeader: (@Sendable (AdminResponse) -> Void)? = nil,
+                               onData: (@Sendable ([UInt8]) -> Void)? = nil) async throws -> AdminResponse {
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: AdminResponse.self)
         let done = group.next().makePromise(of: Void.self)
@@ -45,10 +52,12 @@ public enum AdminClient {
             }
         let channel: Channel
         do {
-            channel = try await bootstrap.connect(host: host, port: port).get()
+            switch endpoint {
+            case .tcp(let e): channel = try await bootstrap.connect(host: e.host, port: e.port).get()
+            case .unix(let path): channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
+            }
         } catch {
-            let failure = AdminClientError.unreachable(endpoint: Endpoint(host: host, port: port).description,
-                                                       reason: "\(error)")
+            let failure = AdminClientError.unreachable(endpoint: endpoint.description, reason: "\(error)")
             promise.fail(failure)
             done.succeed(())
             throw failure

@@ -15,12 +15,12 @@ struct VSPC: AsyncParsableCommand {
 }
 
 struct AdminOption: ParsableArguments {
-    @Option(help: ArgumentHelp("vspcd's admin endpoint.", valueName: "[host]:port"))
+    @Option(help: ArgumentHelp("vspcd's admin endpoint: [host]:port, or unix:PATH for its Unix socket.", valueName: "[host]:port|unix:PATH"))
     var admin = "127.0.0.1:6780"
 
-    func endpoint() throws -> (host: String, port: Int) {
-        guard let e = AdminClient.parseEndpoint(admin, defaultHost: "127.0.0.1") else {
-            throw ValidationError("--admin must be [host]:port, got \(admin.debugDescription)")
+    func endpoint() throws -> AdminEndpoint {
+        guard let e = AdminEndpoint.parse(admin, defaultHost: "127.0.0.1") else {
+            throw ValidationError("--admin must be [host]:port or unix:PATH, got \(admin.debugDescription)")
         }
         return e
     }
@@ -31,10 +31,10 @@ struct AdminOption: ParsableArguments {
     }
 
     func request(_ request: AdminRequest) async throws -> AdminResponse {
-        let (host, port) = try endpoint()
+        let endpoint = try endpoint()
         let response: AdminResponse
         do {
-            response = try await AdminClient.request(host: host, port: port, request)
+            response = try await AdminClient.request(endpoint, request)
         } catch {
             throw fail(show("\(error)"))
         }
@@ -90,12 +90,12 @@ struct List: AsyncParsableCommand {
             var rows = [["NAME", "LABEL", "UUID", "PORT", "VM", "CLIENTS", "SINCE"]]
             for vm in vms {
                 let state = vm.migrating ? "vmotion" : (vm.connected ? "up" : "down")
-                let port = "\(vm.port)" + (vm.listening ? "" : "!") + (vm.saved == false ? "*" : "")
+                let port = "\(vm.port)" + (vm.listening || vm.listenError == nil ? "" : "!") + (vm.saved == false ? "*" : "")
                 rows.append([show(vm.name), show(vm.label), show(UUIDSpelling.classic(vm.uuid)), port, state,
                              "\(vm.clients)", localTime(vm.since)])
             }
             printTable(rows)
-            if vms.contains(where: { !$0.listening }) {
+            if vms.contains(where: { !$0.listening && $0.listenError != nil }) {
                 print("(! = port held by another process; vspcd retries)")
             }
             if vms.contains(where: { $0.saved == false }) {
@@ -287,14 +287,14 @@ struct Tail: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (host, port) = try admin.endpoint()
+        let endpoint = try admin.endpoint()
         let output = Output(safe: safe)
         // Without --label, the VM's first (unlabelled) serial port.
         let request = AdminRequest(command: "tail", vm: vm, label: label ?? "", bytes: bytes, follow: follow)
         // With -n, the backlog (its length is in the response) is cut to its last lines; live bytes pass through.
         let backlog = Backlog(lines: lines)
         do {
-            let response = try await AdminClient.request(host: host, port: port, request, onHeader: { header in
+            let response = try await AdminClient.request(endpoint, request, onHeader: { header in
                 backlog.expect(header.backlog ?? 0)
             }) { chunk in
                 output.write(backlog.take(chunk))

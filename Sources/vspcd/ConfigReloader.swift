@@ -21,6 +21,13 @@ final class ConfigReloader: @unchecked Sendable {
     /// Only touched on `queue`.
     private var running: DaemonSettings
     private var _onReload: (@Sendable (ReloadableSettings) -> Void)?
+    private var _onHangUp: (@Sendable () -> Void)?
+
+    /// Called on the reload queue on every SIGHUP, config file or not (the SSH authorized keys are re-read).
+    var onHangUp: (@Sendable () -> Void)? {
+        get { queue.sync { _onHangUp } }
+        set { queue.sync { _onHangUp = newValue } }
+    }
 
     /// Installs the SIGHUP handler at once (from then on SIGHUP no longer ends the process).
     init(configPath: String?, commandLine: [String: SettingValue], running: DaemonSettings,
@@ -48,6 +55,7 @@ final class ConfigReloader: @unchecked Sendable {
 
     /// Re-reads the file and applies it; runs on the reload queue.
     func reload() {
+        _onHangUp?()
         guard let configPath else {
             logger.notice("SIGHUP: vspcd runs without --config; nothing to reload")
             return

@@ -36,6 +36,10 @@ extension VSPCD {
         put("vm-stuck-timeout", vmStuckTimeout.map { .number($0) })
         put("takeover-probe-timeout", takeoverProbeTimeout.map { .number($0) })
         put("metrics", metrics.map { .string($0) })
+        put("ssh", ssh.map { .string($0) })
+        put("ssh-host-key", sshHostKey.map { .string($0) })
+        put("ssh-authorized-keys", sshAuthorizedKeys.map { .string($0) })
+        put("telnet-ports", telnetPorts.map { .string($0) })
         return given
     }
 
@@ -44,12 +48,11 @@ extension VSPCD {
     static func loadSettings(configPath: String?, commandLine: [String: SettingValue]) throws -> ResolvedSettings {
         let file = try configPath.map { try ConfigFile.read(path: $0) }
         let resolved = try DaemonSettings.resolve(file: file, commandLine: commandLine)
-        for (key, defaultHost) in [("proxy", "0.0.0.0"), ("admin", "127.0.0.1")] {
-            guard case .string(let value)? = resolved.settings.value(of: key),
-                  AdminClient.parseEndpoint(value, defaultHost: defaultHost) != nil else {
-                let shown = resolved.settings.value(of: key)?.description ?? "nothing"
-                throw resolved.error(key, "must be [host]:port, got \(shown)")
-            }
+        guard Endpoint.parse(resolved.settings.proxy, defaultHost: "0.0.0.0") != nil else {
+            throw resolved.error("proxy", "must be [host]:port, got \(resolved.settings.proxy.debugDescription)")
+        }
+        guard AdminEndpoint.parse(resolved.settings.admin, defaultHost: "127.0.0.1") != nil else {
+            throw resolved.error("admin", "must be [host]:port or unix:PATH, got \(resolved.settings.admin.debugDescription)")
         }
         return resolved
     }

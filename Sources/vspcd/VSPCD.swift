@@ -30,7 +30,7 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Proxy address for ESXi, [host]:port. \(def("proxy"))", valueName: "[host]:port"))
     var proxy: String?
 
-    @Option(help: ArgumentHelp("Admin endpoint (vspc list/tail), [host]:port. \(def("admin"))", valueName: "[host]:port"))
+    @Option(help: ArgumentHelp("Admin endpoint (vspc list/tail), [host]:port, or unix:PATH for a Unix socket (0660). \(def("admin"))", valueName: "[host]:port|unix:PATH"))
     var admin: String?
 
     @Option(help: "Address the per-VM telnet ports listen on. \(def("listen-host"))")
@@ -71,6 +71,18 @@ struct VSPCD: AsyncParsableCommand {
 
     @Option(help: "Seconds a console's connection has to answer a probe when another connection claims the same VM serial port. \(def("takeover-probe-timeout"))")
     var takeoverProbeTimeout: Double?
+
+    @Option(help: ArgumentHelp("SSH front door for people, [host]:port (off by default; suggested :6781). `ssh -p 6781 VM@host` attaches to VM's console.", valueName: "[host]:port"))
+    var ssh: String?
+
+    @Option(help: ArgumentHelp("SSH host key (ed25519, created 0600 on first start). Default: ssh_host_ed25519_key beside the database.", valueName: "path"))
+    var sshHostKey: String?
+
+    @Option(help: ArgumentHelp("OpenSSH authorized_keys for --ssh (options vms=\"glob,...\" and read-only). Default: authorized_keys beside the database. Reloaded on SIGHUP and when it changes.", valueName: "path"))
+    var sshAuthorizedKeys: String?
+
+    @Option(help: ArgumentHelp("The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. \(def("telnet-ports"))", valueName: "read-write|read-only|off"))
+    var telnetPorts: String?
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://[host]:port/metrics (off by default; suggested 127.0.0.1:9779).", valueName: "[host]:port"))
     var metrics: String?
@@ -117,7 +129,16 @@ struct VSPCD: AsyncParsableCommand {
 
         var config = DaemonConfig()
         (config.proxyHost, config.proxyPort) = AdminClient.parseEndpoint(settings.proxy, defaultHost: "0.0.0.0")!
-        (config.adminHost, config.adminPort) = AdminClient.parseEndpoint(settings.admin, defaultHost: "127.0.0.1")!
+        switch AdminEndpoint.parse(settings.admin, defaultHost: "127.0.0.1")! {
+        case .tcp(let e): (config.adminHost, config.adminPort) = (e.host, e.port)
+        case .unix(let path): config.adminUnixPath = path
+        }
+        let beside = (settings.db as NSString).deletingLastPathComponent
+        func besideDB(_ name: String) -> String { beside.isEmpty ? name : (beside as NSString).appendingPathComponent(name) }
+        config.ssh = settings.ssh.flatMap { Endpoint.parse($0, defaultHost: "0.0.0.0") }
+        config.sshHostKeyPath = settings.sshHostKey ?? besideDB("ssh_host_ed25519_key")
+        config.sshAuthorizedKeysPath = settings.sshAuthorizedKeys ?? besideDB("authorized_keys")
+        config.telnetPorts = TelnetPortsMode(rawValue: settings.telnetPorts) ?? .readWrite
         config.listenHost = settings.listenHost
         config.portRangeStart = settings.portRangeStart
         config.portRangeEnd = settings.portRangeEnd
@@ -172,6 +193,7 @@ struct VSPCD: AsyncParsableCommand {
             counters.storeCommit(seconds: seconds)
             if failures > 0 { counters.storeError() }
         }
+        reloader.onHangUp = { server.reloadAuthorizedKeys() }
         reloader.onReload = { live in
             server.reconfigure(vmExpireTime: live.vmExpireTime, retention: live.retention,
                                proxyAllow: Self.allowList(live.proxyAllow))

@@ -86,6 +86,9 @@ final class ConfigFileTests: XCTestCase {
         expected.sslKey = "/etc/vspcd/key.pem"
         expected.proxyAllow = "10.20.0.0/16,fd00:20::/48"
         expected.metrics = "127.0.0.1:9779"
+        expected.ssh = ":6781"
+        expected.sshHostKey = "/var/lib/vspcd/ssh_host_ed25519_key"
+        expected.sshAuthorizedKeys = "/etc/vspcd/authorized_keys"
         // ssl stays false, so the certificate keys must stay commented out in real use: check them apart.
         let withoutCert = ConfigFileContents(path: contents.path, settings: contents.settings.filter { !$0.key.hasPrefix("ssl-") })
         XCTAssertEqual(try DaemonSettings.resolve(file: withoutCert, commandLine: [:]).settings.db, expected.db)

@@ -28,3 +28,24 @@ public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
+
+/// Where the admin endpoint is: TCP `[host]:port`, or a Unix socket `unix:PATH`.
+public enum AdminEndpoint: Equatable, Sendable, CustomStringConvertible {
+    case tcp(Endpoint)
+    case unix(path: String)
+
+    public static func parse(_ text: String, defaultHost: String) -> AdminEndpoint? {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            return path.isEmpty ? nil : .unix(path: path)
+        }
+        return Endpoint.parse(text, defaultHost: defaultHost).map { .tcp($0) }
+    }
+
+    public var description: String {
+        switch self {
+        case .tcp(let endpoint): return endpoint.description
+        case .unix(let path): return "unix:\(path)"
+        }
+    }
+}

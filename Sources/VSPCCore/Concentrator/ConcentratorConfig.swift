@@ -42,6 +42,8 @@ public struct ConcentratorConfig: Sendable {
     /// Events and log lines one VM connection may cause per minute; the rest are counted and summarised.
     public var eventsPerConnectionPerMinute = 20
 
+    /// `--telnet-ports`.
+    public var telnetPorts = TelnetPortsMode.readWrite
     /// This daemon's version, for `vspc status`.
     public var version = "dev"
 

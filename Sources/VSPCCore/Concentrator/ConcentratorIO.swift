@@ -73,10 +73,12 @@ public enum ConcentratorEvent: Sendable {
     case vmClosed(ConnectionID)
 
     case clientConnected(ConnectionID, listener: ListenerRef, peer: String)
+    /// An authenticated SSH session asked for a shell: `user` names the console (`VM`, `VM#label`, `list`).
+    case sshSessionStarted(ConnectionID, user: String, key: AuthorizedKey, fingerprint: String, peer: String)
     case clientBytes(ConnectionID, [UInt8])
     case clientClosed(ConnectionID)
 
-    case adminConnected(ConnectionID)
+    case adminConnected(ConnectionID, peer: String = "local")
     case adminLine(ConnectionID, [UInt8])
     /// The admin client sent a line longer than `AdminProtocol.maxRequestBytes`.
     case adminLineTooLong(ConnectionID)
@@ -99,6 +101,8 @@ public enum ConcentratorAction: Equatable, Sendable {
     case broadcast([ConnectionID], [UInt8])
     /// Close a connection; with `flush`, after what was queued for it has been written.
     case close(ConnectionID, flush: Bool)
+    /// End an SSH session with this exit status, after what was queued for it.
+    case endSession(ConnectionID, exitStatus: Int)
     /// Stop or resume reading a connection.
     case setReading(ConnectionID, Bool)
     case bind(ListenerRef, port: Int)

@@ -23,6 +23,8 @@ struct ConsoleState {
     var clients: Set<ConnectionID> = []
     /// Input typed during a migration that ended with the VM disconnected, for its next connection until `until`.
     var parkedInput: (bytes: [UInt8], until: Int64)?
+    /// The person holding exclusive write (everybody else is read-only meanwhile).
+    var exclusive: ConnectionID?
     /// A connection waiting to take the console over while the open one is probed.
     var contender: ConnectionID?
     /// `vspc tail -f` connections.
@@ -159,17 +161,32 @@ struct EarlyOutput {
     }
 }
 
-/// A person's telnet connection on a console's port.
+/// A person attached to a console: over telnet on its port, or over SSH.
 struct ClientConnection {
     let id: ConnectionID
     let console: ConsoleKey
     let peer: String
+    let door: Door
+    /// Read-only by the key's option or `--telnet-ports read-only`; exclusive write by another makes it so too.
+    let mode: AccessMode
+    /// The SSH key that let the person in.
+    let identity: Identity?
+    let since: Date
     var link = ClientLinkStateMachine()
+    var menu = EscapeMenu()
+    /// The one-line notice that typing does not reach the VM was shown.
+    var warnedReadOnly = false
+
+    /// How the person is named in notices and `w`: the key's comment, or the peer address.
+    var who: String { identity.map { $0.comment.isEmpty ? $0.fingerprint : $0.comment } ?? peer }
 }
 
 /// A connection on the admin endpoint: one request, one answer, then perhaps a followed console.
 struct AdminConnection {
     let id: ConnectionID
+    var peer = "local"
+    /// The console this connection tailed (recorded as a read-only attach over the `tail` door).
+    var tailed: ConsoleKey?
     var answered = false
     var reserved = false
     var following: ConsoleKey?
@@ -181,4 +198,32 @@ struct PendingDelete {
     var port: Int
     var generation: Int
     var failures = 0
+}
+
+/// How a person reached a console.
+public enum Door: String, Sendable, Codable, CaseIterable {
+    case telnet, ssh, tail
+}
+
+/// What a person may do on a console.
+public enum AccessMode: String, Sendable, Codable {
+    case readWrite = "read-write"
+    case readOnly = "read-only"
+}
+
+/// Who an SSH session is: its key's comment and SHA256 fingerprint.
+public struct Identity: Sendable, Equatable {
+    public var comment: String
+    public var fingerprint: String
+    public init(comment: String, fingerprint: String) {
+        self.comment = comment
+        self.fingerprint = fingerprint
+    }
+}
+
+/// `--telnet-ports`: the per-VM telnet ports are read-write (as vSPC.py), read-only, or not opened at all.
+public enum TelnetPortsMode: String, Sendable, CaseIterable {
+    case readWrite = "read-write"
+    case readOnly = "read-only"
+    case off
 }

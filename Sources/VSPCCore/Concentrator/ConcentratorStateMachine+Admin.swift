@@ -2,8 +2,8 @@ import Foundation
 
 /// The admin endpoint: one JSON request line, one JSON answer line, then raw console bytes for `tail`.
 extension ConcentratorStateMachine {
-    mutating func adminConnected(_ id: ConnectionID) {
-        admins[id] = AdminConnection(id: id)
+    mutating func adminConnected(_ id: ConnectionID, peer: String) {
+        admins[id] = AdminConnection(id: id, peer: peer)
         if reserveDescriptors(1) {
             admins[id]!.reserved = true
         } else {
@@ -15,6 +15,9 @@ extension ConcentratorStateMachine {
         guard let admin = admins.removeValue(forKey: id) else { return }
         if admin.reserved { descriptorsInUse -= 1 }
         if let key = admin.following { consoles[key]?.followers.remove(id) }
+        if let key = admin.tailed, consoles[key] != nil {
+            record(.clientDetach, key, peer: admin.peer, detail: "door=tail mode=read-only")
+        }
     }
 
     mutating func adminLineTooLong(_ id: ConnectionID) {
@@ -56,6 +59,8 @@ extension ConcentratorStateMachine {
             let console = consoles[key]!
             let backlog = console.scrollback.contents(last: request.bytes.map { max(0, $0) })
             respond(id, AdminResponse(ok: true, vm: info(console), backlog: backlog.count), thenClose: false)
+            admins[id]!.tailed = key
+            record(.clientAttach, key, peer: admins[id]!.peer, detail: "door=tail mode=read-only")
             if !backlog.isEmpty { emit(.send(id, backlog)) }
             if request.follow == true {
                 consoles[key]!.followers.insert(id)

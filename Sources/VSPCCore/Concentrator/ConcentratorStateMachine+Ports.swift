@@ -6,6 +6,12 @@ extension ConcentratorStateMachine {
     /// assignment keeps its port and retries later. The assignment is written before the port is listed.
     mutating func bind(_ key: ConsoleKey, isNew: Bool, attempt: Int = 0, taken: Set<Int> = []) {
         guard !shuttingDown, let console = consoles[key] else { return }
+        // `--telnet-ports off`: the port is kept (listed, stable) but nobody listens on it; people use SSH.
+        if config.telnetPorts == .off {
+            consoles[key]!.portSettled = true
+            if isNew { persistAssignment(key) }
+            return
+        }
         let ref = ListenerRef(console: key, generation: nextListenerGeneration)
         nextListenerGeneration += 1
         consoles[key]!.listener = .binding(ref, isNew: isNew, attempt: attempt, taken: taken)

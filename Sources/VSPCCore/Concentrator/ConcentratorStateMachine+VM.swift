@@ -235,7 +235,12 @@ extension ConcentratorStateMachine {
         }
         let console = consoles[key]!
         if !console.clients.isEmpty {
-            emit(.broadcast(console.clients.sorted(), TelnetEncoder.escaped(bytes)))
+            // Telnet ports get the bytes escaped, SSH sessions raw.
+            let ordered = console.clients.sorted()
+            let telnet = ordered.filter { clients[$0]?.door != .ssh }
+            let ssh = ordered.filter { clients[$0]?.door == .ssh }
+            if !telnet.isEmpty { emit(.broadcast(telnet, TelnetEncoder.escaped(bytes))) }
+            if !ssh.isEmpty { emit(.broadcast(ssh, bytes)) }
         }
         if !console.followers.isEmpty {
             emit(.broadcast(console.followers.sorted(), bytes))

@@ -62,9 +62,11 @@ public struct ConcentratorStateMachine {
         case let .vmBytes(id, bytes): vmBytes(id, bytes)
         case let .vmClosed(id): vmClosed(id)
         case let .clientConnected(id, listener, peer): clientConnected(id, listener: listener, peer: peer)
+        case let .sshSessionStarted(id, user, key, fingerprint, peer):
+            sshSessionStarted(id, user: user, key: key, fingerprint: fingerprint, peer: peer)
         case let .clientBytes(id, bytes): clientBytes(id, bytes)
         case let .clientClosed(id): clientClosed(id)
-        case let .adminConnected(id): adminConnected(id)
+        case let .adminConnected(id, peer): adminConnected(id, peer: peer)
         case let .adminLine(id, line): adminLine(id, line)
         case let .adminLineTooLong(id): adminLineTooLong(id)
         case let .adminClosed(id): adminClosed(id)

@@ -21,6 +21,9 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
     case clientAttach = "client-attach"
     case clientDetach = "client-detach"
     case clientDropped = "client-dropped"
+    case clientRefused = "client-refused"
+    case exclusiveTaken = "write-exclusive-taken"
+    case exclusiveReleased = "write-exclusive-released"
     case vmotionBegin = "vmotion-begin"
     case vmotionGoahead = "vmotion-goahead"
     case vmotionNotNow = "vmotion-notnow"
@@ -42,6 +45,7 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
     public var logLevel: LogLevel {
         switch self {
         case .vmotionBegin: return .debug
+        case .exclusiveTaken, .exclusiveReleased, .clientRefused: return .notice
         case .vmConnect, .vmDisconnect, .nameChange, .portReused, .portExpired, .clientAttach, .clientDetach,
              .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort, .vmotionSourceClosed:
             return .info

@@ -24,6 +24,10 @@ public struct DaemonSettings: Equatable, Sendable {
     public var vmStuckTimeout: Double = 60
     public var takeoverProbeTimeout: Double = 5
     public var metrics: String?
+    public var ssh: String?
+    public var sshHostKey: String?
+    public var sshAuthorizedKeys: String?
+    public var telnetPorts = "read-write"
 
     public init() {}
 
@@ -56,6 +60,14 @@ public struct DaemonSettings: Equatable, Sendable {
         .number("takeover-probe-timeout", \.takeoverProbeTimeout, check: positive(upTo: 600, unit: "seconds")),
         .optionalString("metrics", \.metrics, check: {
             Endpoint.parse($0, defaultHost: "127.0.0.1") == nil ? "must be [host]:port" : nil
+        }),
+        .optionalString("ssh", \.ssh, check: {
+            Endpoint.parse($0, defaultHost: "0.0.0.0") == nil ? "must be [host]:port" : nil
+        }),
+        .optionalString("ssh-host-key", \.sshHostKey),
+        .optionalString("ssh-authorized-keys", \.sshAuthorizedKeys),
+        .string("telnet-ports", \.telnetPorts, check: {
+            TelnetPortsMode(rawValue: $0) == nil ? "must be read-write, read-only or off" : nil
         }),
     ]
 

@@ -17,6 +17,9 @@ final class ConcentratorDriver: @unchecked Sendable {
     private var suppressedReported = 0
     private var machine: ConcentratorStateMachine
     private var channels: [ConnectionID: Channel] = [:]
+    /// SSH sessions, by the id the machine knows them by, and that id by the SSH server's session id.
+    var sessions: [ConnectionID: SSHConsoleSession] = [:]
+    var sessionIDs: [Int: ConnectionID] = [:]
     private var listeners: [ListenerRef: Channel] = [:]
     private var timers: [TimerID: (task: Scheduled<Void>, token: Int)] = [:]
     private var timerToken = 0
@@ -72,8 +75,20 @@ final class ConcentratorDriver: @unchecked Sendable {
 
     private func flushPending(_ id: ConnectionID) {
         guard var buffer = pending.removeValue(forKey: id) else { return }
-        if let channel = channels[id] { channel.writeAndFlush(buffer, promise: nil) }
+        if let channel = channels[id] {
+            channel.writeAndFlush(buffer, promise: nil)
+        } else if let session = sessions[id] {
+            session.write(Array(buffer.readableBytesView))
+        }
         buffer.clear()
+    }
+
+    /// Closes a channel once what was queued for it has been written (or after 10 s for a peer that never reads).
+    func closeAfterFlush(_ id: ConnectionID) {
+        guard let channel = channels[id] else { return }
+        // Writes complete in order: once this empty one has, everything queued before it has left.
+        channel.writeAndFlush(ByteBuffer()).whenComplete { _ in channel.close(promise: nil) }
+        loop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
     }
 
     private func flushPending() {
@@ -93,7 +108,7 @@ final class ConcentratorDriver: @unchecked Sendable {
     private func run(_ action: ConcentratorAction) {
         switch action {
         case let .send(id, bytes):
-            guard !bytes.isEmpty, channels[id] != nil else { return }
+            guard !bytes.isEmpty, channels[id] != nil || sessions[id] != nil else { return }
             if pending[id] == nil {
                 pending[id] = ByteBuffer(bytes: bytes)
                 pendingOrder.append(id)
@@ -104,19 +119,20 @@ final class ConcentratorDriver: @unchecked Sendable {
             let buffer = ByteBuffer(bytes: bytes)
             for id in ids {
                 flushPending(id)
-                channels[id]?.writeAndFlush(buffer, promise: nil)
+                if let channel = channels[id] {
+                    channel.writeAndFlush(buffer, promise: nil)
+                } else {
+                    sessions[id]?.write(bytes)
+                }
             }
         case let .close(id, flush):
             flushPending(id)
+            if let session = sessions[id] { return session.close(exitStatus: 0) }
             guard let channel = channels[id] else { return }
-            if flush {
-                // Writes complete in order: once this empty one has, everything queued before it has left.
-                channel.writeAndFlush(ByteBuffer()).whenComplete { _ in channel.close(promise: nil) }
-                // A peer that never reads would keep it open: close it anyway after a while.
-                loop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
-            } else {
-                channel.close(promise: nil)
-            }
+            if flush { closeAfterFlush(id) } else { channel.close(promise: nil) }
+        case let .endSession(id, status):
+            flushPending(id)
+            endSession(id, exitStatus: status)
         case let .setReading(id, on):
             flushPending(id)
             guard let channel = channels[id] else { return }

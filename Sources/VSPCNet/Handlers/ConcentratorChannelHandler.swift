@@ -32,7 +32,7 @@ final class ConcentratorChannelHandler: ChannelInboundHandler {
         switch kind {
         case .vm: driver.handle(.vmConnected(id, peer: peer))
         case .client(let ref): driver.handle(.clientConnected(id, listener: ref, peer: peer))
-        case .admin: driver.handle(.adminConnected(id))
+        case .admin: driver.handle(.adminConnected(id, peer: peer))
         }
         context.fireChannelActive()
     }

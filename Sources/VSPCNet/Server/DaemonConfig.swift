@@ -46,6 +46,14 @@ public struct DaemonConfig: Sendable {
     public var vmStuckTimeout: Double = 60
     /// Seconds a console's open connection has to answer the probe when another connection claims the console.
     public var takeoverProbeTimeout: Double = 5
+    /// `--admin unix:PATH`: the admin endpoint on a Unix socket (created 0660) instead of TCP.
+    public var adminUnixPath: String?
+    /// `--ssh`: the SSH front door (off when nil), its host key and its authorized keys.
+    public var ssh: Endpoint?
+    public var sshHostKeyPath = "ssh_host_ed25519_key"
+    public var sshAuthorizedKeysPath = "authorized_keys"
+    /// `--telnet-ports`.
+    public var telnetPorts = TelnetPortsMode.readWrite
     /// `--metrics`: where Prometheus scrapes `/metrics` (off when nil).
     public var metrics: Endpoint?
     /// The daemon's version, for `vspc status`.
@@ -76,6 +84,7 @@ public struct DaemonConfig: Sendable {
         c.vmStuckTimeout = vmStuckTimeout
         c.takeoverProbeTimeout = takeoverProbeTimeout
         c.version = version
+        c.telnetPorts = telnetPorts
         return c
     }
 

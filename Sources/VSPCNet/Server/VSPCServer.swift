@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
@@ -27,6 +28,7 @@ public final class VSPCServer: @unchecked Sendable {
     let driver: ConcentratorDriver
     public let metrics: VSPCMetrics
     private var metricsServer: MetricsServer?
+    let ssh = NIOLockedValueBox<SSHState?>(nil)
     private var proxyChannel: Channel?
     private var adminChannel: Channel?
 
@@ -97,12 +99,28 @@ public final class VSPCServer: @unchecked Sendable {
                         ConcentratorChannelHandler(id: driver.makeID(), kind: .admin, driver: driver))
                 }
             }
-        do {
-            adminChannel = try await admin.bind(host: config.adminHost, port: config.adminPort).get()
-        } catch {
-            throw ServerError("cannot listen on the admin port \(config.adminHost):\(config.adminPort): \(error)")
+        let adminWhere: String
+        if let path = config.adminUnixPath {
+            do {
+                adminChannel = try await admin.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            } catch {
+                throw ServerError("cannot listen on the admin socket \(path): \(error)")
+            }
+            // Local users in the daemon's group may use vspc; nobody else.
+            chmod(path, 0o660)
+            adminWhere = "unix:\(path) (0660)"
+        } else {
+            do {
+                adminChannel = try await admin.bind(host: config.adminHost, port: config.adminPort).get()
+            } catch {
+                throw ServerError("cannot listen on the admin port \(config.adminHost):\(config.adminPort): \(error)")
+            }
+            adminWhere = "\(config.adminHost):\(adminPort ?? config.adminPort)"
         }
-        logger.notice("admin endpoint on \(config.adminHost):\(adminPort ?? config.adminPort); per-VM ports on \(config.listenHost), range \(config.portRangeStart)-\(config.portRangeEnd)")
+        let telnet = config.telnetPorts == .off ? "per-VM telnet ports off"
+            : "per-VM telnet ports (\(config.telnetPorts.rawValue)) on \(config.listenHost), range \(config.portRangeStart)-\(config.portRangeEnd)"
+        logger.notice("admin endpoint on \(adminWhere); \(telnet)")
+        try await startSSH()
         if let endpoint = config.metrics {
             let server = MetricsServer(metrics: metrics) {
                 (try? await driver.loop.submit { driver.metricsSnapshot() }.get()) ?? MetricsSnapshot()
@@ -132,6 +150,7 @@ public final class VSPCServer: @unchecked Sendable {
         let driver = self.driver
         try? await proxyChannel?.close()
         try? await adminChannel?.close()
+        await stopSSH()
         await metricsServer?.stop()
         try? await driver.loop.submit { driver.shutdown() }.get()
         // Let the closes just started run to the end (their channelInactive events record the disconnects).

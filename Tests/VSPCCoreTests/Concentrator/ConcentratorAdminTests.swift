@@ -65,8 +65,13 @@ final class ConcentratorAdminTests: XCTestCase {
         XCTAssertEqual(h.send(.adminConnected(id)), [])
         let request = try! JSONEncoder().encode(AdminRequest(command: "tail", vm: "web01", bytes: 7))
         let acts = h.send(.adminLine(id, Array(request)))
-        XCTAssertEqual(acts.count, 3)
-        XCTAssertEqual(Array(acts.dropFirst()), [.send(id, Array("line2\r\n".utf8)), .close(id, flush: true)])
+        XCTAssertEqual(acts.count, 4)
+        // Every attach is on record, the tail door's too (issue 9).
+        XCTAssertEqual(Array(acts.dropFirst()), [
+            .record(ConsoleEvent(kind: .clientAttach, time: h.clock.date, uuid: UUIDs.a, name: "web01", peer: "local",
+                                 detail: "door=tail mode=read-only")),
+            .send(id, Array("line2\r\n".utf8)), .close(id, flush: true),
+        ])
         guard case .send(id, let answer) = acts.first, answer.last == 0x0A,
               let response = try? JSONDecoder().decode(AdminResponse.self, from: Data(answer.dropLast())) else {
             return XCTFail("no JSON answer line first: \(acts)")

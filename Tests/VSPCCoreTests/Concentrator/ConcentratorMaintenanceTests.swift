@@ -201,7 +201,8 @@ final class ConcentratorMaintenanceTests: XCTestCase {
         ])
         // The closes, reported back.
         XCTAssertEqual(Array(h.take().dropFirst(acts.count)).records.map { "\($0.kind.rawValue) \($0.name ?? "") \($0.detail ?? "")" }, [
-            "client-detach web01 ", "vm-disconnect web01 daemon stopping", "vm-disconnect db01 daemon stopping",
+            "client-detach web01 door=telnet mode=read-write", "client-detach web01 door=tail mode=read-only",
+            "vm-disconnect web01 daemon stopping", "vm-disconnect db01 daemon stopping",
         ])
         // Timers that still fire, a late bind and a second shutdown do nothing.
         h.advance(by: 120)

@@ -15,12 +15,12 @@ final class ConcentratorPeopleTests: XCTestCase {
         XCTAssertEqual(acts, [
             .send(person, Wire.clientOpening),
             .record(ConsoleEvent(kind: .clientAttach, time: h.clock.date, uuid: UUIDs.a, name: "web01",
-                                 peer: "192.0.2.7:40001", detail: "read-write")),
+                                 peer: "192.0.2.7:40001", detail: "door=telnet mode=read-write")),
         ])
         XCTAssertEqual(h.list().first?.clients, 1)
         XCTAssertEqual(h.send(.clientClosed(person)), [
             .record(ConsoleEvent(kind: .clientDetach, time: h.clock.date, uuid: UUIDs.a, name: "web01",
-                                 peer: "192.0.2.7:40001")),
+                                 peer: "192.0.2.7:40001", detail: "door=telnet mode=read-write")),
         ])
         XCTAssertEqual(h.list().first?.clients, 0)
     }
@@ -86,11 +86,12 @@ final class ConcentratorPeopleTests: XCTestCase {
         let acts = h.send(.writabilityChanged(slow, writable: false))
         XCTAssertEqual(acts, [
             .record(ConsoleEvent(kind: .clientDropped, time: t, uuid: UUIDs.a, name: "web01", peer: "192.0.2.2:2",
-                                 detail: "stopped reading")),
+                                 detail: "stopped reading; door=telnet mode=read-write")),
             .close(slow, flush: false),
         ])
         XCTAssertEqual(Array(h.take().dropFirst(acts.count)), [
-            .record(ConsoleEvent(kind: .clientDetach, time: t, uuid: UUIDs.a, name: "web01", peer: "192.0.2.2:2")),
+            .record(ConsoleEvent(kind: .clientDetach, time: t, uuid: UUIDs.a, name: "web01", peer: "192.0.2.2:2",
+                                 detail: "door=telnet mode=read-write")),
         ])
         XCTAssertEqual(h.vm(vm, says: Array("on".utf8)), [.broadcast([c1, c3], Array("on".utf8))],
                        "the others and the VM never wait for it")

@@ -55,6 +55,8 @@ final class ConcentratorHarness {
     var assignmentReply: (ConsoleKey) -> WriteReply = { _ in .commit }
     var scrollbackReply: ([ConsoleKey]) -> WriteReply = { _ in .commit }
     var deletionReply: (ConsoleKey) -> WriteReply = { _ in .commit }
+    /// SSH sessions ended, with their exit status.
+    private(set) var exitStatuses: [ConnectionID: Int] = [:]
     /// Report each `.close` back as `vmClosed` / `clientClosed` / `adminClosed`.
     var autoClose = true
 
@@ -129,6 +131,9 @@ final class ConcentratorHarness {
             case .client: followUps.append(.clientClosed(id))
             case .admin: followUps.append(.adminClosed(id))
             }
+        case let .endSession(id, status):
+            exitStatuses[id] = status
+            carryOut(.close(id, flush: true))
         case .setReading:
             break
         case let .bind(ref, port):

@@ -1,0 +1,135 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSH
+import VSPCCore
+
+/// The authorized keys in force, shared by every connection of an `SSHServer`. `replace(with:)` (on SIGHUP or when
+/// the file changes) applies to the next authentication; sessions already open keep the key they authenticated with
+/// and are not dropped. Thread-safe.
+public final class AuthorizedKeysHolder: Sendable {
+    private let box: NIOLockedValueBox<AuthorizedKeys>
+
+    public init(_ keys: AuthorizedKeys = .empty) {
+        box = NIOLockedValueBox(keys)
+    }
+
+    public var current: AuthorizedKeys { box.withLockedValue { $0 } }
+
+    public func replace(with keys: AuthorizedKeys) {
+        box.withLockedValue { $0 = keys }
+    }
+
+    /// Reads and parses an authorized_keys file. Blocking file I/O: call it off the event loops (at start-up, or on
+    /// a thread pool for a reload). Throws when the file cannot be read or holds more than `maxBytes`; malformed
+    /// lines do not throw, they are `problems` of the result (log its `diagnostics`).
+    public static func load(path: String, maxBytes: Int = 4 << 20) throws -> AuthorizedKeys {
+        do {
+            return AuthorizedKeys.parse(try SSHFiles.read(path, limit: maxBytes))
+        } catch {
+            throw AuthorizedKeysFileError(path: path, reason: "\(error)")
+        }
+    }
+}
+
+public struct AuthorizedKeysFileError: Error, Sendable, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "cannot read authorized keys \(path): \(reason)" }
+}
+
+extension AuthorizedKeys {
+    /// Logs what a load found: each skipped line and refused key as a warning, then a one-line summary.
+    public func log(path: String, to logger: Logger) {
+        for problem in diagnostics {
+            logger.warning("authorized keys \(path) \(problem)")
+        }
+        let refused = keys.count - usableKeys.count
+        logger.notice("authorized keys \(path): \(usableKeys.count) key(s) accepted, \(refused) refused, \(problems.count) line(s) skipped")
+    }
+}
+
+/// What one SSH connection has done so far; touched only on the connection's event loop.
+final class SSHConnectionState {
+    let peer: String
+    /// The user name of the latest authentication request.
+    var user: String?
+    /// Public keys of a type this server reads that the client proved it holds.
+    var offeredKeys = 0
+    var authenticated: (key: AuthorizedKey, fingerprint: String, user: String)?
+    var sessions = 0
+    /// Called once when authentication succeeds (swift-nio-ssh fires no event for it on a server).
+    var onAuthenticated: (() -> Void)?
+
+    init(peer: String) {
+        self.peer = peer
+    }
+}
+
+/// Public-key authentication against the authorized keys in force. swift-nio-ssh has verified the signature before
+/// it asks; key types it cannot read (RSA, DSA, security keys) never get here: the connection guard logs those.
+final class SSHKeyAuthenticator: NIOSSHServerUserAuthenticationDelegate {
+    let keys: AuthorizedKeysHolder
+    let state: SSHConnectionState
+    let logger: Logger
+
+    init(keys: AuthorizedKeysHolder, state: SSHConnectionState, logger: Logger) {
+        self.keys = keys
+        self.state = state
+        self.logger = logger
+    }
+
+    var supportedAuthenticationMethods: NIOSSHAvailableUserAuthenticationMethods { .publicKey }
+
+    func requestReceived(request: NIOSSHUserAuthenticationRequest,
+                         responsePromise: EventLoopPromise<NIOSSHUserAuthenticationOutcome>) {
+        state.user = request.username
+        guard case .publicKey(let offer) = request.request else {
+            if case .password = request.request {
+                logger.debug("ssh: \(state.peer) (user \(SSHLogText.clean(request.username))) tried a password; only keys are accepted")
+            }
+            responsePromise.succeed(.failure)
+            return
+        }
+        state.offeredKeys += 1
+        guard let (type, blob) = offer.publicKey.typeAndBlob else {
+            responsePromise.succeed(.failure)
+            return
+        }
+        let fingerprint = SSHFingerprint.sha256(blob)
+        guard let key = keys.current.key(forBlob: blob) else {
+            let who = "\(state.peer) (user \(SSHLogText.clean(request.username)))"
+            logger.notice("ssh: \(who) offered \(type) key \(fingerprint), which is not in the authorized keys; refused")
+            responsePromise.succeed(.failure)
+            return
+        }
+        state.authenticated = (key, fingerprint, request.username)
+        state.onAuthenticated?()
+        state.onAuthenticated = nil
+        let person = SSHLogText.clean(key.comment)
+        logger.info("ssh: \(state.peer) authenticated with \(fingerprint) (\(person)) as user \(SSHLogText.clean(request.username))")
+        responsePromise.succeed(.success)
+    }
+}
+
+/// Text from the network made safe for a log line.
+enum SSHLogText {
+    /// At most 80 characters, control characters as `?`, quoted when empty.
+    static func clean(_ text: String) -> String {
+        if text.isEmpty { return "\"\"" }
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars.prefix(80) {
+            let v = scalar.value
+            out.append(v < 0x20 || (v >= 0x7F && v <= 0x9F) ? "?" : scalar)
+        }
+        return String(out) + (text.unicodeScalars.count > 80 ? "..." : "")
+    }
+
+    static func describe(_ address: SocketAddress?) -> String {
+        guard let address else { return "?" }
+        if let ip = address.ipAddress, let port = address.port {
+            return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        }
+        return "\(address)"
+    }
+}
