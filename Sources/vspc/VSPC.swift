@@ -175,7 +175,7 @@ func formatStatus(_ s: DaemonStatus) -> String {
     let rows: [(String, String)] = [
         ("daemon", "vspcd \(s.version), up \(formatDuration(s.uptimeSeconds)) (since \(started))"),
         ("consoles", "\(s.consoles) (\(s.connected) connected, \(s.migrating) in vMotion)"),
-        ("people", "\(s.telnetClients) on telnet, \(s.tailFollowers) following with tail -f"),
+        ("people", "\(s.telnetClients) on telnet, \(s.sshClients ?? 0) on ssh, \(s.tailFollowers) following with tail -f"),
         ("ports", "\(s.portsUsed) used / \(s.portsFree) free (range \(s.portRangeStart)-\(s.portRangeEnd))"
             + ((s.unsaved ?? 0) > 0 ? "; \(s.unsaved!) not yet saved: the database refuses writes" : "")),
         ("descriptors", "\(s.descriptors) used / \(s.descriptorLimit) limit"),

@@ -102,7 +102,7 @@ final class ForgetStatusTests: XCTestCase {
         XCTAssertEqual(lines.map { String($0.prefix(13)) },
                        ["daemon       ", "consoles     ", "people       ", "ports        ", "descriptors  ", "events       "])
         XCTAssertEqual(lines[1], "consoles     1 (1 connected, 0 in vMotion)")
-        XCTAssertEqual(lines[2], "people       1 on telnet, 0 following with tail -f")
+        XCTAssertEqual(lines[2], "people       1 on telnet, 0 on ssh, 0 following with tail -f")
         XCTAssertEqual(lines[3], "ports        1 used / \(daemon.portRange.count - 1) free (range \(daemon.portRange.lowerBound)-\(daemon.portRange.upperBound))")
         XCTAssertTrue(lines[0].hasPrefix("daemon       vspcd "), lines[0])
         XCTAssertTrue(lines[0].contains(", up "), lines[0])

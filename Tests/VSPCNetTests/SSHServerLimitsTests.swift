@@ -61,7 +61,7 @@ final class SSHServerLimitsTests: SSHTestCase {
         // ssh's stdout is a pipe nobody reads: it fills, ssh stops reading the socket, and output queues up.
         let stuck = try RunningProcess("/usr/bin/ssh", sshArguments("flood", alice, server, options: ["-T"]), readStdout: false)
         defer { stuck.terminate() }
-        eventually("the session is dropped", timeout: 15) { gateway.sessions.first?.end == .outputOverflow }
+        eventually("the session is dropped", timeout: 120) { gateway.sessions.first?.end == .outputOverflow }
         // Others are still served.
         let result = try ssh("web-0", alice, server)
         XCTAssertEqual(result.status, 0, result.stderr)
@@ -105,5 +105,41 @@ final class SSHServerLimitsTests: SSHTestCase {
         eventually("the session ends") { gateway.sessions.first?.end == .serverStopped }
         XCTAssertEqual(session.wait().status, 255)
         XCTAssertEqual(server.connectionCount, 0)
+    }
+
+    /// Sessions multiplexed over one connection (OpenSSH's ControlMaster) are bounded per connection.
+    func testSessionsPerConnectionAreBounded() throws {
+        let alice = try makeKey("alice", ["-t", "ed25519"], comment: "alice@test")
+        let (server, _) = try startServer(alice.publicLine) { $0.maxSessionsPerConnection = 2 }
+        let control = "\(dir)/control"
+        let master = try RunningProcess("/usr/bin/ssh", sshArguments("echo", alice, server, options: ["-M", "-S", control, "-N"]))
+        defer { master.terminate() }
+        eventually("the master connection is up") { FileManager.default.fileExists(atPath: control) }
+        func session() throws -> RunningProcess {
+            try RunningProcess("/usr/bin/ssh", sshArguments("echo", alice, server, options: ["-S", control, "-o", "ControlMaster=no", "-T"]))
+        }
+        let first = try session()
+        let second = try session()
+        for (process, text) in [(first, "1"), (second, "2")] {
+            process.write(Array(text.utf8))
+            eventually("session \(text) echoes") { process.stdout == Array(text.utf8) }
+        }
+        let third = try session()
+        third.closeStdin()
+        let refused = third.wait()
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("Session open refused by peer"), refused.stderr)
+        XCTAssertEqual(server.connectionCount, 1)
+        eventually("the refusal is logged") { log.all.contains { $0.contains("asked for more than 2 sessions at once; refused") } }
+
+        first.closeStdin()
+        XCTAssertEqual(first.wait().status, 3)
+        let fourth = try session()
+        fourth.write(Array("4".utf8))
+        eventually("a new session is served again") { fourth.stdout == Array("4".utf8) }
+        fourth.closeStdin()
+        second.closeStdin()
+        XCTAssertEqual(fourth.wait().status, 3)
+        XCTAssertEqual(second.wait().status, 3)
     }
 }

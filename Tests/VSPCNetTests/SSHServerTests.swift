@@ -18,6 +18,7 @@ final class SSHServerTests: SSHTestCase {
         eventually("the session ends") { gateway.sessions.first?.end != nil }
         XCTAssertEqual(gateway.sessions.map(\.end), [.closed(exitStatus: 0)])
         XCTAssertEqual(gateway.sessions.first?.fingerprint, alice.fingerprint)
+        XCTAssertEqual(AuthorizedKeys.parse(alice.publicLine).keys.first?.fingerprint, alice.fingerprint)
         XCTAssertTrue(log.all.contains { $0.contains("authenticated with \(alice.fingerprint) (alice@test) as user web-1#com2") })
     }
 
@@ -42,9 +43,21 @@ final class SSHServerTests: SSHTestCase {
         XCTAssertEqual(result.status, 255)
         XCTAssertTrue(result.stderr.contains("Permission denied (publickey)"), result.stderr)
         XCTAssertEqual(result.stdout, [])
-        XCTAssertTrue(log.all.contains {
-            $0.contains("(user web-0) offered ssh-ed25519 key \(mallory.fingerprint), which is not in the authorized keys; refused")
-        }, "\(log.all)")
+        eventually("the refusal is logged") {
+            log.all.contains { $0.contains("(user web-0) refused: key ssh-ed25519 \(mallory.fingerprint) is not in the authorized keys") }
+        }
+        XCTAssertEqual(log.all.filter { $0.hasPrefix("notice") && $0.contains("refused") }.count, 1, "one line per refused connection")
+
+        // Several keys offered on one connection: still one line, naming them all.
+        let trudy = try makeKey("trudy", ["-t", "ecdsa"], comment: "trudy@test")
+        let both = try ssh("web-1", mallory, server, options: ["-i", trudy.path])
+        XCTAssertEqual(both.status, 255)
+        eventually("the second refusal is logged") {
+            log.all.contains {
+                $0.contains("(user web-1) refused: keys ssh-ed25519 \(mallory.fingerprint), ecdsa-sha2-nistp256 \(trudy.fingerprint) are not in the authorized keys")
+                    || $0.contains("(user web-1) refused: keys ecdsa-sha2-nistp256 \(trudy.fingerprint), ssh-ed25519 \(mallory.fingerprint) are not in the authorized keys")
+            }
+        }
         XCTAssertTrue(gateway.sessions.isEmpty)
     }
 

@@ -68,10 +68,7 @@ final class StubGateway: SSHConsoleGateway, @unchecked Sendable {
             session.close(exitStatus: 1)
         case "flood":
             let chunk = [UInt8](repeating: 0x41, count: 16 * 1024)
-            var n = 0
             session.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
-                n += 1
-                if n % 200 == 0 { FileHandle.standardError.write(Data("DEBUG flood \(n) queued \(session.queuedBytes) writable \(session.isWritable)\n".utf8)) }
                 if !session.write(chunk) { task.cancel() }
             }
         default:
@@ -104,37 +101,65 @@ struct ProcessResult {
 }
 
 /// A running program whose stdin is kept open and whose output is collected as it comes.
+///
+/// Spawned with posix_spawn and reaped with waitpid(WNOHANG) (Foundation's Process on Linux may block reaping one
+/// child while another is still running). Every pipe end is close-on-exec, so no other child holds this one's stdin.
 final class RunningProcess: @unchecked Sendable {
-    let process = Process()
-    private let stdinPipe = Pipe()
-    private let stdoutPipe = Pipe()
-    private let stderrPipe = Pipe()
+    let pid: pid_t
+    private var stdinFD: Int32
+    /// stdout's read end when nobody reads it; closed once the program is gone.
+    private var unreadStdout: Int32 = -1
     private let output = NIOLockedValueBox<(out: [UInt8], err: [UInt8])>(([], []))
     private let readers = DispatchGroup()
-    private let exited = DispatchSemaphore(value: 0)
+    private var status: Int32?
 
     /// `readStdout: false` leaves stdout unread, so the program blocks once the pipe is full.
     init(_ path: String, _ arguments: [String], environment: [String: String]? = nil, readStdout: Bool = true) throws {
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        process.standardInput = stdinPipe
-        process.standardOutput = stdoutPipe
-        process.standardError = stderrPipe
-        process.terminationHandler = { [exited] _ in exited.signal() }
-        try process.run()
-        if readStdout { drain(stdoutPipe.fileHandleForReading, err: false) }
-        drain(stderrPipe.fileHandleForReading, err: true)
+        var fds = [Int32](repeating: -1, count: 6)
+        for i in 0..<3 {
+            guard fds.withUnsafeMutableBufferPointer({ pipe($0.baseAddress! + 2 * i) }) == 0 else {
+                throw POSIXError(.EMFILE)
+            }
+            _ = fcntl(fds[2 * i], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fds[2 * i + 1], F_SETFD, FD_CLOEXEC)
+        }
+        // fds: [stdin read, stdin write, stdout read, stdout write, stderr read, stderr write]
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fds[3], 1)
+        posix_spawn_file_actions_adddup2(&actions, fds[5], 2)
+        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        close(fds[0])
+        close(fds[3])
+        close(fds[5])
+        guard rc == 0 else {
+            [fds[1], fds[2], fds[4]].forEach { close($0) }
+            throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .ENOENT)
+        }
+        self.pid = pid
+        stdinFD = fds[1]
+        if readStdout { drain(fds[2], err: false) } else { unreadStdout = fds[2] }
+        drain(fds[4], err: true)
     }
 
-    private func drain(_ handle: FileHandle, err: Bool) {
+    private func drain(_ fd: Int32, err: Bool) {
         readers.enter()
         DispatchQueue.global().async { [output, readers] in
+            var chunk = [UInt8](repeating: 0, count: 65536)
             while true {
-                let data = handle.availableData
-                if data.isEmpty { break }
-                output.withLockedValue { if err { $0.err += data } else { $0.out += data } }
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0, errno == EINTR { continue }
+                if n <= 0 { break }
+                output.withLockedValue { if err { $0.err += chunk[0..<n] } else { $0.out += chunk[0..<n] } }
             }
+            close(fd)
             readers.leave()
         }
     }
@@ -143,28 +168,65 @@ final class RunningProcess: @unchecked Sendable {
     var stderr: String { String(decoding: output.withLockedValue { $0.err }, as: UTF8.self) }
 
     func write(_ bytes: [UInt8]) {
-        stdinPipe.fileHandleForWriting.write(Data(bytes))
+        var done = 0
+        while done < bytes.count, stdinFD >= 0 {
+            let n = bytes.withUnsafeBytes { Glibc.write(stdinFD, $0.baseAddress! + done, bytes.count - done) }
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 { return }
+            done += n
+        }
     }
 
     func closeStdin() {
-        try? stdinPipe.fileHandleForWriting.close()
+        if stdinFD >= 0 {
+            close(stdinFD)
+            stdinFD = -1
+        }
+    }
+
+    private func reap(block: Bool) -> Bool {
+        if status != nil { return true }
+        var raw: Int32 = 0
+        let r = waitpid(pid, &raw, block ? 0 : WNOHANG)
+        guard r == pid else { return false }
+        status = raw & 0x7F == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
+        return true
     }
 
     /// Waits for the program to exit; kills it after `timeout` seconds.
     func wait(timeout: Double = 60, file: StaticString = #filePath, line: UInt = #line) -> ProcessResult {
-        if exited.wait(timeout: .now() + timeout) == .timedOut {
-            XCTFail("\(process.executableURL!.path) did not finish within \(timeout) s; stderr: \(stderr)", file: file, line: line)
-            process.terminate()
-            exited.wait()
+        let deadline = Date().addingTimeInterval(timeout)
+        while !reap(block: false) {
+            if Date() > deadline {
+                XCTFail("process \(pid) did not finish within \(timeout) s; stderr: \(stderr)", file: file, line: line)
+                kill(pid, SIGKILL)
+                _ = reap(block: true)
+                break
+            }
+            usleep(10_000)
         }
+        closeStdin()
+        closeUnreadStdout()
         _ = readers.wait(timeout: .now() + 10)
-        return ProcessResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+        return ProcessResult(status: status ?? -1, stdout: stdout, stderr: stderr)
     }
 
+    /// Kills the program (if it still runs) and reaps it.
     func terminate() {
-        if process.isRunning { process.terminate() }
-        exited.wait()
-        try? stdoutPipe.fileHandleForReading.close()
+        if !reap(block: false) {
+            kill(pid, SIGKILL)
+            _ = reap(block: true)
+        }
+        closeStdin()
+        closeUnreadStdout()
+        _ = readers.wait(timeout: .now() + 10)
+    }
+
+    private func closeUnreadStdout() {
+        if unreadStdout >= 0 {
+            close(unreadStdout)
+            unreadStdout = -1
+        }
     }
 }
 

@@ -138,6 +138,8 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var eventsSuppressed: Int
     /// Listed consoles whose assignment the database has not taken yet.
     public var unsaved: Int?
+    /// People attached over SSH.
+    public var sshClients: Int?
 
     public init(version: String, startedAt: String, uptimeSeconds: Int, consoles: Int, connected: Int, migrating: Int,
                 telnetClients: Int, tailFollowers: Int, portsUsed: Int, portsFree: Int, portRangeStart: Int,

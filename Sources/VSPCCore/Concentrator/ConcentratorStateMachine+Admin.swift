@@ -108,12 +108,13 @@ extension ConcentratorStateMachine {
             version: config.version, startedAt: AdminProtocol.timestamp(started),
             uptimeSeconds: max(0, Int(now.date.timeIntervalSince(started))),
             consoles: listed.count, connected: consoles.values.filter { $0.vm != nil }.count,
-            migrating: migratingCount, telnetClients: clients.count,
+            migrating: migratingCount, telnetClients: clients.values.filter { $0.door == .telnet }.count,
             tailFollowers: consoles.values.reduce(0) { $0 + $1.followers.count },
             portsUsed: config.portRange.count - pool.available, portsFree: pool.available,
             portRangeStart: config.portRange.lowerBound, portRangeEnd: config.portRange.upperBound,
             descriptors: descriptorsInUse, descriptorLimit: config.descriptorLimit, eventsSuppressed: eventsSuppressed)
         status.unsaved = listed.filter { !$0.persisted }.count
+        status.sshClients = clients.values.filter { $0.door == .ssh }.count
         return status
     }
 

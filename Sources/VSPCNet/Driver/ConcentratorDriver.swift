@@ -208,7 +208,7 @@ final class ConcentratorDriver: @unchecked Sendable {
         }
         let s = machine.daemonStatus()
         return MetricsSnapshot(vmsConnected: s.connected, consoles: s.consoles,
-                               clientsByDoor: ["telnet": s.telnetClients, "tail": s.tailFollowers],
+                               clientsByDoor: ["telnet": s.telnetClients, "ssh": s.sshClients ?? 0, "tail": s.tailFollowers],
                                portsFree: s.portsFree, vmotionsInProgress: s.migrating)
     }
 

@@ -54,8 +54,9 @@ final class SSHConnectionState {
     let peer: String
     /// The user name of the latest authentication request.
     var user: String?
-    /// Public keys of a type this server reads that the client proved it holds.
-    var offeredKeys = 0
+    /// Keys (type and fingerprint) the client proved it holds that are not authorized, the first few.
+    private(set) var refusedKeys: [String] = []
+    private(set) var refusedCount = 0
     var authenticated: (key: AuthorizedKey, fingerprint: String, user: String)?
     var sessions = 0
     /// Called once when authentication succeeds (swift-nio-ssh fires no event for it on a server).
@@ -64,10 +65,24 @@ final class SSHConnectionState {
     init(peer: String) {
         self.peer = peer
     }
+
+    func refused(type: String, fingerprint: String) {
+        refusedCount += 1
+        if refusedKeys.count < 4 { refusedKeys.append("\(type) \(fingerprint)") }
+    }
+
+    /// `ssh-ed25519 SHA256:... is not in the authorized keys`, or the same for several keys.
+    var refusalSummary: String {
+        let more = refusedCount > refusedKeys.count ? " and \(refusedCount - refusedKeys.count) more" : ""
+        return refusedCount == 1
+            ? "key \(refusedKeys[0]) is not in the authorized keys"
+            : "keys \(refusedKeys.joined(separator: ", "))\(more) are not in the authorized keys"
+    }
 }
 
 /// Public-key authentication against the authorized keys in force. swift-nio-ssh has verified the signature before
-/// it asks; key types it cannot read (RSA, DSA, security keys) never get here: the connection guard logs those.
+/// it asks; key types it cannot read (RSA, DSA, security keys) never get here. A connection that ends without
+/// authenticating gets one log line from `SSHConnectionGuard`: the keys refused, or that no usable key was offered.
 final class SSHKeyAuthenticator: NIOSSHServerUserAuthenticationDelegate {
     let keys: AuthorizedKeysHolder
     let state: SSHConnectionState
@@ -91,15 +106,15 @@ final class SSHKeyAuthenticator: NIOSSHServerUserAuthenticationDelegate {
             responsePromise.succeed(.failure)
             return
         }
-        state.offeredKeys += 1
         guard let (type, blob) = offer.publicKey.typeAndBlob else {
             responsePromise.succeed(.failure)
             return
         }
         let fingerprint = SSHFingerprint.sha256(blob)
         guard let key = keys.current.key(forBlob: blob) else {
-            let who = "\(state.peer) (user \(SSHLogText.clean(request.username)))"
-            logger.notice("ssh: \(who) offered \(type) key \(fingerprint), which is not in the authorized keys; refused")
+            // Logged once, when the connection ends without authenticating (see SSHConnectionGuard).
+            logger.debug("ssh: \(state.peer) offered \(type) key \(fingerprint), which is not in the authorized keys")
+            state.refused(type: type, fingerprint: fingerprint)
             responsePromise.succeed(.failure)
             return
         }

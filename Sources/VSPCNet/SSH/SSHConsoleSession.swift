@@ -99,9 +99,12 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
     private var lastWrite: EventLoopFuture<Void>?
     /// Set when the server ends the session; nil when the client did.
     private(set) var end: SSHSessionEnd?
+    private var reported = false
+    private var closeDeadline: Scheduled<Void>?
+    private let server: SSHServer
 
     init(id: Int, user: String, key: AuthorizedKey, fingerprint: String, peer: String, command: String?,
-         terminal: SSHTerminal?, channel: Channel, outputLimit: Int, closeGrace: TimeAmount) {
+         terminal: SSHTerminal?, channel: Channel, server: SSHServer) {
         self.id = id
         self.user = user
         self.key = key
@@ -110,8 +113,9 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
         self.command = command
         self.terminal = terminal
         self.channel = channel
-        self.outputLimit = outputLimit
-        self.closeGrace = closeGrace
+        self.server = server
+        self.outputLimit = server.settings.sessionOutputLimit
+        self.closeGrace = server.settings.closeGrace
     }
 
     /// Queues bytes for the client, raw. Returns false when the session is closed or closing, or when these bytes
@@ -126,9 +130,7 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
         guard !bytes.isEmpty else { return true }
         let count = bytes.count
         guard queuedBytes + count <= outputLimit else {
-            state = .closed
-            end = .outputOverflow
-            channel.close(promise: nil)
+            drop(.outputOverflow)
             return false
         }
         queuedBytes += count
@@ -144,8 +146,8 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
     }
 
     /// Ends the session: the output queued so far is delivered, then the exit status (clamped to 0...255) and the
-    /// channel's close. A client that does not take the queued output within the grace period (5 s by default)
-    /// is closed without it. Later calls do nothing.
+    /// channel's close. A client that has not taken the queued output and answered the close within the grace
+    /// period (`SSHServerSettings.closeGrace`, 5 s by default) is dropped with its connection. Later calls do nothing.
     public func close(exitStatus: Int) {
         guard channel.eventLoop.inEventLoop else {
             channel.eventLoop.execute { self.close(exitStatus: exitStatus) }
@@ -156,22 +158,37 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
         let status = min(max(exitStatus, 0), 255)
         end = .closed(exitStatus: status)
         let channel = self.channel
-        let deadline = channel.eventLoop.scheduleTask(in: closeGrace) { channel.close(promise: nil) }
+        // A client that does not take the rest of its output, or does not answer the close, is dropped.
+        closeDeadline = channel.eventLoop.scheduleTask(in: closeGrace) { [self] in drop(.closed(exitStatus: status)) }
         // Writes complete in order: once the last one has gone out, everything has. (No EOF is sent: swift-nio-ssh
         // 0.15.1 refuses to send one after the client's own EOF.)
         let drained = queuedBytes > 0 ? (lastWrite ?? channel.eventLoop.makeSucceededVoidFuture())
                                       : channel.eventLoop.makeSucceededVoidFuture()
         drained.whenComplete { _ in
-            deadline.cancel()
             channel.triggerUserOutboundEvent(SSHChannelRequestEvent.ExitStatus(exitStatus: status)).whenComplete { _ in
                 channel.close(promise: nil)
             }
         }
     }
 
-    /// The channel is gone: how the session ended.
-    func finished(serverStopping: Bool) -> SSHSessionEnd {
+    /// Drops a client that does not take its output. Its SSH channel cannot close cleanly (that needs the client to
+    /// answer), so the whole connection is closed.
+    private func drop(_ reason: SSHSessionEnd) {
+        guard !reported else { return }
         state = .closed
-        return end ?? (serverStopping ? .serverStopped : .clientLeft)
+        end = reason
+        channel.close(promise: nil)
+        channel.parent?.close(promise: nil)
+        // Reported from a fresh turn of the loop, never from inside the gateway's own call to `write`.
+        channel.eventLoop.execute { self.ended() }
+    }
+
+    /// Tells the gateway the session is over, once.
+    func ended() {
+        guard !reported else { return }
+        reported = true
+        state = .closed
+        closeDeadline?.cancel()
+        server.gateway.sessionEnded(self, end ?? (server.isStopping ? .serverStopped : .clientLeft))
     }
 }

@@ -17,9 +17,11 @@ public struct SSHServerSettings: Sendable {
     public var maxAuthAttempts = 20
     /// Session channels one connection may hold open at once.
     public var maxSessionsPerConnection = 4
-    /// Bytes that may wait for one session's client before the session is dropped.
+    /// Bytes that may wait for one session's client before the session is dropped (with its connection: a stuck
+    /// client cannot close an SSH channel cleanly).
     public var sessionOutputLimit = 1 << 20
-    /// How long `close(exitStatus:)` waits for queued output to leave before closing anyway.
+    /// How long `close(exitStatus:)` waits for queued output to leave and for the client to answer the close;
+    /// after that the client's connection is dropped.
     public var closeGrace: TimeAmount = .seconds(5)
 
     public init(host: String = "0.0.0.0", port: Int = 6781) {
@@ -113,20 +115,27 @@ public final class SSHServer: @unchecked Sendable {
 
     private func initializeConnection(_ channel: Channel) throws {
         let peer = SSHLogText.describe(channel.remoteAddress)
-        let admitted: Bool = counters.withLockedValue { counters in
-            guard !counters.stopping else { return false }
+        enum Admission { case admitted, stopping, full(firstTime: Bool) }
+        let admission: Admission = counters.withLockedValue { counters in
+            guard !counters.stopping else { return .stopping }
             guard counters.unauthenticated < settings.maxUnauthenticated else {
-                if !counters.reportedFull {
-                    counters.reportedFull = true
-                    logger.warning("ssh: \(settings.maxUnauthenticated) connections are waiting to authenticate; refusing new ones until some finish")
-                }
-                return false
+                defer { counters.reportedFull = true }
+                return .full(firstTime: !counters.reportedFull)
             }
             counters.unauthenticated += 1
             counters.connections[ObjectIdentifier(channel)] = channel
-            return true
+            return .admitted
         }
-        guard admitted else {
+        switch admission {
+        case .admitted:
+            break
+        case .stopping:
+            try channel.pipeline.syncOperations.addHandler(CloseOnActive())
+            return
+        case .full(let firstTime):
+            if firstTime {
+                logger.warning("ssh: \(settings.maxUnauthenticated) connections are waiting to authenticate; refusing new ones until some finish")
+            }
             logger.debug("ssh: \(peer) refused: too many connections waiting to authenticate")
             try channel.pipeline.syncOperations.addHandler(CloseOnActive())
             return
@@ -139,7 +148,12 @@ public final class SSHServer: @unchecked Sendable {
         let ssh = NIOSSHHandler(role: .server(configuration), allocator: channel.allocator) { [self] child, type in
             self.initializeSessionChannel(child, type: type, connection: state)
         }
-        try channel.pipeline.syncOperations.addHandlers([ssh, SSHConnectionGuard(server: self, state: state)])
+        do {
+            try channel.pipeline.syncOperations.addHandlers([ssh, SSHConnectionGuard(server: self, state: state)])
+        } catch {
+            connectionClosed(channel, authenticated: false)
+            throw error
+        }
     }
 
     private func initializeSessionChannel(_ child: Channel, type: SSHChannelType,
@@ -218,9 +232,13 @@ final class SSHConnectionGuard: ChannelInboundHandler {
         done = true
         timer?.cancel()
         state.onAuthenticated = nil
-        if !authenticated, !timedOut, let user = state.user, state.offeredKeys == 0 {
+        if !authenticated, let user = state.user {
             let who = "\(state.peer) (user \(SSHLogText.clean(user)))"
-            server.logger.notice("ssh: \(who) offered no ed25519 or ECDSA key; RSA keys are not supported by this server; use ed25519 or ECDSA")
+            if state.refusedKeys.isEmpty {
+                server.logger.notice("ssh: \(who) offered no ed25519 or ECDSA key; RSA keys are not supported by this server; use ed25519 or ECDSA")
+            } else {
+                server.logger.notice("ssh: \(who) refused: \(state.refusalSummary)")
+            }
         }
         server.connectionClosed(context.channel, authenticated: authenticated)
     }

@@ -31,7 +31,7 @@ final class SSHSessionHandler: ChannelInboundHandler {
         }
         if let session {
             self.session = nil
-            server.gateway.sessionEnded(session, session.finished(serverStopping: server.isStopping))
+            session.ended()
         }
     }
 
@@ -91,8 +91,7 @@ final class SSHSessionHandler: ChannelInboundHandler {
         }
         let session = SSHConsoleSession(
             id: server.makeSessionID(), user: auth.user, key: auth.key, fingerprint: auth.fingerprint,
-            peer: connection.peer, command: command, terminal: terminal, channel: context.channel,
-            outputLimit: server.settings.sessionOutputLimit, closeGrace: server.settings.closeGrace)
+            peer: connection.peer, command: command, terminal: terminal, channel: context.channel, server: server)
         self.session = session
         reply(context, wantReply, true)
         server.gateway.sessionStarted(session)
