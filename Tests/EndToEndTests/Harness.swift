@@ -4,6 +4,7 @@ import NIOPosix
 import VSPCCore
 import VSPCClient
 import VSPCSim
+import VSPCStore
 import XCTest
 
 /// Starts the real `vspcd` binary on free ports with a temporary database, and stops or kills it.
@@ -230,4 +231,22 @@ func patternBytes(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
 
 func fixture(_ name: String) -> String {
     Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil)!.path
+}
+
+/// Polls the daemon's event table (written asynchronously, read here read-only) until `condition` holds.
+@discardableResult
+func waitForEvents(_ daemon: Daemon, uuid: String, _ what: String, timeout: Double = 30,
+                   _ condition: ([EventRecord]) -> Bool) async throws -> [EventRecord] {
+    let deadline = Date().addingTimeInterval(timeout)
+    var events: [EventRecord] = []
+    while true {
+        if let store = try? Store(path: daemon.dbPath, readOnly: true), let e = try? store.events(uuid: uuid) {
+            events = e
+            if condition(events) { return events }
+        }
+        if Date() > deadline {
+            throw SimError("timed out waiting for \(what); events: \(events.map { "\($0.kind)[\($0.detail ?? "")]" })")
+        }
+        try await Task.sleep(nanoseconds: 20_000_000)
+    }
 }

@@ -89,24 +89,6 @@ final class HostilePeerTests: XCTestCase {
         XCTAssertEqual(Array(vm.data.suffix(input.count)), input, "round trip \(n): person's input")
     }
 
-    /// Polls the event table (written asynchronously) until `condition` holds.
-    @discardableResult
-    func waitForEvents(_ daemon: Daemon, uuid: String, _ what: String, timeout: Double = 30,
-                       _ condition: ([EventRecord]) -> Bool) async throws -> [EventRecord] {
-        let deadline = Date().addingTimeInterval(timeout)
-        var events: [EventRecord] = []
-        while true {
-            if let store = try? Store(path: daemon.dbPath, readOnly: true), let e = try? store.events(uuid: uuid) {
-                events = e
-                if condition(events) { return events }
-            }
-            if Date() > deadline {
-                throw SimError("timed out waiting for \(what); events: \(events.map { "\($0.kind)[\($0.detail ?? "")]" })")
-            }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
-    }
-
     /// Waits until the daemon's log contains `text`.
     func waitForLog(_ daemon: Daemon, _ text: String, timeout: Double = 30) async throws {
         let deadline = Date().addingTimeInterval(timeout)

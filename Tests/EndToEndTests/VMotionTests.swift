@@ -88,24 +88,6 @@ final class VMotionTests: XCTestCase {
         try await Task.sleep(nanoseconds: ms * 1_000_000)
     }
 
-    /// Polls the event table (written asynchronously) until `condition` holds.
-    @discardableResult
-    func waitForEvents(_ daemon: Daemon, uuid: String, _ what: String, timeout: Double = 15,
-                               _ condition: ([EventRecord]) -> Bool) async throws -> [EventRecord] {
-        let deadline = Date().addingTimeInterval(timeout)
-        var events: [EventRecord] = []
-        while true {
-            if let store = try? Store(path: daemon.dbPath, readOnly: true), let e = try? store.events(uuid: uuid) {
-                events = e
-                if condition(events) { return events }
-            }
-            if Date() > deadline {
-                throw SimError("timed out waiting for \(what); events: \(events.map { "\($0.kind)[\($0.detail ?? "")]" })")
-            }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
-    }
-
     /// True if `kinds` contains `wanted` in this order (other kinds may come between).
     func inOrder(_ kinds: [String], _ wanted: [String]) -> Bool {
         var rest = wanted[...]

@@ -226,7 +226,7 @@ final class AuthorizedKeysTests: XCTestCase {
     }
 
     func testRandomMutationsNeverCrash() {
-        var rng = AccessTestRNG(seed: 9)
+        var rng = SplitMix64(seed: 9)
         let seeds = [
             #"vms="web-*,db-0?",read-only ssh-ed25519 \#(TestKeys.ed25519) alice"#,
             "ecdsa-sha2-nistp521 \(TestKeys.p521) bob",
@@ -303,7 +303,7 @@ final class VMAccessTests: XCTestCase {
             }
             return go(0, 0)
         }
-        var rng = AccessTestRNG(seed: 4)
+        var rng = SplitMix64(seed: 4)
         let patternAlphabet: [Character] = ["a", "b", "*", "?"]
         for _ in 0..<20_000 {
             let p = (0..<Int.random(in: 0...7, using: &rng)).map { _ in patternAlphabet.randomElement(using: &rng)! }

@@ -109,7 +109,7 @@ final class EscapeMenuTests: XCTestCase {
             }
             return merged(out)
         }
-        var rng = AccessTestRNG(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let alphabet: [UInt8] = [esc, esc, esc, 0, 0xFF, 0x0D, 0x0A] + Array(".?wbrfWx".utf8)
         for _ in 0..<2000 {
             let input = (0..<Int.random(in: 0...40, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }
