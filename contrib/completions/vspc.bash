@@ -173,13 +173,13 @@ _vspc() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    list|history|tail|status|help)
+    list|history|tail|status|forget|help)
         # Offer subcommand argument completions
         "_vspc_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'list history tail status help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'list history tail status forget help' -- "${cur}"))
         ;;
     esac
 }
@@ -257,6 +257,24 @@ _vspc_status() {
     # Offer option value completions
     case "${prev}" in
     '--admin')
+        return
+        ;;
+    esac
+}
+
+_vspc_forget() {
+    repeating_flags=()
+    non_repeating_flags=(--force --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--admin --label)
+    __vspc_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--admin')
+        return
+        ;;
+    '--label')
         return
         ;;
     esac

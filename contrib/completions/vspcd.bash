@@ -165,7 +165,7 @@ _vspcd() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--ssl -v --verbose -d --debug --version -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--config --proxy --admin --listen-host --port-range-start --port-range-end --vm-expire-time --db --service-uri --ssl-cert --ssl-key --vmotion-timeout --scrollback --replay --event-max-age-days --event-max-count --log-format)
+    local -a non_repeating_options=(--config --proxy --admin --listen-host --port-range-start --port-range-end --vm-expire-time --db --service-uri --ssl-cert --ssl-key --vmotion-timeout --proxy-allow --vm-stuck-timeout --takeover-probe-timeout --ssh --ssh-host-key --ssh-authorized-keys --telnet-ports --metrics --scrollback --replay --event-max-age-days --event-max-count --log-format)
     __vspcd_offer_flags_options 0
 
     # Offer option value completions
@@ -204,6 +204,30 @@ _vspcd() {
         return
         ;;
     '--vmotion-timeout')
+        return
+        ;;
+    '--proxy-allow')
+        return
+        ;;
+    '--vm-stuck-timeout')
+        return
+        ;;
+    '--takeover-probe-timeout')
+        return
+        ;;
+    '--ssh')
+        return
+        ;;
+    '--ssh-host-key')
+        return
+        ;;
+    '--ssh-authorized-keys')
+        return
+        ;;
+    '--telnet-ports')
+        return
+        ;;
+    '--metrics')
         return
         ;;
     '--scrollback')

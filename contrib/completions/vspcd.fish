@@ -20,7 +20,7 @@ function __vspcd_parse_tokens -S
     set -l unparsed_tokens (__vspcd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'vspcd'
-        __vspcd_parse_subcommand 0 'config=' 'proxy=' 'admin=' 'listen-host=' 'port-range-start=' 'port-range-end=' 'vm-expire-time=' 'db=' 'service-uri=' 'ssl' 'ssl-cert=' 'ssl-key=' 'vmotion-timeout=' 'scrollback=' 'replay=' 'event-max-age-days=' 'event-max-count=' 'v/verbose' 'd/debug' 'log-format=' 'version' 'h/help'
+        __vspcd_parse_subcommand 0 'config=' 'proxy=' 'admin=' 'listen-host=' 'port-range-start=' 'port-range-end=' 'vm-expire-time=' 'db=' 'service-uri=' 'ssl' 'ssl-cert=' 'ssl-key=' 'vmotion-timeout=' 'proxy-allow=' 'vm-stuck-timeout=' 'takeover-probe-timeout=' 'ssh=' 'ssh-host-key=' 'ssh-authorized-keys=' 'telnet-ports=' 'metrics=' 'scrollback=' 'replay=' 'event-max-age-days=' 'event-max-count=' 'v/verbose' 'd/debug' 'log-format=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __vspcd_parse_subcommand -r 1 'version'
@@ -79,7 +79,7 @@ end
 complete -c 'vspcd' -f
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" config' -l 'config' -d 'TOML file of settings, keys named as these flags (ssl = true); flags override it. SIGHUP re-reads it.' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" proxy' -l 'proxy' -d 'Proxy address for ESXi, [host]:port. (default: :6779)' -rfka ''
-complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" admin' -l 'admin' -d 'Admin endpoint (vspc list/tail), [host]:port. (default: 127.0.0.1:6780)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" admin' -l 'admin' -d 'Admin endpoint (vspc list/tail), [host]:port, or unix:PATH for a Unix socket (0660). (default: 127.0.0.1:6780)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" listen-host' -l 'listen-host' -d 'Address the per-VM telnet ports listen on. (default: 127.0.0.1)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" port-range-start' -l 'port-range-start' -d 'First port of the per-VM range (outside Linux\'s ephemeral range 32768-60999). (default: 20000)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" port-range-end' -l 'port-range-end' -d 'Last port of the per-VM range. (default: 32767)' -rfka ''
@@ -90,6 +90,14 @@ complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "v
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl-cert' -l 'ssl-cert' -d 'PEM certificate (chain) for --ssl.' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl-key' -l 'ssl-key' -d 'PEM private key for --ssl.' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" vmotion-timeout' -l 'vmotion-timeout' -d 'Seconds a vMotion may take between GOAHEAD and COMPLETE before it is dropped. (default: 30)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" proxy-allow' -l 'proxy-allow' -d 'Networks ESXi hosts may connect from (IPv4 and IPv6); others are closed before any negotiation. Default: anywhere. SIGHUP applies a change.' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" vm-stuck-timeout' -l 'vm-stuck-timeout' -d 'Seconds a VM connection may leave what it is sent unread before it is closed. (default: 60)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" takeover-probe-timeout' -l 'takeover-probe-timeout' -d 'Seconds a console\'s connection has to answer a probe when another connection claims the same VM serial port. (default: 5)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh' -l 'ssh' -d 'SSH front door for people, [host]:port (off by default; suggested :6781). `ssh -p 6781 VM@host` attaches to VM\'s console.' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-host-key' -l 'ssh-host-key' -d 'SSH host key (ed25519, created 0600 on first start). Default: ssh_host_ed25519_key beside the database.' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-authorized-keys' -l 'ssh-authorized-keys' -d 'OpenSSH authorized_keys for --ssh (options vms="glob,..." and read-only). Default: authorized_keys beside the database. Reloaded on SIGHUP and when it changes.' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" telnet-ports' -l 'telnet-ports' -d 'The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. (default: read-write)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" metrics' -l 'metrics' -d 'Serve Prometheus metrics at http://[host]:port/metrics (off by default; suggested 127.0.0.1:9779).' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" scrollback' -l 'scrollback' -d 'Scrollback kept per VM serial port, in bytes (0 = off). (default: 65536)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" replay' -l 'replay' -d 'Bytes of scrollback replayed to a telnet client when it attaches (0 = off). (default: 0)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" event-max-age-days' -l 'event-max-age-days' -d 'Keep events for this many days (0 = forever). (default: 90)' -rfka ''
