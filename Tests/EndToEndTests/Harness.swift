@@ -21,6 +21,8 @@ final class Daemon {
     var environment: [String: String] = [:]
     /// The log level flags every daemon gets; a test of the log level clears them.
     var logLevelArguments = ["--debug"]
+    /// Serve the admin protocol on this Unix socket (`--admin unix:PATH`) instead of `127.0.0.1:adminPort`.
+    var adminUnixPath: String?
     private(set) var process: Process?
     let logPath: String
 
@@ -54,7 +56,7 @@ final class Daemon {
     }
 
     var arguments: [String] {
-        ["--db", dbPath, "--proxy", "127.0.0.1:\(proxyPort)", "--admin", "127.0.0.1:\(adminPort)",
+        ["--db", dbPath, "--proxy", "127.0.0.1:\(proxyPort)", "--admin", adminArgument,
          "--port-range-start", "\(portRange.lowerBound)", "--port-range-end", "\(portRange.upperBound)"]
             + logLevelArguments + extraArguments
     }
@@ -89,10 +91,14 @@ final class Daemon {
         }
     }
 
+    /// What `--admin` is given, and what `vspc --admin` needs to reach this daemon.
+    var adminArgument: String { adminUnixPath.map { "unix:\($0)" } ?? "127.0.0.1:\(adminPort)" }
+
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     func list() async throws -> [ConsoleInfo] {
-        let response = try await AdminClient.request(host: "127.0.0.1", port: adminPort, AdminRequest(command: "list"))
+        let endpoint: AdminEndpoint = adminUnixPath.map { .unix(path: $0) } ?? .tcp(Endpoint(host: "127.0.0.1", port: adminPort))
+        let response = try await AdminClient.request(endpoint, AdminRequest(command: "list"))
         guard response.ok, let vms = response.vms else { throw SimError("list failed: \(response.error ?? "?")") }
         return vms
     }
