@@ -166,8 +166,8 @@ extension SSHDoorTests {
         let expected = [
             "client-attach  peer=\(alicePeer)  \(aliceDetail)",
             "client-attach  peer=\(bobPeer)  \(bobDetail)",
-            "write-exclusive-taken  peer=\(alicePeer)  \(aliceDetail)",
-            "write-exclusive-released  peer=\(alicePeer)  \(aliceDetail)",
+            "write-exclusive-taken  peer=\(alicePeer)  door=ssh mode=exclusive key=alice@laptop \(aliceFP)",
+            "write-exclusive-released  peer=\(alicePeer)  door=ssh mode=exclusive key=alice@laptop \(aliceFP)",
             "client-detach  peer=\(bobPeer)  \(bobDetail)",
             "client-detach  peer=\(alicePeer)  \(aliceDetail)",
         ]

@@ -230,13 +230,13 @@ final class SSHDoorTests: XCTestCase {
 
         let refused = try sshRun(door, dave, "db-0")
         XCTAssertEqual(refused.status, 1, refused.err)
-        XCTAssertEqual(refused.text, "vspcd: no console db-0 for this key\r\n")
+        XCTAssertEqual(refused.text, "vspcd: no console db-0 for this key\n")
         let byUUID = try sshRun(door, dave, dbUUID)
         XCTAssertEqual(byUUID.status, 1, byUUID.err)
-        XCTAssertEqual(byUUID.text, "vspcd: no console \(dbUUID) for this key\r\n")
+        XCTAssertEqual(byUUID.text, "vspcd: no console \(dbUUID) for this key\n")
         let missing = try sshRun(door, dave, "db-9")
         XCTAssertEqual(missing.status, 1, missing.err)
-        XCTAssertEqual(missing.text, "vspcd: no console db-9 for this key\r\n",
+        XCTAssertEqual(missing.text, "vspcd: no console db-9 for this key\n",
                        "a VM that does not exist is refused exactly like one the key may not reach")
 
         // Refusals are recorded (without a VM: they are in no VM's history).
@@ -340,14 +340,15 @@ final class SSHDoorTests: XCTestCase {
             "\(name)\t\(UUIDSpelling.classic(uuid))\t\(state)"
         }
         func lines(_ result: ToolResult) -> [String] {
-            // Lines end with CRLF, pty or not (a script reading `ssh -T list@host` gets a trailing \r); this accepts
-            // LF too. (Split by unicode scalars: for Swift's String, "\r\n" is one Character.)
+            // With a pty lines end in CRLF, without one in LF. (Split by unicode scalars: for Swift's String, "\r\n"
+            // is one Character.)
             result.text.unicodeScalars.split(separator: "\n").map { String(String.UnicodeScalarView($0)).replacingOccurrences(of: "\r", with: "") }
         }
         let limited = try sshRun(door, dave, "list")
         XCTAssertEqual(limited.status, 0, limited.err)
         XCTAssertEqual(lines(limited), [line("web-1", web1, "up"), line("web-2", web2, "down")])
         XCTAssertEqual(limited.out.last, UInt8(ascii: "\n"))
+        XCTAssertFalse(limited.out.contains(0x0D), "without a pty, lines end in LF only, for scripts")
 
         let everything = try sshRun(door, root, "list")
         XCTAssertEqual(everything.status, 0, everything.err)

@@ -74,7 +74,9 @@ public enum ConcentratorEvent: Sendable {
 
     case clientConnected(ConnectionID, listener: ListenerRef, peer: String)
     /// An authenticated SSH session asked for a shell: `user` names the console (`VM`, `VM#label`, `list`).
-    case sshSessionStarted(ConnectionID, user: String, key: AuthorizedKey, fingerprint: String, peer: String)
+    /// `pty`: the client asked for a terminal (lines then end in CRLF; without one, in LF for scripts).
+    case sshSessionStarted(ConnectionID, user: String, key: AuthorizedKey, fingerprint: String, peer: String,
+                           pty: Bool = true)
     case clientBytes(ConnectionID, [UInt8])
     case clientClosed(ConnectionID)
 

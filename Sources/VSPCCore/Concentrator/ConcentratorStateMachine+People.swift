@@ -28,7 +28,8 @@ extension ConcentratorStateMachine {
     /// An SSH session: `list`, or the console its user name names, if the key may reach it. A refusal does not
     /// say whether the VM exists.
     mutating func sshSessionStarted(_ id: ConnectionID, user: String, key: AuthorizedKey, fingerprint: String,
-                                    peer: String) {
+                                    peer: String, pty: Bool) {
+        let newline = pty ? "\r\n" : "\n"
         let identity = Identity(comment: key.comment, fingerprint: fingerprint)
         let permitted = consoles.values.filter { $0.listed && key.permits(vmName: $0.name, uuid: $0.key.uuid) }
         switch SSHTarget(user: user) {
@@ -36,7 +37,7 @@ extension ConcentratorStateMachine {
             let lines = permitted.sorted { ($0.name, $0.key.label, $0.key.uuid) < ($1.name, $1.key.label, $1.key.uuid) }
                 .map { c in
                     let name = c.key.label.isEmpty ? c.name : "\(c.name)#\(c.key.label)"
-                    return "\(DisplayText.escape(name))\t\(UUIDSpelling.classic(c.key.uuid))\t\(c.vm == nil ? "down" : "up")\r\n"
+                    return "\(DisplayText.escape(name))\t\(UUIDSpelling.classic(c.key.uuid))\t\(c.vm == nil ? "down" : "up")\(newline)"
                 }
             emit(.send(id, Array(lines.joined().utf8)))
             emit(.endSession(id, exitStatus: 0))
@@ -45,7 +46,7 @@ extension ConcentratorStateMachine {
             let uuids = Set(VMLookup.matches(vm, among: candidates.map { VMLookup.Candidate(uuid: $0.key.uuid, name: $0.name) }))
             let hits = candidates.filter { uuids.contains($0.key.uuid) }
             guard hits.count == 1 else {
-                refuseSession(id, user: user, identity: identity, peer: peer,
+                refuseSession(id, user: user, identity: identity, peer: peer, newline: newline,
                               why: hits.count > 1 ? "\(DisplayText.escape(vm)) names several consoles; use its uuid" : nil)
                 return
             }
@@ -55,14 +56,15 @@ extension ConcentratorStateMachine {
             let state = console.vm == nil ? "down" : "up"
             notice(id, "connected to \(DisplayText.escape(console.name))\(console.key.label.isEmpty ? "" : "#" + console.key.label) (\(state)); Ctrl-] ? for the menu\(key.readOnly ? "; read-only" : "")")
         case nil:
-            refuseSession(id, user: user, identity: identity, peer: peer, why: nil)
+            refuseSession(id, user: user, identity: identity, peer: peer, newline: newline, why: nil)
         }
     }
 
     /// One line and exit status 1; recorded without saying more to the person than "no such console here".
-    mutating func refuseSession(_ id: ConnectionID, user: String, identity: Identity, peer: String, why: String?) {
+    mutating func refuseSession(_ id: ConnectionID, user: String, identity: Identity, peer: String, newline: String,
+                                why: String?) {
         let message = why ?? "no console \(DisplayText.escape(user)) for this key"
-        emit(.send(id, Array("vspcd: \(message)\r\n".utf8)))
+        emit(.send(id, Array("vspcd: \(message)\(newline)".utf8)))
         emit(.endSession(id, exitStatus: 1))
         record(.clientRefused, peer: peer,
                detail: "door=ssh user=\(user) key=\(identity.comment) \(identity.fingerprint)")
@@ -78,8 +80,8 @@ extension ConcentratorStateMachine {
     }
 
     /// `door=ssh mode=read-only key=alice@laptop SHA256:...`: who, how, with what right.
-    func auditDetail(_ client: ClientConnection) -> String {
-        var detail = "door=\(client.door.rawValue) mode=\(client.mode.rawValue)"
+    func auditDetail(_ client: ClientConnection, mode: String? = nil) -> String {
+        var detail = "door=\(client.door.rawValue) mode=\(mode ?? client.mode.rawValue)"
         if let identity = client.identity { detail += " key=\(identity.comment) \(identity.fingerprint)" }
         return detail
     }
@@ -171,7 +173,7 @@ extension ConcentratorStateMachine {
         switch consoles[key]?.exclusive {
         case nil:
             consoles[key]!.exclusive = client.id
-            record(.exclusiveTaken, key, peer: client.peer, detail: auditDetail(client))
+            record(.exclusiveTaken, key, peer: client.peer, detail: auditDetail(client, mode: "exclusive"))
             noticeAll(key, except: nil, "\(client.who) took exclusive write; everybody else is read-only")
         case client.id?:
             releaseExclusive(key, by: client)
@@ -183,7 +185,7 @@ extension ConcentratorStateMachine {
     mutating func releaseExclusive(_ key: ConsoleKey, by client: ClientConnection) {
         guard consoles[key]?.exclusive == client.id else { return }
         consoles[key]!.exclusive = nil
-        record(.exclusiveReleased, key, peer: client.peer, detail: auditDetail(client))
+        record(.exclusiveReleased, key, peer: client.peer, detail: auditDetail(client, mode: "exclusive"))
         noticeAll(key, except: nil, "\(client.who) released exclusive write")
         for id in consoles[key]!.clients { clients[id]?.warnedReadOnly = false }
     }

@@ -62,8 +62,8 @@ public struct ConcentratorStateMachine {
         case let .vmBytes(id, bytes): vmBytes(id, bytes)
         case let .vmClosed(id): vmClosed(id)
         case let .clientConnected(id, listener, peer): clientConnected(id, listener: listener, peer: peer)
-        case let .sshSessionStarted(id, user, key, fingerprint, peer):
-            sshSessionStarted(id, user: user, key: key, fingerprint: fingerprint, peer: peer)
+        case let .sshSessionStarted(id, user, key, fingerprint, peer, pty):
+            sshSessionStarted(id, user: user, key: key, fingerprint: fingerprint, peer: peer, pty: pty)
         case let .clientBytes(id, bytes): clientBytes(id, bytes)
         case let .clientClosed(id): clientClosed(id)
         case let .adminConnected(id, peer): adminConnected(id, peer: peer)

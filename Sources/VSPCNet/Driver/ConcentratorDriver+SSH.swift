@@ -9,7 +9,7 @@ extension ConcentratorDriver: SSHConsoleGateway {
         sessions[id] = session
         sessionIDs[session.id] = id
         handle(.sshSessionStarted(id, user: session.user, key: session.key, fingerprint: session.fingerprint,
-                                  peer: session.peer))
+                                  peer: session.peer, pty: session.terminal != nil))
     }
 
     func sessionInput(_ session: SSHConsoleSession, _ bytes: [UInt8]) {
