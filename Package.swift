@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "vspcd",
             dependencies: [
-                "VSPCCore", "VSPCNet", "VSPCStore", "VSPCClient",
+                "VSPCCore", "VSPCNet", "VSPCStore",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

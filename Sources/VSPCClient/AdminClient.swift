@@ -27,11 +27,6 @@ public enum AdminClientError: Error, Equatable, CustomStringConvertible {
 /// Talks to a daemon's admin endpoint: sends one request, decodes the response line, and hands any raw bytes
 /// that follow (for `tail`) to `onData`.
 public enum AdminClient {
-    /// Parses `host:port`, `:port`, `port` or `[v6]:port`.
-    public static func parseEndpoint(_ text: String, defaultHost: String) -> (host: String, port: Int)? {
-        Endpoint.parse(text, defaultHost: defaultHost).map { ($0.host, $0.port) }
-    }
-
     public static func request(host: String, port: Int, _ request: AdminRequest,
                                onHeader: (@Sendable (AdminResponse) -> Void)? = nil,
                                onData: (@Sendable ([UInt8]) -> Void)? = nil) async throws -> AdminResponse {

@@ -154,7 +154,7 @@ public final class Store: RecordStore, @unchecked Sendable {
             writerQueue.async { completion?(err) }
             return
         }
-        let events = ops.reduce(0) { n, op in if case .event = op { return n + 1 }; return n }
+        let events = Self.eventCount(ops)
         lock.lock()
         if events > 0, events == ops.count, queuedEvents + events > maxQueuedEvents {
             droppedEvents += events
@@ -186,7 +186,7 @@ public final class Store: RecordStore, @unchecked Sendable {
         var batch = pending
         pending.removeAll(keepingCapacity: true)
         drainScheduled = false
-        let batchEvents = batch.reduce(0) { n, unit in n + unit.ops.filter { if case .event = $0 { return true }; return false }.count }
+        let batchEvents = batch.reduce(0) { $0 + Self.eventCount($1.ops) }
         queuedEvents -= batchEvents
         // Caught up: say how many events a slow disk cost.
         if droppedEvents > 0, queuedEvents == 0 {
@@ -247,6 +247,11 @@ public final class Store: RecordStore, @unchecked Sendable {
             unloggedFailures = 0
             lastFailureLog = now
         }
+    }
+
+    /// How many of `ops` are events (the only writes the queue bound may leave out).
+    private static func eventCount(_ ops: [StoreOp]) -> Int {
+        ops.reduce(0) { n, op in if case .event = op { return n + 1 }; return n }
     }
 
     private static func opName(_ op: StoreOp) -> String {

@@ -110,10 +110,10 @@ struct Bench: AsyncParsableCommand {
                      rounds * count, count, migrationSeconds, Double(rounds * count) / migrationSeconds))
 
         // Throughput: one VM streams `bytes` to a client attached to its port.
-        guard let endpoint = AdminClient.parseEndpoint(admin, defaultHost: "127.0.0.1") else {
-            throw ValidationError("--admin must be [host]:port")
+        guard let endpoint = AdminEndpoint.parse(admin, defaultHost: "127.0.0.1") else {
+            throw ValidationError("--admin must be [host]:port or unix:PATH")
         }
-        let listed = try await AdminClient.request(host: endpoint.host, port: endpoint.port, AdminRequest(command: "list")).vms ?? []
+        let listed = try await AdminClient.request(endpoint, AdminRequest(command: "list")).vms ?? []
         guard let vm = vms.first, let info = listed.first(where: { $0.name == vm.name }) else {
             print("throughput: skipped (VM not listed)")
             return

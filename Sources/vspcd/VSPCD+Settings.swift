@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import VSPCClient
 import VSPCCore
 import VSPCNet
 import VSPCStore

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
-import VSPCClient
 import VSPCCore
 import VSPCNet
 import VSPCStore
@@ -128,7 +127,8 @@ struct VSPCD: AsyncParsableCommand {
                                       logControl: logControl, logger: logger)
 
         var config = DaemonConfig()
-        (config.proxyHost, config.proxyPort) = AdminClient.parseEndpoint(settings.proxy, defaultHost: "0.0.0.0")!
+        let proxy = Endpoint.parse(settings.proxy, defaultHost: "0.0.0.0")! // checked by loadSettings
+        (config.proxyHost, config.proxyPort) = (proxy.host, proxy.port)
         switch AdminEndpoint.parse(settings.admin, defaultHost: "127.0.0.1")! {
         case .tcp(let e): (config.adminHost, config.adminPort) = (e.host, e.port)
         case .unix(let path): config.adminUnixPath = path

@@ -34,11 +34,12 @@ struct ConsoleState {
     /// Monotonic nanoseconds of the last VM or client activity (may be before the daemon started).
     var lastActivity: Int64 = 0
     var scrollback: ScrollbackRing
-    var scrollbackDirty = false
     /// Bytes printed since the last save (at most the ring's capacity): what the next save appends.
     var scrollbackUnsaved = 0
     /// The last save failed: the next one rewrites the whole ring instead of appending.
     var scrollbackRewrite = false
+    /// Something to save.
+    var scrollbackDirty: Bool { scrollbackUnsaved > 0 || scrollbackRewrite }
 
     init(key: ConsoleKey, name: String, port: Int, persisted: Bool, createdAt: Date, since: Date,
          config: ConcentratorConfig) {

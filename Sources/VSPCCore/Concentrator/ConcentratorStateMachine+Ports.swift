@@ -180,10 +180,10 @@ extension ConcentratorStateMachine {
         guard config.scrollbackBytes > 0 else { return }
         var ops: [StoreOp] = []
         var keys: [ConsoleKey] = []
-        for key in consoles.keys.sorted(by: { $0.description < $1.description }) {
+        // Only the consoles that printed are sorted (every 2 s, over a fleet).
+        let due = consoles.values.filter { $0.scrollbackDirty && (final || !scrollbackSaving.contains($0.key)) }
+        for key in due.map(\.key).sorted(by: { $0.description < $1.description }) {
             let console = consoles[key]!
-            guard console.scrollbackDirty, final || !scrollbackSaving.contains(key) else { continue }
-            consoles[key]!.scrollbackDirty = false
             consoles[key]!.scrollbackUnsaved = 0
             consoles[key]!.scrollbackRewrite = false
             keys.append(key)
@@ -205,10 +205,7 @@ extension ConcentratorStateMachine {
         scrollbackSaving.subtract(keys)
         if error != nil {
             // Try again next time, rewriting the whole ring: what this save carried is not on disk.
-            for key in keys {
-                consoles[key]?.scrollbackDirty = true
-                consoles[key]?.scrollbackRewrite = true
-            }
+            for key in keys { consoles[key]?.scrollbackRewrite = true }
         }
     }
 }

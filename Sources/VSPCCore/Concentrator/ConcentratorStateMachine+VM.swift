@@ -133,13 +133,9 @@ extension ConcentratorStateMachine {
     /// Records an event about a connection that may not carry a console yet. A vMotion destination sends its
     /// PEER before its uuid: such an event waits (with its time) until the connection tells its uuid or closes.
     mutating func record(_ kind: EventKind, connection id: ConnectionID, detail: String) {
-        guard let vm = vms[id] else { return }
-        let key = vm.console
-        let event = ConsoleEvent(kind: kind, time: now.date, uuid: key?.uuid ?? vm.link.vmUUID,
-                                 label: key?.label ?? "", name: key.flatMap { consoles[$0]?.name } ?? vm.link.vmName,
-                                 peer: vm.peer, detail: detail)
+        guard let event = connectionEvent(kind, id, detail: detail) else { return }
         if event.uuid == nil {
-            if vm.deferred.count < 16 { vms[id]!.deferred.append(event) } else { eventsSuppressed += 1 }
+            if vms[id]!.deferred.count < 16 { vms[id]!.deferred.append(event) } else { eventsSuppressed += 1 }
         } else {
             emitRecord(event)
         }
@@ -230,15 +226,15 @@ extension ConcentratorStateMachine {
         guard !bytes.isEmpty, consoles[key] != nil else { return }
         if config.scrollbackBytes > 0 {
             consoles[key]!.scrollback.append(bytes)
-            consoles[key]!.scrollbackDirty = true
             consoles[key]!.scrollbackUnsaved = min(config.scrollbackBytes, consoles[key]!.scrollbackUnsaved + bytes.count)
         }
         let console = consoles[key]!
         if !console.clients.isEmpty {
             // Telnet ports get the bytes escaped, SSH sessions raw.
-            let ordered = console.clients.sorted()
-            let telnet = ordered.filter { clients[$0]?.door != .ssh }
-            let ssh = ordered.filter { clients[$0]?.door == .ssh }
+            var telnet: [ConnectionID] = [], ssh: [ConnectionID] = []
+            for id in console.clients.sorted() {
+                if clients[id]?.door == .ssh { ssh.append(id) } else { telnet.append(id) }
+            }
             if !telnet.isEmpty { emit(.broadcast(telnet, TelnetEncoder.escaped(bytes))) }
             if !ssh.isEmpty { emit(.broadcast(ssh, bytes)) }
         }

@@ -106,12 +106,16 @@ public struct ConcentratorStateMachine {
     }
 
     mutating func summariseSuppressed(_ id: ConnectionID, _ count: Int) {
-        guard let vm = vms[id] else { return }
-        let key = vm.console
-        let event = ConsoleEvent(kind: .eventsSuppressed, time: now.date, uuid: key?.uuid ?? vm.link.vmUUID,
-                                 label: key?.label ?? "", name: key.flatMap { consoles[$0]?.name } ?? vm.link.vmName,
-                                 peer: vm.peer, detail: "… \(grouped(count)) more suppressed")
+        guard let event = connectionEvent(.eventsSuppressed, id, detail: "… \(grouped(count)) more suppressed") else { return }
         out.append(.record(event))
+    }
+
+    /// An event about a VM connection: the console it carries, else the uuid and name it told (maybe none yet).
+    func connectionEvent(_ kind: EventKind, _ id: ConnectionID, detail: String) -> ConsoleEvent? {
+        guard let vm = vms[id] else { return nil }
+        let key = vm.console
+        return ConsoleEvent(kind: kind, time: now.date, uuid: key?.uuid ?? vm.link.vmUUID, label: key?.label ?? "",
+                            name: key.flatMap { consoles[$0]?.name } ?? vm.link.vmName, peer: vm.peer, detail: detail)
     }
 
     mutating func schedule(_ timer: TimerID, seconds: Double) {

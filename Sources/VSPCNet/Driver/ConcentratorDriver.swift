@@ -191,14 +191,10 @@ final class ConcentratorDriver: @unchecked Sendable {
         case .clientDropped: metrics.clientDropped(reason: .slow)
         default: break
         }
-        let suppressed = machine.eventsSuppressed
-        if suppressed > suppressedReported {
-            metrics.eventsSuppressed(suppressed - suppressedReported)
-            suppressedReported = suppressed
-        }
     }
 
-    /// The gauges, read on the loop at scrape time.
+    /// The gauges, read on the loop at scrape time; the suppressed-events counter catches up here too (the
+    /// machine counts them, and a scrape is the only reader).
     func metricsSnapshot() -> MetricsSnapshot {
         loop.preconditionInEventLoop()
         let suppressed = machine.eventsSuppressed
