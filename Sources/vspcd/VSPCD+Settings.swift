@@ -39,6 +39,8 @@ extension VSPCD {
         put("ssh-host-key", sshHostKey.map { .string($0) })
         put("ssh-authorized-keys", sshAuthorizedKeys.map { .string($0) })
         put("telnet-ports", telnetPorts.map { .string($0) })
+        put("disconnect-backlog", disconnectBacklog.map { .integer($0) })
+        put("skip-backlog", skipBacklog.map { .integer($0) })
         return given
     }
 

@@ -71,6 +71,12 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: "Seconds a console's connection has to answer a probe when another connection claims the same VM serial port. \(def("takeover-probe-timeout"))")
     var takeoverProbeTimeout: Double?
 
+    @Option(help: ArgumentHelp("Bytes a reader on a byte-exact door (telnet ports, vspc tail -f) may fall behind before it is disconnected (recorded). \(def("disconnect-backlog"))", valueName: "bytes"))
+    var disconnectBacklog: Int?
+
+    @Option(help: ArgumentHelp("Bytes a reader on a door that shows notices (SSH) may fall behind; past it the oldest unsent bytes are skipped for that reader, with a marker. \(def("skip-backlog"))", valueName: "bytes"))
+    var skipBacklog: Int?
+
     @Option(help: ArgumentHelp("SSH front door for people, [host]:port (off by default; suggested :6781). `ssh -p 6781 VM@host` attaches to VM's console.", valueName: "[host]:port"))
     var ssh: String?
 
@@ -150,6 +156,8 @@ struct VSPCD: AsyncParsableCommand {
         config.retention = settings.reloadable.retention
         config.vmStuckTimeout = settings.vmStuckTimeout
         config.takeoverProbeTimeout = settings.takeoverProbeTimeout
+        config.clientBufferLimit = settings.disconnectBacklog
+        config.skipBacklog = settings.skipBacklog
         config.proxyAllow = Self.allowList(settings.proxyAllow)
         config.metrics = settings.metrics.flatMap { Endpoint.parse($0, defaultHost: "127.0.0.1") }
         config.version = VSPCVersion.current

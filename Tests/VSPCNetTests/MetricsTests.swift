@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import XCTest
 @testable import VSPCNet
+import VSPCCore
 
 final class MetricsTests: XCTestCase {
     static let fixed = MetricsSnapshot(
@@ -92,7 +93,7 @@ final class MetricsTests: XCTestCase {
         // 7 disconnect reasons, 5 results, 5 drop reasons, 3 doors, all present from the start.
         XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_vm_disconnects_total{") }.count, DisconnectReason.allCases.count)
         XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_vmotions_total{") }.count, 5)
-        XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_clients_dropped_total{") }.count, ClientDropReason.allCases.count)
+        XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_clients_dropped_total{") }.count, DropReason.allCases.count)
         XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_clients{") }.count, 3)
     }
 

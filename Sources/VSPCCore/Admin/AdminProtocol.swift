@@ -140,6 +140,8 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var unsaved: Int?
     /// People attached over SSH.
     public var sshClients: Int?
+    /// People attached, by door (`telnet`, `ssh`, `tail`, ...): every door, including those above.
+    public var clientsByDoor: [String: Int]?
 
     public init(version: String, startedAt: String, uptimeSeconds: Int, consoles: Int, connected: Int, migrating: Int,
                 telnetClients: Int, tailFollowers: Int, portsUsed: Int, portsFree: Int, portRangeStart: Int,

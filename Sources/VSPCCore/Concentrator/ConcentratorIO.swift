@@ -1,8 +1,5 @@
 import Foundation
 
-/// Identifies one TCP connection (a VM's, a person's or an admin client's) inside the concentrator.
-public typealias ConnectionID = Int
-
 /// The time, passed into every event: a monotonic clock for durations and timers, and the wall clock for records.
 public struct Now: Sendable, Equatable {
     /// Nanoseconds on a clock that never goes back.
@@ -70,14 +67,14 @@ public enum ConcentratorEvent: Sendable {
 
     case vmConnected(ConnectionID, peer: String)
     case vmBytes(ConnectionID, [UInt8])
-    case vmClosed(ConnectionID)
+    /// `error`: the driver closed it after a read or write error.
+    case vmClosed(ConnectionID, error: Bool = false)
 
-    case clientConnected(ConnectionID, listener: ListenerRef, peer: String)
-    /// An authenticated SSH session asked for a shell: `user` names the console (`VM`, `VM#label`, `list`).
-    /// `pty`: the client asked for a terminal (lines then end in CRLF; without one, in LF for scripts).
-    case sshSessionStarted(ConnectionID, user: String, key: AuthorizedKey, fingerprint: String, peer: String,
-                           pty: Bool = true)
+    /// A person arrived through a door and asks for a console (or, over SSH, for `list`).
+    case sessionStarted(ConnectionID, door: Door, peer: String, request: SessionRequest)
     case clientBytes(ConnectionID, [UInt8])
+    /// A reader on a skip-ahead door fell behind: its sink dropped this many of its oldest unsent bytes.
+    case clientSkipped(ConnectionID, bytes: Int)
     case clientClosed(ConnectionID)
 
     case adminConnected(ConnectionID, peer: String = "local")
@@ -93,6 +90,39 @@ public enum ConcentratorEvent: Sendable {
     case listenerFailed(ListenerRef, addressInUse: Bool, message: String)
     case timerFired(TimerID)
     case writeCompleted(WriteToken, error: String?)
+}
+
+/// What a person arriving through a door asks for, and who they are.
+public struct SessionRequest: Sendable {
+    /// How the console is named.
+    public enum Target: Sendable {
+        /// The console whose own port this connection was accepted on.
+        case listener(ListenerRef)
+        /// A name: `VM`, `VM#label`, a uuid in any spelling or a unique prefix, or `list` (see `SSHTarget`).
+        case name(String)
+    }
+
+    /// Who is asking.
+    public enum Principal: Sendable {
+        /// Nobody in particular: the telnet ports, open to whoever reaches them (`--telnet-ports`).
+        case anonymous
+        /// The holder of this authorized key.
+        case key(AuthorizedKey, fingerprint: String)
+    }
+
+    public var target: Target
+    public var principal: Principal
+    /// The person has a terminal: lines end in CRLF (without one, in LF, for scripts).
+    public var terminal: Bool
+    /// A command to run instead of the console (`ssh VM@host CMD`): refused, since a console runs none.
+    public var command: String?
+
+    public init(target: Target, principal: Principal, terminal: Bool = true, command: String? = nil) {
+        self.target = target
+        self.principal = principal
+        self.terminal = terminal
+        self.command = command
+    }
 }
 
 /// What the concentrator asks its driver to do, in order.

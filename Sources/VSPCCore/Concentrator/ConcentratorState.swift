@@ -13,6 +13,8 @@ struct ConsoleState {
     var persistFailures = 0
     /// The port is decided (bound, or found taken for good): the console is listed, saved or not.
     var portSettled = false
+    /// A new console's VM connected from this peer: its `vm-connect` is recorded once the port is decided.
+    var connectPending: String?
     var createdAt: Date
     /// When the VM connected, or was last seen if it is down.
     var since: Date
@@ -20,6 +22,7 @@ struct ConsoleState {
     var listenerError: String?
     /// The connection that carries the console now.
     var vm: ConnectionID?
+    /// The people attached, over every door (telnet, SSH, `tail -f` ...).
     var clients: Set<ConnectionID> = []
     /// Input typed during a migration that ended with the VM disconnected, for its next connection until `until`.
     var parkedInput: (bytes: [UInt8], until: Int64)?
@@ -27,8 +30,6 @@ struct ConsoleState {
     var exclusive: ConnectionID?
     /// A connection waiting to take the console over while the open one is probed.
     var contender: ConnectionID?
-    /// `vspc tail -f` connections.
-    var followers: Set<ConnectionID> = []
     var vmotion: VMotionStateMachine
     var migration: Migration?
     /// Monotonic nanoseconds of the last VM or client activity (may be before the daemon started).
@@ -56,7 +57,7 @@ struct ConsoleState {
     /// Listed by `vspc list`: saved, or its port decided (a full disk never hides a console).
     var listed: Bool { persisted || portSettled }
 
-    var idle: Bool { vm == nil && clients.isEmpty && followers.isEmpty && !vmotion.isPending }
+    var idle: Bool { vm == nil && clients.isEmpty && !vmotion.isPending }
 
     var isListening: Bool {
         if case .bound = listener { return true }
@@ -98,6 +99,8 @@ struct VMConnection {
     /// Its outbound buffer is under the high water mark.
     var writable = true
     var nameTimerArmed = false
+    /// Why vspcd closed it (nil: the peer closed it).
+    var closeReason: DisconnectReason?
     /// Events about this connection waiting for its uuid (a vMotion destination sends PEER before its uuid).
     var deferred: [ConsoleEvent] = []
     /// How many events and log lines it may still cause this minute.
@@ -162,7 +165,7 @@ struct EarlyOutput {
     }
 }
 
-/// A person attached to a console: over telnet on its port, or over SSH.
+/// A person attached to a console, over any door.
 struct ClientConnection {
     let id: ConnectionID
     let console: ConsoleKey
@@ -173,24 +176,59 @@ struct ClientConnection {
     /// The SSH key that let the person in.
     let identity: Identity?
     let since: Date
-    var link = ClientLinkStateMachine()
-    var menu = EscapeMenu()
+    /// How what the person sends is read: the door's `input`.
+    var input: InputReader
+    /// Lines end in CRLF (a terminal), else LF (a script without one).
+    var newline: String
     /// The one-line notice that typing does not reach the VM was shown.
     var warnedReadOnly = false
+    /// Why vspcd dropped it (recorded once; its detach is recorded when it closes).
+    var dropped: DropReason?
+    /// Bytes it skipped (falling behind) not recorded yet, and when a skip was last recorded.
+    var skippedUnrecorded = 0
+    var skipRecorded: Int64?
+
+    init(id: ConnectionID, console: ConsoleKey, peer: String, door: Door, mode: AccessMode, identity: Identity?,
+         since: Date, newline: String = "\r\n") {
+        self.id = id
+        self.console = console
+        self.peer = peer
+        self.door = door
+        self.mode = mode
+        self.identity = identity
+        self.since = since
+        self.newline = newline
+        self.input = InputReader(door.input)
+    }
 
     /// How the person is named in notices and `w`: the key's comment, or the peer address.
     var who: String { identity.map { $0.comment.isEmpty ? $0.fingerprint : $0.comment } ?? peer }
+}
+
+/// The reader of a person's input, one case per `Door.Input`.
+enum InputReader {
+    case telnet(ClientLinkStateMachine)
+    case escapeMenu(EscapeMenu)
+    case none
+
+    init(_ input: Door.Input) {
+        switch input {
+        case .telnet: self = .telnet(ClientLinkStateMachine())
+        case .escapeMenu: self = .escapeMenu(EscapeMenu())
+        case .none: self = .none
+        }
+    }
 }
 
 /// A connection on the admin endpoint: one request, one answer, then perhaps a followed console.
 struct AdminConnection {
     let id: ConnectionID
     var peer = "local"
-    /// The console this connection tailed (recorded as a read-only attach over the `tail` door).
+    /// The console this connection tailed once (recorded as a read-only attach over the `tail` door); a
+    /// `tail -f` becomes a person on the `tail` door instead.
     var tailed: ConsoleKey?
     var answered = false
     var reserved = false
-    var following: ConsoleKey?
 }
 
 /// A removed assignment whose delete has not committed yet: its port stays reserved until it has, so a failed
@@ -199,32 +237,4 @@ struct PendingDelete {
     var port: Int
     var generation: Int
     var failures = 0
-}
-
-/// How a person reached a console.
-public enum Door: String, Sendable, Codable, CaseIterable {
-    case telnet, ssh, tail
-}
-
-/// What a person may do on a console.
-public enum AccessMode: String, Sendable, Codable {
-    case readWrite = "read-write"
-    case readOnly = "read-only"
-}
-
-/// Who an SSH session is: its key's comment and SHA256 fingerprint.
-public struct Identity: Sendable, Equatable {
-    public var comment: String
-    public var fingerprint: String
-    public init(comment: String, fingerprint: String) {
-        self.comment = comment
-        self.fingerprint = fingerprint
-    }
-}
-
-/// `--telnet-ports`: the per-VM telnet ports are read-write (as vSPC.py), read-only, or not opened at all.
-public enum TelnetPortsMode: String, Sendable, CaseIterable {
-    case readWrite = "read-write"
-    case readOnly = "read-only"
-    case off
 }

@@ -5,7 +5,7 @@ extension ConcentratorStateMachine {
     mutating func adminConnected(_ id: ConnectionID, peer: String) {
         admins[id] = AdminConnection(id: id, peer: peer)
         if reserveDescriptors(1) {
-            admins[id]!.reserved = true
+            admins[id]?.reserved = true
         } else {
             respond(id, AdminResponse(ok: false, error: "vspcd is at its open-file limit"), thenClose: true)
         }
@@ -14,7 +14,8 @@ extension ConcentratorStateMachine {
     mutating func adminClosed(_ id: ConnectionID) {
         guard let admin = admins.removeValue(forKey: id) else { return }
         if admin.reserved { descriptorsInUse -= 1 }
-        if let key = admin.following { consoles[key]?.followers.remove(id) }
+        // A `tail -f` follower is a person on the tail door.
+        clientClosed(id)
         if let key = admin.tailed, consoles[key] != nil {
             record(.clientDetach, key, peer: admin.peer, detail: "door=tail mode=read-only")
         }
@@ -56,16 +57,18 @@ extension ConcentratorStateMachine {
         case .failure(let message):
             respond(id, AdminResponse(ok: false, error: message.message), thenClose: true)
         case .success(let key):
-            let console = consoles[key]!
+            guard let console = consoles[key], let admin = admins[id] else { return }
             let backlog = console.scrollback.contents(last: request.bytes.map { max(0, $0) })
             respond(id, AdminResponse(ok: true, vm: info(console), backlog: backlog.count), thenClose: false)
-            admins[id]!.tailed = key
-            record(.clientAttach, key, peer: admins[id]!.peer, detail: "door=tail mode=read-only")
-            if !backlog.isEmpty { emit(.send(id, backlog)) }
             if request.follow == true {
-                consoles[key]!.followers.insert(id)
-                admins[id]!.following = key
+                // From here on a person on the tail door: live output, drops and detach like any other.
+                attachClient(ClientConnection(id: id, console: key, peer: admin.peer, door: .tail, mode: .readOnly,
+                                              identity: nil, since: now.date))
+                if !backlog.isEmpty { emit(.send(id, backlog)) }
             } else {
+                admins[id]?.tailed = key
+                record(.clientAttach, key, peer: admin.peer, detail: "door=tail mode=read-only")
+                if !backlog.isEmpty { emit(.send(id, backlog)) }
                 // Close only once the backlog has left: a close discards writes still queued.
                 emit(.close(id, flush: true))
             }
@@ -79,22 +82,27 @@ extension ConcentratorStateMachine {
         case .failure(let error):
             respond(id, AdminResponse(ok: false, error: error.message), thenClose: true)
         case .success(let key):
-            let console = consoles[key]!
+            guard let console = consoles[key] else { return }
             if console.vm != nil || console.vmotion.isPending, request.force != true {
                 respond(id, AdminResponse(ok: false, error: "\(console.name) is connected; forgetting it would close its console (use --force)"),
                         thenClose: true)
                 return
             }
             let info = self.info(console)
-            if let vm = console.vm { closeRetired(vm) }
+            // Every connection the console had ends here, and its history says so before the port goes.
+            if let vm = console.vm {
+                recordDisconnect(key, peer: vms[vm]?.peer, .forgotten)
+                closeRetired(vm, reason: .forgotten)
+            }
             if let pending = console.vmotion.pending {
-                closeRetired(pending.destination)
+                closeRetired(pending.destination, reason: .forgotten)
                 stopMigrating(key)
                 emit(.cancel(.vmotion(key, generation: pending.generation)))
             }
-            if let contender = console.contender { closeRetired(contender) }
-            for client in console.clients.sorted() { emit(.close(client, flush: false)) }
-            for follower in console.followers.sorted() { emit(.close(follower, flush: false)) }
+            if let contender = console.contender { closeRetired(contender, reason: .forgotten) }
+            for id in console.clients.sorted() {
+                if let client = clients[id] { dropClient(client, reason: .forgotten) }
+            }
             record(.portForgotten, key, detail: "port \(console.port), by vspc forget\(console.vm != nil ? " --force" : "")")
             removeConsole(key)
             respond(id, AdminResponse(ok: true, vm: info), thenClose: true)
@@ -109,12 +117,15 @@ extension ConcentratorStateMachine {
             uptimeSeconds: max(0, Int(now.date.timeIntervalSince(started))),
             consoles: listed.count, connected: consoles.values.filter { $0.vm != nil }.count,
             migrating: migratingCount, telnetClients: clients.values.filter { $0.door == .telnet }.count,
-            tailFollowers: consoles.values.reduce(0) { $0 + $1.followers.count },
+            tailFollowers: clients.values.filter { $0.door == .tail }.count,
             portsUsed: config.portRange.count - pool.available, portsFree: pool.available,
             portRangeStart: config.portRange.lowerBound, portRangeEnd: config.portRange.upperBound,
             descriptors: descriptorsInUse, descriptorLimit: config.descriptorLimit, eventsSuppressed: eventsSuppressed)
         status.unsaved = listed.filter { !$0.persisted }.count
         status.sshClients = clients.values.filter { $0.door == .ssh }.count
+        status.clientsByDoor = Dictionary(uniqueKeysWithValues: Door.all.map { door in
+            (door.name, clients.values.filter { $0.door == door }.count)
+        })
         return status
     }
 
@@ -156,7 +167,7 @@ extension ConcentratorStateMachine {
         [
             "consoles": "\(consoles.values.filter(\.listed).count)",
             "connected": "\(consoles.values.filter { $0.vm != nil }.count)",
-            "clients": "\(consoles.values.reduce(0) { $0 + $1.clients.count })",
+            "clients": "\(clients.count)",
             "migrating": "\(migratingCount)",
             "freePorts": "\(pool.available)",
             "descriptors": "\(descriptorsInUse)",

@@ -1,103 +1,132 @@
 import Foundation
 
-/// People on the consoles: telnet on a console's port, SSH sessions (the user name selects the console, the key
-/// identifies the person), and the access rules between them (read-only, exclusive write).
+/// People on the consoles, whatever door they came through: who may reach which console and how, what they
+/// type, the escape menu, notices, and the access rules between them (read-only, exclusive write). Nothing here
+/// asks which door a person used: it asks the door (`Door`) what it can do.
 extension ConcentratorStateMachine {
-    mutating func clientConnected(_ id: ConnectionID, listener: ListenerRef, peer: String) {
-        emit(.send(id, ClientLinkStateMachine.opening))
-        let key = listener.console
-        guard let console = consoles[key], console.listener.ref == listener else {
-            log(.info, "refused client \(peer): the assignment of \(consoles[key]?.name ?? key.description) has expired")
-            emit(.close(id, flush: false))
-            return
+    mutating func sessionStarted(_ id: ConnectionID, door: Door, peer: String, request: SessionRequest) {
+        if !door.opening.isEmpty { emit(.send(id, door.opening)) }
+        let newline = request.terminal ? "\r\n" : "\n"
+        let identity: Identity?
+        if case let .key(key, fingerprint) = request.principal {
+            identity = Identity(comment: key.comment, fingerprint: fingerprint)
+        } else {
+            identity = nil
         }
-        guard reserveDescriptors(1) else {
-            log(.error, "refused client \(peer) of \(console.name): open-file limit nearly reached")
-            emit(.close(id, flush: false))
-            return
+        let key: ConsoleKey
+        switch request.target {
+        case .listener(let listener):
+            guard let console = consoles[listener.console], console.listener.ref == listener else {
+                log(.info, "refused client \(peer): the assignment of \(consoles[listener.console]?.name ?? listener.console.description) has expired")
+                return refuse(id, door: door, reason: .expired)
+            }
+            key = console.key
+        case .name(let user):
+            if let command = request.command {
+                let why = "a console runs no command (got \(DisplayText.escape(command).debugDescription)); use ssh VM@host without one"
+                return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: why)
+            }
+            let permitted = consoles.values.filter { $0.listed && request.principal.permits($0) }
+            switch SSHTarget(user: user) {
+            case .list:
+                return listConsoles(id, door: door, permitted, newline: newline)
+            case .console(let vm, let label):
+                let candidates = permitted.filter { $0.key.label == label }
+                let uuids = Set(VMLookup.matches(vm, among: candidates.map { VMLookup.Candidate(uuid: $0.key.uuid, name: $0.name) }))
+                let hits = candidates.filter { uuids.contains($0.key.uuid) }
+                guard hits.count == 1 else {
+                    let why = hits.count > 1 ? "\(DisplayText.escape(vm)) names several consoles; use its uuid" : nil
+                    return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: why)
+                }
+                key = hits[0].key
+            case nil:
+                return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: nil)
+            }
         }
-        let mode: AccessMode = config.telnetPorts == .readOnly ? .readOnly : .readWrite
-        attachClient(ClientConnection(id: id, console: key, peer: peer, door: .telnet, mode: mode, identity: nil,
-                                      since: now.date))
-        if config.replayBytes > 0, config.scrollbackBytes > 0 {
+        guard door.descriptors == 0 || reserveDescriptors(door.descriptors) else {
+            log(.error, "refused client \(peer) of \(consoles[key]?.name ?? key.description): open-file limit nearly reached")
+            return refuse(id, door: door, reason: .fdLimit)
+        }
+        let mode = request.principal.mode(telnetPorts: config.telnetPorts)
+        attachClient(ClientConnection(id: id, console: key, peer: peer, door: door, mode: mode, identity: identity,
+                                      since: now.date, newline: newline))
+        guard let console = consoles[key] else { return }
+        if door.replayOnAttach, config.replayBytes > 0, config.scrollbackBytes > 0 {
             let replay = console.scrollback.contents(last: config.replayBytes)
-            if !replay.isEmpty { emit(.send(id, TelnetEncoder.escaped(replay))) }
+            if !replay.isEmpty { emit(.send(id, door.frame(replay))) }
         }
+        let label = console.key.label.isEmpty ? "" : "#" + console.key.label
+        notice(id, "connected to \(DisplayText.escape(console.name))\(label) (\(console.vm == nil ? "down" : "up")); Ctrl-] ? for the menu\(mode == .readOnly ? "; read-only" : "")")
     }
 
-    /// An SSH session: `list`, or the console its user name names, if the key may reach it. A refusal does not
-    /// say whether the VM exists.
-    mutating func sshSessionStarted(_ id: ConnectionID, user: String, key: AuthorizedKey, fingerprint: String,
-                                    peer: String, pty: Bool) {
-        let newline = pty ? "\r\n" : "\n"
-        let identity = Identity(comment: key.comment, fingerprint: fingerprint)
-        let permitted = consoles.values.filter { $0.listed && key.permits(vmName: $0.name, uuid: $0.key.uuid) }
-        switch SSHTarget(user: user) {
-        case .list:
-            let lines = permitted.sorted { ($0.name, $0.key.label, $0.key.uuid) < ($1.name, $1.key.label, $1.key.uuid) }
-                .map { c in
-                    let name = c.key.label.isEmpty ? c.name : "\(c.name)#\(c.key.label)"
-                    return "\(DisplayText.escape(name))\t\(UUIDSpelling.classic(c.key.uuid))\t\(c.vm == nil ? "down" : "up")\(newline)"
-                }
-            emit(.send(id, Array(lines.joined().utf8)))
-            emit(.endSession(id, exitStatus: 0))
-        case .console(let vm, let label):
-            let candidates = permitted.filter { $0.key.label == label }
-            let uuids = Set(VMLookup.matches(vm, among: candidates.map { VMLookup.Candidate(uuid: $0.key.uuid, name: $0.name) }))
-            let hits = candidates.filter { uuids.contains($0.key.uuid) }
-            guard hits.count == 1 else {
-                refuseSession(id, user: user, identity: identity, peer: peer, newline: newline,
-                              why: hits.count > 1 ? "\(DisplayText.escape(vm)) names several consoles; use its uuid" : nil)
-                return
+    /// `list`: the consoles this person may reach, one line each, then the session ends.
+    mutating func listConsoles(_ id: ConnectionID, door: Door, _ permitted: [ConsoleState], newline: String) {
+        let lines = permitted.sorted { ($0.name, $0.key.label, $0.key.uuid) < ($1.name, $1.key.label, $1.key.uuid) }
+            .map { c in
+                let name = c.key.label.isEmpty ? c.name : "\(c.name)#\(c.key.label)"
+                return "\(DisplayText.escape(name))\t\(UUIDSpelling.classic(c.key.uuid))\t\(c.vm == nil ? "down" : "up")\(newline)"
             }
-            let console = hits[0]
-            attachClient(ClientConnection(id: id, console: console.key, peer: peer, door: .ssh,
-                                          mode: key.readOnly ? .readOnly : .readWrite, identity: identity, since: now.date))
-            let state = console.vm == nil ? "down" : "up"
-            notice(id, "connected to \(DisplayText.escape(console.name))\(console.key.label.isEmpty ? "" : "#" + console.key.label) (\(state)); Ctrl-] ? for the menu\(key.readOnly ? "; read-only" : "")")
-        case nil:
-            refuseSession(id, user: user, identity: identity, peer: peer, newline: newline, why: nil)
-        }
+        emit(.send(id, Array(lines.joined().utf8)))
+        end(id, door: door, exitStatus: 0)
+    }
+
+    /// A connection refused before it reached a console: counted, not recorded (a stranger could flood history).
+    mutating func refuse(_ id: ConnectionID, door: Door, reason: DropReason) {
+        tallies.clientsDropped[reason, default: 0] += 1
+        end(id, door: door, exitStatus: 1)
     }
 
     /// One line and exit status 1; recorded without saying more to the person than "no such console here".
-    mutating func refuseSession(_ id: ConnectionID, user: String, identity: Identity, peer: String, newline: String,
-                                why: String?) {
+    mutating func refuseSession(_ id: ConnectionID, door: Door, user: String, identity: Identity?, peer: String,
+                                newline: String, why: String?) {
         let message = why ?? "no console \(DisplayText.escape(user)) for this key"
         emit(.send(id, Array("vspcd: \(message)\(newline)".utf8)))
-        emit(.endSession(id, exitStatus: 1))
-        record(.clientRefused, peer: peer,
-               detail: "door=ssh user=\(user) key=\(identity.comment) \(identity.fingerprint)")
+        end(id, door: door, exitStatus: 1)
+        var detail = "door=\(door.name) user=\(user)"
+        if let identity { detail += " key=\(identity.comment) \(identity.fingerprint)" }
+        record(.clientRefused, peer: peer, detail: detail)
+    }
+
+    /// Ends a person's connection the way its door ends sessions.
+    mutating func end(_ id: ConnectionID, door: Door, exitStatus: Int) {
+        switch door.ending {
+        case .exitStatus: emit(.endSession(id, exitStatus: exitStatus))
+        case .close: emit(.close(id, flush: false))
+        }
     }
 
     mutating func attachClient(_ client: ClientConnection) {
         let key = client.console
+        guard consoles[key] != nil else { return }
         clients[client.id] = client
-        consoles[key]!.clients.insert(client.id)
-        consoles[key]!.lastActivity = monotonicNow
+        let time = monotonicNow
+        consoles.modify(key) {
+            $0.clients.insert(client.id)
+            $0.lastActivity = time
+        }
         record(.clientAttach, key, peer: client.peer, detail: auditDetail(client))
-        noticeAll(key, except: client.id, "\(client.who) attached over \(client.door.rawValue) (\(client.mode.rawValue))")
+        noticeAll(key, except: client.id, "\(client.who) attached over \(client.door.name) (\(client.mode.rawValue))")
     }
 
     /// `door=ssh mode=read-only key=alice@laptop SHA256:...`: who, how, with what right.
     func auditDetail(_ client: ClientConnection, mode: String? = nil) -> String {
-        var detail = "door=\(client.door.rawValue) mode=\(mode ?? client.mode.rawValue)"
+        var detail = "door=\(client.door.name) mode=\(mode ?? client.mode.rawValue)"
         if let identity = client.identity { detail += " key=\(identity.comment) \(identity.fingerprint)" }
         return detail
     }
 
     mutating func clientBytes(_ id: ConnectionID, _ bytes: [UInt8]) {
-        guard var client = clients[id] else { return }
-        switch client.door {
-        case .telnet, .tail:
-            let output = client.link.received(bytes)
-            clients[id] = client
+        guard let client = clients[id] else { return }
+        switch client.input {
+        case .telnet(var link):
+            let output = link.received(bytes)
+            clients[id]?.input = .telnet(link)
             if !output.replies.isEmpty { emit(.send(id, output.replies)) }
-            // Telnet ports stay byte-exact: a read-only person's input is dropped without a word.
+            // Byte-exact doors say nothing: a read-only person's input is dropped without a word.
             if !output.input.isEmpty, mayWrite(client) { clientInput(client, output.input) }
-        case .ssh:
-            let events = client.menu.feed(bytes)
-            clients[id] = client
+        case .escapeMenu(var menu):
+            let events = menu.feed(bytes)
+            clients[id]?.input = .escapeMenu(menu)
             for event in events {
                 guard let current = clients[id] else { return }
                 switch event {
@@ -105,13 +134,15 @@ extension ConcentratorStateMachine {
                     if mayWrite(current) {
                         clientInput(current, input)
                     } else if !current.warnedReadOnly {
-                        clients[id]!.warnedReadOnly = true
+                        clients[id]?.warnedReadOnly = true
                         notice(id, readOnlyReason(current))
                     }
                 case .command(let command):
                     escapeCommand(command, current)
                 }
             }
+        case .none:
+            break
         }
     }
 
@@ -131,7 +162,7 @@ extension ConcentratorStateMachine {
         let key = client.console
         switch command {
         case .disconnect:
-            emit(.endSession(client.id, exitStatus: 0))
+            end(client.id, door: client.door, exitStatus: 0)
         case .help:
             emit(.send(client.id, Array(("\r\n" + EscapeMenu.helpText).utf8)))
         case .who:
@@ -146,22 +177,21 @@ extension ConcentratorStateMachine {
             }
         case .replay:
             let bytes = consoles[key]?.scrollback.contents() ?? []
-            if !bytes.isEmpty { emit(.send(client.id, bytes)) }
+            if !bytes.isEmpty { emit(.send(client.id, client.door.frame(bytes))) }
         case .toggleExclusiveWrite:
             toggleExclusive(client)
         }
     }
 
-    /// `w`: everyone on the console, over every front door.
+    /// `w`: everyone on the console, over every door.
     func whoList(_ key: ConsoleKey) -> String {
         guard let console = consoles[key] else { return "" }
         var lines = ["\r\nwho is attached to \(DisplayText.escape(console.name)):"]
         for id in console.clients.sorted() {
             guard let c = clients[id] else { continue }
             let mode = console.exclusive == id ? "exclusive" : (mayWrite(c) ? "read-write" : "read-only")
-            lines.append("  \(c.door.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) \(DisplayText.escape(c.who)) from \(c.peer), \(mode), since \(AdminProtocol.timestamp(c.since))")
+            lines.append("  \(c.door.name.padding(toLength: 6, withPad: " ", startingAt: 0)) \(DisplayText.escape(c.who)) from \(c.peer), \(mode), since \(AdminProtocol.timestamp(c.since))")
         }
-        for _ in console.followers { lines.append("  tail   a vspc tail -f follower (read-only)") }
         return lines.joined(separator: "\r\n") + "\r\n"
     }
 
@@ -172,7 +202,7 @@ extension ConcentratorStateMachine {
         }
         switch consoles[key]?.exclusive {
         case nil:
-            consoles[key]!.exclusive = client.id
+            consoles[key]?.exclusive = client.id
             record(.exclusiveTaken, key, peer: client.peer, detail: auditDetail(client, mode: "exclusive"))
             noticeAll(key, except: nil, "\(client.who) took exclusive write; everybody else is read-only")
         case client.id?:
@@ -183,17 +213,17 @@ extension ConcentratorStateMachine {
     }
 
     mutating func releaseExclusive(_ key: ConsoleKey, by client: ClientConnection) {
-        guard consoles[key]?.exclusive == client.id else { return }
-        consoles[key]!.exclusive = nil
+        guard let console = consoles[key], console.exclusive == client.id else { return }
+        consoles[key]?.exclusive = nil
         record(.exclusiveReleased, key, peer: client.peer, detail: auditDetail(client, mode: "exclusive"))
         noticeAll(key, except: nil, "\(client.who) released exclusive write")
-        for id in consoles[key]!.clients { clients[id]?.warnedReadOnly = false }
+        for id in console.clients { clients[id]?.warnedReadOnly = false }
     }
 
-    /// A one-line notice on an SSH session (telnet ports carry console bytes only).
+    /// A one-line notice, on the doors that show them (the telnet ports carry console bytes only).
     mutating func notice(_ id: ConnectionID, _ text: String) {
-        guard clients[id]?.door == .ssh else { return }
-        emit(.send(id, Array("\r\n[vspcd: \(text)]\r\n".utf8)))
+        guard let bytes = clients[id]?.door.notice(text) else { return }
+        emit(.send(id, bytes))
     }
 
     mutating func noticeAll(_ key: ConsoleKey, except: ConnectionID?, _ text: String) {
@@ -204,49 +234,93 @@ extension ConcentratorStateMachine {
     /// What a person typed: to the VM, or held while a migration is pending.
     mutating func clientInput(_ client: ClientConnection, _ bytes: [UInt8]) {
         let key = client.console
-        guard consoles[key] != nil else { return }
-        switch consoles[key]!.vmotion.clientInput(bytes) {
+        guard let decision = consoles.modify(key, { $0.vmotion.clientInput(bytes) }),
+              let console = consoles[key] else { return }
+        switch decision {
         case .forward:
-            let name = consoles[key]!.name
-            guard let vm = consoles[key]!.vm else {
-                log(.debug, "input from \(client.peer) discarded: \(name) is not connected")
+            guard let vm = console.vm else {
+                log(.debug, "input from \(client.peer) discarded: \(console.name) is not connected")
                 return
             }
             if vms[vm]?.writable == true {
                 emit(.send(vm, TelnetEncoder.escaped(bytes)))
             } else {
-                log(.warning, "input from \(client.peer) discarded: VM \(name) is not reading")
+                log(.warning, "input from \(client.peer) discarded: VM \(console.name) is not reading")
             }
         case .held:
             break
         case .dropped(let n):
-            log(.warning, "vMotion of \(consoles[key]!.name): hold buffer full, \(n) bytes of input from \(client.peer) discarded")
+            log(.warning, "vMotion of \(console.name): hold buffer full, \(n) bytes of input from \(client.peer) discarded")
         }
     }
 
     mutating func clientClosed(_ id: ConnectionID) {
         guard let client = clients.removeValue(forKey: id) else { return }
-        if client.door == .telnet { descriptorsInUse -= 1 }
+        descriptorsInUse -= client.door.descriptors
         let key = client.console
         guard consoles[key]?.clients.remove(id) != nil else { return }
-        consoles[key]!.lastActivity = monotonicNow
-        if consoles[key]!.exclusive == id {
+        let time = monotonicNow
+        consoles[key]?.lastActivity = time
+        if consoles[key]?.exclusive == id {
             clients[id] = client
             releaseExclusive(key, by: client)
             clients[id] = nil
         }
+        if client.skippedUnrecorded > 0 { recordSkip(client) }
         record(.clientDetach, key, peer: client.peer, detail: auditDetail(client))
         noticeAll(key, except: id, "\(client.who) detached")
     }
 
-    /// A person whose client stopped reading is dropped, so the VM and the others never wait for it.
-    mutating func dropClient(_ client: ClientConnection, reason: String) {
-        guard clients[client.id] != nil else { return }
-        record(.clientDropped, client.console, peer: client.peer, detail: "\(reason); \(auditDetail(client))")
-        if client.door == .ssh {
+    /// Drops a person (recorded once, with the reason; the detach follows when the connection closes), so the VM
+    /// and the others never wait for it. `end`: close it the way its door ends sessions (the daemon's own shutdown
+    /// closes every connection itself).
+    mutating func dropClient(_ client: ClientConnection, reason: DropReason, end ending: Bool = true) {
+        guard clients[client.id] != nil, clients[client.id]?.dropped == nil else { return }
+        clients[client.id]?.dropped = reason
+        tallies.clientsDropped[reason, default: 0] += 1
+        emitRecord(ConsoleEvent(kind: .clientDropped, time: now.date, uuid: client.console.uuid,
+                                label: client.console.label, name: consoles[client.console]?.name, peer: client.peer,
+                                detail: "\(reason.detail); \(auditDetail(client))", reason: .drop(reason)))
+        guard ending else { return }
+        if client.door.ending == .exitStatus {
             emit(.endSession(client.id, exitStatus: 1))
         } else {
             emit(.close(client.id, flush: false))
+        }
+    }
+
+    /// A reader on a skip-ahead door fell behind and skipped bytes: recorded at most once a minute per person.
+    mutating func clientSkipped(_ id: ConnectionID, bytes: Int) {
+        guard bytes > 0, let client = clients[id] else { return }
+        clients[id]?.skippedUnrecorded += bytes
+        let time = monotonicNow
+        if let last = client.skipRecorded, time - last < 60_000_000_000 { return }
+        clients[id]?.skipRecorded = time
+        if let current = clients[id] { recordSkip(current) }
+    }
+
+    mutating func recordSkip(_ client: ClientConnection) {
+        let skipped = client.skippedUnrecorded
+        clients[client.id]?.skippedUnrecorded = 0
+        record(.clientSkipped, client.console, peer: client.peer,
+               detail: "\(ByteCount.text(skipped)) skipped, fell behind; \(auditDetail(client))")
+    }
+}
+
+extension SessionRequest.Principal {
+    /// Whether this person may reach the console at all.
+    func permits(_ console: ConsoleState) -> Bool {
+        switch self {
+        case .anonymous: return true
+        case let .key(key, _): return key.permits(vmName: console.name, uuid: console.key.uuid)
+        }
+    }
+
+    /// What this person may do there.
+    func mode(telnetPorts: TelnetPortsMode) -> AccessMode {
+        switch self {
+        case .anonymous: return telnetPorts == .readOnly ? .readOnly : .readWrite
+        case let .key(key, _): return key.readOnly ? .readOnly : .readWrite
         }
     }
 }

@@ -8,13 +8,13 @@ extension ConcentratorStateMachine {
         guard !shuttingDown, let console = consoles[key] else { return }
         // `--telnet-ports off`: the port is kept (listed, stable) but nobody listens on it; people use SSH.
         if config.telnetPorts == .off {
-            consoles[key]!.portSettled = true
+            settlePort(key)
             if isNew { persistAssignment(key) }
             return
         }
         let ref = ListenerRef(console: key, generation: nextListenerGeneration)
         nextListenerGeneration += 1
-        consoles[key]!.listener = .binding(ref, isNew: isNew, attempt: attempt, taken: taken)
+        consoles[key]?.listener = .binding(ref, isNew: isNew, attempt: attempt, taken: taken)
         emit(.bind(ref, port: console.port))
     }
 
@@ -25,9 +25,11 @@ extension ConcentratorStateMachine {
             emit(.unbind(ref)) // a console that expired, or a bind that was superseded
             return
         }
-        consoles[key]!.listener = .bound(ref)
-        consoles[key]!.listenerError = nil
-        consoles[key]!.portSettled = true
+        consoles.modify(key) {
+            $0.listener = .bound(ref)
+            $0.listenerError = nil
+        }
+        settlePort(key)
         descriptorsInUse += 1
         if isNew { persistAssignment(key) }
     }
@@ -36,19 +38,21 @@ extension ConcentratorStateMachine {
         let key = ref.console
         guard !shuttingDown, let console = consoles[key], case let .binding(current, isNew, attempt, taken) = console.listener,
               current == ref else { return }
-        consoles[key]!.listener = .closed
-        consoles[key]!.listenerError = message
+        consoles.modify(key) {
+            $0.listener = .closed
+            $0.listenerError = message
+        }
         let failed = console.port
         if isNew, addressInUse, attempt < 32, let next = pool.allocate(excluding: taken.union([failed])) {
             log(.warning, "port \(failed) is taken by another process; trying \(next) for \(console.name)")
             // The taken port stays reserved in the pool, so no other VM tries it again.
-            consoles[key]!.port = next
+            consoles[key]?.port = next
             bind(key, isNew: true, attempt: attempt + 1, taken: taken.union([failed]))
             return
         }
         log(.error, "cannot listen on \(config.listenHost):\(failed) for VM \(console.name) (\(key)): \(message); will retry every \(Int(config.retryInterval)) s")
+        settlePort(key)
         record(.portBindFailed, key, detail: "port \(failed): \(message)")
-        consoles[key]!.portSettled = true
         if isNew { persistAssignment(key) }
         schedule(.listenerRetry(key), seconds: config.retryInterval)
     }
@@ -71,7 +75,17 @@ extension ConcentratorStateMachine {
         case .closed:
             break
         }
-        consoles[key]!.listener = .closed
+        consoles[key]?.listener = .closed
+    }
+
+    /// The console's port is decided: it is listed, and a new console's `vm-connect` names that port.
+    mutating func settlePort(_ key: ConsoleKey) {
+        guard let console = consoles[key] else { return }
+        consoles.modify(key) {
+            $0.portSettled = true
+            $0.connectPending = nil
+        }
+        if let peer = console.connectPending { record(.vmConnect, key, peer: peer, detail: "port \(console.port)") }
     }
 
     /// Writes the console's assignment. The console is listed (marked unsaved) and served meanwhile; a failed
@@ -79,7 +93,7 @@ extension ConcentratorStateMachine {
     mutating func persistAssignment(_ key: ConsoleKey) {
         guard !shuttingDown, let console = consoles[key] else { return }
         let generation = console.assignmentGeneration + 1
-        consoles[key]!.assignmentGeneration = generation
+        consoles[key]?.assignmentGeneration = generation
         let assignment = Assignment(uuid: key.uuid, label: key.label, name: console.name, port: console.port,
                                     createdAt: console.createdAt, lastSeen: now.date)
         emit(.persist([.upsertAssignment(assignment)], token: .assignment(key, generation: generation)))
@@ -88,14 +102,14 @@ extension ConcentratorStateMachine {
     mutating func assignmentWritten(_ key: ConsoleKey, generation: Int, error: String?) {
         guard let console = consoles[key], console.assignmentGeneration == generation else { return }
         if let error {
-            consoles[key]!.persistFailures += 1
+            consoles[key]?.persistFailures += 1
             storeFailed(error)
             schedule(.persistRetry(key), seconds: backoff(console.persistFailures))
             return
         }
-        consoles[key]!.persistFailures = 0
+        consoles[key]?.persistFailures = 0
         guard !console.persisted else { return }
-        consoles[key]!.persisted = true
+        consoles[key]?.persisted = true
         record(.portAssigned, key, detail: "port \(console.port)")
         storeRecovered()
     }
@@ -141,14 +155,14 @@ extension ConcentratorStateMachine {
         guard !shuttingDown, pendingDeletes[key] != nil else { return }
         let generation = nextDeleteGeneration
         nextDeleteGeneration += 1
-        pendingDeletes[key]!.generation = generation
+        pendingDeletes[key]?.generation = generation
         emit(.persist([.deleteAssignment(uuid: key.uuid, label: key.label)], token: .deletion(key, generation: generation)))
     }
 
     mutating func assignmentDeleted(_ key: ConsoleKey, generation: Int, error: String?) {
         guard let pending = pendingDeletes[key], pending.generation == generation else { return }
         if let error {
-            pendingDeletes[key]!.failures += 1
+            pendingDeletes[key]?.failures += 1
             storeFailed(error)
             schedule(.deleteRetry(key), seconds: backoff(pending.failures + 1))
             return
@@ -183,9 +197,13 @@ extension ConcentratorStateMachine {
         // Only the consoles that printed are sorted (every 2 s, over a fleet).
         let due = consoles.values.filter { $0.scrollbackDirty && (final || !scrollbackSaving.contains($0.key)) }
         for key in due.map(\.key).sorted(by: { $0.description < $1.description }) {
-            let console = consoles[key]!
-            consoles[key]!.scrollbackUnsaved = 0
-            consoles[key]!.scrollbackRewrite = false
+            guard let console = consoles.modify(key, { console -> ConsoleState in
+                defer {
+                    console.scrollbackUnsaved = 0
+                    console.scrollbackRewrite = false
+                }
+                return console
+            }) else { continue }
             keys.append(key)
             if console.scrollbackRewrite {
                 ops.append(.saveScrollback(uuid: key.uuid, label: key.label, data: console.scrollback.contents(), at: now.date))

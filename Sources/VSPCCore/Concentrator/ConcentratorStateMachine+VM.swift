@@ -14,12 +14,14 @@ extension ConcentratorStateMachine {
                 refusalLogged[key] = monotonicNow
                 log(.warning, "refused proxy connection from \(peer): not in --proxy-allow")
             }
+            tallies.vmDisconnects[.refused, default: 0] += 1
             emit(.close(id, flush: false))
             return
         }
         // A VM costs its connection and, once identified, its console's listener.
         guard !shuttingDown, descriptorsInUse + 2 <= config.descriptorLimit - config.descriptorReserve else {
             log(.error, "refused VM connection from \(peer): open-file limit nearly reached (\(descriptorsInUse) of \(config.descriptorLimit) in use)")
+            tallies.vmDisconnects[shuttingDown ? .shutdown : .refused, default: 0] += 1
             emit(.close(id, flush: false))
             return
         }
@@ -49,35 +51,31 @@ extension ConcentratorStateMachine {
     }
 
     mutating func negotiationTimedOut(_ id: ConnectionID) {
-        guard var vm = vms[id], !vm.closing else { return }
-        let actions = vm.link.negotiationTimedOut()
-        vms[id] = vm
-        performLink(id, actions)
+        guard vms[id]?.closing == false, let actions = vms.modify(id, { $0.link.negotiationTimedOut() }) else { return }
+        performLink(id, actions, closing: .timeout)
     }
 
     mutating func nameTimedOut(_ id: ConnectionID) {
-        guard var vm = vms[id], !vm.closing else { return }
-        let actions = vm.link.nameTimedOut()
-        vms[id] = vm
-        performLink(id, actions)
+        guard vms[id]?.closing == false, let actions = vms.modify(id, { $0.link.nameTimedOut() }) else { return }
+        performLink(id, actions, closing: .timeout)
     }
 
     /// The VM has left what it was sent unread past `vmStuckTimeout`.
     mutating func stuckTimedOut(_ id: ConnectionID) {
         guard let vm = vms[id], !vm.closing, !vm.writable else { return }
         log(.warning, "closing VM connection \(vm.peer): it has not read what it was sent for \(Int(config.vmStuckTimeout)) s")
-        closeVM(id)
+        closeVM(id, reason: .stuck)
     }
 
     /// A connection that never comes to carry a console (no identification, a rejected PEER) is closed.
     mutating func identifyTimedOut(_ id: ConnectionID) {
         guard let vm = vms[id], !vm.closing, case .negotiating = vm.role else { return }
         log(.warning, "closing VM connection \(vm.peer): not identified within \(config.negotiationTimeout * 6) s")
-        closeVM(id)
+        closeVM(id, reason: .timeout)
     }
 
-    /// Carries out what a connection's link state machine decided.
-    mutating func performLink(_ id: ConnectionID, _ actions: [VMLinkAction]) {
+    /// Carries out what a connection's link state machine decided; a close it asks for is for `closing`.
+    mutating func performLink(_ id: ConnectionID, _ actions: [VMLinkAction], closing: DisconnectReason = .error) {
         for action in actions {
             guard let vm = vms[id], !vm.closing else { return }
             switch action {
@@ -104,29 +102,32 @@ extension ConcentratorStateMachine {
             case .reject(let message):
                 log(.notice, "refused \(vm.peer) on the proxy port: not an ESXi host")
                 emit(.send(id, Array(message.utf8)))
-                closeVM(id, flush: true)
+                closeVM(id, reason: .refused, flush: true)
             case .close(let reason):
                 log(.warning, "closing VM connection \(vm.peer): \(reason)")
-                closeVM(id)
+                closeVM(id, reason: closing)
             case let .log(level, message):
                 let mapped: LogLevel = level == .debug ? .debug : (level == .info ? .info : .warning)
                 log(mapped, "VM connection \(vm.peer): \(message)")
             }
         }
-        guard var vm = vms[id], !vm.closing else { return }
+        guard let vm = vms[id], !vm.closing else { return }
         if !vm.deferred.isEmpty, vm.link.vmUUID != nil { flushDeferredEvents(id) }
         // The uuid-without-name timer starts once the uuid is known.
         if !vm.nameTimerArmed, vm.link.vmUUID != nil, vm.link.proxyAccepted, !vm.link.isIdentified {
-            vm.nameTimerArmed = true
-            vms[id] = vm
+            vms[id]?.nameTimerArmed = true
             schedule(.name(id), seconds: config.nameTimeout)
         }
     }
 
-    mutating func closeVM(_ id: ConnectionID, flush: Bool = false) {
-        guard vms[id] != nil, !vms[id]!.closing else { return }
-        vms[id]!.closing = true
-        if !vms[id]!.writable { emit(.cancel(.stuck(id))) }
+    /// Closes a VM connection for `reason` (the first reason given is the one recorded and counted).
+    mutating func closeVM(_ id: ConnectionID, reason: DisconnectReason, flush: Bool = false) {
+        guard let vm = vms[id], !vm.closing else { return }
+        vms.modify(id) {
+            $0.closing = true
+            if $0.closeReason == nil { $0.closeReason = reason }
+        }
+        if !vm.writable { emit(.cancel(.stuck(id))) }
         emit(.close(id, flush: flush))
     }
 
@@ -135,7 +136,7 @@ extension ConcentratorStateMachine {
     mutating func record(_ kind: EventKind, connection id: ConnectionID, detail: String) {
         guard let event = connectionEvent(kind, id, detail: detail) else { return }
         if event.uuid == nil {
-            if vms[id]!.deferred.count < 16 { vms[id]!.deferred.append(event) } else { eventsSuppressed += 1 }
+            if vms[id]?.deferred.count ?? 16 < 16 { vms[id]?.deferred.append(event) } else { eventsSuppressed += 1 }
         } else {
             emitRecord(event)
         }
@@ -144,7 +145,7 @@ extension ConcentratorStateMachine {
     /// Writes a connection's deferred events, with its uuid and name if it has told them by now.
     mutating func flushDeferredEvents(_ id: ConnectionID) {
         guard let vm = vms[id], !vm.deferred.isEmpty else { return }
-        vms[id]!.deferred = []
+        vms[id]?.deferred = []
         for var event in vm.deferred {
             event.uuid = vm.link.vmUUID
             event.name = vm.link.vmName
@@ -152,23 +153,26 @@ extension ConcentratorStateMachine {
         }
     }
 
-    mutating func vmClosed(_ id: ConnectionID) {
+    mutating func vmClosed(_ id: ConnectionID, error: Bool = false) {
         guard let vm = vms[id] else { return }
         flushDeferredEvents(id)
         if vm.budget.suppressed > 0 { summariseSuppressed(id, vm.budget.suppressed) }
         vms[id] = nil
         descriptorsInUse -= 1
+        let reason = vm.closeReason ?? (error ? .error : shuttingDown ? .shutdown : .closed)
+        tallies.vmDisconnects[reason, default: 0] += 1
         for timer in [TimerID.negotiation(id), .name(id), .identify(id)] { emit(.cancel(timer)) }
         if !vm.writable { emit(.cancel(.stuck(id))) }
         if vm.link.isMidSequence { log(.info, "VM connection \(vm.peer) closed in the middle of a telnet sequence") }
         switch vm.role {
         case .carrying(let key):
-            guard consoles[key] != nil else { return }
-            consoles[key]!.vmotion.connectionClosed(id)
-            guard consoles[key]!.vm == id else { return }
-            consoles[key]!.vm = nil
-            consoles[key]!.lastActivity = monotonicNow
-            if let pending = consoles[key]!.vmotion.pending, !shuttingDown {
+            guard consoles.modify(key, { $0.vmotion.connectionClosed(id) }) != nil, consoles[key]?.vm == id else { return }
+            let time = monotonicNow
+            consoles.modify(key) {
+                $0.vm = nil
+                $0.lastActivity = time
+            }
+            if let pending = consoles[key]?.vmotion.pending, !shuttingDown {
                 // ESXi closes the source as the destination completes: not the VM going down.
                 record(.vmotionSourceClosed, key, peer: vm.peer)
                 if pending.destination == nil {
@@ -177,28 +181,36 @@ extension ConcentratorStateMachine {
                     vmotionExpired(key, generation: pending.generation, reason: "source closed with no destination")
                 }
             } else {
-                consoles[key]!.since = now.date
-                record(.vmDisconnect, key, peer: vm.peer, detail: shuttingDown ? "daemon stopping" : "closed")
+                let date = now.date
+                consoles[key]?.since = date
+                recordDisconnect(key, peer: vm.peer, reason)
             }
-            let console = consoles[key]!
+            guard let console = consoles[key] else { return }
             emit(.persist([.touchAssignment(uuid: key.uuid, label: key.label, name: console.name, at: now.date)],
                           token: nil))
             // A newcomer waiting on the probe takes over at once.
             if let contender = console.contender, let waiting = vms[contender], case let .contending(_, early, name) = waiting.role {
-                consoles[key]!.contender = nil
+                consoles[key]?.contender = nil
                 emit(.cancel(.takeoverProbe(contender)))
-                vms[contender]!.role = .negotiating(early)
+                vms[contender]?.role = .negotiating(early)
                 attach(contender, key: key, name: name, early: early)
             }
         case .destination(let key, _):
             consoles[key]?.vmotion.connectionClosed(id)
             record(.vmotionDestinationClosed, key, peer: vm.peer, detail: "closed before VMOTION-COMPLETE")
         case .contending(let key, _, _):
-            if consoles[key]?.contender == id { consoles[key]!.contender = nil }
+            if consoles[key]?.contender == id { consoles[key]?.contender = nil }
             emit(.cancel(.takeoverProbe(id)))
         case .negotiating, .retired:
             break
         }
+    }
+
+    /// `vm-disconnect`, with its typed reason and the reason's text.
+    mutating func recordDisconnect(_ key: ConsoleKey, peer: String?, _ reason: DisconnectReason) {
+        emitRecord(ConsoleEvent(kind: .vmDisconnect, time: now.date, uuid: key.uuid, label: key.label,
+                                name: consoles[key]?.name, peer: peer, detail: reason.detail,
+                                reason: .disconnect(reason)))
     }
 
     /// Output from the VM: to every person, every follower and the scrollback.
@@ -210,37 +222,39 @@ extension ConcentratorStateMachine {
         case .negotiating(var early):
             // Before identification or COMPLETE: kept (bounded) until the connection carries the console.
             early.append(bytes, limit: config.earlyOutputLimit)
-            vms[id]!.role = .negotiating(early)
+            vms[id]?.role = .negotiating(early)
         case .destination(let key, var early):
             early.append(bytes, limit: config.earlyOutputLimit)
-            vms[id]!.role = .destination(key, early)
+            vms[id]?.role = .destination(key, early)
         case .contending(let key, var early, let name):
             early.append(bytes, limit: config.earlyOutputLimit)
-            vms[id]!.role = .contending(key, early, name: name)
+            vms[id]?.role = .contending(key, early, name: name)
         case .retired:
             break
         }
     }
 
     mutating func broadcast(_ key: ConsoleKey, _ bytes: [UInt8]) {
-        guard !bytes.isEmpty, consoles[key] != nil else { return }
-        if config.scrollbackBytes > 0 {
-            consoles[key]!.scrollback.append(bytes)
-            consoles[key]!.scrollbackUnsaved = min(config.scrollbackBytes, consoles[key]!.scrollbackUnsaved + bytes.count)
-        }
-        let console = consoles[key]!
-        if !console.clients.isEmpty {
-            // Telnet ports get the bytes escaped, SSH sessions raw.
-            var telnet: [ConnectionID] = [], ssh: [ConnectionID] = []
-            for id in console.clients.sorted() {
-                if clients[id]?.door == .ssh { ssh.append(id) } else { telnet.append(id) }
+        guard !bytes.isEmpty else { return }
+        let scrollback = config.scrollbackBytes
+        guard let people = consoles.modify(key, { console -> Set<ConnectionID> in
+            if scrollback > 0 {
+                console.scrollback.append(bytes)
+                console.scrollbackUnsaved = min(scrollback, console.scrollbackUnsaved + bytes.count)
             }
-            if !telnet.isEmpty { emit(.broadcast(telnet, TelnetEncoder.escaped(bytes))) }
-            if !ssh.isEmpty { emit(.broadcast(ssh, bytes)) }
+            return console.clients
+        }), !people.isEmpty else { return }
+        // One buffer per framing, for all the doors that frame bytes that way, in one pass.
+        var telnet: [ConnectionID] = [], raw: [ConnectionID] = []
+        for id in people.sorted() {
+            switch clients[id]?.door.framing {
+            case .telnet?: telnet.append(id)
+            case .raw?: raw.append(id)
+            case nil: break
+            }
         }
-        if !console.followers.isEmpty {
-            emit(.broadcast(console.followers.sorted(), bytes))
-        }
+        if !telnet.isEmpty { emit(.broadcast(telnet, Door.Framing.telnet.frame(bytes))) }
+        if !raw.isEmpty { emit(.broadcast(raw, bytes)) }
     }
 
     /// Output kept while the connection did not carry a console goes out once it does.
@@ -258,14 +272,14 @@ extension ConcentratorStateMachine {
         guard let vm = vms[id], case .negotiating(let early) = vm.role else { return }
         let key = ConsoleKey(uuid: uuid, label: label)
         if let old = consoles[key]?.vm, old != id, let holder = vms[old], !holder.closing {
-            guard consoles[key]!.contender == nil else {
+            guard consoles[key]?.contender == nil else {
                 record(.vmTakeoverRefused, key, peer: vm.peer, detail: "another new connection is already claiming this console")
-                vms[id]!.role = .retired
-                closeVM(id)
+                vms[id]?.role = .retired
+                closeVM(id, reason: .refused)
                 return
             }
-            consoles[key]!.contender = id
-            vms[id]!.role = .contending(key, early, name: name)
+            consoles[key]?.contender = id
+            vms[id]?.role = .contending(key, early, name: name)
             emit(.send(old, TelnetEncoder.negotiate(.do, TelnetOption.timingMark)))
             schedule(.takeoverProbe(id), seconds: config.takeoverProbeTimeout)
             log(.info, "VM \(name) (\(key)): new connection from \(vm.peer) while \(holder.peer) is open; probing \(holder.peer)")
@@ -276,21 +290,21 @@ extension ConcentratorStateMachine {
 
     /// The console's connection answered the probe: it is alive, and the newcomer is refused.
     mutating func takeoverProbeAnswered(_ holder: ConnectionID) {
-        guard let key = vms[holder]?.console, consoles[key]?.vm == holder,
+        guard let vm = vms[holder], let key = vm.console, consoles[key]?.vm == holder,
               let contender = consoles[key]?.contender else { return }
-        consoles[key]!.contender = nil
+        consoles[key]?.contender = nil
         emit(.cancel(.takeoverProbe(contender)))
         record(.vmTakeoverRefused, key, peer: vms[contender]?.peer,
-               detail: "\(vms[holder]!.peer) still carries this console and answered a probe")
+               detail: "\(vm.peer) still carries this console and answered a probe")
         vms[contender]?.role = .retired
-        closeVM(contender)
+        closeVM(contender, reason: .refused)
     }
 
     /// The console's connection stayed silent: the newcomer takes the console over.
     mutating func takeoverProbeTimedOut(_ contender: ConnectionID) {
         guard let vm = vms[contender], !vm.closing, case let .contending(key, early, name) = vm.role else { return }
         consoles[key]?.contender = nil
-        vms[contender]!.role = .negotiating(early)
+        vms[contender]?.role = .negotiating(early)
         attach(contender, key: key, name: name, early: early)
     }
 
@@ -299,14 +313,15 @@ extension ConcentratorStateMachine {
         guard let vm = vms[id] else { return }
         let (uuid, label) = (key.uuid, key.label)
         var reused = false
+        var created = false
         var oldName: String?
         var dropped: VMotionStateMachine.Handoff?
         if var console = consoles[key] {
             if let old = console.vm, old != id {
                 log(.warning, "VM \(name) (\(key)) reconnected from \(vm.peer); closing its stale connection from \(vms[old]?.peer ?? "?")")
-                record(.vmDisconnect, key, peer: vms[old]?.peer, detail: "replaced by a new connection")
+                recordDisconnect(key, peer: vms[old]?.peer, .replaced)
                 vms[old]?.role = .retired
-                closeVM(old)
+                closeVM(old, reason: .replaced)
             }
             if let handoff = console.vmotion.reset(now: now.monotonic) {
                 consoles[key] = console
@@ -315,7 +330,8 @@ extension ConcentratorStateMachine {
                        detail: "VM reconnected afresh; \(windowDetail(key, handoff))")
                 closeRetired(handoff.close)
                 dropped = handoff
-                console = consoles[key]!
+                guard let current = consoles[key] else { return }
+                console = current
             }
             if console.name != name {
                 oldName = console.name
@@ -333,34 +349,42 @@ extension ConcentratorStateMachine {
             guard let port = reclaimed?.port ?? pool.allocate() else {
                 record(.portExhausted, uuid: uuid, label: label, name: name, peer: vm.peer,
                        detail: "no free port left in \(config.portRange.lowerBound)-\(config.portRange.upperBound)")
-                vms[id]!.role = .retired
-                closeVM(id)
+                vms[id]?.role = .retired
+                closeVM(id, reason: .refused)
                 return
             }
             consoles[key] = ConsoleState(key: key, name: name, port: port, persisted: false, createdAt: now.date,
                                          since: now.date, config: config)
-            bind(key, isNew: true)
+            created = true
         }
-        consoles[key]!.vm = id
-        consoles[key]!.since = now.date
-        consoles[key]!.lastActivity = monotonicNow
-        vms[id]!.role = .carrying(key)
-        record(.vmConnect, key, peer: vm.peer, detail: "port \(consoles[key]!.port)")
+        let (date, time) = (now.date, monotonicNow)
+        let parked = consoles.modify(key) { console -> (bytes: [UInt8], until: Int64)? in
+            console.vm = id
+            console.since = date
+            console.lastActivity = time
+            // A new console's port is decided by its bind: its vm-connect waits for it (`settlePort`).
+            if created { console.connectPending = vm.peer }
+            defer { console.parkedInput = nil }
+            return console.parkedInput
+        } ?? nil
+        vms[id]?.role = .carrying(key)
+        if created {
+            bind(key, isNew: true)
+        } else if let port = consoles[key]?.port {
+            record(.vmConnect, key, peer: vm.peer, detail: "port \(port)")
+        }
         if let oldName { record(.nameChange, key, detail: "\(oldName) -> \(name)") }
-        if reused { record(.portReused, key, detail: "port \(consoles[key]!.port)") }
+        if reused, let port = consoles[key]?.port { record(.portReused, key, detail: "port \(port)") }
         flushEarlyOutput(early, to: key)
         // Input typed during a migration that the VM's fresh start replaced was meant for this VM.
         if let dropped { deliverHeld(dropped, to: id, key) }
-        if let parked = consoles[key]!.parkedInput {
-            consoles[key]!.parkedInput = nil
-            if parked.until >= monotonicNow { emit(.send(id, TelnetEncoder.escaped(parked.bytes))) }
-        }
+        if let parked, parked.until >= monotonicNow { emit(.send(id, TelnetEncoder.escaped(parked.bytes))) }
     }
 
     mutating func renamed(_ id: ConnectionID, name: String) {
         guard let key = vms[id]?.console, let console = consoles[key], console.name != name else { return }
         record(.nameChange, key, detail: "\(console.name) -> \(name)")
-        consoles[key]!.name = name
+        consoles[key]?.name = name
         if console.persisted {
             emit(.persist([.touchAssignment(uuid: key.uuid, label: key.label, name: name, at: now.date)], token: nil))
         }

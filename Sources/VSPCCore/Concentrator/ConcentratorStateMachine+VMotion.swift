@@ -23,10 +23,11 @@ extension ConcentratorStateMachine {
         return "source \(migration?.source ?? "?"), destination \(migration?.destination ?? "none"), window \(millis(handoff.durationNanos)) ms"
     }
 
-    mutating func closeRetired(_ id: ConnectionID?) {
+    /// Closes a connection that no longer carries the console (by default: the source of a completed vMotion).
+    mutating func closeRetired(_ id: ConnectionID?, reason: DisconnectReason = .migrated) {
         guard let id, vms[id] != nil else { return }
-        vms[id]!.role = .retired
-        closeVM(id)
+        vms[id]?.role = .retired
+        closeVM(id, reason: reason)
     }
 
     /// Input typed during the window goes to the connection that carries the console now.
@@ -121,7 +122,7 @@ extension ConcentratorStateMachine {
             stopMigrating(key)
             if let source = consoles[key]!.vm {
                 vms[source]?.role = .retired
-                if source == handoff.close { closeVM(source) }
+                if source == handoff.close { closeVM(source, reason: .migrated) }
             }
             consoles[key]!.vm = id
             vms[id]!.role = .carrying(key)

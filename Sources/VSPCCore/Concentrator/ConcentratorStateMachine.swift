@@ -34,6 +34,8 @@ public struct ConcentratorStateMachine {
     var budgetConnection: ConnectionID?
     /// Events and log lines left out by the budgets, since start-up.
     public internal(set) var eventsSuppressed = 0
+    /// How connections ended since start-up, recorded or not.
+    public internal(set) var tallies = EndTallies()
     /// When a refused proxy peer was last logged, so each address is logged at most once a minute.
     var refusalLogged: [IPAddress: Int64] = [:]
 
@@ -60,11 +62,10 @@ public struct ConcentratorStateMachine {
         case let .reconfigure(expire, retention, allow): reconfigure(vmExpireTime: expire, retention: retention, proxyAllow: allow)
         case let .vmConnected(id, peer): vmConnected(id, peer: peer)
         case let .vmBytes(id, bytes): vmBytes(id, bytes)
-        case let .vmClosed(id): vmClosed(id)
-        case let .clientConnected(id, listener, peer): clientConnected(id, listener: listener, peer: peer)
-        case let .sshSessionStarted(id, user, key, fingerprint, peer, pty):
-            sshSessionStarted(id, user: user, key: key, fingerprint: fingerprint, peer: peer, pty: pty)
+        case let .vmClosed(id, error): vmClosed(id, error: error)
+        case let .sessionStarted(id, door, peer, request): sessionStarted(id, door: door, peer: peer, request: request)
         case let .clientBytes(id, bytes): clientBytes(id, bytes)
+        case let .clientSkipped(id, bytes): clientSkipped(id, bytes: bytes)
         case let .clientClosed(id): clientClosed(id)
         case let .adminConnected(id, peer): adminConnected(id, peer: peer)
         case let .adminLine(id, line): adminLine(id, line)
@@ -98,8 +99,10 @@ public struct ConcentratorStateMachine {
     /// Charges one event or log line to the connection being handled (if any); reports what the last minute
     /// suppressed before the first line of the next.
     mutating func withinBudget() -> Bool {
-        guard let id = budgetConnection, vms[id] != nil else { return true }
-        let (allowed, summary) = vms[id]!.budget.spend(now: monotonicNow, limit: config.eventsPerConnectionPerMinute)
+        let (limit, time) = (config.eventsPerConnectionPerMinute, monotonicNow)
+        guard let id = budgetConnection,
+              let (allowed, summary) = vms.modify(id, { $0.budget.spend(now: time, limit: limit) })
+        else { return true }
         if summary > 0 { summariseSuppressed(id, summary) }
         if !allowed { eventsSuppressed += 1 }
         return allowed
@@ -181,10 +184,12 @@ public struct ConcentratorStateMachine {
         for key in consoles.keys.sorted(by: { $0.description < $1.description }) {
             unbind(key)
             guard let console = consoles[key] else { continue }
-            for id in console.clients.sorted() { emit(.close(id, flush: false)) }
-            for id in console.followers.sorted() { emit(.close(id, flush: false)) }
+            for id in console.clients.sorted() {
+                if let client = clients[id] { dropClient(client, reason: .shutdown, end: false) }
+                emit(.close(id, flush: false))
+            }
         }
-        for id in vms.keys.sorted() { closeVM(id) }
+        for id in vms.keys.sorted() { closeVM(id, reason: .shutdown) }
     }
 
     /// Applies what a reload changed; the expiry sweep follows the new expiry time at once.
@@ -233,7 +238,7 @@ public struct ConcentratorStateMachine {
         if vms[id] != nil {
             // Back-pressure: a VM that does not read what it is sent is not read either, and is closed if it
             // stays so (its replies would otherwise pile up without bound).
-            vms[id]!.writable = writable
+            vms[id]?.writable = writable
             emit(.setReading(id, writable))
             if writable {
                 emit(.cancel(.stuck(id)))
@@ -241,12 +246,9 @@ public struct ConcentratorStateMachine {
                 schedule(.stuck(id), seconds: config.vmStuckTimeout)
             }
         } else if !writable, let client = clients[id] {
-            dropClient(client, reason: "stopped reading")
-        } else if !writable, let admin = admins[id], let key = admin.following {
-            log(.warning, "dropping a tail follower of \(consoles[key]?.name ?? key.description): it stopped reading")
-            consoles[key]?.followers.remove(id)
-            admins[id]?.following = nil
-            emit(.close(id, flush: false))
+            // A reader past its bound: on byte-exact doors it is dropped, and the close tells it that it missed
+            // data. (Skip-ahead doors' sinks skip instead, and report it; they come here only past a last resort.)
+            dropClient(client, reason: .slow)
         }
     }
 }

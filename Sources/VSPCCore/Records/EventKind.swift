@@ -1,11 +1,5 @@
 import Foundation
 
-/// Severity of a log line; the driver maps it onto its logging system.
-public enum LogLevel: Int, Comparable, Sendable {
-    case debug, info, notice, warning, error, critical
-    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
-}
-
 /// Everything that is recorded in a console's history. The raw value is what the database and
 /// `vspc history` show.
 public enum EventKind: String, CaseIterable, Codable, Sendable {
@@ -21,6 +15,8 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
     case clientAttach = "client-attach"
     case clientDetach = "client-detach"
     case clientDropped = "client-dropped"
+    /// A reader on a skip-ahead door (SSH) fell behind and skipped bytes (at most one a minute per person).
+    case clientSkipped = "client-skipped"
     case clientRefused = "client-refused"
     case exclusiveTaken = "write-exclusive-taken"
     case exclusiveReleased = "write-exclusive-released"
@@ -50,7 +46,7 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
              .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort, .vmotionSourceClosed:
             return .info
         case .portAssigned, .portForgotten, .daemonStart, .daemonStop: return .notice
-        case .clientDropped, .vmTakeoverRefused, .eventsSuppressed, .vmotionNotNow, .vmotionPeerRejected, .vmotionCompleteRejected, .vmotionAbortIgnored,
+        case .clientDropped, .clientSkipped, .vmTakeoverRefused, .eventsSuppressed, .vmotionNotNow, .vmotionPeerRejected, .vmotionCompleteRejected, .vmotionAbortIgnored,
              .vmotionExpired, .vmotionDestinationClosed:
             return .warning
         case .portBindFailed, .portExhausted: return .error
@@ -69,10 +65,13 @@ public struct ConsoleEvent: Equatable, Sendable {
     public var detail: String?
     /// For the events that end a vMotion: the length of its window, in nanoseconds.
     public var window: UInt64?
+    /// For the events that end a connection (`vm-disconnect`, `client-dropped`): why.
+    public var reason: EndReason?
 
     public init(kind: EventKind, time: Date, uuid: String? = nil, label: String = "", name: String? = nil,
-                peer: String? = nil, detail: String? = nil, window: UInt64? = nil) {
+                peer: String? = nil, detail: String? = nil, window: UInt64? = nil, reason: EndReason? = nil) {
         self.window = window
+        self.reason = reason
         self.kind = kind
         self.time = time
         self.uuid = uuid

@@ -28,6 +28,8 @@ public struct DaemonSettings: Equatable, Sendable {
     public var sshHostKey: String?
     public var sshAuthorizedKeys: String?
     public var telnetPorts = "read-write"
+    public var disconnectBacklog = 1 << 20
+    public var skipBacklog = 1 << 20
 
     public init() {}
 
@@ -69,6 +71,8 @@ public struct DaemonSettings: Equatable, Sendable {
         .string("telnet-ports", \.telnetPorts, check: {
             TelnetPortsMode(rawValue: $0) == nil ? "must be read-write, read-only or off" : nil
         }),
+        .integer("disconnect-backlog", \.disconnectBacklog, check: within((4 << 10)...(1 << 30))),
+        .integer("skip-backlog", \.skipBacklog, check: within((4 << 10)...(1 << 30))),
     ]
 
     public static func key(named name: String) -> SettingKey? { keys.first { $0.name == name } }

@@ -1,15 +1,21 @@
 import NIOCore
 import VSPCCore
 
-/// The SSH front door's sessions, as the machine's connections: each session gets a connection id, its input
-/// goes in as `clientBytes`, and what the machine sends to that id is written to the session.
+/// The SSH door's sessions, as the machine's connections: each session gets a connection id and a sink, its
+/// input goes in as `clientBytes`, and what the machine sends to that id is written through the sink.
 extension ConcentratorDriver: SSHConsoleGateway {
     func sessionStarted(_ session: SSHConsoleSession) {
         let id = makeID()
-        sessions[id] = session
+        let loop = self.loop
+        register(id, SSHSessionSink(session, backlogLimit: network.skipBacklog) { [weak self] count in
+            // Reported from a fresh turn of the loop, never from inside the write that skipped.
+            loop.execute { self?.handle(.clientSkipped(id, bytes: count)) }
+        })
         sessionIDs[session.id] = id
-        handle(.sshSessionStarted(id, user: session.user, key: session.key, fingerprint: session.fingerprint,
-                                  peer: session.peer, pty: session.terminal != nil))
+        let request = SessionRequest(target: .name(session.user),
+                                     principal: .key(session.key, fingerprint: session.fingerprint),
+                                     terminal: session.terminal != nil, command: session.command)
+        handle(.sessionStarted(id, door: .ssh, peer: session.peer, request: request))
     }
 
     func sessionInput(_ session: SSHConsoleSession, _ bytes: [UInt8]) {
@@ -17,20 +23,16 @@ extension ConcentratorDriver: SSHConsoleGateway {
         handle(.clientBytes(id, bytes))
     }
 
-    func sessionEnded(_ session: SSHConsoleSession, _ end: SSHSessionEnd) {
-        guard let id = sessionIDs.removeValue(forKey: session.id) else { return }
-        // A session whose output passed its bound was dropped by the server: the machine records it.
-        if end == .outputOverflow { handle(.writabilityChanged(id, writable: false)) }
-        sessions[id] = nil
-        handle(.clientClosed(id))
+    func sessionWritabilityChanged(_ session: SSHConsoleSession) {
+        guard let id = sessionIDs[session.id] else { return }
+        (sink(id) as? SSHSessionSink)?.drain()
     }
 
-    /// Ends an SSH session with an exit status, or closes a channel once its output has left.
-    func endSession(_ id: ConnectionID, exitStatus: Int) {
-        if let session = sessions[id] {
-            session.close(exitStatus: exitStatus)
-        } else {
-            closeAfterFlush(id)
-        }
+    func sessionEnded(_ session: SSHConsoleSession, _ end: SSHSessionEnd) {
+        guard let id = sessionIDs.removeValue(forKey: session.id) else { return }
+        // The session's own last-resort bound was passed: a reader too slow even for skipping ahead.
+        if end == .outputOverflow { handle(.writabilityChanged(id, writable: false)) }
+        unregister(id)
+        handle(.clientClosed(id))
     }
 }

@@ -15,10 +15,12 @@ final class ConcentratorDriver: @unchecked Sendable {
     let network: DaemonConfig
     let metrics: VSPCMetrics
     private var suppressedReported = 0
+    /// Counts already added to the Prometheus counters, by reason (the machine keeps the totals).
+    private var disconnectsReported = EndTallies()
     private var machine: ConcentratorStateMachine
-    private var channels: [ConnectionID: Channel] = [:]
-    /// SSH sessions, by the id the machine knows them by, and that id by the SSH server's session id.
-    var sessions: [ConnectionID: SSHConsoleSession] = [:]
+    /// Every connection the machine knows, by its id: channels and SSH sessions alike.
+    private var sinks: [ConnectionID: ConnectionSink] = [:]
+    /// SSH sessions' ids, by the SSH server's session id.
     var sessionIDs: [Int: ConnectionID] = [:]
     private var listeners: [ListenerRef: Channel] = [:]
     private var timers: [TimerID: (task: Scheduled<Void>, token: Int)] = [:]
@@ -74,21 +76,8 @@ final class ConcentratorDriver: @unchecked Sendable {
     }
 
     private func flushPending(_ id: ConnectionID) {
-        guard var buffer = pending.removeValue(forKey: id) else { return }
-        if let channel = channels[id] {
-            channel.writeAndFlush(buffer, promise: nil)
-        } else if let session = sessions[id] {
-            session.write(Array(buffer.readableBytesView))
-        }
-        buffer.clear()
-    }
-
-    /// Closes a channel once what was queued for it has been written (or after 10 s for a peer that never reads).
-    func closeAfterFlush(_ id: ConnectionID) {
-        guard let channel = channels[id] else { return }
-        // Writes complete in order: once this empty one has, everything queued before it has left.
-        channel.writeAndFlush(ByteBuffer()).whenComplete { _ in channel.close(promise: nil) }
-        loop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+        guard let buffer = pending.removeValue(forKey: id) else { return }
+        sinks[id]?.write(buffer)
     }
 
     private func flushPending() {
@@ -102,13 +91,14 @@ final class ConcentratorDriver: @unchecked Sendable {
         return body(machine)
     }
 
-    func register(_ id: ConnectionID, _ channel: Channel) { channels[id] = channel }
-    func unregister(_ id: ConnectionID) { channels[id] = nil }
+    func register(_ id: ConnectionID, _ sink: ConnectionSink) { sinks[id] = sink }
+    func unregister(_ id: ConnectionID) { sinks[id] = nil }
+    func sink(_ id: ConnectionID) -> ConnectionSink? { sinks[id] }
 
     private func run(_ action: ConcentratorAction) {
         switch action {
         case let .send(id, bytes):
-            guard !bytes.isEmpty, channels[id] != nil || sessions[id] != nil else { return }
+            guard !bytes.isEmpty, sinks[id] != nil else { return }
             if pending[id] == nil {
                 pending[id] = ByteBuffer(bytes: bytes)
                 pendingOrder.append(id)
@@ -119,24 +109,17 @@ final class ConcentratorDriver: @unchecked Sendable {
             let buffer = ByteBuffer(bytes: bytes)
             for id in ids {
                 flushPending(id)
-                if let channel = channels[id] {
-                    channel.writeAndFlush(buffer, promise: nil)
-                } else {
-                    sessions[id]?.write(bytes)
-                }
+                sinks[id]?.write(buffer)
             }
         case let .close(id, flush):
             flushPending(id)
-            if let session = sessions[id] { return session.close(exitStatus: 0) }
-            guard let channel = channels[id] else { return }
-            if flush { closeAfterFlush(id) } else { channel.close(promise: nil) }
+            sinks[id]?.close(flush: flush)
         case let .endSession(id, status):
             flushPending(id)
-            endSession(id, exitStatus: status)
+            sinks[id]?.end(exitStatus: status)
         case let .setReading(id, on):
             flushPending(id)
-            guard let channel = channels[id] else { return }
-            channel.setOption(ChannelOptions.autoRead, value: on).whenSuccess { if on { channel.read() } }
+            sinks[id]?.setReading(on)
         case let .bind(ref, port):
             bind(ref, port: port)
         case .unbind(let ref):
@@ -166,21 +149,17 @@ final class ConcentratorDriver: @unchecked Sendable {
         case .record(let event):
             store.enqueue([.event(event.record)], completion: nil)
             log(event.kind.logLevel, event.logLine)
-            count(event)
+            observe(event)
         case let .log(level, message):
             log(level, message)
         }
     }
 
-    /// The counters that follow recorded events (no per-VM labels: a fleet has tens of thousands of VMs).
-    private func count(_ event: ConsoleEvent) {
+    /// The counters that follow recorded events, by their kind (no per-VM labels: a fleet has tens of thousands
+    /// of VMs). How connections ended is counted by the machine itself (`tallies`), recorded or not.
+    private func observe(_ event: ConsoleEvent) {
         switch event.kind {
         case .vmConnect: metrics.vmConnected()
-        case .vmDisconnect:
-            let detail = event.detail ?? ""
-            let reason: DisconnectReason = detail.hasPrefix("daemon stopping") ? .shutdown
-                : detail.hasPrefix("replaced") ? .replaced : .closed
-            metrics.vmDisconnected(reason: reason)
         case .vmotionComplete:
             metrics.vmotion(.complete)
             if let window = event.window { metrics.vmotionWindow(seconds: Double(window) / 1e9) }
@@ -188,13 +167,12 @@ final class ConcentratorDriver: @unchecked Sendable {
         case .vmotionNotNow: metrics.vmotion(.notnow)
         case .vmotionExpired: metrics.vmotion(.timeout)
         case .vmotionPeerRejected, .vmotionCompleteRejected: metrics.vmotion(.rejected)
-        case .clientDropped: metrics.clientDropped(reason: .slow)
         default: break
         }
     }
 
-    /// The gauges, read on the loop at scrape time; the suppressed-events counter catches up here too (the
-    /// machine counts them, and a scrape is the only reader).
+    /// The gauges, read on the loop at scrape time; the counters the machine keeps (suppressed events, how
+    /// connections ended) catch up here too, since a scrape is their only reader.
     func metricsSnapshot() -> MetricsSnapshot {
         loop.preconditionInEventLoop()
         let suppressed = machine.eventsSuppressed
@@ -202,9 +180,16 @@ final class ConcentratorDriver: @unchecked Sendable {
             metrics.eventsSuppressed(suppressed - suppressedReported)
             suppressedReported = suppressed
         }
+        let tallies = machine.tallies
+        for (reason, count) in tallies.vmDisconnects where count > disconnectsReported.vmDisconnects[reason, default: 0] {
+            metrics.vmDisconnected(reason: reason, count - disconnectsReported.vmDisconnects[reason, default: 0])
+        }
+        for (reason, count) in tallies.clientsDropped where count > disconnectsReported.clientsDropped[reason, default: 0] {
+            metrics.clientDropped(reason: reason, count - disconnectsReported.clientsDropped[reason, default: 0])
+        }
+        disconnectsReported = tallies
         let s = machine.daemonStatus()
-        return MetricsSnapshot(vmsConnected: s.connected, consoles: s.consoles,
-                               clientsByDoor: ["telnet": s.telnetClients, "ssh": s.sshClients ?? 0, "tail": s.tailFollowers],
+        return MetricsSnapshot(vmsConnected: s.connected, consoles: s.consoles, clientsByDoor: s.clientsByDoor ?? [:],
                                portsFree: s.portsFree, vmotionsInProgress: s.migrating)
     }
 
@@ -226,7 +211,7 @@ final class ConcentratorDriver: @unchecked Sendable {
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: network.clientWaterMark)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
-                let handler = ConcentratorChannelHandler(id: self.makeID(), kind: .client(ref), driver: self)
+                let handler = ConcentratorChannelHandler(id: self.makeID(), kind: .telnet(ref), driver: self)
                 return channel.pipeline.addHandler(handler)
             }
         bootstrap.bind(host: network.listenHost, port: port).whenComplete { [weak self] result in

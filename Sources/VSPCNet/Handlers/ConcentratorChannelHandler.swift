@@ -11,7 +11,7 @@ final class ConcentratorChannelHandler: ChannelInboundHandler {
         /// An ESXi connection on the proxy port.
         case vm
         /// A person's telnet connection, accepted by this listener of a console's port.
-        case client(ListenerRef)
+        case telnet(ListenerRef)
         /// An admin connection; its bytes arrive as lines.
         case admin
     }
@@ -19,6 +19,8 @@ final class ConcentratorChannelHandler: ChannelInboundHandler {
     let id: ConnectionID
     let kind: Kind
     let driver: ConcentratorDriver
+    /// The connection failed (a read or write error), rather than being closed by its peer or by vspcd.
+    private var failed = false
 
     init(id: ConnectionID, kind: Kind, driver: ConcentratorDriver) {
         self.id = id
@@ -27,11 +29,13 @@ final class ConcentratorChannelHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        driver.register(id, context.channel)
-        let peer = context.channel.remoteAddress.map(Self.describe) ?? "?"
+        driver.register(id, ChannelSink(context.channel))
+        let peer = context.channel.remoteAddress.map(PeerAddress.describe) ?? "?"
         switch kind {
         case .vm: driver.handle(.vmConnected(id, peer: peer))
-        case .client(let ref): driver.handle(.clientConnected(id, listener: ref, peer: peer))
+        case .telnet(let ref):
+            driver.handle(.sessionStarted(id, door: .telnet, peer: peer,
+                                          request: SessionRequest(target: .listener(ref), principal: .anonymous)))
         case .admin: driver.handle(.adminConnected(id, peer: peer))
         }
         context.fireChannelActive()
@@ -41,7 +45,7 @@ final class ConcentratorChannelHandler: ChannelInboundHandler {
         let bytes = Array(unwrapInboundIn(data).readableBytesView)
         switch kind {
         case .vm: driver.handle(.vmBytes(id, bytes))
-        case .client: driver.handle(.clientBytes(id, bytes))
+        case .telnet: driver.handle(.clientBytes(id, bytes))
         case .admin: driver.handle(.adminLine(id, bytes))
         }
     }
@@ -54,8 +58,8 @@ final class ConcentratorChannelHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         driver.unregister(id)
         switch kind {
-        case .vm: driver.handle(.vmClosed(id))
-        case .client: driver.handle(.clientClosed(id))
+        case .vm: driver.handle(.vmClosed(id, error: failed))
+        case .telnet: driver.handle(.clientClosed(id))
         case .admin: driver.handle(.adminClosed(id))
         }
         context.fireChannelInactive()
@@ -67,11 +71,7 @@ final class ConcentratorChannelHandler: ChannelInboundHandler {
             return
         }
         driver.logger.debug("connection \(id): \(error)")
+        failed = true
         context.close(promise: nil)
-    }
-
-    static func describe(_ address: SocketAddress) -> String {
-        if let ip = address.ipAddress, let port = address.port { return "\(ip):\(port)" }
-        return "\(address)"
     }
 }

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import Prometheus
+import VSPCCore
 
 /// The daemon's Prometheus series, in a registry of its own (not the global MetricsSystem), so each daemon,
 /// and each test, has independent values.
@@ -20,7 +21,7 @@ public final class VSPCMetrics: Sendable {
     // Gauges, set from a MetricsSnapshot and ProcessStats at scrape time.
     private let vmsConnected: Gauge
     private let consoles: Gauge
-    private let clients: [ClientDoor: Gauge]
+    private let clients: [String: Gauge]
     private let portsFree: Gauge
     private let vmotionsInProgress: Gauge
     private let openFDs: Gauge
@@ -33,7 +34,7 @@ public final class VSPCMetrics: Sendable {
     private let vmConnections: Counter
     private let vmDisconnects: [DisconnectReason: Counter]
     private let vmotions: [VMotionResult: Counter]
-    private let clientsDropped: [ClientDropReason: Counter]
+    private let clientsDropped: [DropReason: Counter]
     private let storeErrors: Counter
     private let eventsSuppressed: Counter
 
@@ -62,8 +63,8 @@ public final class VSPCMetrics: Sendable {
 
         vmsConnected = gauge("vspc_vms_connected", "VM serial port connections carrying a console.")
         consoles = gauge("vspc_consoles", "VM serial ports holding a port assignment, connected or not.")
-        clients = Dictionary(uniqueKeysWithValues: ClientDoor.allCases.map {
-            ($0, gauge("vspc_clients", "People attached to consoles, by door.", [("door", $0.rawValue)]))
+        clients = Dictionary(uniqueKeysWithValues: Door.all.map {
+            ($0.name, gauge("vspc_clients", "People attached to consoles, by door.", [("door", $0.name)]))
         })
         portsFree = gauge("vspc_ports_free", "Ports of the per-VM range not assigned.")
         vmotionsInProgress = gauge("vspc_vmotions_in_progress", "vMotions between GOAHEAD and their end.")
@@ -81,7 +82,7 @@ public final class VSPCMetrics: Sendable {
         vmotions = Dictionary(uniqueKeysWithValues: VMotionResult.allCases.map {
             ($0, counter("vspc_vmotions_total", "vMotions ended, by result.", [("result", $0.rawValue)]))
         })
-        clientsDropped = Dictionary(uniqueKeysWithValues: ClientDropReason.allCases.map {
+        clientsDropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
             ($0, counter("vspc_clients_dropped_total", "People dropped or refused, by reason.", [("reason", $0.rawValue)]))
         })
         storeErrors = counter("vspc_store_errors_total", "Database writes that failed.")
@@ -98,8 +99,10 @@ public final class VSPCMetrics: Sendable {
     /// A VM connection was accepted on the proxy port.
     public func vmConnected() { vmConnections.increment() }
 
-    /// A VM connection ended.
-    public func vmDisconnected(reason: DisconnectReason) { vmDisconnects[reason]!.increment() }
+    /// VM connections ended.
+    public func vmDisconnected(reason: DisconnectReason, _ count: Int = 1) {
+        if count > 0 { vmDisconnects[reason]?.increment(by: Int64(count)) }
+    }
 
     /// Console data received from a VM (after telnet decoding). Zero or negative counts are ignored.
     public func vmOutput(bytes: Int) {
@@ -112,15 +115,17 @@ public final class VSPCMetrics: Sendable {
     }
 
     /// A vMotion ended (or a BEGIN, PEER or COMPLETE was refused).
-    public func vmotion(_ result: VMotionResult) { vmotions[result]!.increment() }
+    public func vmotion(_ result: VMotionResult) { vmotions[result]?.increment() }
 
     /// The time from VMOTION-BEGIN to COMPLETE, ABORT or expiry. Negative or non-finite values are ignored.
     public func vmotionWindow(seconds: Double) {
         if seconds.isFinite, seconds >= 0 { vmotionWindow.record(seconds) }
     }
 
-    /// A person was dropped or refused.
-    public func clientDropped(reason: ClientDropReason) { clientsDropped[reason]!.increment() }
+    /// People dropped or refused.
+    public func clientDropped(reason: DropReason, _ count: Int = 1) {
+        if count > 0 { clientsDropped[reason]?.increment(by: Int64(count)) }
+    }
 
     /// A database write failed.
     public func storeError() { storeErrors.increment() }
@@ -144,7 +149,7 @@ public final class VSPCMetrics: Sendable {
             vmsConnected.set(to: Double(snapshot.vmsConnected))
             consoles.set(to: Double(snapshot.consoles))
             for (door, gauge) in clients {
-                gauge.set(to: Double(snapshot.clientsByDoor[door.rawValue] ?? 0))
+                gauge.set(to: Double(snapshot.clientsByDoor[door] ?? 0))
             }
             portsFree.set(to: Double(snapshot.portsFree))
             vmotionsInProgress.set(to: Double(snapshot.vmotionsInProgress))

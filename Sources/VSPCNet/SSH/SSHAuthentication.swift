@@ -139,12 +139,4 @@ enum SSHLogText {
         }
         return String(out) + (text.unicodeScalars.count > 80 ? "..." : "")
     }
-
-    static func describe(_ address: SocketAddress?) -> String {
-        guard let address else { return "?" }
-        if let ip = address.ipAddress, let port = address.port {
-            return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-        }
-        return "\(address)"
-    }
 }

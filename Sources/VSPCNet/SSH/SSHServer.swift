@@ -114,7 +114,7 @@ public final class SSHServer: @unchecked Sendable {
     }
 
     private func initializeConnection(_ channel: Channel) throws {
-        let peer = SSHLogText.describe(channel.remoteAddress)
+        let peer = PeerAddress.describe(channel.remoteAddress)
         enum Admission { case admitted, stopping, full(firstTime: Bool) }
         let admission: Admission = counters.withLockedValue { counters in
             guard !counters.stopping else { return .stopping }

@@ -22,8 +22,10 @@ public struct DaemonConfig: Sendable {
     public var negotiationTimeout: Double = 10
     /// Seconds a VM that gave its uuid has to give its name.
     public var nameTimeout: Double = 5
-    /// Bytes queued to one telnet client before that client is dropped.
+    /// Bytes queued to one reader on a byte-exact door (telnet ports, tail -f) before it is dropped.
     public var clientBufferLimit = 1 << 20
+    /// Bytes held for one reader on a skip-ahead door (SSH) before its oldest unsent bytes are skipped.
+    public var skipBacklog = 1 << 20
     /// Bytes queued to one VM (client input) before further input is discarded.
     public var vmBufferLimit = 4 << 20
     /// Client input held during a vMotion window, per console.

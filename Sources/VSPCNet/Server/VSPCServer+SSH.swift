@@ -16,7 +16,9 @@ extension VSPCServer {
         }
         let holder = AuthorizedKeysHolder(readAuthorizedKeys(log: true))
         var settings = SSHServerSettings(host: endpoint.host, port: endpoint.port)
-        settings.sessionOutputLimit = config.clientBufferLimit
+        // The session's own queue only ever holds what its window and socket take, plus one chunk of the
+        // sink's backlog (which does the skipping): its bound is a last resort.
+        settings.sessionOutputLimit = config.skipBacklog + (1 << 20)
         let server = SSHServer(settings: settings, hostKey: hostKey, authorizedKeys: holder, gateway: driver,
                                group: driver.loop, logger: logger)
         try await server.start()

@@ -195,7 +195,14 @@ final class ConcentratorMaintenanceTests: XCTestCase {
         XCTAssertEqual(acts, [
             .persist([.appendScrollback(uuid: UUIDs.a, label: "", data: Array("second".utf8), keep: h.config.scrollbackBytes, at: t)],
                      token: .scrollback([keyA])),
-            .cancel(.listenerRetry(keyA)), .unbind(refA), .close(person, flush: false), .close(follower, flush: false),
+            // Issue 13: every person's end is recorded, with its typed reason.
+            .cancel(.listenerRetry(keyA)), .unbind(refA),
+            .record(ConsoleEvent(kind: .clientDropped, time: t, uuid: UUIDs.a, name: "web01", peer: "192.0.2.7:40001",
+                                 detail: "daemon stopping; door=telnet mode=read-write", reason: .drop(.shutdown))),
+            .close(person, flush: false),
+            .record(ConsoleEvent(kind: .clientDropped, time: t, uuid: UUIDs.a, name: "web01", peer: "local",
+                                 detail: "daemon stopping; door=tail mode=read-only", reason: .drop(.shutdown))),
+            .close(follower, flush: false),
             .cancel(.listenerRetry(keyB)), .unbind(refB),
             .close(vmA, flush: false), .close(vmB, flush: false), .close(stray, flush: false),
         ])

@@ -86,7 +86,7 @@ final class ConcentratorPeopleTests: XCTestCase {
         let acts = h.send(.writabilityChanged(slow, writable: false))
         XCTAssertEqual(acts, [
             .record(ConsoleEvent(kind: .clientDropped, time: t, uuid: UUIDs.a, name: "web01", peer: "192.0.2.2:2",
-                                 detail: "stopped reading; door=telnet mode=read-write")),
+                                 detail: "stopped reading; door=telnet mode=read-write", reason: .drop(.slow))),
             .close(slow, flush: false),
         ])
         XCTAssertEqual(Array(h.take().dropFirst(acts.count)), [
@@ -114,8 +114,12 @@ final class ConcentratorPeopleTests: XCTestCase {
         let follower = h.admin(AdminRequest(command: "tail", vm: "web01", follow: true)).id
         h.take()
         let acts = h.send(.writabilityChanged(follower, writable: false))
-        XCTAssertEqual(acts.nonLog, [.close(follower, flush: false)])
-        XCTAssertEqual(acts.logs.map(\.level), [.warning])
+        // Issue 13: a follower is a person on the tail door, dropped (and recorded) like any other.
+        XCTAssertEqual(acts.nonLog, [
+            .record(ConsoleEvent(kind: .clientDropped, time: h.clock.date, uuid: UUIDs.a, name: "web01", peer: "local",
+                                 detail: "stopped reading; door=tail mode=read-only", reason: .drop(.slow))),
+            .close(follower, flush: false),
+        ])
         XCTAssertEqual(h.vm(vm, says: Array("z".utf8)), [.broadcast([person], Array("z".utf8))])
     }
 

@@ -44,13 +44,16 @@ final class ConcentratorVMTests: XCTestCase {
         XCTAssertEqual(acts, [
             .cancel(.negotiation(id)), .cancel(.name(id)),
             .bind(ListenerRef(console: keyA, generation: 1), port: 20000),
-            .record(ConsoleEvent(kind: .vmConnect, time: t0, uuid: UUIDs.a, name: "web01", peer: "10.0.0.1:900",
-                                 detail: "port 20000")),
         ])
-        // The driver reported the listener bound: the assignment is written, and waited for.
+        // The driver reported the listener bound: the VM's connection is recorded with the port it got (issue 13:
+        // not the first one tried), and the assignment is written, and waited for.
         let token = WriteToken.assignment(keyA, generation: 1)
         let assignment = Assignment(uuid: UUIDs.a, name: "web01", port: 20000, createdAt: t0, lastSeen: t0)
-        XCTAssertEqual(Array(h.take().dropFirst(acts.count)), [.persist([.upsertAssignment(assignment)], token: token)])
+        XCTAssertEqual(Array(h.take().dropFirst(acts.count)), [
+            .record(ConsoleEvent(kind: .vmConnect, time: t0, uuid: UUIDs.a, name: "web01", peer: "10.0.0.1:900",
+                                 detail: "port 20000")),
+            .persist([.upsertAssignment(assignment)], token: token),
+        ])
         // Issue 8: listed as soon as its port is bound, marked unsaved until the write commits.
         XCTAssertEqual(h.list().map(\.saved), [false], "listed, unsaved, before the write commits")
         XCTAssertEqual(h.status()["consoles"], "1")
@@ -198,7 +201,7 @@ final class ConcentratorVMTests: XCTestCase {
         XCTAssertEqual(h.send(.vmClosed(id)).nonLog, [
             .cancel(.negotiation(id)), .cancel(.name(id)), .cancel(.identify(id)),
             .record(ConsoleEvent(kind: .vmDisconnect, time: t, uuid: UUIDs.a, name: "web01", peer: "10.0.0.1:900",
-                                 detail: "closed")),
+                                 detail: "closed", reason: .disconnect(.closed))),
             .persist([.touchAssignment(uuid: UUIDs.a, label: "", name: "web01", at: t)], token: nil),
         ])
         let info = h.list().first

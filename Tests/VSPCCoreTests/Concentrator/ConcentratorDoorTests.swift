@@ -1,0 +1,192 @@
+import XCTest
+@testable import VSPCCore
+
+/// Issue 13: a door is a value with capabilities; every way a connection ends carries a typed reason, is
+/// recorded where it ends a console's connection, and is counted.
+final class ConcentratorDoorTests: XCTestCase {
+    private let keyA = ConsoleKey(uuid: UUIDs.a, label: "")
+    private let fingerprint = "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+    private func key(_ comment: String, readOnly: Bool = false) -> AuthorizedKey {
+        AuthorizedKey(keyType: "ssh-ed25519", blob: Array(comment.utf8), comment: comment, readOnly: readOnly)
+    }
+
+    private func start(_ h: ConcentratorHarness, _ door: Door, _ user: String, as comment: String = "alice",
+                       command: String? = nil) -> ConnectionID {
+        let id = h.newConnection(.client)
+        let request = SessionRequest(target: .name(user), principal: .key(key(comment), fingerprint: fingerprint),
+                                     command: command)
+        h.send(.sessionStarted(id, door: door, peer: "198.51.100.7:5000", request: request))
+        return id
+    }
+
+    /// A door the concentrator has never seen gets what its capabilities say, with no code of its own: raw
+    /// bytes, notices, the replay on attach, the escape menu, an exit status, and its name in the audit.
+    func testANewDoorIsOneValue() {
+        var config = ConcentratorConfig.forTests
+        config.replayBytes = 3
+        let h = ConcentratorHarness(config: config)
+        let vm = h.bringUpVM()
+        h.vm(vm, says: Array("boot".utf8) + [0xFF, 0xFF])
+        let telnet = h.connectClient(keyA)
+        h.take()
+        _ = h.takeOutput(telnet)
+        let door = Door(name: "kiosk", framing: .raw, input: .escapeMenu, notices: true, ending: .exitStatus,
+                        descriptors: 0, whenBehind: .skipAhead, replayOnAttach: true)
+        let id = start(h, door, "web01")
+        XCTAssertEqual(h.records.map(\.detail), ["door=kiosk mode=read-write key=alice \(fingerprint)"])
+        let opening = h.takeOutput(id)
+        XCTAssertEqual(Array(opening.prefix(3)), Array("ot".utf8) + [0xFF], "the replay, raw")
+        XCTAssertTrue(String(decoding: opening, as: UTF8.self).contains("[vspcd: connected to web01 (up)"))
+        XCTAssertEqual(h.takeOutput(telnet), [], "the telnet port gets no notice")
+        // Console bytes: one broadcast per framing.
+        XCTAssertEqual(h.vm(vm, says: [0x41, 0xFF, 0xFF]), [.broadcast([telnet], [0x41, 0xFF, 0xFF]), .broadcast([id], [0x41, 0xFF])])
+        // The escape menu, and the door's way of ending.
+        h.client(id, types: [0x1D, UInt8(ascii: ".")])
+        XCTAssertEqual(h.exitStatuses[id], 0)
+    }
+
+    func testACommandIsRefusedAndRecorded() {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        h.take()
+        let id = start(h, .ssh, "web01", command: "reboot")
+        XCTAssertEqual(String(decoding: h.takeOutput(id), as: UTF8.self),
+                       "vspcd: a console runs no command (got \"reboot\"); use ssh VM@host without one\r\n")
+        XCTAssertEqual(h.exitStatuses[id], 1)
+        XCTAssertEqual(h.records.map(\.kind), [.clientRefused])
+    }
+
+    /// A reader that skips ahead is recorded at most once a minute; what it skipped meanwhile is summed, and
+    /// the rest is recorded when it leaves.
+    func testSkipsAreRecordedOnceAMinuteAndSummedOnDetach() {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        let id = start(h, .ssh, "web01")
+        h.take()
+        h.send(.clientSkipped(id, bytes: 1_200_000))
+        h.send(.clientSkipped(id, bytes: 300))
+        h.advance(by: 30)
+        h.send(.clientSkipped(id, bytes: 700))
+        XCTAssertEqual(h.records.map(\.kind), [.clientSkipped])
+        XCTAssertEqual(h.records.first?.detail, "1.2 MB skipped, fell behind; door=ssh mode=read-write key=alice \(fingerprint)")
+        h.take()
+        h.advance(by: 31)
+        h.send(.clientSkipped(id, bytes: 5))
+        XCTAssertEqual(h.records.map(\.detail), ["1.0 KB skipped, fell behind; door=ssh mode=read-write key=alice \(fingerprint)"])
+        h.take()
+        h.send(.clientSkipped(id, bytes: 12))
+        XCTAssertEqual(h.records, [])
+        h.send(.clientClosed(id))
+        XCTAssertEqual(h.records.map(\.kind), [.clientSkipped, .clientDetach])
+        XCTAssertEqual(h.records.first?.detail, "12 bytes skipped, fell behind; door=ssh mode=read-write key=alice \(fingerprint)")
+    }
+
+    /// `vspc forget --force`: the VM's disconnect and every person's drop are in history before the port goes.
+    func testForgetForceRecordsEveryEnd() {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        let person = h.connectClient(keyA)
+        let ssh = start(h, .ssh, "web01")
+        h.take()
+        let reply = h.admin(AdminRequest(command: "forget", vm: "web01", force: true))
+        XCTAssertEqual(reply.response?.ok, true)
+        XCTAssertEqual(h.records.map(\.kind), [.vmDisconnect, .clientDropped, .clientDropped, .portForgotten])
+        XCTAssertEqual(h.records.map(\.reason), [.disconnect(.forgotten), .drop(.forgotten), .drop(.forgotten), nil])
+        XCTAssertEqual(h.closed[person], false)
+        XCTAssertEqual(h.exitStatuses[ssh], 1)
+        XCTAssertEqual(h.machine.tallies.vmDisconnects, [.forgotten: 1])
+        XCTAssertEqual(h.machine.tallies.clientsDropped, [.forgotten: 2])
+    }
+
+    /// Every documented reason of `vspc_vm_disconnects_total` comes from a path of its own.
+    func testEveryDisconnectReasonIsCounted() throws {
+        var config = ConcentratorConfig.forTests
+        config.proxyAllow = try AddressAllowList.parse("10.0.0.0/8").get()
+        let h = ConcentratorHarness(config: config)
+        // closed
+        h.send(.vmClosed(h.bringUpVM(UUIDs.a)))
+        // error
+        h.send(.vmClosed(h.bringUpVM(UUIDs.a), error: true))
+        // timeout: negotiates, never identifies
+        h.negotiate(h.connectVM())
+        h.advance(by: config.negotiationTimeout * 6 + 1)
+        // stuck
+        let stuck = h.bringUpVM(UUIDs.a)
+        h.send(.writabilityChanged(stuck, writable: false))
+        h.advance(by: config.vmStuckTimeout + 1)
+        // replaced: a newcomer takes over a console whose connection stays silent
+        h.bringUpVM(UUIDs.b, name: "db01")
+        h.bringUpVM(UUIDs.b, name: "db01", peer: "10.0.0.9:1")
+        h.advance(by: config.takeoverProbeTimeout + 1)
+        // refused: not on the allow-list
+        h.connectVM(peer: "192.0.2.1:1")
+        // migrated: the source of a completed vMotion
+        let m = BegunMigration()
+        m.h.vm(m.h.connectDestination(cookie: m.cookie), says: ESXi.complete(m.sequence))
+        XCTAssertEqual(m.h.machine.tallies.vmDisconnects, [.migrated: 1])
+        XCTAssertEqual(m.h.records.filter { $0.kind == .vmDisconnect }, [], "a migration is not the VM going down")
+        // forgotten
+        h.bringUpVM(UUIDs.a)
+        h.admin(AdminRequest(command: "forget", vm: "web01", force: true))
+        // shutdown
+        h.bringUpVM(UUIDs.c, name: "app01")
+        h.send(.shutdown)
+        let counted = h.machine.tallies.vmDisconnects
+        for reason in [DisconnectReason.closed, .error, .timeout, .stuck, .replaced, .refused, .forgotten, .shutdown] {
+            XCTAssertGreaterThan(counted[reason, default: 0], 0, "\(reason)")
+        }
+        XCTAssertEqual(h.records.filter { $0.reason == .disconnect(.replaced) }.count, 1)
+        XCTAssertEqual(h.records.filter { $0.reason == .disconnect(.stuck) }.map(\.detail), ["stopped reading"])
+    }
+
+    /// Every documented reason of `vspc_clients_dropped_total` comes from a path of its own.
+    func testEveryDropReasonIsCounted() {
+        var config = ConcentratorConfig.forTests
+        config.descriptorLimit = 20
+        config.descriptorReserve = 8
+        let h = ConcentratorHarness(config: config, baseline: 8)
+        h.bringUpVM()
+        // slow
+        h.send(.writabilityChanged(h.connectClient(keyA), writable: false))
+        // fd_limit
+        let people = (0..<9).map { h.connectClient(keyA, peer: "192.0.2.\($0):1") }
+        XCTAssertEqual(h.closed[people[8]], false)
+        for id in people.prefix(8) { h.send(.clientClosed(id)) }
+        // expired: a connection accepted by a listener that is no longer the console's
+        let stale = ListenerRef(console: keyA, generation: 999)
+        h.send(.clientConnected(h.newConnection(.client), listener: stale, peer: "192.0.2.50:1"))
+        // forgotten
+        h.connectClient(keyA)
+        h.admin(AdminRequest(command: "forget", vm: "web01", force: true))
+        // shutdown
+        h.bringUpVM(UUIDs.b, name: "db01")
+        h.connectClient(ConsoleKey(uuid: UUIDs.b, label: ""))
+        h.send(.shutdown)
+        let counted = h.machine.tallies.clientsDropped
+        for reason in DropReason.allCases {
+            XCTAssertGreaterThan(counted[reason, default: 0], 0, "\(reason)")
+        }
+    }
+
+    /// A new VM whose first port is taken by another process is recorded with the port it got.
+    func testVMConnectNamesThePortAssigned() {
+        let h = ConcentratorHarness()
+        h.bindReply = { _, port in port == 20000 ? .addressInUse : .bound }
+        h.bringUpVM()
+        XCTAssertEqual(h.records.filter { $0.kind == .vmConnect }.map(\.detail), ["port 20001"])
+        XCTAssertEqual(h.list().map(\.port), [20001])
+    }
+
+    func testStatusCountsPeopleByDoor() {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        h.connectClient(keyA)
+        _ = start(h, .ssh, "web01")
+        _ = start(h, .ssh, "web01", as: "bob")
+        _ = h.admin(AdminRequest(command: "tail", vm: "web01", follow: true))
+        let status = h.machine.daemonStatus()
+        XCTAssertEqual(status.clientsByDoor, ["telnet": 1, "ssh": 2, "tail": 1])
+        XCTAssertEqual([status.telnetClients, status.sshClients, status.tailFollowers], [1, 2, 1])
+    }
+}
