@@ -99,6 +99,11 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     public var description: String { text }
 }
 
+/// A list of networks that does not parse: its message names the first entry that is not a network.
+public struct AllowListError: Error, Equatable, Sendable {
+    public var message: String
+}
+
 /// `--proxy-allow`: the networks ESXi hosts may connect from. Empty means everyone (the default).
 public struct AddressAllowList: Sendable, Equatable {
     public var networks: [CIDR]
@@ -106,11 +111,11 @@ public struct AddressAllowList: Sendable, Equatable {
     public init(_ networks: [CIDR] = []) { self.networks = networks }
 
     /// Parses `CIDR[,CIDR...]`; the error names the first entry that is not a network.
-    public static func parse(_ text: String) -> Result<AddressAllowList, AdminError> {
+    public static func parse(_ text: String) -> Result<AddressAllowList, AllowListError> {
         var networks: [CIDR] = []
         for entry in text.split(separator: ",") where !String(entry).trimmingWhitespace().isEmpty {
             guard let cidr = CIDR(String(entry)) else {
-                return .failure(AdminError("not an IPv4 or IPv6 network: \(String(entry).debugDescription)"))
+                return .failure(AllowListError(message: "not an IPv4 or IPv6 network: \(String(entry).debugDescription)"))
             }
             networks.append(cidr)
         }

@@ -45,7 +45,7 @@ public struct ConsoleInfo: Codable, Sendable, Equatable {
     public var port: Int
     /// A VM connection is attached now.
     public var connected: Bool
-    /// Telnet clients attached now.
+    /// People attached now, over every door.
     public var clients: Int
     /// When the VM connected (ISO 8601, UTC), or when it was last seen if disconnected.
     public var since: String?

@@ -204,17 +204,23 @@ final class ConcentratorDriver: @unchecked Sendable {
         }
     }
 
-    private func bind(_ ref: ListenerRef, port: Int) {
-        let bootstrap = ServerBootstrap(group: loop)
+    /// Opens a console's listener: a TCP server channel whose connections are people on the telnet door. A
+    /// test on an embedded event loop puts its own here.
+    lazy var openListener: (ListenerRef, Int) -> EventLoopFuture<Channel> = { [unowned self] ref, port in
+        ServerBootstrap(group: self.loop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
-            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: network.clientWaterMark)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: self.network.clientWaterMark)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
                 let handler = ConcentratorChannelHandler(id: self.makeID(), kind: .telnet(ref), driver: self)
                 return channel.pipeline.addHandler(handler)
             }
-        bootstrap.bind(host: network.listenHost, port: port).whenComplete { [weak self] result in
+            .bind(host: self.network.listenHost, port: port)
+    }
+
+    private func bind(_ ref: ListenerRef, port: Int) {
+        openListener(ref, port).whenComplete { [weak self] result in
             guard let self else { return }
             switch result {
             case .success(let channel):
