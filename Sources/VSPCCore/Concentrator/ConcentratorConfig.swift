@@ -49,6 +49,9 @@ public struct ConcentratorConfig: Sendable {
 
     public init() {}
 
+    /// The defaults, written once: the daemon's settings and configuration take theirs from here.
+    public static let defaults = ConcentratorConfig()
+
     /// How often idle consoles are looked for: a quarter of the expiry time, between 50 ms and a minute.
     public var expirySweepInterval: Double { Self.sweep(vmExpireTime) }
 

@@ -66,6 +66,9 @@ public struct Door: Hashable, Sendable, CustomStringConvertible {
     public static let tail = Door(name: "tail", framing: .raw, input: .none, notices: false,
                                   ending: .close, descriptors: 0, whenBehind: .disconnect, replayOnAttach: false)
 
+    /// The default bound of a reader's backlog, on either kind of door (`--disconnect-backlog`, `--skip-backlog`).
+    public static let defaultBacklog = 1 << 20
+
     /// Every door, in the order status and metrics list them.
     public static let all: [Door] = [.telnet, .ssh, .tail]
 

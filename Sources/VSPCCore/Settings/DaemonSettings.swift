@@ -3,33 +3,33 @@
 public struct DaemonSettings: Equatable, Sendable {
     public var proxy = ":6779"
     public var admin = "127.0.0.1:6780"
-    public var listenHost = "127.0.0.1"
-    public var portRangeStart = 20000
-    public var portRangeEnd = 32767
-    public var vmExpireTime: Double = 86400
+    public var listenHost = ConcentratorConfig.defaults.listenHost
+    public var portRangeStart = ConcentratorConfig.defaults.portRange.lowerBound
+    public var portRangeEnd = ConcentratorConfig.defaults.portRange.upperBound
+    public var vmExpireTime = ConcentratorConfig.defaults.vmExpireTime
     public var db = "vspcd.db"
-    public var serviceUri = "vSPC.py"
+    public var serviceUri = ConcentratorConfig.defaults.serviceURI
     public var ssl = false
     public var sslCert: String?
     public var sslKey: String?
-    public var vmotionTimeout: Double = 30
-    public var scrollback = 65536
-    public var replay = 0
-    public var eventMaxAgeDays: Double = 90
-    public var eventMaxCount = 1_000_000
+    public var vmotionTimeout = ConcentratorConfig.defaults.vmotionTimeout
+    public var scrollback = ConcentratorConfig.defaults.scrollbackBytes
+    public var replay = ConcentratorConfig.defaults.replayBytes
+    public var eventMaxAgeDays = (ConcentratorConfig.defaults.retention.maxAge ?? 0) / 86400
+    public var eventMaxCount = ConcentratorConfig.defaults.retention.maxCount ?? 0
     public var verbose = false
     public var debug = false
     public var logFormat = "text"
     public var proxyAllow: String?
-    public var vmStuckTimeout: Double = 60
-    public var takeoverProbeTimeout: Double = 5
+    public var vmStuckTimeout = ConcentratorConfig.defaults.vmStuckTimeout
+    public var takeoverProbeTimeout = ConcentratorConfig.defaults.takeoverProbeTimeout
     public var metrics: String?
     public var ssh: String?
     public var sshHostKey: String?
     public var sshAuthorizedKeys: String?
-    public var telnetPorts = "read-write"
-    public var disconnectBacklog = 1 << 20
-    public var skipBacklog = 1 << 20
+    public var telnetPorts = ConcentratorConfig.defaults.telnetPorts.rawValue
+    public var disconnectBacklog = Door.defaultBacklog
+    public var skipBacklog = Door.defaultBacklog
 
     public init() {}
 

@@ -5,89 +5,130 @@ import VSPCCore
 /// Everything the daemon can be told. Defaults are the safe ones: per-VM ports and the admin endpoint on
 /// loopback, the proxy on all interfaces, per-VM ports outside Linux's ephemeral range (32768-60999).
 public struct DaemonConfig: Sendable {
+    /// What the concentrator's decisions depend on, with its defaults: each default is written once, there
+    /// (`ConcentratorConfig`), and the settings below that the machine shares read and write it.
+    public var concentrator = ConcentratorConfig()
+
     public var proxyHost = "0.0.0.0"
     public var proxyPort = 6779
     public var adminHost = "127.0.0.1"
     public var adminPort = 6780
-    public var listenHost = "127.0.0.1"
-    public var portRangeStart = 20000
-    public var portRangeEnd = 32767
-    /// Seconds without VM and without client after which an assignment expires and its port returns to the pool.
-    public var vmExpireTime: Double = 86400
-    public var serviceURI = "vSPC.py"
     public var tls: NIOSSLContext?
-    /// Seconds a pending vMotion waits for its destination's COMPLETE.
-    public var vmotionTimeout: Double = 30
-    /// Seconds a new proxy connection has to agree to the VMware extension.
-    public var negotiationTimeout: Double = 10
-    /// Seconds a VM that gave its uuid has to give its name.
-    public var nameTimeout: Double = 5
     /// Bytes queued to one reader on a byte-exact door (telnet ports, tail -f) before it is dropped.
-    public var clientBufferLimit = 1 << 20
+    public var clientBufferLimit = Door.defaultBacklog
     /// Bytes held for one reader on a skip-ahead door (SSH) before its oldest unsent bytes are skipped.
-    public var skipBacklog = 1 << 20
+    public var skipBacklog = Door.defaultBacklog
     /// Bytes queued to one VM (client input) before further input is discarded.
     public var vmBufferLimit = 4 << 20
-    /// Client input held during a vMotion window, per console.
-    public var vmotionHoldLimit = 256 * 1024
-    /// Scrollback kept per console, in bytes; 0 turns scrollback off.
-    public var scrollbackBytes = 64 * 1024
-    /// Bytes of scrollback sent to a telnet client when it attaches; 0 = none.
-    public var replayBytes = 0
-    /// Seconds between scrollback saves to the database.
-    public var scrollbackSaveInterval: Double = 2
-    /// Event retention.
-    public var retention = Retention(maxAge: 90 * 86400, maxCount: 1_000_000)
-    /// Highest number of descriptors the daemon may use (its RLIMIT_NOFILE); new VMs and clients are refused
-    /// when fewer than `descriptorReserve` remain.
-    public var descriptorLimit = 1024
-    public var descriptorReserve = 64
-    /// Where ESXi hosts may connect from (empty: anywhere).
-    public var proxyAllow = AddressAllowList()
-    /// Seconds a VM connection may leave what it is sent unread before it is closed.
-    public var vmStuckTimeout: Double = 60
-    /// Seconds a console's open connection has to answer the probe when another connection claims the console.
-    public var takeoverProbeTimeout: Double = 5
     /// `--admin unix:PATH`: the admin endpoint on a Unix socket (created 0660) instead of TCP.
     public var adminUnixPath: String?
     /// `--ssh`: the SSH front door (off when nil), its host key and its authorized keys.
     public var ssh: Endpoint?
     public var sshHostKeyPath = "ssh_host_ed25519_key"
     public var sshAuthorizedKeysPath = "authorized_keys"
-    /// `--telnet-ports`.
-    public var telnetPorts = TelnetPortsMode.readWrite
     /// `--metrics`: where Prometheus scrapes `/metrics` (off when nil).
     public var metrics: Endpoint?
-    /// The daemon's version, for `vspc status`.
-    public var version = "dev"
 
     public init() {}
 
-    public var portRange: ClosedRange<Int> { portRangeStart...portRangeEnd }
-
-    /// The part of the configuration the concentrator's decisions depend on.
-    public var concentrator: ConcentratorConfig {
-        var c = ConcentratorConfig()
-        c.listenHost = listenHost
-        c.portRange = portRange
-        c.vmExpireTime = vmExpireTime
-        c.serviceURI = serviceURI
-        c.vmotionTimeout = vmotionTimeout
-        c.negotiationTimeout = negotiationTimeout
-        c.nameTimeout = nameTimeout
-        c.vmotionHoldLimit = vmotionHoldLimit
-        c.scrollbackBytes = scrollbackBytes
-        c.replayBytes = replayBytes
-        c.scrollbackSaveInterval = scrollbackSaveInterval
-        c.retention = retention
-        c.descriptorLimit = descriptorLimit
-        c.descriptorReserve = descriptorReserve
-        c.proxyAllow = proxyAllow
-        c.vmStuckTimeout = vmStuckTimeout
-        c.takeoverProbeTimeout = takeoverProbeTimeout
-        c.version = version
-        c.telnetPorts = telnetPorts
-        return c
+    public var portRangeStart: Int {
+        get { concentrator.portRange.lowerBound }
+        set { concentrator.portRange = newValue...max(newValue, concentrator.portRange.upperBound) }
+    }
+    public var portRangeEnd: Int {
+        get { concentrator.portRange.upperBound }
+        set { concentrator.portRange = min(concentrator.portRange.lowerBound, newValue)...newValue }
+    }
+    public var portRange: ClosedRange<Int> { concentrator.portRange }
+    /// Where the per-VM telnet ports listen.
+    public var listenHost: String {
+        get { concentrator.listenHost }
+        set { concentrator.listenHost = newValue }
+    }
+    /// Seconds without VM and without client after which an assignment expires and its port returns to the pool.
+    public var vmExpireTime: Double {
+        get { concentrator.vmExpireTime }
+        set { concentrator.vmExpireTime = newValue }
+    }
+    /// The service name accepted in DO-PROXY.
+    public var serviceURI: String {
+        get { concentrator.serviceURI }
+        set { concentrator.serviceURI = newValue }
+    }
+    /// Seconds a pending vMotion waits for its destination's COMPLETE.
+    public var vmotionTimeout: Double {
+        get { concentrator.vmotionTimeout }
+        set { concentrator.vmotionTimeout = newValue }
+    }
+    /// Seconds a new proxy connection has to agree to the VMware extension.
+    public var negotiationTimeout: Double {
+        get { concentrator.negotiationTimeout }
+        set { concentrator.negotiationTimeout = newValue }
+    }
+    /// Seconds a VM that gave its uuid has to give its name.
+    public var nameTimeout: Double {
+        get { concentrator.nameTimeout }
+        set { concentrator.nameTimeout = newValue }
+    }
+    /// Client input held during a vMotion window, per console.
+    public var vmotionHoldLimit: Int {
+        get { concentrator.vmotionHoldLimit }
+        set { concentrator.vmotionHoldLimit = newValue }
+    }
+    /// Scrollback kept per console, in bytes; 0 turns scrollback off.
+    public var scrollbackBytes: Int {
+        get { concentrator.scrollbackBytes }
+        set { concentrator.scrollbackBytes = newValue }
+    }
+    /// Bytes of scrollback sent to a telnet client when it attaches; 0 = none.
+    public var replayBytes: Int {
+        get { concentrator.replayBytes }
+        set { concentrator.replayBytes = newValue }
+    }
+    /// Seconds between scrollback saves to the database.
+    public var scrollbackSaveInterval: Double {
+        get { concentrator.scrollbackSaveInterval }
+        set { concentrator.scrollbackSaveInterval = newValue }
+    }
+    /// Event retention.
+    public var retention: Retention {
+        get { concentrator.retention }
+        set { concentrator.retention = newValue }
+    }
+    /// Highest number of descriptors the daemon may use (its RLIMIT_NOFILE).
+    public var descriptorLimit: Int {
+        get { concentrator.descriptorLimit }
+        set { concentrator.descriptorLimit = newValue }
+    }
+    /// Descriptors new VMs must leave free.
+    public var descriptorReserve: Int {
+        get { concentrator.descriptorReserve }
+        set { concentrator.descriptorReserve = newValue }
+    }
+    /// Where ESXi hosts may connect from (empty: anywhere).
+    public var proxyAllow: AddressAllowList {
+        get { concentrator.proxyAllow }
+        set { concentrator.proxyAllow = newValue }
+    }
+    /// Seconds a VM connection may leave what it is sent unread before it is closed.
+    public var vmStuckTimeout: Double {
+        get { concentrator.vmStuckTimeout }
+        set { concentrator.vmStuckTimeout = newValue }
+    }
+    /// Seconds a console's open connection has to answer the probe when another connection claims the console.
+    public var takeoverProbeTimeout: Double {
+        get { concentrator.takeoverProbeTimeout }
+        set { concentrator.takeoverProbeTimeout = newValue }
+    }
+    /// `--telnet-ports`.
+    public var telnetPorts: TelnetPortsMode {
+        get { concentrator.telnetPorts }
+        set { concentrator.telnetPorts = newValue }
+    }
+    /// The daemon's version, for `vspc status`.
+    public var version: String {
+        get { concentrator.version }
+        set { concentrator.version = newValue }
     }
 
     /// A person's connection is dropped once more than `clientBufferLimit` waits for it (plus the one-off replay).
