@@ -172,7 +172,8 @@ struct ClientConnection {
     let peer: String
     let door: Door
     /// Read-only by the key's option or `--telnet-ports read-only`; exclusive write by another makes it so too.
-    let mode: AccessMode
+    /// A reload that makes the key read-only makes an open session so.
+    var mode: AccessMode
     /// The SSH key that let the person in.
     let identity: Identity?
     let since: Date

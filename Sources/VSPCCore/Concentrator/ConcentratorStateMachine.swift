@@ -66,6 +66,7 @@ public struct ConcentratorStateMachine {
         case let .sessionStarted(id, door, peer, request): sessionStarted(id, door: door, peer: peer, request: request)
         case let .clientBytes(id, bytes): clientBytes(id, bytes)
         case let .clientSkipped(id, bytes): clientSkipped(id, bytes: bytes)
+        case let .keysReloaded(keys): keysReloaded(keys)
         case let .clientClosed(id): clientClosed(id)
         case let .adminConnected(id, peer): adminConnected(id, peer: peer)
         case let .adminLine(id, line): adminLine(id, line)
