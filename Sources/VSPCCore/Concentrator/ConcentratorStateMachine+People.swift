@@ -205,7 +205,7 @@ extension ConcentratorStateMachine {
     mutating func clientInput(_ client: ClientConnection, _ bytes: [UInt8]) {
         let key = client.console
         guard consoles[key] != nil else { return }
-        switch consoles[key]!.vmotion.clientInput(bytes) {
+        switch migrations.clientInput(key, bytes) {
         case .forward:
             let name = consoles[key]!.name
             guard let vm = consoles[key]!.vm else {

@@ -164,11 +164,11 @@ extension ConcentratorStateMachine {
         switch vm.role {
         case .carrying(let key):
             guard consoles[key] != nil else { return }
-            consoles[key]!.vmotion.connectionClosed(id)
+            migrations.update(key) { $0.connectionClosed(id) }
             guard consoles[key]!.vm == id else { return }
             consoles[key]!.vm = nil
             consoles[key]!.lastActivity = monotonicNow
-            if let pending = consoles[key]!.vmotion.pending, !shuttingDown {
+            if let pending = migrations.pending(key), !shuttingDown {
                 // ESXi closes the source as the destination completes: not the VM going down.
                 record(.vmotionSourceClosed, key, peer: vm.peer)
                 if pending.destination == nil {
@@ -191,7 +191,7 @@ extension ConcentratorStateMachine {
                 attach(contender, key: key, name: name, early: early)
             }
         case .destination(let key, _):
-            consoles[key]?.vmotion.connectionClosed(id)
+            migrations.update(key) { $0.connectionClosed(id) }
             record(.vmotionDestinationClosed, key, peer: vm.peer, detail: "closed before VMOTION-COMPLETE")
         case .contending(let key, _, _):
             if consoles[key]?.contender == id { consoles[key]!.contender = nil }
@@ -308,11 +308,10 @@ extension ConcentratorStateMachine {
                 vms[old]?.role = .retired
                 closeVM(old)
             }
-            if let handoff = console.vmotion.reset(now: now.monotonic) {
+            if case (let handoff?, let ended) = migrations.update(key, { $0.reset(now: now.monotonic) }) {
                 consoles[key] = console
-                stopMigrating(key)
                 record(.vmotionExpired, key, peer: vm.peer,
-                       detail: "VM reconnected afresh; \(windowDetail(key, handoff))")
+                       detail: "VM reconnected afresh; \(windowDetail(ended, handoff))")
                 closeRetired(handoff.close)
                 dropped = handoff
                 console = consoles[key]!
