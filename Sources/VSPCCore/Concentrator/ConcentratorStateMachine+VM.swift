@@ -310,6 +310,7 @@ extension ConcentratorStateMachine {
             }
             if case (let handoff?, let ended) = migrations.update(key, { $0.reset(now: now.monotonic) }) {
                 consoles[key] = console
+                cancelWindow(key, ended)
                 record(.vmotionExpired, key, peer: vm.peer,
                        detail: "VM reconnected afresh; \(windowDetail(ended, handoff))")
                 closeRetired(handoff.close)

@@ -155,6 +155,26 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
         XCTAssertEqual(h.vm(m.source, says: ESXi.abort).filter { if case .cancel = $0 { return true }; return false }, [])
     }
 
+    func testAFreshReconnectEndsTheMigrationAndCancelsItsTimer() {
+        let m = BegunMigration()
+        let h = m.h
+        h.client(m.person, types: Array("typed".utf8))
+        let dest = h.connectDestination(cookie: m.cookie, peer: "10.0.0.2:902")
+        // The source closes as for a migration; the VM then starts afresh instead of completing it.
+        h.send(.vmClosed(m.source))
+        h.take()
+        let fresh = h.bringUpVM(peer: "10.0.0.9:909")
+        let acts = h.take()
+        XCTAssertTrue(acts.contains(.cancel(.vmotion(m.key, generation: 1))))
+        XCTAssertFalse(h.isArmed(.vmotion(m.key, generation: 1)))
+        XCTAssertTrue(acts.records.contains(m.event(.vmotionExpired, peer: "10.0.0.9:909",
+                                                    detail: "VM reconnected afresh; source 10.0.0.1:900, destination 10.0.0.2:902, window 0.0 ms")))
+        XCTAssertTrue(acts.contains(.close(dest, flush: false)))
+        XCTAssertTrue(acts.contains(.send(fresh, Array("typed".utf8))), "the held input goes to the new connection")
+        XCTAssertEqual(h.status()["migrating"], "0")
+        XCTAssertEqual(h.list().first?.peer, "10.0.0.9:909")
+    }
+
     func testGenerationsAreUniqueAcrossConsoles() {
         let h = ConcentratorHarness()
         let a = h.bringUpVM(UUIDs.a, name: "web01", peer: "10.0.0.1:900")
