@@ -238,9 +238,8 @@ extension ConcentratorStateMachine {
     /// What a person typed: to the VM, or held while a migration is pending.
     mutating func clientInput(_ client: ClientConnection, _ bytes: [UInt8]) {
         let key = client.console
-        guard let decision = consoles.modify(key, { $0.vmotion.clientInput(bytes) }),
-              let console = consoles[key] else { return }
-        switch decision {
+        guard let console = consoles[key] else { return }
+        switch migrations.clientInput(key, bytes) {
         case .forward:
             guard let vm = console.vm else {
                 log(.debug, "input from \(client.peer) discarded: \(console.name) is not connected")
