@@ -298,14 +298,17 @@ extension SSHDoorTests {
         XCTAssertEqual(try sshRun(door, carol, "list").status, 0, "carol's key was read on SIGHUP")
         XCTAssertEqual(try sshRun(door, bob, "list").status, 255, "bob's key is gone for new logins")
 
-        // The sessions opened before either reload are still there and still work.
-        XCTAssertTrue(a.isRunning && b.isRunning)
+        // Issue 14: a reload reaches the sessions already open. Bob's key is gone: his session ended with a notice
+        // (and is on record); alice's, whose key stayed, still works.
+        try await b.waitFor("[vspcd: your key was removed: this session ends]")
+        try await b.waitForExit()
+        XCTAssertTrue(a.isRunning)
         vm.output("still here\r\n")
         try await a.waitFor("still here\r\n")
-        try await b.waitFor("still here\r\n")
-        b.type("bob-typed\r")
-        try await expectVMData(vm, "bob-typed\r", "bob's open session still types")
         a.type("alice-typed\r")
-        try await expectVMData(vm, "bob-typed\ralice-typed\r", "alice's open session still types")
+        try await expectVMData(vm, "alice-typed\r", "alice's open session still types")
+        let history = try Daemon.run("vspc", ["history", "web-13", "--db", door.daemon.dbPath])
+        XCTAssertTrue(history.out.contains("client-dropped  peer="), history.out)
+        XCTAssertTrue(history.out.contains("key revoked; door=ssh mode=read-write key=bob@desk12"), history.out)
     }
 }

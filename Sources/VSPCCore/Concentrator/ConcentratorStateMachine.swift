@@ -34,8 +34,18 @@ public struct ConcentratorStateMachine {
     public internal(set) var eventsSuppressed = 0
     /// How connections ended since start-up, recorded or not.
     public internal(set) var tallies = EndTallies()
-    /// When a refused proxy peer was last logged, so each address is logged at most once a minute.
-    var refusalLogged: [IPAddress: Int64] = [:]
+    /// Which refused proxy peers get a log line (each address at most once a minute, a bounded number a minute).
+    var refusalLog = AddressLogLimiter()
+    /// The same for refused port assignments (recorded, not only logged).
+    var assignmentRefusalLog = AddressLogLimiter()
+    /// Proxy connections not identified yet, in all and by address.
+    var unidentifiedTotal = 0
+    var unidentifiedByAddress: [IPAddress: Int] = [:]
+    /// New assignments by address in the current minute, from when that minute began.
+    var assignmentsThisMinute: [IPAddress: Int] = [:]
+    var assignmentMinute = Int64.min
+    /// Addresses that have carried a console since start-up (they may use the pool's reserve).
+    var knownAddresses: Set<IPAddress> = []
 
     /// The event being handled: its time, and the actions decided so far.
     var now = Now(monotonic: 0, date: Date(timeIntervalSince1970: 0))
@@ -198,6 +208,12 @@ public struct ConcentratorStateMachine {
         config.vmExpireTime = vmExpireTime
         config.retention = retention
         config.proxyAllow = proxyAllow
+        // Connections from networks no longer allowed are closed now, each recorded (vm-disconnect, disallowed).
+        for id in vms.keys.sorted() {
+            guard let vm = vms[id], !vm.closing, !proxyAllow.allows(vm.address) else { continue }
+            log(.notice, "closing VM connection \(vm.peer): no longer in --proxy-allow")
+            closeVM(id, reason: .disallowed)
+        }
         if sweepChanged, startedAt != nil, !shuttingDown { schedule(.expirySweep, seconds: config.expirySweepInterval) }
     }
 
@@ -238,7 +254,10 @@ public struct ConcentratorStateMachine {
         if vms[id] != nil {
             // Back-pressure: a VM that does not read what it is sent is not read either, and is closed if it
             // stays so (its replies would otherwise pile up without bound).
-            vms[id]?.writable = writable
+            vms.modify(id) {
+                $0.writable = writable
+                $0.readingForLiveness = false
+            }
             emit(.setReading(id, writable))
             if writable {
                 emit(.cancel(.stuck(id)))

@@ -110,7 +110,7 @@ final class ConcentratorDoorTests: XCTestCase {
         h.send(.vmClosed(h.bringUpVM(UUIDs.a), error: true))
         // timeout: negotiates, never identifies
         h.negotiate(h.connectVM())
-        h.advance(by: config.negotiationTimeout * 6 + 1)
+        h.advance(by: config.identifyTimeout + 1)
         // stuck
         let stuck = h.bringUpVM(UUIDs.a)
         h.send(.writabilityChanged(stuck, writable: false))
