@@ -4,16 +4,13 @@ import VSPCSim
 import XCTest
 
 /// `--config`: the file, its errors, flags over it, and SIGHUP.
-final class ConfigReloadTests: XCTestCase {
+final class ConfigReloadTests: DaemonTestCase {
     var daemon: Daemon!
     var configPath: String { daemon.directory.appendingPathComponent("vspcd.toml").path }
 
     override func setUp() async throws {
-        daemon = try Daemon()
-    }
-
-    override func tearDown() async throws {
-        daemon.cleanup()
+        try await super.setUp()
+        daemon = try makeDaemon()
     }
 
     func writeConfig(_ text: String) throws {
