@@ -112,6 +112,8 @@ final class CoreTests: DaemonTestCase {
     }
 
     func testStaleConnectionIsReplacedByReconnect() async throws {
+        // A short probe timeout: the silent connection is replaced once it has not answered for 1 s.
+        let daemon = try await startDaemon(["--takeover-probe-timeout", "1"])
         let uuid = testUUID(4)
         let first = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "stale")
         let port = try await daemon.port(of: uuid)

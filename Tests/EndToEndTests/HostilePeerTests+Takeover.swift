@@ -99,8 +99,8 @@ extension HostilePeerTests {
         XCTAssertFalse(third.closed)
         second.close()
         try await roundTrip(third, client, 2)
-        let events = try await waitForEvents(daemon, uuid: uuid, "two disconnects") {
-            $0.filter { $0.kind == "vm-disconnect" }.count >= 2
+        let events = try await waitForEvents(daemon, uuid: uuid, "two disconnects and the third connect") {
+            $0.filter { $0.kind == "vm-disconnect" }.count >= 2 && $0.filter { $0.kind == "vm-connect" }.count >= 3
         }
         XCTAssertFalse(events.contains { $0.kind == "vm-takeover-refused" }, "\(events.map(\.kind))")
         XCTAssertEqual(events.filter { $0.kind == "vm-connect" }.count, 3, "\(events.map(\.kind))")
