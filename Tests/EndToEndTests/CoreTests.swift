@@ -161,7 +161,8 @@ final class CoreTests: DaemonTestCase {
         for i in 0..<100 {
             vms.append(try await SimulatedVM.connect(port: daemon.proxyPort, uuid: testUUID(i, salt), name: "k-\(i)"))
         }
-        let listed = try await daemon.waitForList("100 VMs") { $0.count == 100 }
+        // Listed and saved (a port listed before the disk has it is marked unsaved).
+        let listed = try await daemon.waitForList("100 VMs saved") { $0.count == 100 && $0.allSatisfy { $0.saved != false } }
         try await daemon.kill9()
         vms.forEach { $0.close() }
         try await daemon.start()

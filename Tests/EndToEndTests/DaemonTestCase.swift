@@ -32,7 +32,7 @@ class DaemonTestCase: XCTestCase {
             for (i, daemon) in daemons.enumerated() {
                 print("""
                     --- vspcd log \(i + 1) of \(daemons.count) of \(name), its last \(Self.logTailBytes / 1024) KB ---
-                    \(daemon.logTail(bytes: Self.logTailBytes))
+                    \(daemon.logTail(bytes: Self.logTailBytes).trimmingCharacters(in: .newlines))
                     --- end of the vspcd log ---
                     """)
             }
