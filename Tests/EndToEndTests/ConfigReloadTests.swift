@@ -20,13 +20,7 @@ final class ConfigReloadTests: DaemonTestCase {
     /// Waits until the daemon's log has `count` lines containing `text`, and returns those lines.
     @discardableResult
     func waitForLog(_ text: String, count: Int = 1, timeout: Double = 30) async throws -> [String] {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            let lines = daemon.log.split(separator: "\n").map(String.init).filter { $0.contains(text) }
-            if lines.count >= count { return lines }
-            if Date() > deadline { throw SimError("no log line with \(text.debugDescription):\n\(daemon.log)") }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
+        try await daemon.waitForLog(text, count: count, timeout: timeout)
     }
 
     func testABadKeyOrValueIsAStartupErrorNamingTheFileAndLine() throws {

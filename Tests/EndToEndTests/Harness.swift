@@ -96,6 +96,17 @@ final class Daemon {
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// Waits until the log has `count` lines containing `text`, and returns those lines.
+    @discardableResult
+    func waitForLog(_ text: String, count: Int = 1, timeout: Double = 30) async throws -> [String] {
+        var lines: [String] = []
+        try await waitUntil("\(count) × \(text.debugDescription) in the log of vspcd", timeout: timeout) {
+            lines = log.split(separator: "\n").map(String.init).filter { $0.contains(text) }
+            return lines.count >= count
+        }
+        return lines
+    }
+
     /// The last `bytes` of the log (from the first whole line in them), without reading the rest of the file.
     func logTail(bytes: Int) -> String {
         guard let file = FileHandle(forReadingAtPath: logPath) else { return "(no log at \(logPath))" }

@@ -70,11 +70,7 @@ final class HostilePeerTests: DaemonTestCase {
 
     /// Waits until the daemon's log contains `text`.
     func waitForLog(_ daemon: Daemon, _ text: String, timeout: Double = 30) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while !daemon.log.contains(text) {
-            if Date() > deadline { throw SimError("timed out waiting for \(text.debugDescription) in the log") }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
+        try await daemon.waitForLog(text, timeout: timeout)
     }
 
     func occurrences(of text: String, in log: String) -> Int {

@@ -78,11 +78,7 @@ final class SSHDoorTests: DaemonTestCase {
 
     /// Waits until the daemon's log holds `text` at least `count` times.
     func waitForLog(_ door: Door, _ text: String, count: Int = 1, timeout: Double = 30) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while occurrences(of: text, in: door.daemon.log) < count {
-            if Date() > deadline { throw SimError("timed out waiting for \(count) × \(text.debugDescription) in the log") }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
+        try await door.daemon.waitForLog(text, count: count, timeout: timeout)
     }
 
     /// A VM that is connected and listed.
@@ -135,16 +131,6 @@ final class SSHDoorTests: DaemonTestCase {
         let seen = occurrences(of: marker, in: session.text)
         session.menu("?")
         try await session.waitFor(marker, count: seen + 1)
-    }
-
-    /// Waits until the daemon has read everything the telnet client sent so far: it answers `IAC DO option` (an
-    /// option it refuses, each one once per connection) with `IAC WONT option`, after what came before.
-    func telnetBarrier(_ client: SimulatedClient, option: UInt8) async throws {
-        client.write(raw: [0xFF, 0xFD, option])
-        try await client.wait("IAC WONT \(option)", timeout: 30) {
-            let raw = client.raw
-            return raw.count >= 3 && (0...(raw.count - 3)).contains { raw[$0] == 0xFF && raw[$0 + 1] == 0xFC && raw[$0 + 2] == option }
-        }
     }
 
     /// Waits until the VM has received exactly `expected` (and fails if it received something else).
