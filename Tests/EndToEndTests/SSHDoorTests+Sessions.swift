@@ -42,7 +42,7 @@ extension SSHDoorTests {
         b.type("bob-typed\r")
         try await b.waitFor("[vspcd: alice@laptop holds exclusive write: what you type does not reach the VM]\r\n")
         person.send(Array("telnet-typed\r".utf8))
-        try await telnetBarrier(person, option: 0x06)
+        try await person.barrier()
         a.type("alice-typed\r")
         try await expectVMData(vm, "alice-typed\r", "only the holder's input reaches the VM")
         let before = occurrences(of: "who is attached to web-7:", in: a.text)
@@ -206,7 +206,7 @@ extension SSHDoorTests {
         XCTAssertEqual(person.data, Array("console\r\n".utf8))
 
         person.send(Array("rm -rf /\r".utf8))
-        try await telnetBarrier(person, option: 0x06)
+        try await person.barrier()
         a.type("from-ssh\r")
         try await expectVMData(vm, "from-ssh\r", "the telnet person's typing never reaches the VM")
         XCTAssertEqual(person.data, Array("console\r\n".utf8), "no notice on the telnet port")
