@@ -41,6 +41,11 @@ extension VSPCD {
         put("telnet-ports", telnetPorts.map { .string($0) })
         put("disconnect-backlog", disconnectBacklog.map { .integer($0) })
         put("skip-backlog", skipBacklog.map { .integer($0) })
+        put("identify-timeout", identifyTimeout.map { .number($0) })
+        put("proxy-max-unidentified", proxyMaxUnidentified.map { .integer($0) })
+        put("proxy-max-unidentified-per-address", proxyMaxUnidentifiedPerAddress.map { .integer($0) })
+        put("new-ports-per-minute", newPortsPerMinute.map { .integer($0) })
+        put("port-reserve-percent", portReservePercent.map { .integer($0) })
         return given
     }
 

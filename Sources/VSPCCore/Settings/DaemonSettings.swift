@@ -30,6 +30,11 @@ public struct DaemonSettings: Equatable, Sendable {
     public var telnetPorts = ConcentratorConfig.defaults.telnetPorts.rawValue
     public var disconnectBacklog = Door.defaultBacklog
     public var skipBacklog = Door.defaultBacklog
+    public var identifyTimeout = ConcentratorConfig.defaults.identifyTimeout
+    public var proxyMaxUnidentified = ConcentratorConfig.defaults.maxUnidentified
+    public var proxyMaxUnidentifiedPerAddress = ConcentratorConfig.defaults.maxUnidentifiedPerAddress
+    public var newPortsPerMinute = ConcentratorConfig.defaults.newAssignmentsPerMinute
+    public var portReservePercent = Int((ConcentratorConfig.defaults.portReserveFraction * 100).rounded())
 
     public init() {}
 
@@ -73,6 +78,11 @@ public struct DaemonSettings: Equatable, Sendable {
         }),
         .integer("disconnect-backlog", \.disconnectBacklog, check: within((4 << 10)...(1 << 30))),
         .integer("skip-backlog", \.skipBacklog, check: within((4 << 10)...(1 << 30))),
+        .number("identify-timeout", \.identifyTimeout, check: positive(upTo: 600, unit: "seconds")),
+        .integer("proxy-max-unidentified", \.proxyMaxUnidentified, check: within(1...1_000_000)),
+        .integer("proxy-max-unidentified-per-address", \.proxyMaxUnidentifiedPerAddress, check: within(1...1_000_000)),
+        .integer("new-ports-per-minute", \.newPortsPerMinute, check: within(1...1_000_000)),
+        .integer("port-reserve-percent", \.portReservePercent, check: within(0...90)),
     ]
 
     public static func key(named name: String) -> SettingKey? { keys.first { $0.name == name } }
