@@ -103,6 +103,8 @@ final class ProxyGuardTests: DaemonTestCase {
         let real = try await vm(daemon, testUUID(41), "real-41")
         _ = try await daemon.port(of: real.uuid)
         XCTAssertEqual(sockets.filter(\.closedByPeer).count, 6)
+        XCTAssertTrue(daemon.log.contains("refused proxy connection from 127.0.0.2:"), daemon.log)
+        XCTAssertTrue(daemon.log.contains("64 connections from this address are not identified yet (the limit)"), daemon.log)
 
         // With --identify-timeout 2, the 64 are closed after it.
         let quick = try await startDaemon(["--proxy-max-unidentified-per-address", "64", "--identify-timeout", "2"])
@@ -151,6 +153,7 @@ final class ProxyGuardTests: DaemonTestCase {
         }
         XCTAssertEqual(refusals.first?.detail, "5 new port assignments from this address in the last minute (the limit)")
         XCTAssertEqual(refusals.first?.uuid, refused.first)
+        XCTAssertEqual(refusals.count, 1, "one port-refused record a minute per address: \(describe(refusals))")
         for uuid in refused {
             let events = try Store(path: daemon.dbPath, readOnly: true).events(uuid: uuid)
             XCTAssertFalse(events.contains { $0.kind == "port-assigned" || $0.kind == "vm-connect" }, describe(events))
