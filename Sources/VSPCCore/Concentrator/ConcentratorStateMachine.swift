@@ -38,9 +38,9 @@ public struct ConcentratorStateMachine {
     var refusalLog = AddressLogLimiter()
     /// The same for refused port assignments (recorded, not only logged).
     var assignmentRefusalLog = AddressLogLimiter()
-    /// Proxy connections not identified yet, in all and by address.
+    /// Proxy connections not identified yet, by address, with when each connected (monotonic nanoseconds).
+    var unidentifiedByAddress: [IPAddress: [ConnectionID: Int64]] = [:]
     var unidentifiedTotal = 0
-    var unidentifiedByAddress: [IPAddress: Int] = [:]
     /// New assignments by address in the current minute, from when that minute began.
     var assignmentsThisMinute: [IPAddress: Int] = [:]
     var assignmentMinute = Int64.min
