@@ -7,7 +7,7 @@ import VSPCCore
 ///
 /// SQLite (WAL) through a GRDB `DatabasePool`. Reads are synchronous; writes are queued with
 /// `enqueue` and committed in batches by a single background writer.
-public final class Store: RecordStore, @unchecked Sendable {
+public final class Store: RecordBackend, @unchecked Sendable {
     public let path: String
     public let readOnly: Bool
 
@@ -31,6 +31,8 @@ public final class Store: RecordStore, @unchecked Sendable {
     /// Failed writes not yet logged, and when a failure was last logged (at most one line a minute).
     private var unloggedFailures = 0
     private var lastFailureLog: UInt64?
+    /// The one-daemon lock, when `RecordBackends` opened the store for a daemon; released by `close()`.
+    var daemonLock: DatabaseLock?
     /// Called on the writer thread after each batch: its duration in seconds and how many units failed.
     public var commitObserver: (@Sendable (_ seconds: Double, _ failures: Int) -> Void)?
 
@@ -98,12 +100,12 @@ public final class Store: RecordStore, @unchecked Sendable {
 
     // MARK: Migrations
 
-    /// The migrations: `migrations/*.sql` of the package, compiled into this module by the EmbedMigrations
+    /// The migrations: `migrations/sqlite/*.sql` of the package, compiled into this module by the EmbedMigrations
     /// build plugin. `$VSPC_MIGRATIONS_DIR` replaces them with the `*.sql` files of another folder (for
     /// trying a migration before it is committed).
     static func migrationSources() throws -> [(name: String, sql: String)] {
         guard let env = ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"], !env.isEmpty else {
-            return EmbeddedMigrations.all
+            return EmbeddedMigrations.sqlite
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: env, isDirectory: &isDirectory), isDirectory.boolValue,
@@ -124,7 +126,7 @@ public final class Store: RecordStore, @unchecked Sendable {
     static func migrator() throws -> DatabaseMigrator {
         let sources = try migrationSources()
         guard !sources.isEmpty else {
-            throw StoreError.noMigrations(path: ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"] ?? "migrations/")
+            throw StoreError.noMigrations(path: ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"] ?? "migrations/sqlite/")
         }
         var migrator = DatabaseMigrator()
         for (name, sql) in sources {
@@ -178,6 +180,12 @@ public final class Store: RecordStore, @unchecked Sendable {
         let sem = DispatchSemaphore(value: 0)
         enqueue([StoreOp](), completion: { _ in sem.signal() })
         sem.wait()
+    }
+
+    /// Flushes, then releases the one-daemon lock if this store holds it.
+    public func close() {
+        if !readOnly { flush() }
+        daemonLock?.release()
     }
 
     /// Runs on `writerQueue`: commits everything queued so far in one transaction.
@@ -401,13 +409,5 @@ public final class Store: RecordStore, @unchecked Sendable {
             }
         }
         return (candidates, names)
-    }
-
-    /// Resolves a user's VM reference (for `vspc history` and `tail`) by `VMLookup`'s rules. Results are one
-    /// entry per uuid with its display name, sorted by name, uuid: none = unknown, several = ambiguous.
-    public func resolveVM(_ query: String) throws -> [(uuid: String, name: String)] {
-        let (candidates, names) = try lookupCandidates()
-        return VMLookup.matches(query, among: candidates).map { (uuid: $0, name: names[$0] ?? "") }
-            .sorted { ($0.name, $0.uuid) < ($1.name, $1.uuid) }
     }
 }

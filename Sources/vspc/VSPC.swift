@@ -234,9 +234,9 @@ struct History: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store: Store
+        let store: any RecordReader
         do {
-            store = try Store(path: db, readOnly: true)
+            store = try RecordBackends.openForReading(db)
         } catch {
             throw fail(show("\(error)"))
         }
@@ -247,7 +247,7 @@ struct History: AsyncParsableCommand {
             throw fail("\(quoted(vm)) is ambiguous; it matches:\n\(names)")
         }
         let target = matches[0]
-        let events = try store.events(uuid: target.uuid, since: since.flatMap { parseSince($0) }, limit: limit)
+        let events = try store.events(uuid: target.uuid, label: nil, since: since.flatMap { parseSince($0) }, limit: limit)
         if json {
             try printJSON(events)
             return
@@ -303,7 +303,7 @@ struct Tail: AsyncParsableCommand {
         } catch let error as AdminClientError {
             guard case .unreachable = error else { throw fail(show("\(error)")) }
             // Daemon down: the scrollback saved in the database.
-            guard !follow, let store = try? Store(path: db, readOnly: true) else { throw fail(show("\(error)")) }
+            guard !follow, let store = try? RecordBackends.openForReading(db) else { throw fail(show("\(error)")) }
             let matches = (try? store.resolveVM(vm)) ?? []
             guard matches.count == 1 else {
                 throw fail(matches.isEmpty ? show("\(error)") : "\(quoted(vm)) is ambiguous")

@@ -115,3 +115,22 @@ final class AdminRequestParsingTests: XCTestCase {
         XCTAssertEqual(SerialPortLabel.maxLength, 64)
     }
 }
+
+final class AdminCommandParsingTests: XCTestCase {
+    private func command(_ text: String) -> Result<AdminCommand, AdminRequestError> {
+        AdminRequest.parseCommand(Array(text.utf8))
+    }
+
+    func testCommandsAreTyped() {
+        XCTAssertEqual(command(#"{"version":1,"command":"list"}"#), .success(.list))
+        XCTAssertEqual(command(#"{"version":1,"command":"status"}"#), .success(.status))
+        XCTAssertEqual(command(#"{"version":1,"command":"tail","vm":"web-0","bytes":7,"follow":true}"#),
+                       .success(.tail(vm: "web-0", label: nil, bytes: 7, follow: true)))
+        XCTAssertEqual(command(#"{"version":1,"command":"forget","vm":"web-0"}"#),
+                       .success(.forget(vm: "web-0", label: "", force: false)))
+        XCTAssertEqual(command(#"{"version":1,"command":"forget","vm":"web-0","label":"com2","force":true}"#),
+                       .success(.forget(vm: "web-0", label: "com2", force: true)))
+        XCTAssertEqual(command(#"{"version":1,"command":"reboot"}"#), .failure(.unknownCommand("reboot")))
+        XCTAssertEqual(AdminRequest.commands, Set(AdminCommand.Name.allCases.map(\.rawValue)))
+    }
+}

@@ -89,12 +89,12 @@ public struct AdminResponse: Codable, Sendable {
     /// For `tail`: how many of the raw bytes that follow are scrollback (the rest is live output).
     public var backlog: Int?
     /// For `status`: the counters as strings (the first form, kept for scripts that read it).
-    public var status: [String: String]?
+    public var status: StatusCounters?
     /// For `status`: the same, typed.
     public var daemon: DaemonStatus?
 
     public init(ok: Bool, error: String? = nil, vms: [ConsoleInfo]? = nil, vm: ConsoleInfo? = nil,
-                backlog: Int? = nil, status: [String: String]? = nil, daemon: DaemonStatus? = nil) {
+                backlog: Int? = nil, status: StatusCounters? = nil, daemon: DaemonStatus? = nil) {
         self.daemon = daemon
         self.backlog = backlog
         self.version = AdminProtocol.version
@@ -112,6 +112,33 @@ extension AdminProtocol {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         return f.string(from: date)
+    }
+}
+
+/// The first form of `status`: counters written as strings, one JSON object with these keys (kept for scripts
+/// that read it; `DaemonStatus` is the typed form).
+public struct StatusCounters: Codable, Sendable, Equatable {
+    public var consoles: String
+    public var connected: String
+    /// People attached to consoles.
+    public var clients: String
+    public var migrating: String
+    public var freePorts: String
+    public var descriptors: String
+    public var descriptorLimit: String
+    /// ISO 8601, UTC; empty before start-up.
+    public var startedAt: String
+
+    public init(consoles: Int, connected: Int, clients: Int, migrating: Int, freePorts: Int, descriptors: Int,
+                descriptorLimit: Int, startedAt: String) {
+        self.consoles = "\(consoles)"
+        self.connected = "\(connected)"
+        self.clients = "\(clients)"
+        self.migrating = "\(migrating)"
+        self.freePorts = "\(freePorts)"
+        self.descriptors = "\(descriptors)"
+        self.descriptorLimit = "\(descriptorLimit)"
+        self.startedAt = startedAt
     }
 }
 

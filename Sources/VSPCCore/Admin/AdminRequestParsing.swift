@@ -8,7 +8,7 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case malformed
     /// A `version` other than `AdminProtocol.version`.
     case unsupportedVersion(Int)
-    /// A command other than those in `AdminRequest.commands` (its first 64 scalars).
+    /// A command other than those of `AdminCommand.Name` (its first 64 scalars).
     case unknownCommand(String)
     /// `tail` or `forget` without a `vm`.
     case missingVM(command: String)
@@ -41,9 +41,38 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     }
 }
 
+/// What a checked admin request asks for: the daemon switches over this, never over the request's strings.
+public enum AdminCommand: Equatable, Sendable {
+    /// The listed consoles.
+    case list
+    /// The daemon at a glance.
+    case status
+    /// A console's scrollback (its last `bytes`), then its live output with `follow`. `label` nil: any label.
+    case tail(vm: String, label: String?, bytes: Int?, follow: Bool)
+    /// Remove an assignment; a connected VM's only with `force`.
+    case forget(vm: String, label: String, force: Bool)
+
+    /// The command names of protocol version 1, as the request's `command` spells them.
+    public enum Name: String, CaseIterable, Sendable {
+        case list, tail, status, forget
+    }
+
+    /// The command of a request whose fields `AdminRequest.parse` has checked.
+    init(checked request: AdminRequest, _ name: Name) {
+        switch name {
+        case .list: self = .list
+        case .status: self = .status
+        case .tail:
+            self = .tail(vm: request.vm ?? "", label: request.label, bytes: request.bytes, follow: request.follow == true)
+        case .forget:
+            self = .forget(vm: request.vm ?? "", label: request.label ?? "", force: request.force == true)
+        }
+    }
+}
+
 extension AdminRequest {
     /// The commands of protocol version 1.
-    public static let commands: Set<String> = ["list", "tail", "status", "forget"]
+    public static let commands: Set<String> = Set(AdminCommand.Name.allCases.map(\.rawValue))
     /// The longest `vm` accepted, in UTF-8 bytes.
     public static let maxVMBytes = 1024
     /// How much of an unknown command is echoed in the error, in Unicode scalars.
@@ -52,6 +81,15 @@ extension AdminRequest {
     /// Parses one request line (without its newline) and checks it: length, JSON shape, version, command,
     /// and the bounds of `vm`, `label` and `bytes`. Pure; never traps, whatever the bytes.
     public static func parse(_ line: [UInt8]) -> Result<AdminRequest, AdminRequestError> {
+        check(line).map(\.request)
+    }
+
+    /// `parse`, as the command the request asks for.
+    public static func parseCommand(_ line: [UInt8]) -> Result<AdminCommand, AdminRequestError> {
+        check(line).map(\.command)
+    }
+
+    static func check(_ line: [UInt8]) -> Result<(request: AdminRequest, command: AdminCommand), AdminRequestError> {
         guard line.count <= AdminProtocol.maxRequestBytes else { return .failure(.tooLong(line.count)) }
         let request: AdminRequest
         do {
@@ -60,16 +98,16 @@ extension AdminRequest {
             return .failure(.malformed)
         }
         guard request.version == AdminProtocol.version else { return .failure(.unsupportedVersion(request.version)) }
-        guard commands.contains(request.command) else {
+        guard let name = AdminCommand.Name(rawValue: request.command) else {
             let clipped = String.UnicodeScalarView(request.command.unicodeScalars.prefix(maxEchoedCommand))
             return .failure(.unknownCommand(String(clipped)))
         }
         if let vm = request.vm, vm.utf8.count > maxVMBytes { return .failure(.vmTooLong(vm.utf8.count)) }
-        if request.command == "tail" || request.command == "forget", (request.vm ?? "").isEmpty {
+        if name == .tail || name == .forget, (request.vm ?? "").isEmpty {
             return .failure(.missingVM(command: request.command))
         }
         if let label = request.label, !SerialPortLabel.isValid(label) { return .failure(.invalidLabel) }
         if let bytes = request.bytes, bytes < 0 { return .failure(.negativeBytes(bytes)) }
-        return .success(request)
+        return .success((request, AdminCommand(checked: request, name)))
     }
 }

@@ -92,7 +92,8 @@ public enum ConcentratorEvent: Sendable {
     case listenerBound(ListenerRef)
     case listenerFailed(ListenerRef, addressInUse: Bool, message: String)
     case timerFired(TimerID)
-    case writeCompleted(WriteToken, error: String?)
+    /// A store write with a token committed (nil) or failed.
+    case writeCompleted(WriteToken, error: StoreFailure?)
 }
 
 /// What the concentrator asks its driver to do, in order.

@@ -28,41 +28,38 @@ extension ConcentratorStateMachine {
 
     mutating func adminLine(_ id: ConnectionID, _ line: [UInt8]) {
         guard admins[id]?.answered == false else { return }
-        let request: AdminRequest
-        switch AdminRequest.parse(line) {
+        let command: AdminCommand
+        switch AdminRequest.parseCommand(line) {
         case .failure(let error):
             respond(id, AdminResponse(ok: false, error: error.message), thenClose: true)
             return
-        case .success(let r):
-            request = r
+        case .success(let c):
+            command = c
         }
-        switch request.command {
-        case "list":
+        switch command {
+        case .list:
             respond(id, AdminResponse(ok: true, vms: consoleInfos()), thenClose: true)
-        case "status":
-            respond(id, AdminResponse(ok: true, status: status(), daemon: daemonStatus()), thenClose: true)
-        case "tail":
-            tail(id, request)
-        case "forget":
-            forget(id, request)
-        default:
-            respond(id, AdminResponse(ok: false, error: AdminRequestError.unknownCommand(request.command).message),
-                    thenClose: true)
+        case .status:
+            respond(id, AdminResponse(ok: true, status: statusCounters(), daemon: daemonStatus()), thenClose: true)
+        case let .tail(vm, label, bytes, follow):
+            tail(id, vm: vm, label: label, bytes: bytes, follow: follow)
+        case let .forget(vm, label, force):
+            forget(id, vm: vm, label: label, force: force)
         }
     }
 
-    mutating func tail(_ id: ConnectionID, _ request: AdminRequest) {
-        switch findConsole(request.vm ?? "", label: request.label) {
+    mutating func tail(_ id: ConnectionID, vm: String, label: String?, bytes: Int?, follow: Bool) {
+        switch findConsole(vm, label: label) {
         case .failure(let message):
             respond(id, AdminResponse(ok: false, error: message.message), thenClose: true)
         case .success(let key):
             let console = consoles[key]!
-            let backlog = console.scrollback.contents(last: request.bytes.map { max(0, $0) })
+            let backlog = console.scrollback.contents(last: bytes.map { max(0, $0) })
             respond(id, AdminResponse(ok: true, vm: info(console), backlog: backlog.count), thenClose: false)
             admins[id]!.tailed = key
             record(.clientAttach, key, peer: admins[id]!.peer, detail: "door=tail mode=read-only")
             if !backlog.isEmpty { emit(.send(id, backlog)) }
-            if request.follow == true {
+            if follow {
                 consoles[key]!.followers.insert(id)
                 admins[id]!.following = key
             } else {
@@ -74,13 +71,13 @@ extension ConcentratorStateMachine {
 
     /// Removes an assignment; its port returns to the pool. A connected VM only with `force` (its connection and
     /// its people are closed; it gets a new port when it comes back).
-    mutating func forget(_ id: ConnectionID, _ request: AdminRequest) {
-        switch findConsole(request.vm ?? "", label: request.label ?? "") {
+    mutating func forget(_ id: ConnectionID, vm: String, label: String, force: Bool) {
+        switch findConsole(vm, label: label) {
         case .failure(let error):
             respond(id, AdminResponse(ok: false, error: error.message), thenClose: true)
         case .success(let key):
             let console = consoles[key]!
-            if console.vm != nil || console.vmotion.isPending, request.force != true {
+            if console.vm != nil || console.vmotion.isPending, !force {
                 respond(id, AdminResponse(ok: false, error: "\(console.name) is connected; forgetting it would close its console (use --force)"),
                         thenClose: true)
                 return
@@ -152,17 +149,14 @@ extension ConcentratorStateMachine {
         return .failure(AdminError("\(query.debugDescription) is ambiguous: \(names.joined(separator: ", "))"))
     }
 
-    public func status() -> [String: String] {
-        [
-            "consoles": "\(consoles.values.filter(\.listed).count)",
-            "connected": "\(consoles.values.filter { $0.vm != nil }.count)",
-            "clients": "\(consoles.values.reduce(0) { $0 + $1.clients.count })",
-            "migrating": "\(migratingCount)",
-            "freePorts": "\(pool.available)",
-            "descriptors": "\(descriptorsInUse)",
-            "descriptorLimit": "\(config.descriptorLimit)",
-            "startedAt": startedAt.map(AdminProtocol.timestamp) ?? "",
-        ]
+    /// The first form of `status`, for scripts that read it.
+    public func statusCounters() -> StatusCounters {
+        StatusCounters(consoles: consoles.values.filter(\.listed).count,
+                       connected: consoles.values.filter { $0.vm != nil }.count,
+                       clients: consoles.values.reduce(0) { $0 + $1.clients.count },
+                       migrating: migratingCount, freePorts: pool.available, descriptors: descriptorsInUse,
+                       descriptorLimit: config.descriptorLimit,
+                       startedAt: startedAt.map(AdminProtocol.timestamp) ?? "")
     }
 }
 

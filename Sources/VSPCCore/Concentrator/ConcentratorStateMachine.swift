@@ -220,7 +220,7 @@ public struct ConcentratorStateMachine {
         }
     }
 
-    mutating func writeCompleted(_ token: WriteToken, error: String?) {
+    mutating func writeCompleted(_ token: WriteToken, error: StoreFailure?) {
         switch token {
         case let .assignment(key, generation): assignmentWritten(key, generation: generation, error: error)
         case let .deletion(key, generation): assignmentDeleted(key, generation: generation, error: error)

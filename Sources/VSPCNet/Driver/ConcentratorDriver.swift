@@ -159,9 +159,10 @@ final class ConcentratorDriver: @unchecked Sendable {
                 return
             }
             let loop = self.loop
+            let store = self.store
             store.enqueue(ops) { [weak self] error in
-                let message = error.map { "\($0)" }
-                loop.execute { self?.handle(.writeCompleted(token, error: message)) }
+                let failure = error.map { store.failure(of: $0) }
+                loop.execute { self?.handle(.writeCompleted(token, error: failure)) }
             }
         case .record(let event):
             store.enqueue([.event(event.record)], completion: nil)

@@ -50,7 +50,7 @@ final class ConcentratorAdminTests: XCTestCase {
         h.send(.vmClosed(db))
         let reply = h.admin(AdminRequest(command: "status"))
         XCTAssertEqual(reply.response?.ok, true)
-        XCTAssertEqual(reply.response?.status, [
+        XCTAssertEqual(reply.response?.status?.fields, [
             "consoles": "2", "connected": "1", "clients": "1", "migrating": "0", "freePorts": "8",
             "descriptors": "13", "descriptorLimit": "1024", "startedAt": AdminProtocol.timestamp(MockClock.originDate),
         ])
