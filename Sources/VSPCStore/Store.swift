@@ -410,4 +410,25 @@ public final class Store: RecordBackend, @unchecked Sendable {
         }
         return (candidates, names)
     }
+
+    public func knownConsoles() throws -> [ConsoleCandidate] {
+        try pool.read { db in
+            var out: [ConsoleCandidate] = []
+            for row in try Row.fetchAll(db, sql: """
+                SELECT uuid, label, name, port, last_seen FROM assignment ORDER BY name, label, uuid
+                """) {
+                out.append(ConsoleCandidate(uuid: row["uuid"], label: row["label"], name: row["name"], port: row["port"],
+                                            lastSeen: Date(timeIntervalSince1970: row["last_seen"])))
+            }
+            for row in try Row.fetchAll(db, sql: """
+                SELECT uuid, label, name, MAX(ts) AS t FROM event WHERE uuid IS NOT NULL
+                GROUP BY uuid, label, name ORDER BY t DESC
+                """) {
+                out.append(ConsoleCandidate(uuid: row["uuid"], label: (row["label"] as String?) ?? "",
+                                            name: (row["name"] as String?) ?? "",
+                                            lastSeen: Date(timeIntervalSince1970: row["t"])))
+            }
+            return out
+        }
+    }
 }

@@ -134,3 +134,19 @@ final class AdminCommandParsingTests: XCTestCase {
         XCTAssertEqual(AdminRequest.commands, Set(AdminCommand.Name.allCases.map(\.rawValue)))
     }
 }
+
+final class AdminHistoryParsingTests: XCTestCase {
+    func testHistoryIsBounded() {
+        func command(_ text: String) -> Result<AdminCommand, AdminRequestError> { AdminRequest.parseCommand(Array(text.utf8)) }
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0"}"#),
+                       .success(.history(vm: "web-0", label: nil, since: nil, limit: AdminProtocol.maxHistoryEvents)))
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0","limit":99999999,"since":"2026-11-25T14:00:00Z"}"#),
+                       .success(.history(vm: "web-0", label: nil, since: Date(timeIntervalSince1970: 1_795_615_200),
+                                         limit: AdminProtocol.maxHistoryEvents)))
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0","label":"com2","limit":3,"since":"2026-11-25T14:00:00.500Z"}"#),
+                       .success(.history(vm: "web-0", label: "com2", since: Date(timeIntervalSince1970: 1_795_615_200.5), limit: 3)))
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0","limit":-1}"#), .failure(.invalidLimit(-1)))
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0","since":"2h"}"#), .failure(.invalidSince))
+        XCTAssertEqual(command(#"{"version":1,"command":"history"}"#), .failure(.missingVM(command: "history")))
+    }
+}

@@ -10,7 +10,7 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case unsupportedVersion(Int)
     /// A command other than those of `AdminCommand.Name` (its first 64 scalars).
     case unknownCommand(String)
-    /// `tail` or `forget` without a `vm`.
+    /// `tail`, `forget` or `history` without a `vm`.
     case missingVM(command: String)
     /// A `vm` longer than `AdminRequest.maxVMBytes` (its length in bytes).
     case vmTooLong(Int)
@@ -18,6 +18,10 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case invalidLabel
     /// A negative `bytes`.
     case negativeBytes(Int)
+    /// A `limit` below 1.
+    case invalidLimit(Int)
+    /// A `since` that is not an ISO 8601 time.
+    case invalidSince
 
     public var message: String {
         switch self {
@@ -37,6 +41,10 @@ public enum AdminRequestError: Error, Equatable, Sendable {
             return "label must be printable ASCII without space, ':' or '#', at most \(SerialPortLabel.maxLength) characters"
         case .negativeBytes:
             return "bytes must not be negative"
+        case .invalidLimit:
+            return "limit must be a positive number"
+        case .invalidSince:
+            return "since must be an ISO 8601 time"
         }
     }
 }
@@ -51,10 +59,12 @@ public enum AdminCommand: Equatable, Sendable {
     case tail(vm: String, label: String?, bytes: Int?, follow: Bool)
     /// Remove an assignment; a connected VM's only with `force`.
     case forget(vm: String, label: String, force: Bool)
+    /// A VM's events (of one serial port with `label`), since a time, the newest `limit` of them.
+    case history(vm: String, label: String?, since: Date?, limit: Int)
 
     /// The command names of protocol version 1, as the request's `command` spells them.
     public enum Name: String, CaseIterable, Sendable {
-        case list, tail, status, forget
+        case list, tail, status, forget, history
     }
 
     /// The command of a request whose fields `AdminRequest.parse` has checked.
@@ -66,6 +76,10 @@ public enum AdminCommand: Equatable, Sendable {
             self = .tail(vm: request.vm ?? "", label: request.label, bytes: request.bytes, follow: request.follow == true)
         case .forget:
             self = .forget(vm: request.vm ?? "", label: request.label ?? "", force: request.force == true)
+        case .history:
+            self = .history(vm: request.vm ?? "", label: request.label,
+                            since: request.since.flatMap(AdminProtocol.parseTimestamp),
+                            limit: min(request.limit ?? AdminProtocol.maxHistoryEvents, AdminProtocol.maxHistoryEvents))
         }
     }
 }
@@ -103,11 +117,13 @@ extension AdminRequest {
             return .failure(.unknownCommand(String(clipped)))
         }
         if let vm = request.vm, vm.utf8.count > maxVMBytes { return .failure(.vmTooLong(vm.utf8.count)) }
-        if name == .tail || name == .forget, (request.vm ?? "").isEmpty {
+        if name == .tail || name == .forget || name == .history, (request.vm ?? "").isEmpty {
             return .failure(.missingVM(command: request.command))
         }
         if let label = request.label, !SerialPortLabel.isValid(label) { return .failure(.invalidLabel) }
         if let bytes = request.bytes, bytes < 0 { return .failure(.negativeBytes(bytes)) }
+        if let limit = request.limit, limit < 1 { return .failure(.invalidLimit(limit)) }
+        if let since = request.since, AdminProtocol.parseTimestamp(since) == nil { return .failure(.invalidSince) }
         return .success((request, AdminCommand(checked: request, name)))
     }
 }

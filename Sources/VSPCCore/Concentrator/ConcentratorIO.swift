@@ -94,6 +94,8 @@ public enum ConcentratorEvent: Sendable {
     case timerFired(TimerID)
     /// A store write with a token committed (nil) or failed.
     case writeCompleted(WriteToken, error: StoreFailure?)
+    /// What a `query` for this admin connection found.
+    case queryAnswered(ConnectionID, RecordAnswer)
 }
 
 /// What the concentrator asks its driver to do, in order.
@@ -117,4 +119,6 @@ public enum ConcentratorAction: Equatable, Sendable {
     /// Record this event and log its line.
     case record(ConsoleEvent)
     case log(LogLevel, String)
+    /// Read the records for this admin connection, off the event loop; answer with `queryAnswered`.
+    case query(ConnectionID, RecordQuery)
 }

@@ -191,6 +191,8 @@ struct AdminConnection {
     var answered = false
     var reserved = false
     var following: ConsoleKey?
+    /// A `history` request waiting for the records.
+    var history: PendingHistory?
 }
 
 /// A removed assignment whose delete has not committed yet: its port stays reserved until it has, so a failed

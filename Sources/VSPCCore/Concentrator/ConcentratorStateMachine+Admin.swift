@@ -45,6 +45,8 @@ extension ConcentratorStateMachine {
             tail(id, vm: vm, label: label, bytes: bytes, follow: follow)
         case let .forget(vm, label, force):
             forget(id, vm: vm, label: label, force: force)
+        case let .history(vm, label, since, limit):
+            history(id, PendingHistory(query: vm, label: label, since: since, limit: limit))
         }
     }
 

@@ -75,6 +75,7 @@ public struct ConcentratorStateMachine {
         case let .listenerFailed(ref, inUse, message): listenerFailed(ref, addressInUse: inUse, message: message)
         case let .timerFired(timer): timerFired(timer)
         case let .writeCompleted(token, error): writeCompleted(token, error: error)
+        case let .queryAnswered(id, answer): queryAnswered(id, answer)
         }
         defer { out = [] }
         return out

@@ -21,6 +21,10 @@ public protocol HistoryRecords: AnyObject, Sendable {
     /// so a VM's old names still find it. `names` gives each uuid's display name: its current assignment's
     /// name, else the name of its most recent event.
     func lookupCandidates() throws -> (candidates: [VMLookup.Candidate], names: [String: String])
+    /// The VM serial ports the records know, for `VMLookup.choose`: each assignment (with its port and when its
+    /// VM was last seen), and each (uuid, label, name) of the event log (no port; seen at its latest event),
+    /// so a VM's old names and VMs that hold no port any more are still found. None is connected.
+    func knownConsoles() throws -> [ConsoleCandidate]
 }
 
 /// Saved console scrollback, for `vspc tail` while the daemon is down.

@@ -161,7 +161,7 @@ final class ConcentratorHarness {
             case .fail(let message): followUps.append(.writeCompleted(token, error: StoreFailure(.other, message)))
             case .hold: heldWrites.append(token)
             }
-        case .record, .log:
+        case .record, .log, .query:
             break
         }
     }
