@@ -38,7 +38,7 @@ struct AdminOption: ParsableArguments {
         } catch {
             throw fail(show("\(error)"))
         }
-        guard response.ok else { throw fail(show(response.error ?? "the daemon refused the request")) }
+        guard response.ok else { throw fail(refusal(response, query: request.vm)) }
         return response
     }
 }
@@ -266,13 +266,12 @@ struct History: AsyncParsableCommand {
         } catch {
             throw fail(show("\(error)"))
         }
-        let matches = try store.resolveVM(vm)
-        if matches.isEmpty { throw fail("no VM matches \(quoted(vm)) in \(show(db))") }
-        if matches.count > 1 {
-            let names = matches.map { "  \(show($0.name)) \(UUIDSpelling.classic($0.uuid))" }.joined(separator: "\n")
-            throw fail("\(quoted(vm)) is ambiguous; it matches:\n\(names)")
+        let target: ConsoleCandidate
+        switch VMLookup.choose(vm, among: try store.knownConsoles(), scope: .vm) {
+        case .found(let found): target = found
+        case .notFound: throw fail("no VM matches \(quoted(vm)) in \(show(db))")
+        case .ambiguous(let candidates): throw fail(VMLookup.ambiguity(vm, candidates))
         }
-        let target = matches[0]
         let events = try store.events(uuid: target.uuid, label: nil, since: sinceDate, limit: limit)
         try printHistory(uuid: target.uuid, name: target.name, events: events)
     }
@@ -338,16 +337,18 @@ struct Tail: AsyncParsableCommand {
             }) { chunk in
                 output.write(backlog.take(chunk))
             }
-            guard response.ok else { throw fail(show(response.error ?? "the daemon refused the request")) }
+            guard response.ok else { throw fail(refusal(response, query: vm)) }
         } catch let error as AdminClientError {
             guard case .unreachable = error else { throw fail(show("\(error)")) }
             // Daemon down: the scrollback saved in the database.
             guard !follow, let store = try? RecordBackends.openForReading(db) else { throw fail(show("\(error)")) }
-            let matches = (try? store.resolveVM(vm)) ?? []
-            guard matches.count == 1 else {
-                throw fail(matches.isEmpty ? show("\(error)") : "\(quoted(vm)) is ambiguous")
+            let target: ConsoleCandidate
+            switch VMLookup.choose(vm, among: (try? store.knownConsoles()) ?? [], scope: .vm) {
+            case .found(let found): target = found
+            case .notFound: throw fail(show("\(error)"))
+            case .ambiguous(let candidates): throw fail(VMLookup.ambiguity(vm, candidates))
             }
-            guard let saved = try store.scrollback(uuid: matches[0].uuid, label: label ?? "") else {
+            guard let saved = try store.scrollback(uuid: target.uuid, label: label ?? "") else {
                 throw fail("no scrollback saved for \(quoted(vm)) in \(show(db))")
             }
             var data = saved

@@ -81,4 +81,57 @@ final class HistoryAdminTests: XCTestCase {
         XCTAssertNotEqual(nowhere.status, 0)
         XCTAssertTrue(nowhere.err.contains("not found"), nowhere.err)
     }
+
+    /// A VM rebuilt under the same name (a new uuid; the old one keeps its port until it expires): while the
+    /// new one is connected, `tail` and `history` mean it; with both down, they list both, online and offline.
+    func testARebuiltVMIsTheConnectedOneElseBothAreListed() async throws {
+        let d = try await startDaemon()
+        let empty = try emptyFolder(d)
+        let oldUUID = testUUID(1201), newUUID = testUUID(1202)
+        let oldVM = try await SimulatedVM.connect(port: d.proxyPort, uuid: oldUUID, name: "rebuilt")
+        let oldPort = try await d.port(of: oldUUID)
+        oldVM.close()
+        try await d.waitForList("the old VM down") { $0.first { $0.uuid == oldUUID }?.connected == false }
+        let newVM = try await SimulatedVM.connect(port: d.proxyPort, uuid: newUUID, name: "rebuilt")
+        let newPort = try await d.port(of: newUUID)
+        XCTAssertNotEqual(oldPort, newPort)
+        let client = try await SimulatedClient.connect(port: newPort)
+        try await d.waitForList("a client on the new VM") { $0.first { $0.uuid == newUUID }?.clients == 1 }
+        let text = Array("new console\r\n".utf8)
+        newVM.output(text)
+        try await client.waitForData(count: text.count, timeout: 30)
+
+        let tail = try vspc(["tail", "rebuilt"] + admin(d))
+        XCTAssertEqual(tail.status, 0, tail.err)
+        XCTAssertEqual(Array(tail.out), text)
+        let history = try vspc(["history", "rebuilt"] + admin(d), cwd: empty)
+        XCTAssertEqual(history.status, 0, history.err)
+        XCTAssertEqual(history.lines.first, "# rebuilt \(UUIDSpelling.classic(newUUID))")
+
+        client.close()
+        newVM.close()
+        try await d.waitForList("the new VM down") { $0.first { $0.uuid == newUUID }?.connected == false }
+        func assertListsBoth(_ r: ToolResult, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+            XCTAssertNotEqual(r.status, 0, what, file: file, line: line)
+            XCTAssertEqual(r.out.count, 0, what, file: file, line: line)
+            let lines = r.err.components(separatedBy: "\n")
+            XCTAssertEqual(lines.first, #"vspc: "rebuilt" is ambiguous; it names several consoles:"#, "\(what): \(r.err)",
+                           file: file, line: line)
+            for (uuid, port) in [(oldUUID, oldPort), (newUUID, newPort)] {
+                let prefix = "  rebuilt  \(UUIDSpelling.classic(uuid))  port \(port)  last seen "
+                XCTAssertTrue(lines.contains { $0.hasPrefix(prefix) }, "\(what): no \(prefix) in\n\(r.err)", file: file, line: line)
+            }
+        }
+        assertListsBoth(try vspc(["tail", "rebuilt"] + admin(d)), "tail")
+        assertListsBoth(try vspc(["history", "rebuilt"] + admin(d), cwd: empty), "history")
+        assertListsBoth(try vspc(["history", "rebuilt", "--db", d.dbPath]), "history --db")
+        // Each is still found by its uuid.
+        let byUUID = try vspc(["history", UUIDSpelling.classic(oldUUID)] + admin(d), cwd: empty)
+        XCTAssertEqual(byUUID.lines.first, "# rebuilt \(UUIDSpelling.classic(oldUUID))", byUUID.err)
+
+        try await d.stop()
+        let dead = try freePort()
+        assertListsBoth(try vspc(["tail", "rebuilt", "--admin", "127.0.0.1:\(dead)", "--db", d.dbPath]), "offline tail")
+        assertListsBoth(try vspc(["history", "rebuilt", "--admin", "127.0.0.1:\(dead)"], cwd: d.directory), "offline history")
+    }
 }

@@ -52,8 +52,8 @@ extension ConcentratorStateMachine {
 
     mutating func tail(_ id: ConnectionID, vm: String, label: String?, bytes: Int?, follow: Bool) {
         switch findConsole(vm, label: label) {
-        case .failure(let message):
-            respond(id, AdminResponse(ok: false, error: message.message), thenClose: true)
+        case .failure(let error):
+            respond(id, AdminResponse(ok: false, error: error.message, candidates: error.candidates), thenClose: true)
         case .success(let key):
             let console = consoles[key]!
             let backlog = console.scrollback.contents(last: bytes.map { max(0, $0) })
@@ -76,7 +76,7 @@ extension ConcentratorStateMachine {
     mutating func forget(_ id: ConnectionID, vm: String, label: String, force: Bool) {
         switch findConsole(vm, label: label) {
         case .failure(let error):
-            respond(id, AdminResponse(ok: false, error: error.message), thenClose: true)
+            respond(id, AdminResponse(ok: false, error: error.message, candidates: error.candidates), thenClose: true)
         case .success(let key):
             let console = consoles[key]!
             if console.vm != nil || console.vmotion.isPending, !force {
@@ -138,17 +138,17 @@ extension ConcentratorStateMachine {
                     migrating: c.vmotion.isPending, peer: c.vm.flatMap { vms[$0]?.peer }, saved: c.persisted)
     }
 
-    /// The console a person means: `VMLookup`'s rules over the listed consoles with that label (any label when
-    /// nil); a VM with several matching serial ports is ambiguous.
+    /// The console a person means: `VMLookup.choose` over the listed consoles with that label (any label when
+    /// nil). Of several, the only connected one is chosen; otherwise the refusal lists them.
     func findConsole(_ query: String, label: String?) -> Result<ConsoleKey, AdminError> {
-        let listed = consoles.values.filter { $0.listed && (label == nil || $0.key.label == label) }
-        let candidates = listed.map { VMLookup.Candidate(uuid: $0.key.uuid, name: $0.name) }
-        let uuids = Set(VMLookup.matches(query, among: candidates))
-        let hits = listed.filter { uuids.contains($0.key.uuid) }
-        if hits.count == 1 { return .success(hits[0].key) }
-        if hits.isEmpty { return .failure(AdminError("no VM matches \(query.debugDescription)")) }
-        let names = hits.map { "\($0.name)\($0.key.label.isEmpty ? "" : "#" + $0.key.label) (\($0.key.uuid))" }.sorted()
-        return .failure(AdminError("\(query.debugDescription) is ambiguous: \(names.joined(separator: ", "))"))
+        switch VMLookup.choose(query, among: liveCandidates(label: label), label: label, scope: .console) {
+        case .found(let console):
+            return .success(ConsoleKey(uuid: console.uuid, label: console.label))
+        case .notFound:
+            return .failure(AdminError("no VM matches \(query.debugDescription)"))
+        case .ambiguous(let candidates):
+            return .failure(AdminError(VMLookup.ambiguity(query, candidates), candidates: candidates))
+        }
     }
 
     /// The first form of `status`, for scripts that read it.
@@ -165,5 +165,10 @@ extension ConcentratorStateMachine {
 /// A refusal of an admin request, as sent back to the client.
 public struct AdminError: Error, Equatable, Sendable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// For a reference that names several consoles: those consoles.
+    public var candidates: [ConsoleCandidate]?
+    public init(_ message: String, candidates: [ConsoleCandidate]? = nil) {
+        self.message = message
+        self.candidates = candidates
+    }
 }

@@ -17,10 +17,6 @@ public protocol HistoryRecords: AnyObject, Sendable {
     /// Events oldest first. With `limit`, the newest `limit` matching events (still oldest first).
     /// `uuid` nil = all VMs; `label` nil = all labels; `since` is inclusive.
     func events(uuid: String?, label: String?, since: Date?, limit: Int?) throws -> [EventRecord]
-    /// The VMs the records know, for `VMLookup`: the assignments, and the (uuid, name) pairs of the event log,
-    /// so a VM's old names still find it. `names` gives each uuid's display name: its current assignment's
-    /// name, else the name of its most recent event.
-    func lookupCandidates() throws -> (candidates: [VMLookup.Candidate], names: [String: String])
     /// The VM serial ports the records know, for `VMLookup.choose`: each assignment (with its port and when its
     /// VM was last seen), and each (uuid, label, name) of the event log (no port; seen at its latest event),
     /// so a VM's old names and VMs that hold no port any more are still found. None is connected.
@@ -38,13 +34,3 @@ public typealias RecordReader = StartupRecords & HistoryRecords & ScrollbackReco
 
 /// A backend the daemon runs on: it writes (queued) and reads.
 public typealias RecordBackend = RecordStore & RecordReader
-
-extension HistoryRecords {
-    /// Resolves a person's VM reference (for `vspc history` and `tail`) by `VMLookup`'s rules. Results are one
-    /// entry per uuid with its display name, sorted by name, uuid: none = unknown, several = ambiguous.
-    public func resolveVM(_ query: String) throws -> [(uuid: String, name: String)] {
-        let (candidates, names) = try lookupCandidates()
-        return VMLookup.matches(query, among: candidates).map { (uuid: $0, name: names[$0] ?? "") }
-            .sorted { ($0.name, $0.uuid) < ($1.name, $1.uuid) }
-    }
-}

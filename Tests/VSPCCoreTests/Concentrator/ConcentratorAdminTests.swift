@@ -153,8 +153,12 @@ final class ConcentratorAdminTests: XCTestCase {
         h.bringUpVM(UUIDs.b, name: "web02", peer: "10.0.0.3:900")
         assertRefused(h, Array(try! JSONEncoder().encode(AdminRequest(command: "tail", vm: "nosuch"))),
                       #"no VM matches "nosuch""#)
-        assertRefused(h, Array(try! JSONEncoder().encode(AdminRequest(command: "tail", vm: "web"))),
-                      #""web" is ambiguous: web01 (\#(UUIDs.a)), web02 (\#(UUIDs.b))"#)
+        let ports = h.list().map(\.port)
+        assertRefused(h, Array(try! JSONEncoder().encode(AdminRequest(command: "tail", vm: "web"))), """
+            "web" is ambiguous; it names several consoles:
+              web01  \(UUIDSpelling.classic(UUIDs.a))  port \(ports[0])  connected
+              web02  \(UUIDSpelling.classic(UUIDs.b))  port \(ports[1])  connected
+            """)
     }
 
     /// Issue 8: a console whose assignment the disk has not taken yet is listed and can be tailed.
