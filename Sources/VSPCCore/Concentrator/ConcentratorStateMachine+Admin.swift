@@ -27,7 +27,8 @@ extension ConcentratorStateMachine {
     }
 
     mutating func adminLine(_ id: ConnectionID, _ line: [UInt8]) {
-        guard admins[id]?.answered == false else { return }
+        // One request per connection: a line after it (while a history is being read, say) is ignored.
+        guard admins[id]?.answered == false, admins[id]?.history == nil else { return }
         let command: AdminCommand
         switch AdminRequest.parseCommand(line) {
         case .failure(let error):

@@ -24,6 +24,8 @@ final class ConcentratorHistoryTests: XCTestCase {
         h.bringUpVM(UUIDs.a, name: "web01")
         let (id, asked) = ask(h, AdminRequest(command: "history", vm: "web-old", limit: 5))
         XCTAssertEqual(asked, [.query(id, .knownConsoles)])
+        XCTAssertEqual(h.send(.adminLine(id, Array(#"{"version":1,"command":"list"}"#.utf8))), [],
+                       "one request per connection, even while its answer is being read")
         let stored = [ConsoleCandidate(uuid: UUIDs.a, name: "web01", port: 50000, lastSeen: t0),
                       ConsoleCandidate(uuid: UUIDs.a, name: "web-old", lastSeen: t0)]
         XCTAssertEqual(h.send(.queryAnswered(id, .knownConsoles(stored))),
