@@ -92,7 +92,10 @@ public enum ConcentratorEvent: Sendable {
     case listenerBound(ListenerRef)
     case listenerFailed(ListenerRef, addressInUse: Bool, message: String)
     case timerFired(TimerID)
-    case writeCompleted(WriteToken, error: String?)
+    /// A store write with a token committed (nil) or failed.
+    case writeCompleted(WriteToken, error: StoreFailure?)
+    /// What a `query` for this admin connection found.
+    case queryAnswered(ConnectionID, RecordAnswer)
 }
 
 /// What a person arriving through a door asks for, and who they are.
@@ -149,4 +152,6 @@ public enum ConcentratorAction: Equatable, Sendable {
     /// Record this event and log its line.
     case record(ConsoleEvent)
     case log(LogLevel, String)
+    /// Read the records for this admin connection, off the event loop; answer with `queryAnswered`.
+    case query(ConnectionID, RecordQuery)
 }

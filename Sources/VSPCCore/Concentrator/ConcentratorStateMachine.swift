@@ -86,6 +86,7 @@ public struct ConcentratorStateMachine {
         case let .listenerFailed(ref, inUse, message): listenerFailed(ref, addressInUse: inUse, message: message)
         case let .timerFired(timer): timerFired(timer)
         case let .writeCompleted(token, error): writeCompleted(token, error: error)
+        case let .queryAnswered(id, answer): queryAnswered(id, answer)
         }
         defer { out = [] }
         return out
@@ -241,7 +242,7 @@ public struct ConcentratorStateMachine {
         }
     }
 
-    mutating func writeCompleted(_ token: WriteToken, error: String?) {
+    mutating func writeCompleted(_ token: WriteToken, error: StoreFailure?) {
         switch token {
         case let .assignment(key, generation): assignmentWritten(key, generation: generation, error: error)
         case let .deletion(key, generation): assignmentDeleted(key, generation: generation, error: error)
