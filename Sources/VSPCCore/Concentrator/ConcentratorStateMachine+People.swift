@@ -34,14 +34,19 @@ extension ConcentratorStateMachine {
                 record(.clientList, peer: peer, detail: detail + " consoles=\(permitted.count)")
                 return listConsoles(id, door: door, permitted, newline: newline)
             case .console(let vm, let label):
-                let candidates = permitted.filter { $0.key.label == label }
-                let uuids = Set(VMLookup.matches(vm, among: candidates.map { VMLookup.Candidate(uuid: $0.key.uuid, name: $0.name) }))
-                let hits = candidates.filter { uuids.contains($0.key.uuid) }
-                guard hits.count == 1 else {
-                    let why = hits.count > 1 ? "\(DisplayText.escape(vm)) names several consoles; use its uuid" : nil
+                // The rule every door and command uses: a name several consoles carry picks the one connected;
+                // otherwise the refusal lists them (only consoles this person may reach are candidates).
+                let allowed = Set(permitted.map(\.key))
+                let candidates = liveCandidates(label: label).filter { allowed.contains(ConsoleKey(uuid: $0.uuid, label: $0.label)) }
+                switch VMLookup.choose(vm, among: candidates, label: label) {
+                case .found(let console):
+                    key = ConsoleKey(uuid: console.uuid, label: console.label)
+                case .notFound:
+                    return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: nil)
+                case .ambiguous(let list):
+                    let why = VMLookup.ambiguity(vm, list).replacingOccurrences(of: "\n", with: newline)
                     return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: why)
                 }
-                key = hits[0].key
             case nil:
                 return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: nil)
             }
