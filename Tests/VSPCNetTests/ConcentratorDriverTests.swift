@@ -37,6 +37,7 @@ final class ConcentratorDriverTests: XCTestCase {
         func close(flush: Bool) { closed = flush }
         func end(exitStatus: Int) { ended = exitStatus }
         func setReading(_ on: Bool) {}
+        func closeTransport() { closed = true }
     }
 
     let loop = EmbeddedEventLoop()

@@ -141,6 +141,9 @@ public enum ConcentratorAction: Equatable, Sendable {
     case close(ConnectionID, flush: Bool)
     /// End an SSH session with this exit status, after what was queued for it.
     case endSession(ConnectionID, exitStatus: Int)
+    /// Close the connection that carries this session, with every other session on it (an SSH connection whose
+    /// key was revoked); for a plain connection, the same as `close`.
+    case closeTransport(ConnectionID)
     /// Stop or resume reading a connection.
     case setReading(ConnectionID, Bool)
     case bind(ListenerRef, port: Int)

@@ -4,8 +4,21 @@ import Foundation
 /// type, the escape menu, notices, and the access rules between them (read-only, exclusive write). Nothing here
 /// asks which door a person used: it asks the door (`Door`) what it can do.
 extension ConcentratorStateMachine {
-    mutating func sessionStarted(_ id: ConnectionID, door: Door, peer: String, request: SessionRequest) {
+    mutating func sessionStarted(_ id: ConnectionID, door: Door, peer: String, request original: SessionRequest) {
         if !door.opening.isEmpty { emit(.send(id, door.opening)) }
+        var request = original
+        if case let .key(key, fingerprint) = original.principal, let keysInForce {
+            // A connection authenticated before a reload: the key's rights now, or none.
+            guard let current = keysInForce[fingerprint] else {
+                emit(.send(id, Array("vspcd: this key was revoked\(request.terminal ? "\r\n" : "\n")".utf8)))
+                end(id, door: door, exitStatus: 1)
+                emit(.closeTransport(id))
+                record(.clientRefused, peer: peer,
+                       detail: "door=\(door.name) key=\(key.comment) \(fingerprint): key revoked")
+                return
+            }
+            request.principal = .key(current, fingerprint: fingerprint)
+        }
         let newline = request.terminal ? "\r\n" : "\n"
         let identity: Identity?
         if case let .key(key, fingerprint) = request.principal {
@@ -322,11 +335,18 @@ extension ConcentratorStateMachine {
 extension ConcentratorStateMachine {
     /// authorized_keys changed: every open session of a key re-checked against the keys now in force.
     mutating func keysReloaded(_ keys: [String: AuthorizedKey]) {
+        keysInForce = keys
         for id in clients.keys.sorted() {
             guard let client = clients[id], let identity = client.identity, let console = consoles[client.console] else { continue }
-            guard let key = keys[identity.fingerprint], key.permits(vmName: console.name, uuid: console.key.uuid) else {
-                notice(id, keys[identity.fingerprint] == nil ? "your key was removed: this session ends"
-                                                             : "your key no longer reaches this console: this session ends")
+            guard let key = keys[identity.fingerprint] else {
+                // The key is gone: its connection closes, with every session on it.
+                notice(id, "your key was removed: this session ends")
+                dropClient(client, reason: .revoked)
+                emit(.closeTransport(id))
+                continue
+            }
+            guard key.permits(vmName: console.name, uuid: console.key.uuid) else {
+                notice(id, "your key no longer reaches this console: this session ends")
                 dropClient(client, reason: .revoked)
                 continue
             }

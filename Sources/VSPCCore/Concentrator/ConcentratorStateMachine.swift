@@ -32,6 +32,10 @@ public struct ConcentratorStateMachine {
     var budgetConnection: ConnectionID?
     /// Events and log lines left out by the budgets, since start-up.
     public internal(set) var eventsSuppressed = 0
+    /// The authorized keys in force, by fingerprint, once a reload has said (nil: what authentication said
+    /// holds). A session opened later on a connection authenticated before (OpenSSH multiplexing) gets these
+    /// rights, not the ones taken at authentication.
+    var keysInForce: [String: AuthorizedKey]?
     /// How connections ended since start-up, recorded or not.
     public internal(set) var tallies = EndTallies()
     /// Which refused proxy peers get a log line (each address at most once a minute, a bounded number a minute).

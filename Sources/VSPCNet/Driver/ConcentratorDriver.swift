@@ -119,6 +119,9 @@ final class ConcentratorDriver: @unchecked Sendable {
         case let .endSession(id, status):
             flushPending(id)
             sinks[id]?.end(exitStatus: status)
+        case .closeTransport(let id):
+            flushPending(id)
+            sinks[id]?.closeTransport()
         case let .setReading(id, on):
             flushPending(id)
             sinks[id]?.setReading(on)

@@ -252,6 +252,22 @@ final class ConcentratorKeyHolderTests: XCTestCase {
         XCTAssertEqual(h.take().filter { if case .send(let id, _) = $0 { return id != bob }; return false }, [])
     }
 
+    /// A session opened after a reload on a connection authenticated before it (OpenSSH multiplexing) gets the
+    /// key's rights now: none for a removed key (and its connection closes), read-only for a downgraded one.
+    func testSessionsOpenedAfterAReloadGetTheRightsInForce() {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        h.send(.keysReloaded(["SHA256:bob": key("bob", readOnly: true)]))
+        h.take()
+        let alice = ssh(h, "web01", key("alice"), fingerprint: "SHA256:alice")
+        XCTAssertEqual(h.exitStatuses[alice], 1)
+        XCTAssertTrue(h.take().contains(.closeTransport(alice)))
+        XCTAssertEqual(String(decoding: h.takeOutput(alice), as: UTF8.self), "vspcd: this key was revoked\r\n")
+        let bob = ssh(h, "web01", key("bob"), fingerprint: "SHA256:bob")
+        XCTAssertEqual(h.records.map(\.detail), ["door=ssh mode=read-only key=bob SHA256:bob"])
+        XCTAssertNil(h.exitStatuses[bob])
+    }
+
     func testTypingIntoAVMThatDoesNotReadIsLoggedWithinTheBudget() {
         let h = ConcentratorHarness()
         let vm = h.bringUpVM()

@@ -134,7 +134,7 @@ final class ConcentratorHarness {
         case let .endSession(id, status):
             exitStatuses[id] = status
             carryOut(.close(id, flush: true))
-        case .setReading:
+        case .setReading, .closeTransport:
             break
         case let .bind(ref, port):
             binds.append((ref, port))
