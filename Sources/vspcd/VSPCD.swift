@@ -195,20 +195,17 @@ struct VSPCD: AsyncParsableCommand {
             }
         }
 
-        // One daemon per database, taken before the store opens; held until the process ends.
-        let databaseLock: DatabaseLock
+        // One daemon per database: the backend takes its lock before it opens, and holds it until `close()`.
+        let store: any RecordBackend
+        let saved: SavedState
         do {
-            databaseLock = try DatabaseLock(databasePath: settings.db)
+            store = try RecordBackends.openForDaemon(settings.db)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)
         }
-        defer { databaseLock.release() }
-
-        let store: Store
-        let saved: SavedState
+        defer { store.close() }
         do {
-            store = try Store(path: settings.db)
             saved = try Self.loadSaved(store, scrollback: config.scrollbackBytes > 0)
         } catch {
             logger.critical("\(error)")
@@ -247,7 +244,7 @@ struct VSPCD: AsyncParsableCommand {
     }
 
     /// The assignments and scrollback the daemon had when it stopped.
-    static func loadSaved(_ store: Store, scrollback: Bool) throws -> SavedState {
+    static func loadSaved(_ store: any StartupRecords, scrollback: Bool) throws -> SavedState {
         var saved = SavedState(assignments: try store.loadAssignments(), scrollback: [:])
         if scrollback {
             for s in try store.allScrollback() { saved.scrollback[ConsoleKey(uuid: s.uuid, label: s.label)] = s.data }

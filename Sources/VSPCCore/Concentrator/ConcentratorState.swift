@@ -240,6 +240,8 @@ struct AdminConnection {
     var tailed: ConsoleKey?
     var answered = false
     var reserved = false
+    /// A `history` request waiting for the records.
+    var history: PendingHistory?
 }
 
 /// A removed assignment whose delete has not committed yet: its port stays reserved until it has, so a failed

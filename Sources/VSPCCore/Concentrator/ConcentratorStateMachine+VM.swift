@@ -7,13 +7,8 @@ extension ConcentratorStateMachine {
         guard config.proxyAllow.allows(address) else {
             return refuseVM(id, peer: peer, address: address, why: "not in --proxy-allow")
         }
-        if unidentifiedTotal >= config.maxUnidentified {
-            return refuseVM(id, peer: peer, address: address,
-                            why: "\(unidentifiedTotal) proxy connections are not identified yet (the limit)")
-        }
-        if let address, unidentifiedByAddress[address, default: 0] >= config.maxUnidentifiedPerAddress {
-            return refuseVM(id, peer: peer, address: address,
-                            why: "\(config.maxUnidentifiedPerAddress) connections from this address are not identified yet (the limit)")
+        if let address, let why = tooManyUnidentified(from: address) {
+            return refuseVM(id, peer: peer, address: address, why: why)
         }
         // A VM costs its connection and, once identified, its console's listener.
         guard !shuttingDown, descriptorsInUse + 2 <= config.descriptorLimit - config.descriptorReserve else {
@@ -25,9 +20,11 @@ extension ConcentratorStateMachine {
         descriptorsInUse += 1
         var vm = VMConnection(id: id, peer: peer, link: VMLinkStateMachine(acceptedServiceURI: config.serviceURI))
         vm.address = address
-        vm.unidentified = true
-        unidentifiedTotal += 1
-        if let address { unidentifiedByAddress[address, default: 0] += 1 }
+        if let address {
+            vm.unidentified = true
+            unidentifiedTotal += 1
+            unidentifiedByAddress[address, default: [:]][id] = monotonicNow
+        }
         let opening = vm.link.start()
         vms[id] = vm
         log(.debug, "VM connection from \(peer)")
@@ -72,15 +69,32 @@ extension ConcentratorStateMachine {
         return nil
     }
 
+    /// Why a new connection from `address` is refused, if it is: too many connections (from it, or in all) have
+    /// stayed unidentified past the grace. Only counted when over the limit, so a burst of fresh connections
+    /// costs nothing.
+    func tooManyUnidentified(from address: IPAddress) -> String? {
+        let grace = Int64(nanos(config.identifyGrace))
+        func stale(_ connections: [ConnectionID: Int64]) -> Int {
+            connections.values.reduce(0) { $0 + (monotonicNow - $1 > grace ? 1 : 0) }
+        }
+        if let mine = unidentifiedByAddress[address], mine.count >= config.maxUnidentifiedPerAddress,
+           stale(mine) >= config.maxUnidentifiedPerAddress {
+            return "\(config.maxUnidentifiedPerAddress) connections from this address have not identified themselves (the limit)"
+        }
+        if unidentifiedTotal >= config.maxUnidentified,
+           unidentifiedByAddress.values.reduce(0, { $0 + stale($1) }) >= config.maxUnidentified {
+            return "\(config.maxUnidentified) proxy connections have not identified themselves (the limit)"
+        }
+        return nil
+    }
+
     /// The connection carries or claims a console now, or is gone: it no longer counts as unidentified.
     mutating func leftUnidentified(_ id: ConnectionID) {
-        guard let vm = vms[id], vm.unidentified else { return }
+        guard let vm = vms[id], vm.unidentified, let address = vm.address else { return }
         vms[id]?.unidentified = false
         unidentifiedTotal -= 1
-        if let address = vm.address {
-            let left = unidentifiedByAddress[address, default: 1] - 1
-            unidentifiedByAddress[address] = left > 0 ? left : nil
-        }
+        unidentifiedByAddress[address]?[id] = nil
+        if unidentifiedByAddress[address]?.isEmpty == true { unidentifiedByAddress[address] = nil }
     }
 
     /// The address part of `ip:port` (IPv6 addresses contain colons too; the port is after the last one).

@@ -32,15 +32,19 @@ public struct ConcentratorStateMachine {
     var budgetConnection: ConnectionID?
     /// Events and log lines left out by the budgets, since start-up.
     public internal(set) var eventsSuppressed = 0
+    /// The authorized keys in force, by fingerprint, once a reload has said (nil: what authentication said
+    /// holds). A session opened later on a connection authenticated before (OpenSSH multiplexing) gets these
+    /// rights, not the ones taken at authentication.
+    var keysInForce: [String: AuthorizedKey]?
     /// How connections ended since start-up, recorded or not.
     public internal(set) var tallies = EndTallies()
     /// Which refused proxy peers get a log line (each address at most once a minute, a bounded number a minute).
     var refusalLog = AddressLogLimiter()
     /// The same for refused port assignments (recorded, not only logged).
     var assignmentRefusalLog = AddressLogLimiter()
-    /// Proxy connections not identified yet, in all and by address.
+    /// Proxy connections not identified yet, by address, with when each connected (monotonic nanoseconds).
+    var unidentifiedByAddress: [IPAddress: [ConnectionID: Int64]] = [:]
     var unidentifiedTotal = 0
-    var unidentifiedByAddress: [IPAddress: Int] = [:]
     /// New assignments by address in the current minute, from when that minute began.
     var assignmentsThisMinute: [IPAddress: Int] = [:]
     var assignmentMinute = Int64.min
@@ -86,6 +90,7 @@ public struct ConcentratorStateMachine {
         case let .listenerFailed(ref, inUse, message): listenerFailed(ref, addressInUse: inUse, message: message)
         case let .timerFired(timer): timerFired(timer)
         case let .writeCompleted(token, error): writeCompleted(token, error: error)
+        case let .queryAnswered(id, answer): queryAnswered(id, answer)
         }
         defer { out = [] }
         return out
@@ -241,7 +246,7 @@ public struct ConcentratorStateMachine {
         }
     }
 
-    mutating func writeCompleted(_ token: WriteToken, error: String?) {
+    mutating func writeCompleted(_ token: WriteToken, error: StoreFailure?) {
         switch token {
         case let .assignment(key, generation): assignmentWritten(key, generation: generation, error: error)
         case let .deletion(key, generation): assignmentDeleted(key, generation: generation, error: error)

@@ -50,6 +50,11 @@ final class ConcentratorProxyGuardTests: XCTestCase {
         }
         let idle = (0..<3).map { silent("192.0.2.2:\(1000 + $0)") }
         XCTAssertTrue(idle.allSatisfy { h.closed[$0] == nil })
+        // A burst of fresh connections never counts: each identifies in milliseconds.
+        let fresh = h.connectVM(peer: "192.0.2.2:1999")
+        XCTAssertNil(h.closed[fresh])
+        h.send(.vmClosed(fresh))
+        h.advance(by: config.identifyGrace + 0.5)
         h.take()
         let fourth = h.connectVM(peer: "192.0.2.2:2000")
         XCTAssertEqual(h.closed[fourth], false, "a fourth from the same address is refused at once")
@@ -59,10 +64,11 @@ final class ConcentratorProxyGuardTests: XCTestCase {
         XCTAssertEqual(h.list().count, 1)
         let more = (0..<2).map { silent("192.0.2.3:\(1000 + $0)") }
         XCTAssertTrue(more.allSatisfy { h.closed[$0] == nil })
+        h.advance(by: config.identifyGrace + 0.5)
         let overTotal = h.connectVM(peer: "192.0.2.4:1")
         XCTAssertEqual(h.closed[overTotal], false, "the total is reached")
         // They are closed after the identify timeout, and their places come back.
-        h.advance(by: config.identifyTimeout + 1)
+        h.advance(by: config.identifyTimeout)
         XCTAssertTrue((idle + more).allSatisfy { h.closed[$0] == false })
         let later = h.connectVM(peer: "192.0.2.2:3000")
         XCTAssertNil(h.closed[later])
