@@ -276,14 +276,14 @@ struct History: AsyncParsableCommand {
         try printHistory(uuid: target.uuid, name: target.name, events: events)
     }
 
-    func printHistory(uuid: String, name: String, events: [EventRecord]) throws {
+    func printHistory(uuid: String, name: String, events: [ConsoleEvent]) throws {
         if json {
             try printJSON(events)
             return
         }
         print("# \(show(name)) \(UUIDSpelling.classic(uuid))")
         for e in events {
-            var line = "\(formatLocal(e.time))  \(show(e.kind))"
+            var line = "\(formatLocal(e.time))  \(show(e.kind.rawValue))"
             if !e.label.isEmpty { line += "  port=\(show(e.label))" }
             if let old = e.name, old != name { line += "  name=\(show(old))" }
             if let peer = e.peer { line += "  peer=\(show(peer))" }
