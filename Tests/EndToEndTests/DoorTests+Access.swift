@@ -31,7 +31,7 @@ extension DoorTests {
         let listed = try runProgram("/usr/bin/ssh", sshArguments(door, alice, "list"))
         XCTAssertEqual(listed.status, 0, listed.err)
         XCTAssertTrue(listed.text.contains("break-21"), listed.text)
-        var lists: [EventRecord] = []
+        var lists: [ConsoleEvent] = []
         try await waitUntil("a client-list event") {
             let all = (try? Store(path: door.daemon.dbPath, readOnly: true).events(uuid: nil)) ?? []
             lists = all.filter { $0.kind == "client-list" }

@@ -140,7 +140,7 @@ final class DoorTests: DaemonTestCase {
         return nil
     }
 
-    func describe(_ events: [EventRecord]) -> String {
+    func describe(_ events: [ConsoleEvent]) -> String {
         events.map { "\($0.kind)[\($0.detail ?? "")]" }.joined(separator: ", ")
     }
 
@@ -181,8 +181,8 @@ final class DoorTests: DaemonTestCase {
         let line = Array(String(repeating: "flood-output-", count: 5).utf8) + [0x0D, 0x0A]
         let chunk = Array((0..<(256 * 1024 / line.count)).map { _ in line }.joined())
         var sent = 0
-        var events: [EventRecord] = []
-        func seen(_ kind: String, _ door: String) -> Bool {
+        var events: [ConsoleEvent] = []
+        func seen(_ kind: EventKind, _ door: String) -> Bool {
             events.contains { $0.kind == kind && ($0.detail ?? "").contains("door=\(door)") }
         }
         while !(seen("client-dropped", "telnet") && seen("client-skipped", "ssh")) {

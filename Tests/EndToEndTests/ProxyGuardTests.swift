@@ -21,7 +21,7 @@ final class ProxyGuardTests: DaemonTestCase {
         try await super.tearDown()
     }
 
-    func describe(_ events: [EventRecord]) -> String {
+    func describe(_ events: [ConsoleEvent]) -> String {
         events.map { "\($0.kind)[\($0.detail ?? "")]" }.joined(separator: ", ")
     }
 
@@ -169,7 +169,7 @@ final class ProxyGuardTests: DaemonTestCase {
 
         // The refusals are recorded as port-refused, within the per-address log bound (one a minute per
         // address, the rest counted as suppressed).
-        var refusals: [EventRecord] = []
+        var refusals: [ConsoleEvent] = []
         try await waitUntil("port-refused events") {
             let store = try Store(path: daemon.dbPath, readOnly: true)
             refusals = try refused.flatMap { try store.events(uuid: $0) }.filter { $0.kind == "port-refused" }
