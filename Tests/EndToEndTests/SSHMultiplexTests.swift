@@ -77,3 +77,28 @@ extension SSHDoorTests {
                        "read-write -> read-only by a reload; door=ssh mode=read-only key=alice@laptop \(alicePrint)")
     }
 }
+
+/// Issue 13, item 6, on the SSH door with the real OpenSSH client: a VM rebuilt under the same name.
+extension SSHDoorTests {
+    func testARebuiltVMsNameReachesTheConnectedOneElseListsBoth() async throws {
+        let alice = try makeKey("ed25519", "alice@laptop")
+        let door = try await startDoor([try entry(alice)])
+        let (oldUUID, newUUID) = (testUUID(31), testUUID(32))
+        let old = try await connectVM(door, oldUUID, "web-5")
+        old.close()
+        _ = try await waitForEvents(door.daemon, uuid: oldUUID, "the old VM's disconnect") { $0.contains { $0.kind == .vmDisconnect } }
+        let rebuilt = try await connectVM(door, newUUID, "web-5")
+        let session = try await attach(door, alice, "web-5")
+        rebuilt.output("from the rebuilt VM\r\n")
+        try await session.waitFor("from the rebuilt VM\r\n")
+        session.menu(".")
+        try await session.waitForExit()
+        rebuilt.close()
+        _ = try await waitForEvents(door.daemon, uuid: newUUID, "the rebuilt VM's disconnect") { $0.contains { $0.kind == .vmDisconnect } }
+        let refused = try sshRun(door, alice, "web-5")
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.text.hasPrefix("vspcd: \"web-5\" is ambiguous; it names several consoles:\n"), refused.text)
+        XCTAssertTrue(refused.text.contains(UUIDSpelling.classic(oldUUID)) && refused.text.contains(UUIDSpelling.classic(newUUID)),
+                      refused.text)
+    }
+}
