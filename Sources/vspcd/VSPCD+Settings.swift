@@ -41,6 +41,12 @@ extension VSPCD {
         put("telnet-ports", telnetPorts.map { .string($0) })
         put("disconnect-backlog", disconnectBacklog.map { .integer($0) })
         put("skip-backlog", skipBacklog.map { .integer($0) })
+        put("ssh-max-startups", sshMaxStartups.map { .string($0) })
+        put("ssh-per-source-max-startups", sshPerSourceMaxStartups.map { .integer($0) })
+        put("ssh-per-source-max-failures", sshPerSourceMaxFailures.map { .integer($0) })
+        put("ssh-idle-timeout", sshIdleTimeout.map { .number($0) })
+        put("ssh-keepalive-interval", sshKeepaliveInterval.map { .number($0) })
+        put("ssh-keepalive-count-max", sshKeepaliveCountMax.map { .integer($0) })
         return given
     }
 
