@@ -76,6 +76,9 @@ public enum ConcentratorEvent: Sendable {
     /// A reader on a skip-ahead door fell behind: its sink dropped this many of its oldest unsent bytes.
     case clientSkipped(ConnectionID, bytes: Int)
     case clientClosed(ConnectionID)
+    /// authorized_keys was reloaded: the keys now in force, by SHA256 fingerprint. Open sessions of a key that
+    /// is gone, or no longer reaches its console, end; a key made read-only makes its open sessions read-only.
+    case keysReloaded([String: AuthorizedKey])
 
     case adminConnected(ConnectionID, peer: String = "local")
     case adminLine(ConnectionID, [UInt8])

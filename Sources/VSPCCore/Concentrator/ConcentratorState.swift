@@ -30,8 +30,6 @@ struct ConsoleState {
     var exclusive: ConnectionID?
     /// A connection waiting to take the console over while the open one is probed.
     var contender: ConnectionID?
-    var vmotion: VMotionStateMachine
-    var migration: Migration?
     /// Monotonic nanoseconds of the last VM or client activity (may be before the daemon started).
     var lastActivity: Int64 = 0
     var scrollback: ScrollbackRing
@@ -50,25 +48,18 @@ struct ConsoleState {
         self.persisted = persisted
         self.createdAt = createdAt
         self.since = since
-        self.vmotion = VMotionStateMachine(maxHeldBytes: config.vmotionHoldLimit)
         self.scrollback = ScrollbackRing(capacity: config.scrollbackBytes)
     }
 
     /// Listed by `vspc list`: saved, or its port decided (a full disk never hides a console).
     var listed: Bool { persisted || portSettled }
 
-    var idle: Bool { vm == nil && clients.isEmpty && !vmotion.isPending }
+    /// No VM and nobody attached (a pending migration, kept by the concentrator, also keeps it in use).
+    var idle: Bool { vm == nil && clients.isEmpty }
 
     var isListening: Bool {
         if case .bound = listener { return true }
         return false
-    }
-
-    /// The pending migration's sequence, and the addresses of its source and destination, for its events.
-    struct Migration {
-        var sequence: [UInt8]
-        var source: String
-        var destination: String?
     }
 }
 
@@ -172,7 +163,8 @@ struct ClientConnection {
     let peer: String
     let door: Door
     /// Read-only by the key's option or `--telnet-ports read-only`; exclusive write by another makes it so too.
-    let mode: AccessMode
+    /// A reload that makes the key read-only makes an open session so.
+    var mode: AccessMode
     /// The SSH key that let the person in.
     let identity: Identity?
     let since: Date

@@ -83,7 +83,7 @@ extension ConcentratorStateMachine {
             respond(id, AdminResponse(ok: false, error: error.message), thenClose: true)
         case .success(let key):
             guard let console = consoles[key] else { return }
-            if console.vm != nil || console.vmotion.isPending, request.force != true {
+            if console.vm != nil || migrations.isPending(key), request.force != true {
                 respond(id, AdminResponse(ok: false, error: "\(console.name) is connected; forgetting it would close its console (use --force)"),
                         thenClose: true)
                 return
@@ -94,10 +94,9 @@ extension ConcentratorStateMachine {
                 recordDisconnect(key, peer: vms[vm]?.peer, .forgotten)
                 closeRetired(vm, reason: .forgotten)
             }
-            if let pending = console.vmotion.pending {
-                closeRetired(pending.destination, reason: .forgotten)
-                stopMigrating(key)
-                emit(.cancel(.vmotion(key, generation: pending.generation)))
+            if case (_, let ended?) = migrations.update(key, { $0.reset(now: now.monotonic) }) {
+                closeRetired(ended.destination, reason: .forgotten)
+                cancelWindow(key, ended)
             }
             if let contender = console.contender { closeRetired(contender, reason: .forgotten) }
             for id in console.clients.sorted() {
@@ -116,7 +115,7 @@ extension ConcentratorStateMachine {
             version: config.version, startedAt: AdminProtocol.timestamp(started),
             uptimeSeconds: max(0, Int(now.date.timeIntervalSince(started))),
             consoles: listed.count, connected: consoles.values.filter { $0.vm != nil }.count,
-            migrating: migratingCount, telnetClients: clients.values.filter { $0.door == .telnet }.count,
+            migrating: migrations.count, telnetClients: clients.values.filter { $0.door == .telnet }.count,
             tailFollowers: clients.values.filter { $0.door == .tail }.count,
             portsUsed: config.portRange.count - pool.available, portsFree: pool.available,
             portRangeStart: config.portRange.lowerBound, portRangeEnd: config.portRange.upperBound,
@@ -147,7 +146,7 @@ extension ConcentratorStateMachine {
         ConsoleInfo(name: c.name, uuid: c.key.uuid, label: c.key.label, port: c.port, connected: c.vm != nil,
                     clients: c.clients.count, since: AdminProtocol.timestamp(c.since), listening: c.isListening,
                     listenError: c.isListening ? nil : c.listenerError,
-                    migrating: c.vmotion.isPending, peer: c.vm.flatMap { vms[$0]?.peer }, saved: c.persisted)
+                    migrating: migrations.isPending(c.key), peer: c.vm.flatMap { vms[$0]?.peer }, saved: c.persisted)
     }
 
     /// The console a person means: `VMLookup`'s rules over the listed consoles with that label (any label when
@@ -168,7 +167,7 @@ extension ConcentratorStateMachine {
             "consoles": "\(consoles.values.filter(\.listed).count)",
             "connected": "\(consoles.values.filter { $0.vm != nil }.count)",
             "clients": "\(clients.count)",
-            "migrating": "\(migratingCount)",
+            "migrating": "\(migrations.count)",
             "freePorts": "\(pool.available)",
             "descriptors": "\(descriptorsInUse)",
             "descriptorLimit": "\(config.descriptorLimit)",

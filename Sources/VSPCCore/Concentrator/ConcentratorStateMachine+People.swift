@@ -29,6 +29,9 @@ extension ConcentratorStateMachine {
             let permitted = consoles.values.filter { $0.listed && request.principal.permits($0) }
             switch SSHTarget(user: user) {
             case .list:
+                var detail = "door=\(door.name)"
+                if let identity { detail += " key=\(identity.comment) \(identity.fingerprint)" }
+                record(.clientList, peer: peer, detail: detail + " consoles=\(permitted.count)")
                 return listConsoles(id, door: door, permitted, newline: newline)
             case .console(let vm, let label):
                 let candidates = permitted.filter { $0.key.label == label }
@@ -171,6 +174,7 @@ extension ConcentratorStateMachine {
             guard mayWrite(client) else { return notice(client.id, readOnlyReason(client)) }
             if let vm = consoles[key]?.vm, vms[vm]?.writable == true {
                 emit(.send(vm, [Telnet.IAC, Telnet.BRK]))
+                record(.clientBreak, key, peer: client.peer, detail: auditDetail(client))
                 notice(client.id, "BREAK sent")
             } else {
                 notice(client.id, "the VM is not connected")
@@ -234,9 +238,8 @@ extension ConcentratorStateMachine {
     /// What a person typed: to the VM, or held while a migration is pending.
     mutating func clientInput(_ client: ClientConnection, _ bytes: [UInt8]) {
         let key = client.console
-        guard let decision = consoles.modify(key, { $0.vmotion.clientInput(bytes) }),
-              let console = consoles[key] else { return }
-        switch decision {
+        guard let console = consoles[key] else { return }
+        switch migrations.clientInput(key, bytes) {
         case .forward:
             guard let vm = console.vm else {
                 log(.debug, "input from \(client.peer) discarded: \(console.name) is not connected")
@@ -245,6 +248,10 @@ extension ConcentratorStateMachine {
             if vms[vm]?.writable == true {
                 emit(.send(vm, TelnetEncoder.escaped(bytes)))
             } else {
+                // Charged to the VM connection's budget, like every line about it: a person typing into a VM
+                // that does not read cannot flood the log.
+                budgetConnection = vm
+                defer { budgetConnection = nil }
                 log(.warning, "input from \(client.peer) discarded: VM \(console.name) is not reading")
             }
         case .held:
@@ -304,6 +311,28 @@ extension ConcentratorStateMachine {
         clients[client.id]?.skippedUnrecorded = 0
         record(.clientSkipped, client.console, peer: client.peer,
                detail: "\(ByteCount.text(skipped)) skipped, fell behind; \(auditDetail(client))")
+    }
+}
+
+extension ConcentratorStateMachine {
+    /// authorized_keys changed: every open session of a key re-checked against the keys now in force.
+    mutating func keysReloaded(_ keys: [String: AuthorizedKey]) {
+        for id in clients.keys.sorted() {
+            guard let client = clients[id], let identity = client.identity, let console = consoles[client.console] else { continue }
+            guard let key = keys[identity.fingerprint], key.permits(vmName: console.name, uuid: console.key.uuid) else {
+                notice(id, keys[identity.fingerprint] == nil ? "your key was removed: this session ends"
+                                                             : "your key no longer reaches this console: this session ends")
+                dropClient(client, reason: .revoked)
+                continue
+            }
+            if key.readOnly, client.mode == .readWrite {
+                clients[id]?.mode = .readOnly
+                record(.clientAccessChanged, client.console, peer: client.peer,
+                       detail: "read-write -> read-only by a reload; \(auditDetail(client, mode: "read-only"))")
+                if console.exclusive == id { releaseExclusive(client.console, by: client) }
+                notice(id, "your key is now read-only: what you type does not reach the VM")
+            }
+        }
     }
 }
 

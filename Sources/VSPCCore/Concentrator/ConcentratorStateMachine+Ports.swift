@@ -177,11 +177,11 @@ extension ConcentratorStateMachine {
     mutating func expireIdleConsoles() {
         let limit = Int64(nanos(config.vmExpireTime))
         let ordered = consoles.values.sorted { $0.key.description < $1.key.description }
-        let touches = ordered.filter { !$0.idle && $0.persisted }.map {
+        let touches = ordered.filter { !isIdle($0) && $0.persisted }.map {
             StoreOp.touchAssignment(uuid: $0.key.uuid, label: $0.key.label, name: $0.name, at: now.date)
         }
         if !touches.isEmpty { emit(.persist(touches, token: nil)) }
-        for console in ordered where console.idle && console.persisted && monotonicNow - console.lastActivity > limit {
+        for console in ordered where isIdle(console) && console.persisted && monotonicNow - console.lastActivity > limit {
             record(.portExpired, console.key, detail: "port \(console.port)")
             removeConsole(console.key)
         }

@@ -166,13 +166,15 @@ extension ConcentratorStateMachine {
         if vm.link.isMidSequence { log(.info, "VM connection \(vm.peer) closed in the middle of a telnet sequence") }
         switch vm.role {
         case .carrying(let key):
-            guard consoles.modify(key, { $0.vmotion.connectionClosed(id) }) != nil, consoles[key]?.vm == id else { return }
+            guard consoles[key] != nil else { return }
+            migrations.update(key) { $0.connectionClosed(id) }
+            guard consoles[key]?.vm == id else { return }
             let time = monotonicNow
             consoles.modify(key) {
                 $0.vm = nil
                 $0.lastActivity = time
             }
-            if let pending = consoles[key]?.vmotion.pending, !shuttingDown {
+            if let pending = migrations.pending(key), !shuttingDown {
                 // ESXi closes the source as the destination completes: not the VM going down.
                 record(.vmotionSourceClosed, key, peer: vm.peer)
                 if pending.destination == nil {
@@ -196,7 +198,7 @@ extension ConcentratorStateMachine {
                 attach(contender, key: key, name: name, early: early)
             }
         case .destination(let key, _):
-            consoles[key]?.vmotion.connectionClosed(id)
+            migrations.update(key) { $0.connectionClosed(id) }
             record(.vmotionDestinationClosed, key, peer: vm.peer, detail: "closed before VMOTION-COMPLETE")
         case .contending(let key, _, _):
             if consoles[key]?.contender == id { consoles[key]?.contender = nil }
@@ -323,11 +325,11 @@ extension ConcentratorStateMachine {
                 vms[old]?.role = .retired
                 closeVM(old, reason: .replaced)
             }
-            if let handoff = console.vmotion.reset(now: now.monotonic) {
+            if case (let handoff?, let ended) = migrations.update(key, { $0.reset(now: now.monotonic) }) {
                 consoles[key] = console
-                stopMigrating(key)
+                cancelWindow(key, ended)
                 record(.vmotionExpired, key, peer: vm.peer,
-                       detail: "VM reconnected afresh; \(windowDetail(key, handoff))")
+                       detail: "VM reconnected afresh; \(windowDetail(ended, handoff))")
                 closeRetired(handoff.close)
                 dropped = handoff
                 guard let current = consoles[key] else { return }

@@ -3,24 +3,20 @@ import Foundation
 /// vMotion: BEGIN on the source -> GOAHEAD with a secret; PEER from the destination -> PEER-OK; COMPLETE moves
 /// the console to the destination. ABORT, the window's expiry or a fresh reconnect resume or drop it.
 extension ConcentratorStateMachine {
-    mutating func startMigrating(_ key: ConsoleKey, sequence: [UInt8], source: String) {
-        consoles[key]!.migration = .init(sequence: sequence, source: source)
-        migrating[sequence, default: []].insert(key)
-        migratingCount += 1
+    /// "source A, destination B, window N ms" for the events that end `migration`.
+    func windowDetail(_ migration: VMotionStateMachine.Pending?, _ handoff: VMotionStateMachine.Handoff) -> String {
+        "source \(migration?.sourcePeer ?? "?"), destination \(migration?.destinationPeer ?? "none"), window \(millis(handoff.durationNanos)) ms"
     }
 
-    mutating func stopMigrating(_ key: ConsoleKey) {
-        guard let sequence = consoles[key]?.migration?.sequence else { return }
-        migrating[sequence]?.remove(key)
-        if migrating[sequence]?.isEmpty == true { migrating[sequence] = nil }
-        migratingCount -= 1
+    /// The window's timer of a migration that ended before it fired.
+    mutating func cancelWindow(_ key: ConsoleKey, _ ended: VMotionStateMachine.Pending?) {
+        guard let ended else { return }
+        emit(.cancel(.vmotion(key, generation: ended.generation)))
     }
 
-    /// "source A, destination B, window N ms" for the events that end a migration; forgets the migration.
-    mutating func windowDetail(_ key: ConsoleKey, _ handoff: VMotionStateMachine.Handoff) -> String {
-        let migration = consoles[key]?.migration
-        consoles[key]?.migration = nil
-        return "source \(migration?.source ?? "?"), destination \(migration?.destination ?? "none"), window \(millis(handoff.durationNanos)) ms"
+    /// Whether the console can be forgotten for idleness: no VM, nobody attached, and no migration pending.
+    func isIdle(_ console: ConsoleState) -> Bool {
+        console.idle && !migrations.isPending(console.key)
     }
 
     /// Closes a connection that no longer carries the console (by default: the source of a completed vMotion).
@@ -46,7 +42,7 @@ extension ConcentratorStateMachine {
 
     mutating func vmotionBegin(_ id: ConnectionID, sequence: [UInt8]) {
         guard let vm = vms[id] else { return }
-        guard case .carrying(let key) = vm.role else {
+        guard case .carrying(let key) = vm.role, consoles[key] != nil else {
             emit(.send(id, VMwareCommand.message(VMwareCommand.vmotionNotNow, sequence)))
             record(.vmotionNotNow, connection: id, detail: "connection carries no console")
             return
@@ -56,19 +52,19 @@ extension ConcentratorStateMachine {
         record(.vmotionBegin, key, peer: vm.peer, detail: "sequence \(hex(sequence))")
         // A BEGIN on the source of a migration still waiting for its destination restarts it: the VM gave up
         // on the first one (ESXi retries a vMotion that failed before the destination connected).
-        if let stale = consoles[key]!.vmotion.pending, stale.source == id, stale.destination == nil,
-           case .resumed(let handoff) = consoles[key]!.vmotion.abort(from: id, now: now.monotonic) {
-            stopMigrating(key)
-            emit(.cancel(.vmotion(key, generation: stale.generation)))
+        if let stale = migrations.pending(key), stale.source == id, stale.destination == nil,
+           case (.resumed(let handoff), let ended) = migrations.update(key, { $0.abort(from: id, now: now.monotonic) }) {
+            cancelWindow(key, ended)
             deliverHeld(handoff, to: id, key)
             record(.vmotionExpired, key, peer: vm.peer,
-                   detail: "restarted by a new VMOTION-BEGIN; \(windowDetail(key, handoff))")
+                   detail: "restarted by a new VMOTION-BEGIN; \(windowDetail(ended, handoff))")
         }
-        let current = consoles[key]!.vm
-        switch consoles[key]!.vmotion.begin(sequence: sequence, from: id, currentVM: current, secret: secret,
-                                            now: now.monotonic) {
+        let current = consoles[key]?.vm
+        switch migrations.update(key, {
+            $0.begin(sequence: sequence, from: id, currentVM: current, secret: secret, now: now.monotonic,
+                     sourcePeer: vm.peer)
+        }).result {
         case let .goahead(payload, generation):
-            startMigrating(key, sequence: sequence, source: vm.peer)
             // Writes are ordered: everything queued for the VM leaves before the GOAHEAD.
             emit(.send(id, VMwareCommand.message(VMwareCommand.vmotionGoahead, payload)))
             record(.vmotionGoahead, key, peer: vm.peer, detail: "sequence \(hex(sequence)), source \(vm.peer)")
@@ -87,22 +83,17 @@ extension ConcentratorStateMachine {
             record(.vmotionPeerRejected, connection: id, detail: "connection already carries a console")
             return
         }
-        // The migrations with this cookie's sequence; their secrets are compared in constant time.
-        let sequence = Array(cookie.dropLast(Self.secretLength))
-        let found = (migrating[sequence] ?? []).sorted { $0.description < $1.description }
-            .first { consoles[$0]?.vmotion.matches(cookie: cookie) == true }
-        guard let key = found else {
+        guard let key = migrations.console(forCookie: cookie, secretLength: Self.secretLength) else {
             emit(.send(id, reject))
             record(.vmotionPeerRejected, connection: id, detail: "unknown cookie")
             return
         }
-        switch consoles[key]!.vmotion.peer(cookie: cookie, from: id) {
+        switch migrations.update(key, { $0.peer(cookie: cookie, from: id, address: vm.peer) }).result {
         case .accepted(let sequence):
-            vms[id]!.role = .destination(key, early)
+            vms[id]?.role = .destination(key, early)
             emit(.send(id, VMwareCommand.message(VMwareCommand.vmotionPeerOK, sequence)))
-            consoles[key]!.migration?.destination = vm.peer
             record(.vmotionPeer, key, peer: vm.peer,
-                   detail: "source \(consoles[key]!.migration?.source ?? "?"), destination \(vm.peer)")
+                   detail: "source \(migrations.pending(key)?.sourcePeer ?? "?"), destination \(vm.peer)")
         case .rejected(let reason):
             emit(.send(id, reject))
             record(.vmotionPeerRejected, key, peer: vm.peer, detail: reason)
@@ -117,24 +108,24 @@ extension ConcentratorStateMachine {
             record(.vmotionCompleteRejected, connection: id, detail: "no accepted VMOTION-PEER")
             return
         }
-        switch consoles[key]!.vmotion.complete(sequence: sequence, from: id, now: now.monotonic) {
-        case .switched(let handoff):
-            stopMigrating(key)
-            if let source = consoles[key]!.vm {
+        switch migrations.update(key, { $0.complete(sequence: sequence, from: id, now: now.monotonic) }) {
+        case (.switched(let handoff), let ended):
+            cancelWindow(key, ended)
+            if let source = consoles[key]?.vm {
                 vms[source]?.role = .retired
                 if source == handoff.close { closeVM(source, reason: .migrated) }
             }
-            consoles[key]!.vm = id
-            vms[id]!.role = .carrying(key)
-            vms[id]!.link.adoptedByVMotion()
+            consoles[key]?.vm = id
+            vms[id]?.role = .carrying(key)
+            vms[id]?.link.adoptedByVMotion()
             flushEarlyOutput(early, to: key)
             deliverHeld(handoff, to: id, key)
-            record(.vmotionComplete, key, peer: vm.peer, detail: windowDetail(key, handoff), window: handoff.durationNanos)
+            record(.vmotionComplete, key, peer: vm.peer, detail: windowDetail(ended, handoff), window: handoff.durationNanos)
             if let uuid = vm.link.vmUUID, uuid != key.uuid {
                 log(.warning, "vMotion destination \(vm.peer) says uuid \(uuid) but migrated \(key)")
             }
-            if let name = vm.link.vmName, name != consoles[key]!.name { renamed(id, name: name) }
-        case .rejected(let reason):
+            if let name = vm.link.vmName, name != consoles[key]?.name { renamed(id, name: name) }
+        case (.rejected(let reason), _):
             emit(.send(id, reject))
             record(.vmotionCompleteRejected, key, peer: vm.peer, detail: reason)
         }
@@ -146,37 +137,37 @@ extension ConcentratorStateMachine {
             log(.warning, "VMOTION-ABORT from \(vm.peer), which carries no console; ignored")
             return
         }
-        switch consoles[key]!.vmotion.abort(from: id, now: now.monotonic) {
-        case .resumed(let handoff):
-            stopMigrating(key)
+        switch migrations.update(key, { $0.abort(from: id, now: now.monotonic) }) {
+        case (.resumed(let handoff), let ended):
+            cancelWindow(key, ended)
             closeRetired(handoff.close)
             deliverHeld(handoff, to: id, key)
-            record(.vmotionAbort, key, peer: vm.peer, detail: windowDetail(key, handoff))
-        case .ignored(let reason):
+            record(.vmotionAbort, key, peer: vm.peer, detail: windowDetail(ended, handoff))
+        case (.ignored(let reason), _):
             record(.vmotionAbortIgnored, key, peer: vm.peer, detail: reason)
         }
     }
 
     mutating func vmotionExpired(_ key: ConsoleKey, generation: Int, reason: String? = nil) {
-        guard consoles[key] != nil,
-              let handoff = consoles[key]!.vmotion.expire(generation: generation, now: now.monotonic) else { return }
-        stopMigrating(key)
+        guard consoles[key] != nil else { return }
+        let (expired, ended) = migrations.update(key) { $0.expire(generation: generation, now: now.monotonic) }
+        guard let handoff = expired else { return }
         closeRetired(handoff.close)
-        let current = consoles[key]!.vm
+        let current = consoles[key]?.vm
         if let current, current == handoff.resumeOn {
             deliverHeld(handoff, to: current, key)
         } else if !handoff.held.isEmpty {
             // The VM is down: what was typed waits (briefly) for its next connection, as after a fresh reconnect.
-            consoles[key]!.parkedInput = (handoff.held, monotonicNow + Int64(nanos(config.vmotionTimeout)))
-            log(.info, "vMotion of \(consoles[key]!.name): \(handoff.held.count) bytes typed during the window are kept for the VM's next connection")
+            let until = monotonicNow + Int64(nanos(config.vmotionTimeout))
+            consoles[key]?.parkedInput = (handoff.held, until)
+            log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(handoff.held.count) bytes typed during the window are kept for the VM's next connection")
         }
-        let source = consoles[key]!.migration?.source
-        let window = windowDetail(key, handoff)
+        let window = windowDetail(ended, handoff)
         record(.vmotionExpired, key, peer: current.flatMap { vms[$0]?.peer }, detail: reason.map { "\($0); \(window)" } ?? window)
         if current == nil {
             // The source closed expecting a destination that never completed: the VM is down after all.
-            consoles[key]!.since = now.date
-            record(.vmDisconnect, key, peer: source, detail: "source closed during a vMotion that did not complete")
+            consoles[key]?.since = now.date
+            record(.vmDisconnect, key, peer: ended?.sourcePeer, detail: "source closed during a vMotion that did not complete")
         }
     }
 }

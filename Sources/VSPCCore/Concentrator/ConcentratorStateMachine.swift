@@ -14,10 +14,8 @@ public struct ConcentratorStateMachine {
     var vms: [ConnectionID: VMConnection] = [:]
     var clients: [ConnectionID: ClientConnection] = [:]
     var admins: [ConnectionID: AdminConnection] = [:]
-    /// Consoles with a migration pending, by the migration's sequence, for the PEER lookup. The sequence is not
-    /// secret (the VM sends it in the clear); the secret is then compared in constant time.
-    var migrating: [[UInt8]: Set<ConsoleKey>] = [:]
-    var migratingCount = 0
+    /// The pending migrations, each kept once, with their index for the PEER lookup.
+    var migrations: VMotionTable
     /// Consoles whose scrollback snapshot is queued for the disk (at most one each).
     var scrollbackSaving: Set<ConsoleKey> = []
     /// Descriptors in use by connections and listeners (from the baseline the process held at start-up).
@@ -50,6 +48,7 @@ public struct ConcentratorStateMachine {
         self.config = config
         self.random = random
         self.pool = PortPool(range: config.portRange)
+        self.migrations = VMotionTable(maxHeldBytes: config.vmotionHoldLimit)
     }
 
     /// Handles one event and returns what the driver must do, in order.
@@ -66,6 +65,7 @@ public struct ConcentratorStateMachine {
         case let .sessionStarted(id, door, peer, request): sessionStarted(id, door: door, peer: peer, request: request)
         case let .clientBytes(id, bytes): clientBytes(id, bytes)
         case let .clientSkipped(id, bytes): clientSkipped(id, bytes: bytes)
+        case let .keysReloaded(keys): keysReloaded(keys)
         case let .clientClosed(id): clientClosed(id)
         case let .adminConnected(id, peer): adminConnected(id, peer: peer)
         case let .adminLine(id, line): adminLine(id, line)

@@ -4,13 +4,18 @@
 /// Flow: BEGIN(seq) on the VM's connection -> GOAHEAD(seq + secret); the destination sends PEER(seq + secret)
 /// -> PEER-OK(seq); COMPLETE(seq) on the destination makes it the VM's connection. ABORT on the source, or the
 /// expiry of the window, resumes the source. Client input during the window is held and delivered afterwards.
+/// The pending migration is kept here only (the concentrator's `VMotionTable` holds these machines).
 public struct VMotionStateMachine: Sendable {
     public struct Pending: Sendable, Equatable {
         public var sequence: [UInt8]
         public var secret: [UInt8]
         public var source: ConnectionID
+        /// The source's address, for the migration's events.
+        public var sourcePeer: String
         public var sourceOpen: Bool
         public var destination: ConnectionID?
+        /// The address of the last destination accepted (kept after it closes), for the migration's events.
+        public var destinationPeer: String?
         public var startedAt: UInt64
         public var generation: Int
         public var held: [UInt8]
@@ -61,16 +66,18 @@ public struct VMotionStateMachine: Sendable {
 
     public let maxHeldBytes: Int
     public private(set) var pending: Pending?
-    private var nextGeneration = 1
+    private var nextGeneration: Int
 
-    public init(maxHeldBytes: Int = 256 * 1024) {
+    /// `firstGeneration`: the generation of the first migration begun (each later one gets the next).
+    public init(maxHeldBytes: Int = 256 * 1024, firstGeneration: Int = 1) {
         self.maxHeldBytes = maxHeldBytes
+        self.nextGeneration = firstGeneration
     }
 
     public var isPending: Bool { pending != nil }
 
     public mutating func begin(sequence: [UInt8], from connection: ConnectionID, currentVM: ConnectionID?,
-                               secret: [UInt8], now: UInt64) -> BeginResult {
+                               secret: [UInt8], now: UInt64, sourcePeer: String = "") -> BeginResult {
         if pending != nil {
             return .notNow(reason: "a migration is already pending")
         }
@@ -79,8 +86,9 @@ public struct VMotionStateMachine: Sendable {
         }
         let generation = nextGeneration
         nextGeneration += 1
-        pending = Pending(sequence: sequence, secret: secret, source: connection, sourceOpen: true,
-                          destination: nil, startedAt: now, generation: generation, held: [], heldDropped: 0)
+        pending = Pending(sequence: sequence, secret: secret, source: connection, sourcePeer: sourcePeer,
+                          sourceOpen: true, destination: nil, destinationPeer: nil, startedAt: now,
+                          generation: generation, held: [], heldDropped: 0)
         return .goahead(payload: sequence + secret, generation: generation)
     }
 
@@ -90,7 +98,8 @@ public struct VMotionStateMachine: Sendable {
         return constantTimeEqual(cookie, pending.sequence + pending.secret)
     }
 
-    public mutating func peer(cookie: [UInt8], from connection: ConnectionID) -> PeerResult {
+    /// `address`: the destination's, for the migration's events.
+    public mutating func peer(cookie: [UInt8], from connection: ConnectionID, address: String? = nil) -> PeerResult {
         guard var p = pending else { return .rejected(reason: "no migration pending") }
         guard connection != p.source else { return .rejected(reason: "the source cannot be its own destination") }
         guard constantTimeEqual(cookie, p.sequence + p.secret) else {
@@ -100,6 +109,7 @@ public struct VMotionStateMachine: Sendable {
             return .rejected(reason: "the migration already has a destination")
         }
         p.destination = connection
+        if let address { p.destinationPeer = address }
         pending = p
         return .accepted(sequence: p.sequence)
     }
@@ -158,11 +168,11 @@ public struct VMotionStateMachine: Sendable {
         // Appended in place: copying the pending state would copy the whole hold buffer on every read.
         let room = maxHeldBytes - held
         if bytes.count <= room {
-            pending!.held.append(contentsOf: bytes)
+            pending?.held.append(contentsOf: bytes)
             return .held
         }
-        pending!.held.append(contentsOf: bytes.prefix(room))
-        pending!.heldDropped += bytes.count - room
+        pending?.held.append(contentsOf: bytes.prefix(room))
+        pending?.heldDropped += bytes.count - room
         return .dropped(bytes.count - room)
     }
 }

@@ -48,6 +48,8 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case expired
     /// The console was removed with `vspc forget --force`.
     case forgotten
+    /// Its key was removed from authorized_keys, or no longer reaches the console (a reload).
+    case revoked
     /// The daemon is stopping.
     case shutdown
 
@@ -58,6 +60,7 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
         case .fdLimit: return "open-file limit nearly reached"
         case .expired: return "the assignment has expired"
         case .forgotten: return "forgotten by vspc forget --force"
+        case .revoked: return "key revoked"
         case .shutdown: return "daemon stopping"
         }
     }

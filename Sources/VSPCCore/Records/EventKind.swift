@@ -18,6 +18,12 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
     /// A reader on a skip-ahead door (SSH) fell behind and skipped bytes (at most one a minute per person).
     case clientSkipped = "client-skipped"
     case clientRefused = "client-refused"
+    /// A person's rights on an open session changed (a reload made its key read-only).
+    case clientAccessChanged = "client-access-changed"
+    /// A person sent a BREAK to the VM (it can drive SysRq on a Linux guest).
+    case clientBreak = "client-break"
+    /// A person listed the consoles its key may reach (`ssh list@host`).
+    case clientList = "client-list"
     case exclusiveTaken = "write-exclusive-taken"
     case exclusiveReleased = "write-exclusive-released"
     case vmotionBegin = "vmotion-begin"
@@ -41,7 +47,8 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
     public var logLevel: LogLevel {
         switch self {
         case .vmotionBegin: return .debug
-        case .exclusiveTaken, .exclusiveReleased, .clientRefused: return .notice
+        case .exclusiveTaken, .exclusiveReleased, .clientRefused, .clientAccessChanged, .clientBreak: return .notice
+        case .clientList: return .info
         case .vmConnect, .vmDisconnect, .nameChange, .portReused, .portExpired, .clientAttach, .clientDetach,
              .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort, .vmotionSourceClosed:
             return .info

@@ -1,4 +1,4 @@
-/// What a VM connection's state machine asks its channel handler (or the concentrator) to do.
+/// What a VM connection's state machine asks the concentrator to do.
 public enum VMLinkAction: Equatable, Sendable {
     /// Bytes for the VM, already telnet-encoded.
     case send([UInt8])
@@ -26,7 +26,36 @@ public enum VMLinkAction: Equatable, Sendable {
 /// The per-connection protocol of a VM on the proxy port: telnet option negotiation, the VMware extension's
 /// identification (KNOWN-SUBOPTIONS, VC UUID, name, DO-PROXY) and the recognition of vMotion sub-commands.
 /// Decisions that need the whole concentrator (vMotion) are passed up as actions.
+///
+/// The identification is a state (`State`), each carrying what it needs. The VMware extension's telnet option
+/// and the request for the identifiers are kept apart from it: a VM may send its sub-commands in any order.
 public struct VMLinkStateMachine: Sendable {
+    /// Where the connection stands.
+    enum State: Sendable {
+        /// The VM introduces itself: its uuid, its name and its DO-PROXY come in any order.
+        case introducing(Introduction)
+        /// A console's connection: its DO-PROXY accepted and its uuid and name known, or made the VM's
+        /// connection by a vMotion (a destination sends no DO-PROXY). Later names are renames.
+        case identified(Identity)
+        /// Not an ESXi host, a refused service URI or a changed uuid: the rest of its input is ignored. The
+        /// state it left is kept for what the connection said about itself.
+        indirect case rejected(after: State)
+    }
+
+    struct Introduction: Sendable {
+        var uuid: String?
+        var name: String?
+        /// The label (`?port=`, "" without one) of the DO-PROXY accepted; nil until one is.
+        var proxyLabel: String?
+    }
+
+    struct Identity: Sendable {
+        /// Known once the VM sends it (a connection identified by a vMotion may not have yet).
+        var uuid: String?
+        var name: String?
+        var label: String
+    }
+
     /// One line for a person who telnets to the proxy port by mistake.
     public static let plainClientMessage =
         "vspcd: this is the VMware virtual serial port proxy port, for ESXi only; to reach a console, telnet to the VM's own port (see `vspc list`).\r\n"
@@ -34,14 +63,11 @@ public struct VMLinkStateMachine: Sendable {
 
     public let acceptedServiceURI: String
     var decoder: TelnetDecoder
+    var state = State.introducing(Introduction())
+    /// The VM agreed to the VMware extension (WILL VMWARE-EXT).
     var extensionAccepted = false
+    /// The uuid and name were asked for (once, after the VM's first KNOWN-SUBOPTIONS).
     var identifiersRequested = false
-    var uuid: String?
-    var name: String?
-    var label = ""
-    var proxyAccepted = false
-    var identified = false
-    var rejected = false
     var policy = TelnetOptionPolicy()
 
     public init(acceptedServiceURI: String = "vSPC.py", maxSubnegotiation: Int = 1024) {
@@ -49,10 +75,16 @@ public struct VMLinkStateMachine: Sendable {
         self.decoder = TelnetDecoder(maxSubnegotiation: maxSubnegotiation)
     }
 
-    public var vmUUID: String? { uuid }
-    public var vmName: String? { name }
-    public var serviceLabel: String { label }
-    public var isIdentified: Bool { identified }
+    public var vmUUID: String? { state.uuid }
+    public var vmName: String? { state.name }
+    public var serviceLabel: String { state.label }
+    public var isIdentified: Bool { state.isIdentified }
+    /// A DO-PROXY was accepted (or the connection is identified, which needs none after a vMotion).
+    var proxyAccepted: Bool { state.proxyAccepted }
+    var isRejected: Bool {
+        if case .rejected = state { return true }
+        return false
+    }
     public var hasExtension: Bool { extensionAccepted }
     /// The bytes so far end inside a telnet sequence (a connection closed now was cut off mid-message).
     public var isMidSequence: Bool { decoder.isMidSequence }
@@ -69,7 +101,7 @@ public struct VMLinkStateMachine: Sendable {
         var actions: [VMLinkAction] = []
         var events: [TelnetEvent] = []
         decoder.decode(bytes) { events.append($0) }
-        for event in events where !rejected {
+        for event in events where !isRejected {
             handle(event, into: &actions)
         }
         return actions
@@ -77,16 +109,18 @@ public struct VMLinkStateMachine: Sendable {
 
     /// The VM never agreed to the VMware extension within the negotiation time.
     public mutating func negotiationTimedOut() -> [VMLinkAction] {
-        guard !extensionAccepted, !rejected else { return [] }
-        rejected = true
+        guard !extensionAccepted, !isRejected else { return [] }
+        state = .rejected(after: state)
         return [.log(.info, "peer did not negotiate the VMware extension; not an ESXi host"),
                 .reject(message: Self.plainClientMessage)]
     }
 
     /// The VM gave its uuid but no name within the identification time: use the uuid as its name.
     public mutating func nameTimedOut() -> [VMLinkAction] {
-        guard let uuid, name == nil, !identified, !rejected, proxyAccepted else { return [] }
-        name = UUIDSpelling.classic(uuid)
+        guard case .introducing(var introduction) = state, let uuid = introduction.uuid, introduction.name == nil,
+              introduction.proxyLabel != nil else { return [] }
+        introduction.name = UUIDSpelling.classic(uuid)
+        state = .introducing(introduction)
         var actions: [VMLinkAction] = [.log(.warning, "VM \(uuid) sent no name; using its uuid")]
         identifyIfReady(into: &actions)
         return actions
@@ -121,7 +155,7 @@ public struct VMLinkStateMachine: Sendable {
             extensionAccepted = true
         case (.wont, TelnetOption.vmwareExt):
             if !extensionAccepted {
-                rejected = true
+                state = .rejected(after: state)
                 actions.append(.log(.info, "peer refused the VMware extension; not an ESXi host"))
                 actions.append(.reject(message: Self.plainClientMessage))
             }
@@ -159,25 +193,40 @@ public struct VMLinkStateMachine: Sendable {
                 actions.append(.log(.warning, "ignored malformed VM-VC-UUID \(text.debugDescription)"))
                 return
             }
-            if let uuid, uuid != normalized {
-                rejected = true
+            if let uuid = state.uuid, uuid != normalized {
+                state = .rejected(after: state)
                 actions.append(.close(reason: "VM changed its uuid from \(uuid) to \(normalized)"))
                 return
             }
-            uuid = normalized
-            identifyIfReady(into: &actions)
+            switch state {
+            case .introducing(var introduction):
+                introduction.uuid = normalized
+                state = .introducing(introduction)
+                identifyIfReady(into: &actions)
+            case .identified(var identity):
+                identity.uuid = normalized
+                state = .identified(identity)
+            case .rejected:
+                break
+            }
         case VMwareCommand.vmName:
             let newName = Self.sanitizeName(body)
             guard !newName.isEmpty else {
                 actions.append(.log(.warning, "ignored empty VM-NAME"))
                 return
             }
-            let old = name
-            name = newName
-            if identified {
-                if old != newName { actions.append(.renamed(newName)) }
-            } else {
+            switch state {
+            case .introducing(var introduction):
+                introduction.name = newName
+                state = .introducing(introduction)
                 identifyIfReady(into: &actions)
+            case .identified(var identity):
+                let old = identity.name
+                identity.name = newName
+                state = .identified(identity)
+                if old != newName { actions.append(.renamed(newName)) }
+            case .rejected:
+                break
             }
         case VMwareCommand.vmotionBegin:
             actions.append(.vmotionBegin(sequence: body))
@@ -197,12 +246,15 @@ public struct VMLinkStateMachine: Sendable {
         let direction = body.first.map { Character(Unicode.Scalar($0)) }
         let text = String(decoding: body.dropFirst(), as: UTF8.self)
         if let uri = ServiceURI(parsing: text), uri.base == acceptedServiceURI, direction == "S" || direction == "C" {
-            if !identified { label = uri.label }
-            proxyAccepted = true
+            // A later DO-PROXY does not relabel an identified console.
+            if case .introducing(var introduction) = state {
+                introduction.proxyLabel = uri.label
+                state = .introducing(introduction)
+            }
             actions.append(.send(VMwareCommand.message(VMwareCommand.willProxy)))
             identifyIfReady(into: &actions) // the uuid and name may have come first
         } else {
-            rejected = true
+            state = .rejected(after: state)
             actions.append(.send(VMwareCommand.message(VMwareCommand.wontProxy)))
             actions.append(.close(reason: "refused DO-PROXY for service URI \(text.debugDescription) (accepted: \(acceptedServiceURI))"))
         }
@@ -211,14 +263,15 @@ public struct VMLinkStateMachine: Sendable {
     /// The concentrator made this connection (a vMotion destination, which sends no DO-PROXY) the VM's
     /// connection: later names are renames from now on.
     public mutating func adoptedByVMotion() {
-        identified = true
+        state = state.adopted
     }
 
     /// A connection becomes a console only once its DO-PROXY was accepted: a vMotion destination (PEER, no
     /// DO-PROXY) also answers the uuid and name requests, and must not be taken for a fresh power-on.
     private mutating func identifyIfReady(into actions: inout [VMLinkAction]) {
-        guard !identified, proxyAccepted, let uuid, let name else { return }
-        identified = true
+        guard case .introducing(let introduction) = state, let label = introduction.proxyLabel,
+              let uuid = introduction.uuid, let name = introduction.name else { return }
+        state = .identified(Identity(uuid: uuid, name: name, label: label))
         actions.append(.identified(uuid: uuid, name: name, label: label))
     }
 
@@ -227,6 +280,60 @@ public struct VMLinkStateMachine: Sendable {
         let text = String(decoding: bytes, as: UTF8.self)
         let cleaned = String(String.UnicodeScalarView(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))
         return String(cleaned.trimmingSpaces().prefix(maxNameLength))
+    }
+}
+
+extension VMLinkStateMachine.State {
+    var uuid: String? {
+        switch self {
+        case .introducing(let introduction): introduction.uuid
+        case .identified(let identity): identity.uuid
+        case .rejected(let before): before.uuid
+        }
+    }
+
+    var name: String? {
+        switch self {
+        case .introducing(let introduction): introduction.name
+        case .identified(let identity): identity.name
+        case .rejected(let before): before.name
+        }
+    }
+
+    var label: String {
+        switch self {
+        case .introducing(let introduction): introduction.proxyLabel ?? ""
+        case .identified(let identity): identity.label
+        case .rejected(let before): before.label
+        }
+    }
+
+    var isIdentified: Bool {
+        switch self {
+        case .introducing: false
+        case .identified: true
+        case .rejected(let before): before.isIdentified
+        }
+    }
+
+    var proxyAccepted: Bool {
+        switch self {
+        case .introducing(let introduction): introduction.proxyLabel != nil
+        case .identified: true
+        case .rejected(let before): before.proxyAccepted
+        }
+    }
+
+    /// The state once a vMotion made the connection the VM's: identified with what it said so far.
+    var adopted: Self {
+        switch self {
+        case .introducing(let introduction):
+            .identified(.init(uuid: introduction.uuid, name: introduction.name, label: introduction.proxyLabel ?? ""))
+        case .identified:
+            self
+        case .rejected(let before):
+            .rejected(after: before.adopted)
+        }
     }
 }
 

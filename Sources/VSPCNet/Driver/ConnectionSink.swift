@@ -54,26 +54,33 @@ final class SSHSessionSink: ConnectionSink {
         self.skipped = skipped
     }
 
+    /// Bytes handed to the session at once while it is writable: a large send (a scrollback replay) goes in
+    /// pieces, so the session's own queue never holds more than its window and socket take plus one piece.
+    static let piece = 64 * 1024
+
     func write(_ buffer: ByteBuffer) {
         let bytes = Array(buffer.readableBytesView)
-        if backlog.isEmpty, session.isWritable {
-            session.write(bytes)
-            return
+        var offset = 0
+        while offset < bytes.count, backlog.isEmpty, session.isWritable {
+            let end = min(bytes.count, offset + Self.piece)
+            session.write(Array(bytes[offset..<end]))
+            offset = end
         }
-        if case .skipped(let count) = backlog.append(bytes), count > 0 { skipped(count) }
+        guard offset < bytes.count else { return }
+        if case .skipped(let count) = backlog.append(Array(bytes[offset...])), count > 0 { skipped(count) }
         drain()
     }
 
     /// Hands the session what it takes now.
     func drain() {
-        while session.isWritable, let chunk = backlog.take() { session.write(chunk) }
+        while session.isWritable, let chunk = backlog.take(max: Self.piece) { session.write(chunk) }
     }
 
     func close(flush: Bool) { end(exitStatus: 0) }
 
     func end(exitStatus: Int) {
         // What waits goes out before the exit status (the session's own bound still applies).
-        while let chunk = backlog.take() { session.write(chunk) }
+        while let chunk = backlog.take(max: Self.piece) { session.write(chunk) }
         session.close(exitStatus: exitStatus)
     }
 

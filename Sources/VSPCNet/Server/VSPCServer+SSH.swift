@@ -43,12 +43,18 @@ extension VSPCServer {
     /// The bound SSH port (useful with port 0).
     public var sshPort: Int? { ssh.withLockedValue { $0?.server.localAddress?.port } }
 
-    /// Re-reads the authorized keys (SIGHUP): sessions already open stay.
+    /// Re-reads the authorized keys (SIGHUP, or the file changed). Open sessions are re-checked by the machine:
+    /// a key that is gone, or no longer reaches its console, ends them; a key made read-only makes them so.
     public func reloadAuthorizedKeys() {
         guard let holder = ssh.withLockedValue({ $0?.holder }) else { return }
-        holder.replace(with: readAuthorizedKeys(log: true))
+        let keys = readAuthorizedKeys(log: true)
+        holder.replace(with: keys)
         ssh.withLockedValue { $0?.stamp = Self.stamp(config.sshAuthorizedKeysPath) }
-        logger.notice("reloaded authorized keys from \(config.sshAuthorizedKeysPath): \(holder.current.usableKeys.count) usable")
+        logger.notice("reloaded authorized keys from \(config.sshAuthorizedKeysPath): \(keys.usableKeys.count) usable")
+        // Fingerprints are hashed here, off the event loop; the first line of a key listed twice wins, as at login.
+        let byFingerprint = Dictionary(keys.usableKeys.map { (SSHFingerprint.sha256($0.blob), $0) }, uniquingKeysWith: { first, _ in first })
+        let driver = self.driver
+        driver.loop.execute { driver.handle(.keysReloaded(byFingerprint)) }
     }
 
     /// The keys, with one line per malformed or refused entry; a missing or unreadable file admits nobody.

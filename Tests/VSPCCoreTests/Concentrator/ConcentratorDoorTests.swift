@@ -156,6 +156,9 @@ final class ConcentratorDoorTests: XCTestCase {
         // expired: a connection accepted by a listener that is no longer the console's
         let stale = ListenerRef(console: keyA, generation: 999)
         h.send(.clientConnected(h.newConnection(.client), listener: stale, peer: "192.0.2.50:1"))
+        // revoked: a reload that removes the session's key
+        _ = start(h, .ssh, "web01")
+        h.send(.keysReloaded([:]))
         // forgotten
         h.connectClient(keyA)
         h.admin(AdminRequest(command: "forget", vm: "web01", force: true))
@@ -188,5 +191,76 @@ final class ConcentratorDoorTests: XCTestCase {
         let status = h.machine.daemonStatus()
         XCTAssertEqual(status.clientsByDoor, ["telnet": 1, "ssh": 2, "tail": 1])
         XCTAssertEqual([status.telnetClients, status.sshClients, status.tailFollowers], [1, 2, 1])
+    }
+}
+
+/// Issue 14: what a key holder does is on record, and a reload reaches sessions already open.
+final class ConcentratorKeyHolderTests: XCTestCase {
+    private let keyA = ConsoleKey(uuid: UUIDs.a, label: "")
+    private let fingerprint = "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+    private func key(_ comment: String, vms: [String]? = nil, readOnly: Bool = false) -> AuthorizedKey {
+        AuthorizedKey(keyType: "ssh-ed25519", blob: Array(comment.utf8), comment: comment, vms: vms, readOnly: readOnly)
+    }
+
+    private func ssh(_ h: ConcentratorHarness, _ user: String, _ key: AuthorizedKey, fingerprint: String? = nil) -> ConnectionID {
+        let id = h.newConnection(.client)
+        h.send(.sshSessionStarted(id, user: user, key: key, fingerprint: fingerprint ?? self.fingerprint, peer: "198.51.100.7:5000"))
+        return id
+    }
+
+    func testBreakAndListAreRecordedWithTheKey() {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        let id = ssh(h, "web01", key("alice"))
+        h.take()
+        h.client(id, types: [0x1D, UInt8(ascii: "b")])
+        XCTAssertEqual(h.records.map(\.kind), [.clientBreak])
+        XCTAssertEqual(h.records.first?.detail, "door=ssh mode=read-write key=alice \(fingerprint)")
+        h.take()
+        _ = ssh(h, "list", key("alice"))
+        XCTAssertEqual(h.records.map(\.kind), [.clientList])
+        XCTAssertEqual(h.records.first?.detail, "door=ssh key=alice \(fingerprint) consoles=1")
+    }
+
+    func testAReloadEndsRemovedKeysAndDowngradesOpenSessions() {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        let alice = ssh(h, "web01", key("alice"), fingerprint: "SHA256:alice")
+        let bob = ssh(h, "web01", key("bob"), fingerprint: "SHA256:bob")
+        let carol = ssh(h, "web01", key("carol"), fingerprint: "SHA256:carol")
+        h.client(bob, types: [0x1D, UInt8(ascii: "f")]) // bob holds exclusive write
+        for id in [alice, bob, carol] { _ = h.takeOutput(id) }
+        h.take()
+        h.send(.keysReloaded([
+            "SHA256:bob": key("bob", readOnly: true),
+            "SHA256:carol": key("carol", vms: ["db-*"]),
+        ]))
+        XCTAssertEqual(h.exitStatuses[alice], 1)
+        XCTAssertTrue(String(decoding: h.takeOutput(alice), as: UTF8.self).contains("[vspcd: your key was removed: this session ends]"))
+        XCTAssertEqual(h.exitStatuses[carol], 1)
+        XCTAssertTrue(String(decoding: h.takeOutput(carol), as: UTF8.self).contains("no longer reaches this console"))
+        XCTAssertNil(h.exitStatuses[bob], "a read-only key keeps its session")
+        XCTAssertTrue(String(decoding: h.takeOutput(bob), as: UTF8.self).contains("[vspcd: your key is now read-only"))
+        XCTAssertEqual(h.records.filter { $0.kind == .clientDropped }.map(\.reason), [.drop(.revoked), .drop(.revoked)])
+        XCTAssertEqual(h.records.filter { $0.kind == .clientAccessChanged }.map(\.detail),
+                       ["read-write -> read-only by a reload; door=ssh mode=read-only key=bob SHA256:bob"])
+        XCTAssertEqual(h.records.filter { $0.kind == .exclusiveReleased }.count, 1)
+        // What bob types no longer reaches the VM.
+        h.take()
+        h.client(bob, types: Array("x".utf8))
+        XCTAssertEqual(h.take().filter { if case .send(let id, _) = $0 { return id != bob }; return false }, [])
+    }
+
+    func testTypingIntoAVMThatDoesNotReadIsLoggedWithinTheBudget() {
+        let h = ConcentratorHarness()
+        let vm = h.bringUpVM()
+        let person = h.connectClient(keyA)
+        h.send(.writabilityChanged(vm, writable: false))
+        h.take()
+        for _ in 0..<100 { h.client(person, types: Array("x".utf8)) }
+        let warnings = h.take().logs.filter { $0.message.contains("is not reading") }
+        XCTAssertLessThanOrEqual(warnings.count, h.config.eventsPerConnectionPerMinute)
+        XCTAssertGreaterThan(warnings.count, 0)
     }
 }

@@ -74,6 +74,7 @@ final class ConcentratorVMotionTests: XCTestCase {
         h.take()
         let complete = h.vm(dest, says: ESXi.complete(sequence))
         XCTAssertEqual(complete, [
+            .cancel(.vmotion(key, generation: 1)),
             .close(source, flush: false),
             .send(dest, Array("abc".utf8) + [0xFF, 0xFF]),
             .record({ var e = event(.vmotionComplete, "10.0.0.2:902", "source 10.0.0.1:900, destination 10.0.0.2:902, window 1500.0 ms"); e.window = 1_500_000_000; return e }()),

@@ -14,6 +14,7 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
         h.take()
         let abort = h.vm(m.source, says: ESXi.abort)
         XCTAssertEqual(abort, [
+            .cancel(.vmotion(m.key, generation: 1)),
             .close(dest, flush: false),
             .send(m.source, Array("xyz".utf8)),
             .record(m.event(.vmotionAbort, peer: "10.0.0.1:900",
@@ -91,6 +92,7 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
         let dest = h.connectDestination(cookie: m.cookie)
         h.take()
         XCTAssertEqual(h.vm(dest, says: ESXi.complete(m.sequence)).filter { if case .record = $0 { return false }; return true }, [
+            .cancel(.vmotion(m.key, generation: 1)),
             .close(m.source, flush: false),
             .log(.warning, "vMotion of web01: 4 bytes of client input exceeded the hold buffer and were discarded"),
             .send(dest, Array("01234567".utf8)),
@@ -127,4 +129,60 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
         XCTAssertEqual(h.admin(AdminRequest(command: "tail", vm: "web01")).rest, Array("src pre post".utf8) + [0xFF])
     }
 
+    func testCompleteCancelsTheWindowTimer() {
+        let m = BegunMigration()
+        let h = m.h
+        XCTAssertTrue(h.isArmed(.vmotion(m.key, generation: 1)))
+        let dest = h.connectDestination(cookie: m.cookie, peer: "10.0.0.2:902")
+        h.take()
+        let complete = h.vm(dest, says: ESXi.complete(m.sequence))
+        XCTAssertEqual(complete.filter { if case .cancel(.vmotion) = $0 { return true }; return false },
+                       [.cancel(.vmotion(m.key, generation: 1))])
+        XCTAssertFalse(h.isArmed(.vmotion(m.key, generation: 1)))
+        XCTAssertEqual(h.status()["migrating"], "0")
+    }
+
+    func testAbortCancelsTheWindowTimer() {
+        let m = BegunMigration()
+        let h = m.h
+        XCTAssertTrue(h.isArmed(.vmotion(m.key, generation: 1)))
+        let abort = h.vm(m.source, says: ESXi.abort)
+        XCTAssertEqual(abort.filter { if case .cancel(.vmotion) = $0 { return true }; return false },
+                       [.cancel(.vmotion(m.key, generation: 1))])
+        XCTAssertFalse(h.isArmed(.vmotion(m.key, generation: 1)))
+        XCTAssertEqual(h.status()["migrating"], "0")
+        // An ABORT that ends nothing cancels nothing.
+        XCTAssertEqual(h.vm(m.source, says: ESXi.abort).filter { if case .cancel = $0 { return true }; return false }, [])
+    }
+
+    func testAFreshReconnectEndsTheMigrationAndCancelsItsTimer() {
+        let m = BegunMigration()
+        let h = m.h
+        h.client(m.person, types: Array("typed".utf8))
+        let dest = h.connectDestination(cookie: m.cookie, peer: "10.0.0.2:902")
+        // The source closes as for a migration; the VM then starts afresh instead of completing it.
+        h.send(.vmClosed(m.source))
+        h.take()
+        let fresh = h.bringUpVM(peer: "10.0.0.9:909")
+        let acts = h.take()
+        XCTAssertTrue(acts.contains(.cancel(.vmotion(m.key, generation: 1))))
+        XCTAssertFalse(h.isArmed(.vmotion(m.key, generation: 1)))
+        XCTAssertTrue(acts.records.contains(m.event(.vmotionExpired, peer: "10.0.0.9:909",
+                                                    detail: "VM reconnected afresh; source 10.0.0.1:900, destination 10.0.0.2:902, window 0.0 ms")))
+        XCTAssertTrue(acts.contains(.close(dest, flush: false)))
+        XCTAssertTrue(acts.contains(.send(fresh, Array("typed".utf8))), "the held input goes to the new connection")
+        XCTAssertEqual(h.status()["migrating"], "0")
+        XCTAssertEqual(h.list().first?.peer, "10.0.0.9:909")
+    }
+
+    func testGenerationsAreUniqueAcrossConsoles() {
+        let h = ConcentratorHarness()
+        let a = h.bringUpVM(UUIDs.a, name: "web01", peer: "10.0.0.1:900")
+        let b = h.bringUpVM(UUIDs.b, name: "web02", peer: "10.0.0.1:901")
+        h.vm(a, says: ESXi.begin([1, 1]))
+        h.vm(b, says: ESXi.begin([1, 1]))
+        XCTAssertTrue(h.isArmed(.vmotion(ConsoleKey(uuid: UUIDs.a, label: ""), generation: 1)))
+        XCTAssertTrue(h.isArmed(.vmotion(ConsoleKey(uuid: UUIDs.b, label: ""), generation: 2)))
+        XCTAssertEqual(h.status()["migrating"], "2")
+    }
 }
