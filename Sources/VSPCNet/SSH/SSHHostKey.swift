@@ -132,14 +132,6 @@ public struct SSHHostKey: Sendable {
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw SSHHostKeyError("ssh host key \(path) is not a regular file; \(advice)")
         }
-        // Like sshd, a private host key that others may read (or write) is not used: whoever read it can pose as
-        // this server.
-        if info.st_mode & 0o077 != 0 {
-            let mode = String(info.st_mode & 0o7777, radix: 8)
-            throw SSHHostKeyError("ssh host key \(path) has mode 0\(mode): it is open to group or others, so it is "
-                                  + "not used; chmod 600 \(path) (and consider the key exposed: remove it to have a "
-                                  + "new one made)")
-        }
         let bytes: [UInt8]
         do {
             bytes = try SSHFiles.read(path, limit: 64 * 1024)
@@ -155,6 +147,14 @@ public struct SSHHostKey: Sendable {
         let derived = try? Curve25519.Signing.PrivateKey(rawRepresentation: file.seed)
         guard let derived, Array(derived.publicKey.rawRepresentation) == file.publicKey else {
             throw SSHHostKeyError("ssh host key \(path) is corrupt: its public half does not match its private half; \(advice)")
+        }
+        // Like sshd, a private host key that others may read (or write) is not used: whoever read it can pose as
+        // this server.
+        if info.st_mode & 0o077 != 0 {
+            let mode = String(info.st_mode & 0o7777, radix: 8)
+            throw SSHHostKeyError("ssh host key \(path) has mode 0\(mode): it is open to group or others, so it is "
+                                  + "not used; chmod 600 \(path) (and consider the key exposed: remove it to have a "
+                                  + "new one made)")
         }
         let key = try SSHHostKey(seed: file.seed, path: path, created: false, warnings: [])
         return key
