@@ -7,11 +7,11 @@ import VSPCCore
 ///
 /// SQLite (WAL) through a GRDB `DatabasePool`. Reads are synchronous; writes are queued with
 /// `enqueue` and committed in batches by a single background writer.
-public final class Store: RecordStore, @unchecked Sendable {
+public final class Store: RecordBackend, @unchecked Sendable {
     public let path: String
     public let readOnly: Bool
 
-    private let pool: DatabasePool
+    let pool: DatabasePool
     private let logger = Logger(label: "vspcd.store")
 
     // Writer state (guarded by `lock`).
@@ -31,6 +31,8 @@ public final class Store: RecordStore, @unchecked Sendable {
     /// Failed writes not yet logged, and when a failure was last logged (at most one line a minute).
     private var unloggedFailures = 0
     private var lastFailureLog: UInt64?
+    /// The one-daemon lock, when `RecordBackends` opened the store for a daemon; released by `close()`.
+    var daemonLock: DatabaseLock?
     /// Called on the writer thread after each batch: its duration in seconds and how many units failed.
     public var commitObserver: (@Sendable (_ seconds: Double, _ failures: Int) -> Void)?
 
@@ -98,12 +100,12 @@ public final class Store: RecordStore, @unchecked Sendable {
 
     // MARK: Migrations
 
-    /// The migrations: `migrations/*.sql` of the package, compiled into this module by the EmbedMigrations
+    /// The migrations: `migrations/sqlite/*.sql` of the package, compiled into this module by the EmbedMigrations
     /// build plugin. `$VSPC_MIGRATIONS_DIR` replaces them with the `*.sql` files of another folder (for
     /// trying a migration before it is committed).
     static func migrationSources() throws -> [(name: String, sql: String)] {
         guard let env = ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"], !env.isEmpty else {
-            return EmbeddedMigrations.all
+            return EmbeddedMigrations.sqlite
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: env, isDirectory: &isDirectory), isDirectory.boolValue,
@@ -124,7 +126,7 @@ public final class Store: RecordStore, @unchecked Sendable {
     static func migrator() throws -> DatabaseMigrator {
         let sources = try migrationSources()
         guard !sources.isEmpty else {
-            throw StoreError.noMigrations(path: ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"] ?? "migrations/")
+            throw StoreError.noMigrations(path: ProcessInfo.processInfo.environment["VSPC_MIGRATIONS_DIR"] ?? "migrations/sqlite/")
         }
         var migrator = DatabaseMigrator()
         for (name, sql) in sources {
@@ -178,6 +180,12 @@ public final class Store: RecordStore, @unchecked Sendable {
         let sem = DispatchSemaphore(value: 0)
         enqueue([StoreOp](), completion: { _ in sem.signal() })
         sem.wait()
+    }
+
+    /// Flushes, then releases the one-daemon lock if this store holds it.
+    public func close() {
+        if !readOnly { flush() }
+        daemonLock?.release()
     }
 
     /// Runs on `writerQueue`: commits everything queued so far in one transaction.
@@ -316,98 +324,5 @@ public final class Store: RecordStore, @unchecked Sendable {
                     """, arguments: [max(0, count)])
             }
         }
-    }
-
-    // MARK: Reads
-
-    /// All assignments ordered by name, label.
-    public func loadAssignments() throws -> [Assignment] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT uuid, label, name, port, created_at, last_seen FROM assignment ORDER BY name, label, uuid
-                """).map { row in
-                Assignment(uuid: row["uuid"], label: row["label"], name: row["name"], port: row["port"],
-                           createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                           lastSeen: Date(timeIntervalSince1970: row["last_seen"]))
-            }
-        }
-    }
-
-    /// Events oldest first. With `limit`, the newest `limit` matching events (still oldest first).
-    /// `uuid` nil = all VMs; `label` nil = all labels; `since` is inclusive.
-    public func events(uuid: String?, label: String? = nil, since: Date? = nil, limit: Int? = nil) throws -> [EventRecord] {
-        var conds: [String] = []
-        var args: [(any DatabaseValueConvertible)?] = []
-        if let uuid {
-            conds.append("uuid = ?")
-            args.append(UUIDSpelling.normalize(uuid) ?? uuid)
-        }
-        if let label {
-            conds.append("label = ?")
-            args.append(label)
-        }
-        if let since {
-            conds.append("ts >= ?")
-            args.append(since.timeIntervalSince1970)
-        }
-        var sql = "SELECT id, ts, kind, uuid, label, name, peer, detail FROM event"
-        if !conds.isEmpty { sql += " WHERE " + conds.joined(separator: " AND ") }
-        if let limit {
-            sql += " ORDER BY ts DESC, id DESC LIMIT ?"
-            args.append(max(0, limit))
-        } else {
-            sql += " ORDER BY ts, id"
-        }
-        let arguments = StatementArguments(args)
-        let records = try pool.read { db in
-            try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                EventRecord(id: row["id"], time: Date(timeIntervalSince1970: row["ts"]), kind: row["kind"],
-                            uuid: row["uuid"], label: row["label"], name: row["name"],
-                            peer: row["peer"], detail: row["detail"])
-            }
-        }
-        return limit == nil ? records : records.reversed()
-    }
-
-    public func scrollback(uuid: String, label: String) throws -> [UInt8]? {
-        guard let key = UUIDSpelling.normalize(uuid) else { return nil }
-        return try pool.read { db in try ScrollbackChunks.read(db, uuid: key, label: label) }
-    }
-
-    public func allScrollback() throws -> [(uuid: String, label: String, data: [UInt8])] {
-        try pool.read { db in try ScrollbackChunks.readAll(db) }
-    }
-
-    /// The VMs known to the database, for `VMLookup`: the assignments, and the (uuid, name) pairs of the event
-    /// log, so a VM's old names still find it. `names` gives each uuid's display name: its current assignment's
-    /// name, else the name of its most recent event.
-    public func lookupCandidates() throws -> (candidates: [VMLookup.Candidate], names: [String: String]) {
-        var names: [String: String] = [:]
-        var candidates: [VMLookup.Candidate] = []
-        try pool.read { db in
-            for row in try Row.fetchAll(db, sql: "SELECT uuid, name FROM assignment ORDER BY label, name") {
-                let u: String = row["uuid"], n: String = row["name"]
-                if names[u] == nil { names[u] = n }
-                candidates.append(.init(uuid: u, name: n))
-            }
-            for row in try Row.fetchAll(db, sql: """
-                SELECT uuid, name, MAX(ts) AS t FROM event WHERE uuid IS NOT NULL
-                GROUP BY uuid, name ORDER BY t DESC
-                """) {
-                let u: String = row["uuid"]
-                let n: String = (row["name"] as String?) ?? ""
-                if !n.isEmpty, names[u] == nil { names[u] = n }
-                candidates.append(.init(uuid: u, name: n))
-            }
-        }
-        return (candidates, names)
-    }
-
-    /// Resolves a user's VM reference (for `vspc history` and `tail`) by `VMLookup`'s rules. Results are one
-    /// entry per uuid with its display name, sorted by name, uuid: none = unknown, several = ambiguous.
-    public func resolveVM(_ query: String) throws -> [(uuid: String, name: String)] {
-        let (candidates, names) = try lookupCandidates()
-        return VMLookup.matches(query, among: candidates).map { (uuid: $0, name: names[$0] ?? "") }
-            .sorted { ($0.name, $0.uuid) < ($1.name, $1.uuid) }
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import GRDB
+import VSPCCore
 
 public enum StoreError: Error, CustomStringConvertible, Equatable {
     case cannotOpen(path: String, reason: String)
@@ -30,6 +32,28 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "the database writer is behind; the event was counted and left out"
         case let .readOnly(path):
             return "database at \(path) is opened read-only"
+        }
+    }
+}
+
+extension Store {
+    /// The kind of a failed write, from SQLite's result code or the store's own refusal; the message is the
+    /// error's own text.
+    public func failure(of error: any Error) -> StoreFailure {
+        StoreFailure(Self.kind(of: error), "\(error)")
+    }
+
+    static func kind(of error: any Error) -> StoreFailure.Kind {
+        if let error = error as? StoreError {
+            if case .readOnly = error { return .readOnly }
+            return .other
+        }
+        guard let error = error as? DatabaseError else { return .other }
+        switch error.resultCode {
+        case .SQLITE_FULL: return .diskFull
+        case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN: return .readOnly
+        case .SQLITE_BUSY, .SQLITE_LOCKED: return .busy
+        default: return .other
         }
     }
 }

@@ -1,11 +1,12 @@
 import Foundation
 
-// Usage: vspc-embed-migrations OUTPUT.swift FILE.sql...
-// Writes `EmbeddedMigrations.all`: (file name, SQL text) pairs in file-name order. Every character outside
+// Usage: vspc-embed-migrations OUTPUT.swift BACKEND/FILE.sql...
+// Writes `EmbeddedMigrations.<backend>` for each backend folder (the folder holding the file, `sqlite` for
+// migrations/sqlite/0001_initial.sql): (file name, SQL text) pairs in file-name order. Every character outside
 // printable ASCII, and every quote and backslash, is written as a \u{...} escape so any SQL text is safe.
 let arguments = CommandLine.arguments.dropFirst()
 guard let output = arguments.first else {
-    FileHandle.standardError.write(Data("usage: vspc-embed-migrations OUTPUT.swift FILE.sql...\n".utf8))
+    FileHandle.standardError.write(Data("usage: vspc-embed-migrations OUTPUT.swift BACKEND/FILE.sql...\n".utf8))
     exit(2)
 }
 
@@ -21,17 +22,38 @@ func literal(_ text: String) -> String {
     return out + "\""
 }
 
-var source = "// Generated from migrations/*.sql by vspc-embed-migrations. Do not edit.\n"
-source += "enum EmbeddedMigrations {\n    static let all: [(name: String, sql: String)] = [\n"
-for path in arguments.dropFirst().sorted(by: { ($0 as NSString).lastPathComponent < ($1 as NSString).lastPathComponent }) {
-    let name = (path as NSString).lastPathComponent
-    guard let sql = try? String(contentsOfFile: path, encoding: .utf8) else {
-        FileHandle.standardError.write(Data("vspc-embed-migrations: cannot read \(path)\n".utf8))
+/// A backend's folder name becomes a Swift identifier: lowercase letters and digits, a letter first.
+func isIdentifier(_ name: String) -> Bool {
+    guard let first = name.unicodeScalars.first, ("a"..."z").contains(first) else { return false }
+    return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) }
+}
+
+var backends: [String: [String]] = [:]
+for path in arguments.dropFirst() {
+    let backend = ((path as NSString).deletingLastPathComponent as NSString).lastPathComponent
+    guard isIdentifier(backend) else {
+        FileHandle.standardError.write(Data("vspc-embed-migrations: \(path): backend folder \"\(backend)\" must be lowercase letters and digits\n".utf8))
         exit(1)
     }
-    source += "        (\(literal(name)), \(literal(sql))),\n"
+    backends[backend, default: []].append(path)
 }
-source += "    ]\n}\n"
+
+var source = "// Generated from migrations/BACKEND/*.sql by vspc-embed-migrations. Do not edit.\n"
+source += "enum EmbeddedMigrations {\n"
+for backend in backends.keys.sorted() {
+    source += "    static let \(backend): [(name: String, sql: String)] = [\n"
+    let paths = backends[backend, default: []]
+    for path in paths.sorted(by: { ($0 as NSString).lastPathComponent < ($1 as NSString).lastPathComponent }) {
+        let name = (path as NSString).lastPathComponent
+        guard let sql = try? String(contentsOfFile: path, encoding: .utf8) else {
+            FileHandle.standardError.write(Data("vspc-embed-migrations: cannot read \(path)\n".utf8))
+            exit(1)
+        }
+        source += "        (\(literal(name)), \(literal(sql))),\n"
+    }
+    source += "    ]\n"
+}
+source += "}\n"
 do {
     try source.write(toFile: output, atomically: true, encoding: .utf8)
 } catch {

@@ -38,7 +38,7 @@ struct AdminOption: ParsableArguments {
         } catch {
             throw fail(show("\(error)"))
         }
-        guard response.ok else { throw fail(show(response.error ?? "the daemon refused the request")) }
+        guard response.ok else { throw fail(refusal(response, query: request.vm)) }
         return response
     }
 }
@@ -216,12 +216,17 @@ struct Forget: AsyncParsableCommand {
 struct History: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a VM's recorded events (connects, disconnects, vMotion, clients), newest last.",
-        discussion: "Reads the database directly and read-only, so it works while the daemon is down.")
+        discussion: """
+        Asks the daemon at --admin; with --db, reads that database directly and read-only instead. When the \
+        daemon cannot be reached and no --db is given, reads ./vspcd.db, so it works while the daemon is down. \
+        The daemon answers with at most \(AdminProtocol.maxHistoryEvents) events (the newest).
+        """)
 
     @Argument(help: "VM name, uuid in any spelling, or a unique prefix of either.")
     var vm: String
 
-    @Option(help: "The daemon's database file.") var db = "vspcd.db"
+    @OptionGroup var admin: AdminOption
+    @Option(help: "The daemon's database file, read offline (default when the daemon is down: vspcd.db).") var db: String?
     @Option(help: "Only events since: 2h, 3d, 2026-11-25, '2026-11-25 14:00', or ISO 8601.") var since: String?
     @Option(help: "Only the newest N events.") var limit: Int?
     @Flag(help: "JSON, one array of events.") var json = false
@@ -234,34 +239,67 @@ struct History: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store: Store
+        let sinceDate = since.flatMap { parseSince($0) }
+        if let db { return try offline(db, since: sinceDate) }
+        let request = AdminRequest(command: "history", vm: vm, since: sinceDate.map(AdminProtocol.preciseTimestamp),
+                                   limit: limit)
+        let response: AdminResponse
         do {
-            store = try Store(path: db, readOnly: true)
+            response = try await AdminClient.request(try admin.endpoint(), request)
+        } catch let error as AdminClientError {
+            guard case .unreachable = error else { throw fail(show("\(error)")) }
+            // Daemon down: the default database, as before the daemon answered history.
+            return try offline("vspcd.db", since: sinceDate)
+        }
+        guard response.ok else { throw fail(refusal(response, query: vm)) }
+        guard let answer = response.history else { throw fail("the daemon sent no history") }
+        if limit.map({ $0 > AdminProtocol.maxHistoryEvents }) ?? true, answer.events.count >= AdminProtocol.maxHistoryEvents {
+            FileHandle.standardError.write(Data("vspc: the daemon sent the newest \(answer.events.count) events; use --db for all\n".utf8))
+        }
+        try printHistory(uuid: answer.uuid, name: answer.name, events: answer.events)
+    }
+
+    func offline(_ db: String, since sinceDate: Date?) throws {
+        let store: any RecordReader
+        do {
+            store = try RecordBackends.openForReading(db)
         } catch {
             throw fail(show("\(error)"))
         }
-        let matches = try store.resolveVM(vm)
-        if matches.isEmpty { throw fail("no VM matches \(quoted(vm)) in \(show(db))") }
-        if matches.count > 1 {
-            let names = matches.map { "  \(show($0.name)) \(UUIDSpelling.classic($0.uuid))" }.joined(separator: "\n")
-            throw fail("\(quoted(vm)) is ambiguous; it matches:\n\(names)")
+        let target: ConsoleCandidate
+        switch VMLookup.choose(vm, among: try store.knownConsoles(), scope: .vm) {
+        case .found(let found): target = found
+        case .notFound: throw fail("no VM matches \(quoted(vm)) in \(show(db))")
+        case .ambiguous(let candidates): throw fail(VMLookup.ambiguity(vm, candidates))
         }
-        let target = matches[0]
-        let events = try store.events(uuid: target.uuid, since: since.flatMap { parseSince($0) }, limit: limit)
+        let events = try store.events(uuid: target.uuid, label: nil, since: sinceDate, limit: limit)
+        try printHistory(uuid: target.uuid, name: target.name, events: events)
+    }
+
+    func printHistory(uuid: String, name: String, events: [EventRecord]) throws {
         if json {
             try printJSON(events)
             return
         }
-        print("# \(show(target.name)) \(UUIDSpelling.classic(target.uuid))")
+        print("# \(show(name)) \(UUIDSpelling.classic(uuid))")
         for e in events {
             var line = "\(formatLocal(e.time))  \(show(e.kind))"
             if !e.label.isEmpty { line += "  port=\(show(e.label))" }
-            if let name = e.name, name != target.name { line += "  name=\(show(name))" }
+            if let old = e.name, old != name { line += "  name=\(show(old))" }
             if let peer = e.peer { line += "  peer=\(show(peer))" }
             if let detail = e.detail { line += "  \(show(detail))" }
             print(line)
         }
     }
+}
+
+/// A daemon's refusal as printed: a reference that names several consoles is listed as `VMLookup` words it
+/// (the names escaped once, here); any other refusal is the daemon's text, escaped.
+func refusal(_ response: AdminResponse, query: String?) -> String {
+    if let candidates = response.candidates, !candidates.isEmpty, let query {
+        return VMLookup.ambiguity(query, candidates)
+    }
+    return show(response.error ?? "the daemon refused the request")
 }
 
 struct Tail: AsyncParsableCommand {
@@ -299,16 +337,18 @@ struct Tail: AsyncParsableCommand {
             }) { chunk in
                 output.write(backlog.take(chunk))
             }
-            guard response.ok else { throw fail(show(response.error ?? "the daemon refused the request")) }
+            guard response.ok else { throw fail(refusal(response, query: vm)) }
         } catch let error as AdminClientError {
             guard case .unreachable = error else { throw fail(show("\(error)")) }
             // Daemon down: the scrollback saved in the database.
-            guard !follow, let store = try? Store(path: db, readOnly: true) else { throw fail(show("\(error)")) }
-            let matches = (try? store.resolveVM(vm)) ?? []
-            guard matches.count == 1 else {
-                throw fail(matches.isEmpty ? show("\(error)") : "\(quoted(vm)) is ambiguous")
+            guard !follow, let store = try? RecordBackends.openForReading(db) else { throw fail(show("\(error)")) }
+            let target: ConsoleCandidate
+            switch VMLookup.choose(vm, among: (try? store.knownConsoles()) ?? [], scope: .vm) {
+            case .found(let found): target = found
+            case .notFound: throw fail(show("\(error)"))
+            case .ambiguous(let candidates): throw fail(VMLookup.ambiguity(vm, candidates))
             }
-            guard let saved = try store.scrollback(uuid: matches[0].uuid, label: label ?? "") else {
+            guard let saved = try store.scrollback(uuid: target.uuid, label: label ?? "") else {
                 throw fail("no scrollback saved for \(quoted(vm)) in \(show(db))")
             }
             var data = saved

@@ -77,6 +77,21 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Bytes a reader on a door that shows notices (SSH) may fall behind; past it the oldest unsent bytes are skipped for that reader, with a marker. \(def("skip-backlog"))", valueName: "bytes"))
     var skipBacklog: Int?
 
+    @Option(help: ArgumentHelp("Seconds a new proxy connection has to identify itself (ESXi takes milliseconds). \(def("identify-timeout"))", valueName: "seconds"))
+    var identifyTimeout: Double?
+
+    @Option(help: ArgumentHelp("Proxy connections not identified yet, in all; more are refused at once. \(def("proxy-max-unidentified"))", valueName: "n"))
+    var proxyMaxUnidentified: Int?
+
+    @Option(help: ArgumentHelp("Proxy connections not identified yet from one address; more are refused at once. \(def("proxy-max-unidentified-per-address"))", valueName: "n"))
+    var proxyMaxUnidentifiedPerAddress: Int?
+
+    @Option(help: ArgumentHelp("New port assignments one address may cause per minute; more are refused and recorded. \(def("new-ports-per-minute"))", valueName: "n"))
+    var newPortsPerMinute: Int?
+
+    @Option(help: ArgumentHelp("Percent of the port range kept for addresses that already own assignments. \(def("port-reserve-percent"))", valueName: "percent"))
+    var portReservePercent: Int?
+
     @Option(help: ArgumentHelp("SSH front door for people, [host]:port (off by default; suggested :6781). `ssh -p 6781 VM@host` attaches to VM's console.", valueName: "[host]:port"))
     var ssh: String?
 
@@ -176,6 +191,11 @@ struct VSPCD: AsyncParsableCommand {
         config.takeoverProbeTimeout = settings.takeoverProbeTimeout
         config.clientBufferLimit = settings.disconnectBacklog
         config.skipBacklog = settings.skipBacklog
+        config.concentrator.identifyTimeout = settings.identifyTimeout
+        config.concentrator.maxUnidentified = settings.proxyMaxUnidentified
+        config.concentrator.maxUnidentifiedPerAddress = settings.proxyMaxUnidentifiedPerAddress
+        config.concentrator.newAssignmentsPerMinute = settings.newPortsPerMinute
+        config.concentrator.portReserveFraction = Double(settings.portReservePercent) / 100
         config.proxyAllow = Self.allowList(settings.proxyAllow)
         config.metrics = settings.metrics.flatMap { Endpoint.parse($0, defaultHost: "127.0.0.1") }
         config.version = VSPCVersion.current
@@ -199,20 +219,17 @@ struct VSPCD: AsyncParsableCommand {
             }
         }
 
-        // One daemon per database, taken before the store opens; held until the process ends.
-        let databaseLock: DatabaseLock
+        // One daemon per database: the backend takes its lock before it opens, and holds it until `close()`.
+        let store: any RecordBackend
+        let saved: SavedState
         do {
-            databaseLock = try DatabaseLock(databasePath: settings.db)
+            store = try RecordBackends.openForDaemon(settings.db)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)
         }
-        defer { databaseLock.release() }
-
-        let store: Store
-        let saved: SavedState
+        defer { store.close() }
         do {
-            store = try Store(path: settings.db)
             saved = try Self.loadSaved(store, scrollback: config.scrollbackBytes > 0)
         } catch {
             logger.critical("\(error)")
@@ -251,7 +268,7 @@ struct VSPCD: AsyncParsableCommand {
     }
 
     /// The assignments and scrollback the daemon had when it stopped.
-    static func loadSaved(_ store: Store, scrollback: Bool) throws -> SavedState {
+    static func loadSaved(_ store: any StartupRecords, scrollback: Bool) throws -> SavedState {
         var saved = SavedState(assignments: try store.loadAssignments(), scrollback: [:])
         if scrollback {
             for s in try store.allScrollback() { saved.scrollback[ConsoleKey(uuid: s.uuid, label: s.label)] = s.data }

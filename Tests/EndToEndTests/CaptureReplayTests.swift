@@ -9,7 +9,7 @@ import XCTest
 /// attempt) through the real daemon, byte for byte as ESXi sent them, with one change: each destination's
 /// VMOTION-PEER carries the secret this daemon handed out rather than the capture's. A person attached to the
 /// VM's port throughout must see the capture's counting bytes exactly once each, in order.
-final class CaptureReplayTests: XCTestCase {
+final class CaptureReplayTests: DaemonTestCase {
     /// The capture's streams, kept as fixtures of the unit tests (one dump line per line).
     static func vmEvents(_ stream: Int) throws -> [TelnetEvent] {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -41,9 +41,7 @@ final class CaptureReplayTests: XCTestCase {
     }
 
     func testCaptureStreamsThroughTheDaemon() async throws {
-        let daemon = try Daemon()
-        defer { daemon.cleanup() }
-        try await daemon.start()
+        let daemon = try await startDaemon()
         let uuid = "0123456789abcdeffedcba9800000000"
         var secrets: [[UInt8]: [UInt8]] = [:]   // sequence -> secret this daemon gave
         var replies: [String] = []
@@ -103,7 +101,8 @@ final class CaptureReplayTests: XCTestCase {
         // Every counting byte, once, in order, across three handoffs, a refused and an aborted attempt.
         let expected = Array(UInt8(0x20)...UInt8(0x7E)) + Array(UInt8(0x20)...UInt8(0x32))
         try await person.waitForData(count: expected.count)
-        try await Task.sleep(nanoseconds: 200_000_000)
+        // The daemon has read all the last destination sent, and the person has all that it was sent before.
+        if let last = previous { try await barrier(last, person) }
         XCTAssertEqual(person.data, expected)
         // Stream 2's three BEGINs meet this daemon's state: the first is accepted (the capture's server refused
         // it artificially), the second, on the same source with no destination yet, restarts it with a new

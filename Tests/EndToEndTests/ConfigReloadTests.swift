@@ -4,16 +4,13 @@ import VSPCSim
 import XCTest
 
 /// `--config`: the file, its errors, flags over it, and SIGHUP.
-final class ConfigReloadTests: XCTestCase {
+final class ConfigReloadTests: DaemonTestCase {
     var daemon: Daemon!
     var configPath: String { daemon.directory.appendingPathComponent("vspcd.toml").path }
 
     override func setUp() async throws {
-        daemon = try Daemon()
-    }
-
-    override func tearDown() async throws {
-        daemon.cleanup()
+        try await super.setUp()
+        daemon = try makeDaemon()
     }
 
     func writeConfig(_ text: String) throws {
@@ -23,13 +20,7 @@ final class ConfigReloadTests: XCTestCase {
     /// Waits until the daemon's log has `count` lines containing `text`, and returns those lines.
     @discardableResult
     func waitForLog(_ text: String, count: Int = 1, timeout: Double = 30) async throws -> [String] {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            let lines = daemon.log.split(separator: "\n").map(String.init).filter { $0.contains(text) }
-            if lines.count >= count { return lines }
-            if Date() > deadline { throw SimError("no log line with \(text.debugDescription):\n\(daemon.log)") }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
+        try await daemon.waitForLog(text, count: count, timeout: timeout)
     }
 
     func testABadKeyOrValueIsAStartupErrorNamingTheFileAndLine() throws {

@@ -6,16 +6,12 @@ import VSPCStore
 import XCTest
 
 /// End to end: the real vspcd binary, simulated ESXi VMs, and telnet clients.
-final class CoreTests: XCTestCase {
+final class CoreTests: DaemonTestCase {
     var daemon: Daemon!
 
     override func setUp() async throws {
-        daemon = try Daemon()
-        try await daemon.start()
-    }
-
-    override func tearDown() async throws {
-        daemon.cleanup()
+        try await super.setUp()
+        daemon = try await startDaemon()
     }
 
     func testVMIsIdentifiedListedAndRecorded() async throws {
@@ -116,6 +112,8 @@ final class CoreTests: XCTestCase {
     }
 
     func testStaleConnectionIsReplacedByReconnect() async throws {
+        // A short probe timeout: the silent connection is replaced once it has not answered for 1 s.
+        let daemon = try await startDaemon(["--takeover-probe-timeout", "1"])
         let uuid = testUUID(4)
         let first = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "stale")
         let port = try await daemon.port(of: uuid)
@@ -163,7 +161,8 @@ final class CoreTests: XCTestCase {
         for i in 0..<100 {
             vms.append(try await SimulatedVM.connect(port: daemon.proxyPort, uuid: testUUID(i, salt), name: "k-\(i)"))
         }
-        let listed = try await daemon.waitForList("100 VMs") { $0.count == 100 }
+        // Listed and saved (a port listed before the disk has it is marked unsaved).
+        let listed = try await daemon.waitForList("100 VMs saved") { $0.count == 100 && $0.allSatisfy { $0.saved != false } }
         try await daemon.kill9()
         vms.forEach { $0.close() }
         try await daemon.start()
@@ -172,9 +171,7 @@ final class CoreTests: XCTestCase {
     }
 
     func testFiveHundredVMsGetDistinctPorts() async throws {
-        let bigDaemon = try Daemon(portRangeSize: 600)
-        defer { bigDaemon.cleanup() }
-        try await bigDaemon.start()
+        let bigDaemon = try await startDaemon(portRangeSize: 600)
         let salt = UInt32.random(in: 0...UInt32.max)
         let vms = try await withThrowingTaskGroup(of: SimulatedVM.self) { group in
             for i in 0..<500 {
@@ -210,14 +207,12 @@ final class CoreTests: XCTestCase {
     func testGarbageAndTruncatedSubnegotiationsSurvive() async throws {
         var rng = SystemRandomNumberGenerator()
         for round in 0..<5 {
-            let peer = try await RawPeer.connect(port: daemon.proxyPort)
             var junk = (0..<20000).map { _ in UInt8.random(in: 0...255, using: &rng) }
             if round == 0 { junk = [0xFF, 0xFA, 0xE8, 0x50] + [UInt8](repeating: 0x41, count: 100_000) } // endless SB
             if round == 1 { junk = [0xFF, 0xFB, 0xE8, 0xFF, 0xFA, 0xE8, 0x46, 0x53] }                    // truncated DO-PROXY
             if round == 2 { junk = [0xFF, 0xFA, 0xE8, 0x52, 0xFF, 0xFD, 0x01, 0xFF, 0xF0, 0xFF, 0xFA] }  // IAC DO inside SB
-            peer.write(raw: junk)
-            try await Task.sleep(nanoseconds: 50_000_000)
-            peer.close()
+            // Sent, then closed; the daemon has read it all once it closes the connection in turn.
+            try sendAndAwaitClose(port: daemon.proxyPort, junk)
         }
         // A VM that sends a truncated subnegotiation mid-session, then carries on.
         let uuid = testUUID(21)
@@ -237,9 +232,7 @@ final class CoreTests: XCTestCase {
     }
 
     func testClientThatStopsReadingIsDroppedAlone() async throws {
-        let small = try Daemon(extraArguments: ["--scrollback", "0"])
-        defer { small.cleanup() }
-        try await small.start()
+        let small = try await startDaemon(["--scrollback", "0"])
         let uuid = testUUID(22)
         let vm = try await SimulatedVM.connect(port: small.proxyPort, uuid: uuid, name: "chatty")
         defer { vm.close() }
@@ -278,14 +271,17 @@ final class CoreTests: XCTestCase {
     }
 
     func testIdleAssignmentExpiresAndPortReturnsToPool() async throws {
-        let quick = try Daemon(portRangeSize: 1, extraArguments: ["--vm-expire-time", "1"])
-        defer { quick.cleanup() }
-        try await quick.start()
+        let quick = try await startDaemon(portRangeSize: 1, ["--vm-expire-time", "1"])
         let first = testUUID(40)
         let vm = try await SimulatedVM.connect(port: quick.proxyPort, uuid: first, name: "short-lived")
         let port = try await quick.port(of: first)
-        // Connected VMs never expire.
-        try await Task.sleep(nanoseconds: 1_500_000_000)
+        // Connected VMs never expire: wait for an expiry sweep that runs well over the 1 s expiry time after
+        // the VM connected (each sweep refreshes the saved last-seen time of the consoles in use).
+        let saved = try Store(path: quick.dbPath, readOnly: true)
+        try await waitUntil("an expiry sweep 1.5 s after the VM connected") {
+            guard let a = try saved.loadAssignments().first(where: { $0.uuid == first }) else { return false }
+            return a.lastSeen.timeIntervalSince(a.createdAt) > 1.5
+        }
         let stillListed = try await quick.list()
         XCTAssertEqual(stillListed.map(\.uuid), [first])
         vm.close()
@@ -303,25 +299,25 @@ final class CoreTests: XCTestCase {
     /// Idle time counts from when the VM was last seen, not from the daemon's start: a daemon restarted more
     /// often than --vm-expire-time still expires dead VMs.
     func testIdleTimeSurvivesARestart() async throws {
-        let quick = try Daemon(extraArguments: ["--vm-expire-time", "3"])
-        defer { quick.cleanup() }
-        try await quick.start()
+        let quick = try await startDaemon(["--vm-expire-time", "3"])
         let uuid = testUUID(42)
         let vm = try await SimulatedVM.connect(port: quick.proxyPort, uuid: uuid, name: "gone")
         _ = try await quick.port(of: uuid)
         vm.close()
         try await quick.waitForList("VM down") { $0.first?.connected == false }
         try await quick.stop()
-        try await Task.sleep(nanoseconds: 3_500_000_000)
+        // Down until the VM was last seen more than 3 s ago.
+        let assignment = try Store(path: quick.dbPath, readOnly: true).loadAssignments().first { $0.uuid == uuid }
+        guard let lastSeen = assignment?.lastSeen else { throw SimError("no saved assignment for \(uuid)") }
+        try await waitUntil("the VM last seen 3.5 s ago") { Date().timeIntervalSince(lastSeen) > 3.5 }
         try await quick.start()
         // Already idle for longer than 3 s: expired at the first sweep (within a second), not 3 s after start.
         try await quick.waitForList("the assignment to expire", timeout: 2) { $0.isEmpty }
     }
 
     func testNewVMsAreRefusedCleanlyNearTheDescriptorLimit() async throws {
-        let limited = try Daemon()
+        let limited = try makeDaemon()
         limited.openFileLimit = 100
-        defer { limited.cleanup() }
         try await limited.start()
         // 100 descriptors, 64 kept in reserve, a few in use by the daemon itself: room for well under 30 VMs.
         let salt = UInt32.random(in: 0...UInt32.max)
@@ -382,12 +378,10 @@ final class CoreTests: XCTestCase {
         let good = try await SimulatedClient.connect(port: port)
         defer { good.close() }
         var rng = SystemRandomNumberGenerator()
-        let junk = try await RawPeer.connect(port: port)
-        // Random bytes, then a subnegotiation that never ends.
-        junk.write(raw: (0..<50_000).map { _ in UInt8.random(in: 0...255, using: &rng) } + [0xFF, 0xFA, 0x18]
+        // Random bytes, then a subnegotiation that never ends; then closed. The daemon has read it all once it
+        // closes the connection in turn.
+        try sendAndAwaitClose(port: port, (0..<50_000).map { _ in UInt8.random(in: 0...255, using: &rng) } + [0xFF, 0xFA, 0x18]
             + [UInt8](repeating: 0x41, count: 100_000))
-        try await Task.sleep(nanoseconds: 200_000_000)
-        junk.close()
         _ = vm.takeData()
         good.send(Array("still here".utf8))
         try await vm.wait("the good client's input") { vm.data.suffix(10) == Array("still here".utf8) }

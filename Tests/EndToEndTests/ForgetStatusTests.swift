@@ -6,16 +6,12 @@ import VSPCStore
 import XCTest
 
 /// `vspc forget` and `vspc status`, against the real daemon.
-final class ForgetStatusTests: XCTestCase {
+final class ForgetStatusTests: DaemonTestCase {
     var daemon: Daemon!
 
     override func setUp() async throws {
-        daemon = try Daemon()
-        try await daemon.start()
-    }
-
-    override func tearDown() async throws {
-        daemon.cleanup()
+        try await super.setUp()
+        daemon = try await startDaemon()
     }
 
     private func vspc(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {

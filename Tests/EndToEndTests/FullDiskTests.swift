@@ -6,12 +6,13 @@ import VSPCStore
 import XCTest
 
 /// A full disk never takes a console away (issue 8): the database lives on a small tmpfs that the test fills.
-final class FullDiskTests: XCTestCase {
+final class FullDiskTests: DaemonTestCase {
     var mountPoint: URL!
     var daemon: Daemon!
 
     override func setUp() async throws {
-        daemon = try Daemon()
+        try await super.setUp()
+        daemon = try makeDaemon()
         mountPoint = daemon.directory.appendingPathComponent("disk")
         try FileManager.default.createDirectory(at: mountPoint, withIntermediateDirectories: true)
         let mount = Process()
@@ -26,14 +27,17 @@ final class FullDiskTests: XCTestCase {
         }
     }
 
+    /// The daemon goes before its disk: the base class then prints its log (kept outside the tmpfs) and removes it.
     override func tearDown() async throws {
-        if let p = daemon.process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
-        let umount = Process()
-        umount.executableURL = URL(fileURLWithPath: "/bin/umount")
-        umount.arguments = ["-l", mountPoint.path]
-        try? umount.run()
-        umount.waitUntilExit()
-        daemon.cleanup()
+        if let p = daemon?.process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        if let mountPoint {
+            let umount = Process()
+            umount.executableURL = URL(fileURLWithPath: "/bin/umount")
+            umount.arguments = ["-l", mountPoint.path]
+            try? umount.run()
+            umount.waitUntilExit()
+        }
+        try await super.tearDown()
     }
 
     /// Fills the file system with one file until it refuses more.

@@ -7,21 +7,7 @@ import XCTest
 
 /// End to end, against the real binaries: the daemon's files are private whatever the umask, one daemon per
 /// database (readers still work beside it), and names with terminal controls are printed escaped.
-final class HardeningTests: XCTestCase {
-    private var daemons: [Daemon] = []
-
-    override func tearDown() async throws {
-        daemons.forEach { $0.cleanup() }
-        daemons = []
-    }
-
-    private func startDaemon(_ extraArguments: [String] = []) async throws -> Daemon {
-        let d = try Daemon(extraArguments: extraArguments)
-        daemons.append(d)
-        try await d.start()
-        return d
-    }
-
+final class HardeningTests: DaemonTestCase {
     private func mode(_ path: String) -> String {
         PrivateFiles.mode(path).map(PrivateFiles.octal) ?? "missing"
     }
@@ -39,8 +25,7 @@ final class HardeningTests: XCTestCase {
     // MARK: private files
 
     func testDatabaseFilesArePrivateWhateverTheUmask() async throws {
-        let d = try Daemon()
-        daemons.append(d)
+        let d = try makeDaemon()
         // Directories the daemon creates itself, below the test's own.
         let db = d.directory.appendingPathComponent("state/vspcd/vspcd.db").path
         d.extraArguments = ["--db", db] // the last --db wins
@@ -83,8 +68,7 @@ final class HardeningTests: XCTestCase {
         let (vm, client) = try await connectVM(first, uuid: uuid, name: "locked-vm", printing: "console line\r\n")
 
         // Same database, other ports: refused at once, naming the database and the running daemon's pid.
-        let intruder = try Daemon(directory: first.directory)
-        daemons.append(intruder)
+        let intruder = try makeDaemon(directory: first.directory)
         XCTAssertEqual(intruder.dbPath, first.dbPath)
         let second = try Daemon.runTool("vspcd", intruder.arguments, timeout: 60)
         XCTAssertNotEqual(second.status, 0, "a second vspcd started on \(first.dbPath):\n\(second.err)")

@@ -74,7 +74,7 @@ final class Daemon {
         p.currentDirectoryURL = directory
         if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         if !FileManager.default.fileExists(atPath: logPath) {
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
@@ -95,6 +95,30 @@ final class Daemon {
     var adminArgument: String { adminUnixPath.map { "unix:\($0)" } ?? "127.0.0.1:\(adminPort)" }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until the log has `count` lines containing `text`, and returns those lines.
+    @discardableResult
+    func waitForLog(_ text: String, count: Int = 1, timeout: Double = 30) async throws -> [String] {
+        var lines: [String] = []
+        try await waitUntil("\(count) × \(text.debugDescription) in the log of vspcd", timeout: timeout) {
+            lines = log.split(separator: "\n").map(String.init).filter { $0.contains(text) }
+            return lines.count >= count
+        }
+        return lines
+    }
+
+    /// The last `bytes` of the log (from the first whole line in them), without reading the rest of the file.
+    func logTail(bytes: Int) -> String {
+        guard let file = FileHandle(forReadingAtPath: logPath) else { return "(no log at \(logPath))" }
+        defer { try? file.close() }
+        let size = (try? file.seekToEnd()) ?? 0
+        let start = size > UInt64(bytes) ? size - UInt64(bytes) : 0
+        try? file.seek(toOffset: start)
+        let data = (try? file.readToEnd()) ?? Data()
+        var text = String(decoding: data, as: UTF8.self)
+        if start > 0, let newline = text.firstIndex(of: "\n") { text = String(text[text.index(after: newline)...]) }
+        return text
+    }
 
     func list() async throws -> [ConsoleInfo] {
         let endpoint: AdminEndpoint = adminUnixPath.map { .unix(path: $0) } ?? .tcp(Endpoint(host: "127.0.0.1", port: adminPort))
@@ -253,6 +277,15 @@ func waitForEvents(_ daemon: Daemon, uuid: String, _ what: String, timeout: Doub
         if Date() > deadline {
             throw SimError("timed out waiting for \(what); events: \(events.map { "\($0.kind)[\($0.detail ?? "")]" })")
         }
+        try await Task.sleep(nanoseconds: 20_000_000)
+    }
+}
+
+/// Polls `condition` until it holds; fails after `timeout` seconds, a bound for a failure only.
+func waitUntil(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while try !condition() {
+        if Date() > deadline { throw SimError("timed out after \(timeout) s waiting for \(what)") }
         try await Task.sleep(nanoseconds: 20_000_000)
     }
 }

@@ -7,22 +7,7 @@ import XCTest
 
 /// End to end: the event log (`vspc history`), scrollback (`vspc tail`, `tail -f`, replay) and event
 /// retention, against the real vspcd and vspc binaries.
-final class HistoryTailTests: XCTestCase {
-    var daemons: [Daemon] = []
-
-    override func tearDown() async throws {
-        daemons.forEach { $0.cleanup() }
-        daemons = []
-    }
-
-    /// A started daemon that is cleaned up after the test.
-    func startDaemon(_ extraArguments: [String] = []) async throws -> Daemon {
-        let d = try Daemon(extraArguments: extraArguments)
-        daemons.append(d)
-        try await d.start()
-        return d
-    }
-
+final class HistoryTailTests: DaemonTestCase {
     func admin(_ d: Daemon) -> [String] { ["--admin", "127.0.0.1:\(d.adminPort)"] }
 
     /// A VM with a telnet client attached, so that output can be awaited: once the client has it, the
@@ -337,8 +322,11 @@ final class HistoryTailTests: XCTestCase {
             try await output(vm, second, seenBy: client)
             let live = try vspc(["tail", uuid] + admin(d))
             XCTAssertEqual(live.out, Data(first + second))
-            // Longer than the 2 s save interval, then kill -9: nothing is saved at exit.
-            try await Task.sleep(nanoseconds: 4_500_000_000)
+            // Saved by the daemon's periodic save (every 2 s), then kill -9: nothing is saved at exit.
+            let store = try Store(path: d.dbPath, readOnly: true)
+            try await waitUntil("the scrollback saved", timeout: 30) {
+                try store.scrollback(uuid: uuid, label: "") == first + second
+            }
             try await d.kill9()
             vm.close()
             client.close()

@@ -99,8 +99,8 @@ extension HostilePeerTests {
         XCTAssertFalse(third.closed)
         second.close()
         try await roundTrip(third, client, 2)
-        let events = try await waitForEvents(daemon, uuid: uuid, "two disconnects") {
-            $0.filter { $0.kind == "vm-disconnect" }.count >= 2
+        let events = try await waitForEvents(daemon, uuid: uuid, "two disconnects and the third connect") {
+            $0.filter { $0.kind == "vm-disconnect" }.count >= 2 && $0.filter { $0.kind == "vm-connect" }.count >= 3
         }
         XCTAssertFalse(events.contains { $0.kind == "vm-takeover-refused" }, "\(events.map(\.kind))")
         XCTAssertEqual(events.filter { $0.kind == "vm-connect" }.count, 3, "\(events.map(\.kind))")
@@ -175,8 +175,8 @@ extension HostilePeerTests {
         try await daemon.waitForList("migrating") { $0.first { $0.uuid == uuid }?.migrating == true }
         let typed = Array("typed-in-window;".utf8)
         client.send(typed)
-        // Held, not delivered to the source during the window (a negative check: give the daemon a moment).
-        try await Task.sleep(nanoseconds: 300_000_000)
+        // Held, not delivered to the source during the window (once the daemon has read it).
+        try await barrier(client, source)
         XCTAssertEqual(source.data, [], "input reached the source during the window")
 
         source.close()

@@ -9,29 +9,8 @@ import XCTest
 /// reads, a BEGIN/ABORT flood, connections from outside `--proxy-allow`, an oversized admin request) cost only
 /// themselves, and the other consoles keep working. Takeover and vMotion restarts are in
 /// HostilePeerTests+Takeover.swift.
-final class HostilePeerTests: XCTestCase {
-    var daemons: [Daemon] = []
-
-    override func tearDown() async throws {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons {
-                let tail = daemon.log.split(separator: "\n").suffix(60).joined(separator: "\n")
-                print("--- vspcd log of \(name) (last 60 lines) ---\n\(tail)")
-            }
-        }
-        daemons.forEach { $0.cleanup() }
-        daemons = []
-    }
-
+final class HostilePeerTests: DaemonTestCase {
     // MARK: - helpers (shared with HostilePeerTests+Takeover.swift)
-
-    /// Starts a daemon that `tearDown` cleans up.
-    func startDaemon(_ extra: [String] = []) async throws -> Daemon {
-        let daemon = try Daemon(extraArguments: extra)
-        daemons.append(daemon)
-        try await daemon.start()
-        return daemon
-    }
 
     /// VMware sub-command codes and telnet bytes, spelled out so the tests do not lean on the code under test.
     enum Code {
@@ -91,11 +70,7 @@ final class HostilePeerTests: XCTestCase {
 
     /// Waits until the daemon's log contains `text`.
     func waitForLog(_ daemon: Daemon, _ text: String, timeout: Double = 30) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while !daemon.log.contains(text) {
-            if Date() > deadline { throw SimError("timed out waiting for \(text.debugDescription) in the log") }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
+        try await daemon.waitForLog(text, timeout: timeout)
     }
 
     func occurrences(of text: String, in log: String) -> Int {
@@ -299,8 +274,7 @@ final class HostilePeerTests: XCTestCase {
     }
 
     func testInvalidProxyAllowStopsStartup() async throws {
-        let daemon = try Daemon(extraArguments: ["--proxy-allow", "10.0.0.0/33"])
-        daemons.append(daemon)
+        let daemon = try makeDaemon(["--proxy-allow", "10.0.0.0/33"])
         do {
             try await daemon.start(timeout: 20)
             XCTFail("vspcd started with --proxy-allow 10.0.0.0/33")

@@ -5,7 +5,7 @@ import VSPCSim
 import XCTest
 
 /// `--metrics`: the Prometheus series move with the work the daemon does.
-final class MetricsEndToEndTests: XCTestCase {
+final class MetricsEndToEndTests: DaemonTestCase {
     /// One scrape: GET /metrics over a plain connection, the body as text.
     private func scrape(_ port: Int) async throws -> String {
         let peer = try await RawPeer.connect(port: port)
@@ -26,9 +26,7 @@ final class MetricsEndToEndTests: XCTestCase {
 
     func testSeriesMoveWithConnectionsBytesAndVMotion() async throws {
         let metricsPort = try freePort()
-        let daemon = try Daemon(extraArguments: ["--metrics", "127.0.0.1:\(metricsPort)"])
-        try await daemon.start()
-        defer { daemon.cleanup() }
+        let daemon = try await startDaemon(["--metrics", "127.0.0.1:\(metricsPort)"])
 
         let before = try await scrape(metricsPort)
         XCTAssertEqual(value(before, "vspc_vms_connected"), 0)

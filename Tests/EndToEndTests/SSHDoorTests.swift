@@ -8,8 +8,7 @@ import XCTest
 /// the real vspcd. Access (read-write, read-only, `vms=`, unknown and RSA keys, the host key, `list@`) is here; the
 /// escape menu, notices, audit, telnet-port modes, the Unix admin socket and key reloads are in
 /// SSHDoorTests+Sessions.swift.
-final class SSHDoorTests: XCTestCase {
-    var daemons: [Daemon] = []
+final class SSHDoorTests: DaemonTestCase {
     var sessions: [SSHSession] = []
     var connections: [SimConnection] = []
     var work: URL!
@@ -23,29 +22,26 @@ final class SSHDoorTests: XCTestCase {
     }
 
     override func setUp() async throws {
+        try await super.setUp()
         // Writing to the stdin of an ssh that has exited must not end the test run.
         signal(SIGPIPE, SIG_IGN)
         work = FileManager.default.temporaryDirectory.appendingPathComponent("vspcd-ssh-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
     }
 
+    /// The sessions and connections go first; the base class then prints the daemons' logs and removes them.
     override func tearDown() async throws {
         if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons {
-                let tail = daemon.log.split(separator: "\n").suffix(60).joined(separator: "\n")
-                print("--- vspcd log of \(name) (last 60 lines) ---\n\(tail)")
-            }
             for session in sessions {
                 print("--- \(session.name): stdout \(session.text.debugDescription) stderr \(session.err.debugDescription)")
             }
         }
         sessions.forEach { $0.stop() }
         connections.forEach { $0.close() }
-        daemons.forEach { $0.cleanup() }
         sessions = []
         connections = []
-        daemons = []
-        try? FileManager.default.removeItem(at: work)
+        if let work { try? FileManager.default.removeItem(at: work) }
+        try await super.tearDown()
     }
 
     // MARK: - helpers (shared with SSHDoorTests+Sessions.swift)
@@ -64,8 +60,7 @@ final class SSHDoorTests: XCTestCase {
     /// Starts a daemon with `--ssh` and these authorized_keys lines in its default file (beside the database), and
     /// waits until the SSH port listens.
     func startDoor(_ authorizedKeys: [String], extra: [String] = [], adminUnixSocket: Bool = false) async throws -> Door {
-        let daemon = try Daemon(extraArguments: extra)
-        daemons.append(daemon)
+        let daemon = try makeDaemon(extra)
         let door = Door(daemon: daemon, sshPort: try freePort())
         daemon.extraArguments += ["--ssh", "127.0.0.1:\(door.sshPort)"]
         if adminUnixSocket { daemon.adminUnixPath = daemon.directory.appendingPathComponent("admin.sock").path }
@@ -83,11 +78,7 @@ final class SSHDoorTests: XCTestCase {
 
     /// Waits until the daemon's log holds `text` at least `count` times.
     func waitForLog(_ door: Door, _ text: String, count: Int = 1, timeout: Double = 30) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while occurrences(of: text, in: door.daemon.log) < count {
-            if Date() > deadline { throw SimError("timed out waiting for \(count) × \(text.debugDescription) in the log") }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
+        try await door.daemon.waitForLog(text, count: count, timeout: timeout)
     }
 
     /// A VM that is connected and listed.
@@ -140,16 +131,6 @@ final class SSHDoorTests: XCTestCase {
         let seen = occurrences(of: marker, in: session.text)
         session.menu("?")
         try await session.waitFor(marker, count: seen + 1)
-    }
-
-    /// Waits until the daemon has read everything the telnet client sent so far: it answers `IAC DO option` (an
-    /// option it refuses, each one once per connection) with `IAC WONT option`, after what came before.
-    func telnetBarrier(_ client: SimulatedClient, option: UInt8) async throws {
-        client.write(raw: [0xFF, 0xFD, option])
-        try await client.wait("IAC WONT \(option)", timeout: 30) {
-            let raw = client.raw
-            return raw.count >= 3 && (0...(raw.count - 3)).contains { raw[$0] == 0xFF && raw[$0 + 1] == 0xFC && raw[$0 + 2] == option }
-        }
     }
 
     /// Waits until the VM has received exactly `expected` (and fails if it received something else).

@@ -50,10 +50,9 @@ final class NotifyListener: @unchecked Sendable {
     func close() { shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
 }
 
-final class ServiceTests: XCTestCase {
+final class ServiceTests: DaemonTestCase {
     func testSystemdNotifyReadyWatchdogAndStopping() async throws {
-        let daemon = try Daemon()
-        defer { daemon.cleanup() }
+        let daemon = try makeDaemon()
         let listener = try NotifyListener(path: daemon.directory.appendingPathComponent("notify.sock").path)
         defer { listener.close() }
         daemon.environment = ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "200000"]
@@ -76,9 +75,7 @@ final class ServiceTests: XCTestCase {
     }
 
     func testANameWithControlsCannotForgeALogLine() async throws {
-        let daemon = try Daemon()
-        defer { daemon.cleanup() }
-        try await daemon.start()
+        let daemon = try await startDaemon()
         let name = "evil\n<5>vspcd[1]: NOTICE forged\u{1b}]52;c;aGk=\u{07}\u{9b}31m\u{202e}"
         let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: testUUID(1), name: name)
         defer { vm.close() }
@@ -97,8 +94,8 @@ final class ServiceTests: XCTestCase {
     }
 
     func testAClosedStderrNeitherStopsNorKillsTheDaemon() async throws {
-        let daemon = try Daemon()
-        defer { daemon.cleanup() }
+        // The daemon's ports and folder; it is started by hand here, with its stderr closed.
+        let daemon = try makeDaemon()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Daemon.binary("vspcd"))
         p.arguments = daemon.arguments // --debug: plenty of lines to write into the closed pipe

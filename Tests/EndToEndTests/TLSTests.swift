@@ -6,11 +6,9 @@ import VSPCStore
 import XCTest
 
 /// TLS on the proxy port.
-final class TLSTests: XCTestCase {
+final class TLSTests: DaemonTestCase {
     func testVMOverTLS() async throws {
-        let daemon = try Daemon(extraArguments: ["--ssl", "--ssl-cert", fixture("test-cert.pem"), "--ssl-key", fixture("test-key.pem")])
-        defer { daemon.cleanup() }
-        try await daemon.start()
+        let daemon = try await startDaemon(["--ssl", "--ssl-cert", fixture("test-cert.pem"), "--ssl-key", fixture("test-key.pem")])
         let uuid = testUUID(30)
         let vm = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "secure", tls: true)
         defer { vm.close() }
@@ -30,16 +28,14 @@ final class TLSTests: XCTestCase {
     }
 
     func testMissingOrMismatchedCertificateIsAClearStartupError() async throws {
-        let missing = try Daemon(extraArguments: ["--ssl", "--ssl-cert", "/nonexistent/cert.pem", "--ssl-key", fixture("test-key.pem")])
-        defer { missing.cleanup() }
+        let missing = try makeDaemon(["--ssl", "--ssl-cert", "/nonexistent/cert.pem", "--ssl-key", fixture("test-key.pem")])
         do {
             try await missing.start(timeout: 10)
             XCTFail("vspcd started without its certificate")
         } catch {
             XCTAssertTrue(missing.log.contains("/nonexistent/cert.pem does not exist"), missing.log)
         }
-        let mismatched = try Daemon(extraArguments: ["--ssl", "--ssl-cert", fixture("test-cert.pem"), "--ssl-key", fixture("other-key.pem")])
-        defer { mismatched.cleanup() }
+        let mismatched = try makeDaemon(["--ssl", "--ssl-cert", fixture("test-cert.pem"), "--ssl-key", fixture("other-key.pem")])
         do {
             try await mismatched.start(timeout: 10)
             XCTFail("vspcd started with a key that does not match its certificate")

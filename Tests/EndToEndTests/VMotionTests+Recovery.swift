@@ -18,14 +18,13 @@ extension VMotionTests {
         _ = try await goahead(source, [0x0A, 0x0B, 0x0C, 0x0D])
         let held: [UInt8] = Array("typed while waiting".utf8) + [0xFF]
         client.send(held)
-        try await settle()
+        try await barrier(client, source)
         XCTAssertEqual(source.data, [])
 
-        try await Task.sleep(nanoseconds: 2_000_000_000)
         let events = try await waitForEvents(daemon, uuid: uuid, "vmotion-expired") { $0.contains { $0.kind == "vmotion-expired" } }
         XCTAssertTrue(inOrder(events.map(\.kind), ["vmotion-begin", "vmotion-goahead", "vmotion-expired"]), "\(events.map(\.kind))")
         try await source.waitForData(count: held.count)
-        try await settle(200)
+        try await barrier(client, source)
         XCTAssertEqual(source.takeData(), held, "held input goes to the source after expiry, exactly once")
         XCTAssertFalse(source.closed)
         let listed = try await info(daemon, uuid)
@@ -93,7 +92,7 @@ extension VMotionTests {
         let seq: [UInt8] = [0x31, 0x32, 0x33, 0x34]
         let secret = try await goahead(source, seq)
         client.send(Array("typed".utf8)) // held: a migration is pending
-        try await settle()
+        try await barrier(client)
         source.close()
         try await daemon.waitForList("VM down") { $0.first { $0.uuid == uuid }?.connected == false }
         let fresh = try await SimulatedVM.connect(port: daemon.proxyPort, uuid: uuid, name: "rebooter")
@@ -122,7 +121,7 @@ extension VMotionTests {
         defer { late.close() }
         XCTAssertNil(late.peerAccepted)
         XCTAssertEqual(wireFrames(late.raw, command: Code.unknownSuboptionRcvd2), [[0xFF, 0xFA, 0xE8, 0x03, 0x2C, 0xFF, 0xF0]])
-        try await settle()
+        try await barrier(late, dest)
         XCTAssertFalse(dest.closed, "a rejected VMOTION-PEER displaced the VM's connection")
         dest.output("!")
         try await client.waitForData(count: 3)
@@ -166,7 +165,7 @@ extension VMotionTests {
         dest2.completeVMotion(sequence: seq2)
         for b in counting[64...] { dest2.output([b]) }
         try await client.waitForData(count: counting.count)
-        try await settle(200)
+        try await barrier(dest2, client)
         XCTAssertEqual(client.data, counting, "no loss, no duplication")
         XCTAssertFalse(client.closed)
         XCTAssertTrue(dest2.unknownSuboptions.isEmpty, "COMPLETE was rejected")
@@ -294,7 +293,7 @@ extension VMotionTests {
         client2.send(in2)
         try await com1.waitForData(count: in1.count)
         try await com2.waitForData(count: in2.count)
-        try await settle(200)
+        try await barrier(client1, client2, com1, com2, client1, client2)
         XCTAssertEqual(client1.data, out1, "round \(round)")
         XCTAssertEqual(client2.data, out2, "round \(round)")
         XCTAssertEqual(com1.data, in1, "round \(round)")
@@ -352,7 +351,7 @@ extension VMotionTests {
             let expected = Array("marker-\(i)\r\n".utf8)
             try await clients[i]!.waitForData(count: expected.count, timeout: 30)
         }
-        try await settle(200)
+        for i in sample { try await barrier(destinations[i]!, clients[i]!) }
         for i in sample {
             XCTAssertEqual(clients[i]!.data, Array("marker-\(i)\r\n".utf8), "VM \(i)")
             XCTAssertFalse(clients[i]!.closed)
@@ -387,8 +386,8 @@ extension VMotionTests {
         XCTAssertEqual(wireFrames(vm.raw, command: Code.wontProxy), [[0xFF, 0xFA, 0xE8, 0x49, 0xFF, 0xF0]])
         XCTAssertTrue(wireFrames(vm.raw, command: Code.willProxy).isEmpty)
 
-        // A refused VM gets no console port.
-        try await settle()
+        // A refused VM gets no console port (the daemon closes it once it has refused it).
+        try await barrier(vm)
         let listed = try await daemon.list()
         XCTAssertFalse(listed.contains { $0.uuid == uuid }, "a VM refused with WONT-PROXY was given a port: \(listed)")
 

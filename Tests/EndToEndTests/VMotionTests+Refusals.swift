@@ -27,7 +27,7 @@ extension VMotionTests {
         XCTAssertNil(wrong.peerAccepted)
         XCTAssertEqual(wireFrames(wrong.raw, command: Code.unknownSuboptionRcvd2), [[0xFF, 0xFA, 0xE8, 0x03, 0x2C, 0xFF, 0xF0]])
         // The rejected connection has answered GET-VM-VC-UUID / GET-VM-NAME by now; it must not take over the VM.
-        try await settle()
+        try await barrier(wrong, source)
         XCTAssertFalse(source.closed, "a rejected VMOTION-PEER displaced the VM's connection")
         var listed = try await info(daemon, uuid)
         XCTAssertEqual(listed?.connected, true)
@@ -56,7 +56,7 @@ extension VMotionTests {
         defer { replay.close() }
         XCTAssertNil(replay.peerAccepted)
         XCTAssertEqual(wireFrames(replay.raw, command: Code.unknownSuboptionRcvd2), [[0xFF, 0xFA, 0xE8, 0x03, 0x2C, 0xFF, 0xF0]])
-        try await settle()
+        try await barrier(replay, dest)
         XCTAssertFalse(dest.closed, "a replayed VMOTION-PEER displaced the VM's connection")
         listed = try await info(daemon, uuid)
         XCTAssertEqual(listed?.connected, true)
@@ -106,7 +106,7 @@ extension VMotionTests {
         try await vm.wait("UNKNOWN-SUBOPTION-RCVD-2 for COMPLETE") { vm.unknownSuboptions.contains(Code.complete) }
         XCTAssertEqual(wireFrames(vm.raw, command: Code.unknownSuboptionRcvd2), [[0xFF, 0xFA, 0xE8, 0x03, 0x2E, 0xFF, 0xF0]])
 
-        try await settle()
+        try await barrier(stranger, stranger2, vm)
         XCTAssertFalse(vm.closed, "the VM keeps its connection")
         let during = try await info(daemon, uuid)
         XCTAssertEqual(during?.connected, true)
@@ -147,7 +147,7 @@ extension VMotionTests {
         XCTAssertEqual(wireFrames(intruder.raw, command: Code.unknownSuboptionRcvd2), [[0xFF, 0xFA, 0xE8, 0x03, 0x2C, 0xFF, 0xF0]])
         XCTAssertTrue(wireFrames(intruder.raw, command: Code.peerOK).isEmpty)
 
-        try await settle()
+        try await barrier(intruder, vm)
         XCTAssertFalse(vm.closed, "a rejected VMOTION-PEER displaced the VM's connection")
         let after = try await info(daemon, uuid)
         XCTAssertEqual(after?.connected, true)

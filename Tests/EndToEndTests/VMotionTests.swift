@@ -6,28 +6,7 @@ import VSPCStore
 import XCTest
 
 /// End to end: vMotion handoffs and several serial ports per VM, against the real vspcd binary.
-final class VMotionTests: XCTestCase {
-    var daemons: [Daemon] = []
-
-    override func tearDown() async throws {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons {
-                let tail = daemon.log.split(separator: "\n").suffix(60).joined(separator: "\n")
-                print("--- vspcd log of \(name) (last 60 lines) ---\n\(tail)")
-            }
-        }
-        daemons.forEach { $0.cleanup() }
-        daemons = []
-    }
-
-    /// Starts a daemon that `tearDown` cleans up.
-    func startDaemon(portRangeSize: Int = 200, _ extra: [String] = []) async throws -> Daemon {
-        let daemon = try Daemon(portRangeSize: portRangeSize, extraArguments: extra)
-        daemons.append(daemon)
-        try await daemon.start()
-        return daemon
-    }
-
+final class VMotionTests: DaemonTestCase {
     // MARK: - helpers
 
     /// VMware sub-command codes, spelled out so the tests do not lean on the code under test.
@@ -81,11 +60,6 @@ final class VMotionTests: XCTestCase {
 
     func info(_ daemon: Daemon, _ uuid: String, label: String = "") async throws -> ConsoleInfo? {
         try await daemon.list().first { $0.uuid == uuid && $0.label == label }
-    }
-
-    /// Gives the daemon time to act on something that must NOT happen (a negative check, not a speed check).
-    func settle(_ ms: UInt64 = 300) async throws {
-        try await Task.sleep(nanoseconds: ms * 1_000_000)
     }
 
     /// True if `kinds` contains `wanted` in this order (other kinds may come between).
@@ -161,7 +135,7 @@ final class VMotionTests: XCTestCase {
         for b in counting[split...] { dest.output([b]) }
 
         try await client.waitForData(count: counting.count)
-        try await settle(200)
+        try await barrier(dest, client)
         XCTAssertEqual(client.data, counting, "every byte exactly once, in order")
         XCTAssertFalse(client.closed, "the client stays attached through the migration")
         XCTAssertFalse(dest.closed)
@@ -195,14 +169,14 @@ final class VMotionTests: XCTestCase {
         let secret = try await goahead(source, seq)
         let during1: [UInt8] = Array("during-1 ".utf8) + [0xFF, 0x11, 0x00]
         client.send(during1)
-        try await settle()
+        try await barrier(client, source)
         XCTAssertEqual(source.data, [], "input typed after GOAHEAD must not reach the source")
 
         let dest = try await destination(daemon, uuid, name: "typist", sequence: seq, secret: secret)
         defer { dest.close() }
         let during2 = Array(" during-2".utf8)
         client.send(during2)
-        try await settle()
+        try await barrier(client, source, dest)
         XCTAssertEqual(source.data, [])
         XCTAssertEqual(dest.data, [], "input is held until COMPLETE")
 
@@ -212,7 +186,7 @@ final class VMotionTests: XCTestCase {
         client.send(after)
         let expected = during1 + during2 + after
         try await dest.waitForData(count: expected.count)
-        try await settle(200)
+        try await barrier(client, dest)
         XCTAssertEqual(dest.data, expected, "held input exactly once, in order, then live input")
         XCTAssertEqual(source.data, [])
     }
@@ -228,12 +202,12 @@ final class VMotionTests: XCTestCase {
         _ = try await goahead(source, [0x01, 0x02, 0x03, 0x04])
         let held: [UInt8] = Array("held ".utf8) + [0xFF, 0x41]
         client.send(held)
-        try await settle()
+        try await barrier(client, source)
         XCTAssertEqual(source.data, [])
 
         source.abortVMotion()
         try await source.waitForData(count: held.count)
-        try await settle(200)
+        try await barrier(client, source)
         XCTAssertEqual(source.takeData(), held, "held input reaches the source after ABORT, exactly once")
         try await daemon.waitForList("migration over") { $0.first { $0.uuid == uuid }?.migrating == false }
 

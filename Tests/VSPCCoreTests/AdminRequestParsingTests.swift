@@ -115,3 +115,38 @@ final class AdminRequestParsingTests: XCTestCase {
         XCTAssertEqual(SerialPortLabel.maxLength, 64)
     }
 }
+
+final class AdminCommandParsingTests: XCTestCase {
+    private func command(_ text: String) -> Result<AdminCommand, AdminRequestError> {
+        AdminRequest.parseCommand(Array(text.utf8))
+    }
+
+    func testCommandsAreTyped() {
+        XCTAssertEqual(command(#"{"version":1,"command":"list"}"#), .success(.list))
+        XCTAssertEqual(command(#"{"version":1,"command":"status"}"#), .success(.status))
+        XCTAssertEqual(command(#"{"version":1,"command":"tail","vm":"web-0","bytes":7,"follow":true}"#),
+                       .success(.tail(vm: "web-0", label: nil, bytes: 7, follow: true)))
+        XCTAssertEqual(command(#"{"version":1,"command":"forget","vm":"web-0"}"#),
+                       .success(.forget(vm: "web-0", label: "", force: false)))
+        XCTAssertEqual(command(#"{"version":1,"command":"forget","vm":"web-0","label":"com2","force":true}"#),
+                       .success(.forget(vm: "web-0", label: "com2", force: true)))
+        XCTAssertEqual(command(#"{"version":1,"command":"reboot"}"#), .failure(.unknownCommand("reboot")))
+        XCTAssertEqual(AdminRequest.commands, Set(AdminCommand.Name.allCases.map(\.rawValue)))
+    }
+}
+
+final class AdminHistoryParsingTests: XCTestCase {
+    func testHistoryIsBounded() {
+        func command(_ text: String) -> Result<AdminCommand, AdminRequestError> { AdminRequest.parseCommand(Array(text.utf8)) }
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0"}"#),
+                       .success(.history(vm: "web-0", label: nil, since: nil, limit: AdminProtocol.maxHistoryEvents)))
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0","limit":99999999,"since":"2026-11-25T14:00:00Z"}"#),
+                       .success(.history(vm: "web-0", label: nil, since: Date(timeIntervalSince1970: 1_795_615_200),
+                                         limit: AdminProtocol.maxHistoryEvents)))
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0","label":"com2","limit":3,"since":"2026-11-25T14:00:00.500Z"}"#),
+                       .success(.history(vm: "web-0", label: "com2", since: Date(timeIntervalSince1970: 1_795_615_200.5), limit: 3)))
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0","limit":-1}"#), .failure(.invalidLimit(-1)))
+        XCTAssertEqual(command(#"{"version":1,"command":"history","vm":"web-0","since":"2h"}"#), .failure(.invalidSince))
+        XCTAssertEqual(command(#"{"version":1,"command":"history"}"#), .failure(.missingVM(command: "history")))
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -9,14 +10,22 @@ import XCTest
 /// `EmbeddedChannel`s with the real handler, the store is a fake that commits at once, and listeners are
 /// embedded server channels, so every byte in and out is checked without a socket or a thread.
 final class ConcentratorDriverTests: XCTestCase {
-    final class FakeStore: RecordStore, @unchecked Sendable {
+    /// Commits at once; reads nothing back.
+    final class FakeStore: RecordBackend, @unchecked Sendable {
         var ops: [StoreOp] = []
         var events: [NewEvent] { ops.compactMap { if case .event(let e) = $0 { return e }; return nil } }
+        var commitObserver: (@Sendable (Double, Int) -> Void)?
         func enqueue(_ ops: [StoreOp], completion: (@Sendable (Error?) -> Void)?) {
             self.ops += ops
             completion?(nil)
         }
         func flush() {}
+        func close() {}
+        func loadAssignments() throws -> [Assignment] { [] }
+        func allScrollback() throws -> [(uuid: String, label: String, data: [UInt8])] { [] }
+        func events(uuid: String?, label: String?, since: Date?, limit: Int?) throws -> [EventRecord] { [] }
+        func knownConsoles() throws -> [ConsoleCandidate] { [] }
+        func scrollback(uuid: String, label: String) throws -> [UInt8]? { nil }
     }
 
     /// A sink standing for a door the driver has no channel for.
@@ -28,6 +37,7 @@ final class ConcentratorDriverTests: XCTestCase {
         func close(flush: Bool) { closed = flush }
         func end(exitStatus: Int) { ended = exitStatus }
         func setReading(_ on: Bool) {}
+        func closeTransport() { closed = true }
     }
 
     let loop = EmbeddedEventLoop()

@@ -50,7 +50,7 @@ final class ScrollbackChunkTests: XCTestCase {
         let path = dir.appendingPathComponent("old.db").path
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         // A database as the daemon before migration 0002 left it.
-        let initial = try XCTUnwrap(EmbeddedMigrations.all.first { $0.name.hasPrefix("0001") })
+        let initial = try XCTUnwrap(EmbeddedMigrations.sqlite.first { $0.name.hasPrefix("0001") })
         try DatabaseQueue(path: path).write { db in
             try db.execute(sql: initial.sql)
             try db.execute(sql: "CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)")

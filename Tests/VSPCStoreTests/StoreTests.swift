@@ -59,10 +59,10 @@ final class StoreTests: XCTestCase {
         try Store.migrationSources().map(\.name)
     }
 
-    /// The build plugin embeds exactly the package's migrations/*.sql, byte for byte.
+    /// The build plugin embeds exactly the package's migrations/sqlite/*.sql, byte for byte.
     func testEmbeddedMigrationsAreThePackageFiles() throws {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("migrations")
+            .deletingLastPathComponent().appendingPathComponent("migrations").appendingPathComponent("sqlite")
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sql") }.sorted()
         let embedded = try Store.migrationSources()
         XCTAssertEqual(embedded.map(\.name), names)

@@ -111,13 +111,18 @@ public struct AddressAllowList: Sendable, Equatable {
     public init(_ networks: [CIDR] = []) { self.networks = networks }
 
     /// Parses `CIDR[,CIDR...]`; the error names the first entry that is not a network.
+    /// `any` is the explicit "everyone"; an empty list is an error (it used to mean everyone, silently).
     public static func parse(_ text: String) -> Result<AddressAllowList, AllowListError> {
+        if text.trimmingWhitespace().lowercased() == "any" { return .success(AddressAllowList()) }
         var networks: [CIDR] = []
         for entry in text.split(separator: ",") where !String(entry).trimmingWhitespace().isEmpty {
             guard let cidr = CIDR(String(entry)) else {
                 return .failure(AllowListError(message: "not an IPv4 or IPv6 network: \(String(entry).debugDescription)"))
             }
             networks.append(cidr)
+        }
+        guard !networks.isEmpty else {
+            return .failure(AllowListError(message: "names no network; give CIDR[,CIDR...], or any to allow every address"))
         }
         return .success(AddressAllowList(networks))
     }

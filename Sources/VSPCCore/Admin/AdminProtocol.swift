@@ -8,6 +8,8 @@ import Foundation
 public enum AdminProtocol {
     public static let version = 1
     public static let maxRequestBytes = 64 * 1024
+    /// The most events one `history` answer carries (the newest ones).
+    public static let maxHistoryEvents = 10_000
 }
 
 public struct AdminRequest: Codable, Sendable, Equatable {
@@ -24,9 +26,15 @@ public struct AdminRequest: Codable, Sendable, Equatable {
     public var follow: Bool?
     /// For `forget`: also when the VM is connected (its connection and its people are closed).
     public var force: Bool?
+    /// For `history`: only events since this time (ISO 8601, fractional seconds allowed).
+    public var since: String?
+    /// For `history`: only the newest this many events (at most `AdminProtocol.maxHistoryEvents`, the default).
+    public var limit: Int?
 
     public init(command: String, vm: String? = nil, label: String? = nil, bytes: Int? = nil, follow: Bool? = nil,
-                force: Bool? = nil) {
+                force: Bool? = nil, since: String? = nil, limit: Int? = nil) {
+        self.since = since
+        self.limit = limit
         self.version = AdminProtocol.version
         self.command = command
         self.vm = vm
@@ -89,12 +97,19 @@ public struct AdminResponse: Codable, Sendable {
     /// For `tail`: how many of the raw bytes that follow are scrollback (the rest is live output).
     public var backlog: Int?
     /// For `status`: the counters as strings (the first form, kept for scripts that read it).
-    public var status: [String: String]?
+    public var status: StatusCounters?
     /// For `status`: the same, typed.
     public var daemon: DaemonStatus?
+    /// For `history`: the VM and its events.
+    public var history: HistoryAnswer?
+    /// For a refusal of a reference that names several consoles: those consoles (see `VMLookup.ambiguity`).
+    public var candidates: [ConsoleCandidate]?
 
     public init(ok: Bool, error: String? = nil, vms: [ConsoleInfo]? = nil, vm: ConsoleInfo? = nil,
-                backlog: Int? = nil, status: [String: String]? = nil, daemon: DaemonStatus? = nil) {
+                backlog: Int? = nil, status: StatusCounters? = nil, daemon: DaemonStatus? = nil,
+                history: HistoryAnswer? = nil, candidates: [ConsoleCandidate]? = nil) {
+        self.history = history
+        self.candidates = candidates
         self.daemon = daemon
         self.backlog = backlog
         self.version = AdminProtocol.version
@@ -112,6 +127,62 @@ extension AdminProtocol {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         return f.string(from: date)
+    }
+
+    /// A request's time (`since`): ISO 8601 in UTC with milliseconds, so that nothing is lost in the request.
+    public static func preciseTimestamp(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: date)
+    }
+
+    /// An ISO 8601 time, with or without fractional seconds; nil if it is not one.
+    public static func parseTimestamp(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = f.date(from: text) { return date }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: text)
+    }
+}
+
+/// The answer to `history`: the VM (its uuid and current name) and its events, oldest first.
+public struct HistoryAnswer: Codable, Sendable, Equatable {
+    public var uuid: String
+    public var name: String
+    public var events: [EventRecord]
+
+    public init(uuid: String, name: String, events: [EventRecord]) {
+        self.uuid = uuid
+        self.name = name
+        self.events = events
+    }
+}
+
+/// The first form of `status`: counters written as strings, one JSON object with these keys (kept for scripts
+/// that read it; `DaemonStatus` is the typed form).
+public struct StatusCounters: Codable, Sendable, Equatable {
+    public var consoles: String
+    public var connected: String
+    /// People attached to consoles.
+    public var clients: String
+    public var migrating: String
+    public var freePorts: String
+    public var descriptors: String
+    public var descriptorLimit: String
+    /// ISO 8601, UTC; empty before start-up.
+    public var startedAt: String
+
+    public init(consoles: Int, connected: Int, clients: Int, migrating: Int, freePorts: Int, descriptors: Int,
+                descriptorLimit: Int, startedAt: String) {
+        self.consoles = "\(consoles)"
+        self.connected = "\(connected)"
+        self.clients = "\(clients)"
+        self.migrating = "\(migrating)"
+        self.freePorts = "\(freePorts)"
+        self.descriptors = "\(descriptors)"
+        self.descriptorLimit = "\(descriptorLimit)"
+        self.startedAt = startedAt
     }
 }
 

@@ -8,9 +8,9 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case malformed
     /// A `version` other than `AdminProtocol.version`.
     case unsupportedVersion(Int)
-    /// A command other than those in `AdminRequest.commands` (its first 64 scalars).
+    /// A command other than those of `AdminCommand.Name` (its first 64 scalars).
     case unknownCommand(String)
-    /// `tail` or `forget` without a `vm`.
+    /// `tail`, `forget` or `history` without a `vm`.
     case missingVM(command: String)
     /// A `vm` longer than `AdminRequest.maxVMBytes` (its length in bytes).
     case vmTooLong(Int)
@@ -18,6 +18,10 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case invalidLabel
     /// A negative `bytes`.
     case negativeBytes(Int)
+    /// A `limit` below 1.
+    case invalidLimit(Int)
+    /// A `since` that is not an ISO 8601 time.
+    case invalidSince
 
     public var message: String {
         switch self {
@@ -37,13 +41,52 @@ public enum AdminRequestError: Error, Equatable, Sendable {
             return "label must be printable ASCII without space, ':' or '#', at most \(SerialPortLabel.maxLength) characters"
         case .negativeBytes:
             return "bytes must not be negative"
+        case .invalidLimit:
+            return "limit must be a positive number"
+        case .invalidSince:
+            return "since must be an ISO 8601 time"
+        }
+    }
+}
+
+/// What a checked admin request asks for: the daemon switches over this, never over the request's strings.
+public enum AdminCommand: Equatable, Sendable {
+    /// The listed consoles.
+    case list
+    /// The daemon at a glance.
+    case status
+    /// A console's scrollback (its last `bytes`), then its live output with `follow`. `label` nil: any label.
+    case tail(vm: String, label: String?, bytes: Int?, follow: Bool)
+    /// Remove an assignment; a connected VM's only with `force`.
+    case forget(vm: String, label: String, force: Bool)
+    /// A VM's events (of one serial port with `label`), since a time, the newest `limit` of them.
+    case history(vm: String, label: String?, since: Date?, limit: Int)
+
+    /// The command names of protocol version 1, as the request's `command` spells them.
+    public enum Name: String, CaseIterable, Sendable {
+        case list, tail, status, forget, history
+    }
+
+    /// The command of a request whose fields `AdminRequest.parse` has checked.
+    init(checked request: AdminRequest, _ name: Name) {
+        switch name {
+        case .list: self = .list
+        case .status: self = .status
+        case .tail:
+            self = .tail(vm: request.vm ?? "", label: request.label, bytes: request.bytes, follow: request.follow == true)
+        case .forget:
+            self = .forget(vm: request.vm ?? "", label: request.label ?? "", force: request.force == true)
+        case .history:
+            self = .history(vm: request.vm ?? "", label: request.label,
+                            since: request.since.flatMap(AdminProtocol.parseTimestamp),
+                            limit: min(request.limit ?? AdminProtocol.maxHistoryEvents, AdminProtocol.maxHistoryEvents))
         }
     }
 }
 
 extension AdminRequest {
     /// The commands of protocol version 1.
-    public static let commands: Set<String> = ["list", "tail", "status", "forget"]
+    public static let commands: Set<String> = Set(AdminCommand.Name.allCases.map(\.rawValue))
     /// The longest `vm` accepted, in UTF-8 bytes.
     public static let maxVMBytes = 1024
     /// How much of an unknown command is echoed in the error, in Unicode scalars.
@@ -52,6 +95,15 @@ extension AdminRequest {
     /// Parses one request line (without its newline) and checks it: length, JSON shape, version, command,
     /// and the bounds of `vm`, `label` and `bytes`. Pure; never traps, whatever the bytes.
     public static func parse(_ line: [UInt8]) -> Result<AdminRequest, AdminRequestError> {
+        check(line).map(\.request)
+    }
+
+    /// `parse`, as the command the request asks for.
+    public static func parseCommand(_ line: [UInt8]) -> Result<AdminCommand, AdminRequestError> {
+        check(line).map(\.command)
+    }
+
+    static func check(_ line: [UInt8]) -> Result<(request: AdminRequest, command: AdminCommand), AdminRequestError> {
         guard line.count <= AdminProtocol.maxRequestBytes else { return .failure(.tooLong(line.count)) }
         let request: AdminRequest
         do {
@@ -60,16 +112,18 @@ extension AdminRequest {
             return .failure(.malformed)
         }
         guard request.version == AdminProtocol.version else { return .failure(.unsupportedVersion(request.version)) }
-        guard commands.contains(request.command) else {
+        guard let name = AdminCommand.Name(rawValue: request.command) else {
             let clipped = String.UnicodeScalarView(request.command.unicodeScalars.prefix(maxEchoedCommand))
             return .failure(.unknownCommand(String(clipped)))
         }
         if let vm = request.vm, vm.utf8.count > maxVMBytes { return .failure(.vmTooLong(vm.utf8.count)) }
-        if request.command == "tail" || request.command == "forget", (request.vm ?? "").isEmpty {
+        if name == .tail || name == .forget || name == .history, (request.vm ?? "").isEmpty {
             return .failure(.missingVM(command: request.command))
         }
         if let label = request.label, !SerialPortLabel.isValid(label) { return .failure(.invalidLabel) }
         if let bytes = request.bytes, bytes < 0 { return .failure(.negativeBytes(bytes)) }
-        return .success(request)
+        if let limit = request.limit, limit < 1 { return .failure(.invalidLimit(limit)) }
+        if let since = request.since, AdminProtocol.parseTimestamp(since) == nil { return .failure(.invalidSince) }
+        return .success((request, AdminCommand(checked: request, name)))
     }
 }

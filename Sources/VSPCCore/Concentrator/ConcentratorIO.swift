@@ -92,7 +92,10 @@ public enum ConcentratorEvent: Sendable {
     case listenerBound(ListenerRef)
     case listenerFailed(ListenerRef, addressInUse: Bool, message: String)
     case timerFired(TimerID)
-    case writeCompleted(WriteToken, error: String?)
+    /// A store write with a token committed (nil) or failed.
+    case writeCompleted(WriteToken, error: StoreFailure?)
+    /// What a `query` for this admin connection found.
+    case queryAnswered(ConnectionID, RecordAnswer)
 }
 
 /// What a person arriving through a door asks for, and who they are.
@@ -138,6 +141,9 @@ public enum ConcentratorAction: Equatable, Sendable {
     case close(ConnectionID, flush: Bool)
     /// End an SSH session with this exit status, after what was queued for it.
     case endSession(ConnectionID, exitStatus: Int)
+    /// Close the connection that carries this session, with every other session on it (an SSH connection whose
+    /// key was revoked); for a plain connection, the same as `close`.
+    case closeTransport(ConnectionID)
     /// Stop or resume reading a connection.
     case setReading(ConnectionID, Bool)
     case bind(ListenerRef, port: Int)
@@ -149,4 +155,6 @@ public enum ConcentratorAction: Equatable, Sendable {
     /// Record this event and log its line.
     case record(ConsoleEvent)
     case log(LogLevel, String)
+    /// Read the records for this admin connection, off the event loop; answer with `queryAnswered`.
+    case query(ConnectionID, RecordQuery)
 }

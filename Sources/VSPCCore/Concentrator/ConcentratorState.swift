@@ -92,6 +92,14 @@ struct VMConnection {
     var nameTimerArmed = false
     /// Why vspcd closed it (nil: the peer closed it).
     var closeReason: DisconnectReason?
+    /// The peer's address (nil when it cannot be read).
+    var address: IPAddress?
+    /// Counted among the connections not identified yet (until it carries or claims a console, or closes).
+    var unidentified = false
+    /// Bytes it sent while it was backed up (read only to see it is alive, and discarded).
+    var discardedWhileBackedUp = 0
+    /// Backed up, and read again only to learn whether it is alive (a takeover probe waits on it).
+    var readingForLiveness = false
     /// Events about this connection waiting for its uuid (a vMotion destination sends PEER before its uuid).
     var deferred: [ConsoleEvent] = []
     /// How many events and log lines it may still cause this minute.
@@ -112,7 +120,18 @@ struct VMConnection {
     }
 
     var console: ConsoleKey? {
-        switch role {
+        role.console
+    }
+}
+
+extension VMConnection.Role {
+    var isNegotiating: Bool {
+        if case .negotiating = self { return true }
+        return false
+    }
+
+    var console: ConsoleKey? {
+        switch self {
         case .carrying(let key), .destination(let key, _): return key
         case .negotiating, .retired, .contending: return nil
         }
@@ -221,6 +240,8 @@ struct AdminConnection {
     var tailed: ConsoleKey?
     var answered = false
     var reserved = false
+    /// A `history` request waiting for the records.
+    var history: PendingHistory?
 }
 
 /// A removed assignment whose delete has not committed yet: its port stays reserved until it has, so a failed

@@ -28,39 +28,39 @@ extension ConcentratorStateMachine {
     }
 
     mutating func adminLine(_ id: ConnectionID, _ line: [UInt8]) {
-        guard admins[id]?.answered == false else { return }
-        let request: AdminRequest
-        switch AdminRequest.parse(line) {
+        // One request per connection: a line after it (while a history is being read, say) is ignored.
+        guard admins[id]?.answered == false, admins[id]?.history == nil else { return }
+        let command: AdminCommand
+        switch AdminRequest.parseCommand(line) {
         case .failure(let error):
             respond(id, AdminResponse(ok: false, error: error.message), thenClose: true)
             return
-        case .success(let r):
-            request = r
+        case .success(let c):
+            command = c
         }
-        switch request.command {
-        case "list":
+        switch command {
+        case .list:
             respond(id, AdminResponse(ok: true, vms: consoleInfos()), thenClose: true)
-        case "status":
-            respond(id, AdminResponse(ok: true, status: status(), daemon: daemonStatus()), thenClose: true)
-        case "tail":
-            tail(id, request)
-        case "forget":
-            forget(id, request)
-        default:
-            respond(id, AdminResponse(ok: false, error: AdminRequestError.unknownCommand(request.command).message),
-                    thenClose: true)
+        case .status:
+            respond(id, AdminResponse(ok: true, status: statusCounters(), daemon: daemonStatus()), thenClose: true)
+        case let .tail(vm, label, bytes, follow):
+            tail(id, vm: vm, label: label, bytes: bytes, follow: follow)
+        case let .forget(vm, label, force):
+            forget(id, vm: vm, label: label, force: force)
+        case let .history(vm, label, since, limit):
+            history(id, PendingHistory(query: vm, label: label, since: since, limit: limit))
         }
     }
 
-    mutating func tail(_ id: ConnectionID, _ request: AdminRequest) {
-        switch findConsole(request.vm ?? "", label: request.label) {
-        case .failure(let message):
-            respond(id, AdminResponse(ok: false, error: message.message), thenClose: true)
+    mutating func tail(_ id: ConnectionID, vm: String, label: String?, bytes: Int?, follow: Bool) {
+        switch findConsole(vm, label: label) {
+        case .failure(let error):
+            respond(id, AdminResponse(ok: false, error: error.message, candidates: error.candidates), thenClose: true)
         case .success(let key):
             guard let console = consoles[key], let admin = admins[id] else { return }
-            let backlog = console.scrollback.contents(last: request.bytes.map { max(0, $0) })
+            let backlog = console.scrollback.contents(last: bytes.map { max(0, $0) })
             respond(id, AdminResponse(ok: true, vm: info(console), backlog: backlog.count), thenClose: false)
-            if request.follow == true {
+            if follow {
                 // From here on a person on the tail door: live output, drops and detach like any other.
                 attachClient(ClientConnection(id: id, console: key, peer: admin.peer, door: .tail, mode: .readOnly,
                                               identity: nil, since: now.date))
@@ -77,13 +77,13 @@ extension ConcentratorStateMachine {
 
     /// Removes an assignment; its port returns to the pool. A connected VM only with `force` (its connection and
     /// its people are closed; it gets a new port when it comes back).
-    mutating func forget(_ id: ConnectionID, _ request: AdminRequest) {
-        switch findConsole(request.vm ?? "", label: request.label ?? "") {
+    mutating func forget(_ id: ConnectionID, vm: String, label: String, force: Bool) {
+        switch findConsole(vm, label: label) {
         case .failure(let error):
-            respond(id, AdminResponse(ok: false, error: error.message), thenClose: true)
+            respond(id, AdminResponse(ok: false, error: error.message, candidates: error.candidates), thenClose: true)
         case .success(let key):
             guard let console = consoles[key] else { return }
-            if console.vm != nil || migrations.isPending(key), request.force != true {
+            if console.vm != nil || migrations.isPending(key), !force {
                 respond(id, AdminResponse(ok: false, error: "\(console.name) is connected; forgetting it would close its console (use --force)"),
                         thenClose: true)
                 return
@@ -149,35 +149,37 @@ extension ConcentratorStateMachine {
                     migrating: migrations.isPending(c.key), peer: c.vm.flatMap { vms[$0]?.peer }, saved: c.persisted)
     }
 
-    /// The console a person means: `VMLookup`'s rules over the listed consoles with that label (any label when
-    /// nil); a VM with several matching serial ports is ambiguous.
+    /// The console a person means: `VMLookup.choose` over the listed consoles with that label (any label when
+    /// nil). Of several, the only connected one is chosen; otherwise the refusal lists them.
     func findConsole(_ query: String, label: String?) -> Result<ConsoleKey, AdminError> {
-        let listed = consoles.values.filter { $0.listed && (label == nil || $0.key.label == label) }
-        let candidates = listed.map { VMLookup.Candidate(uuid: $0.key.uuid, name: $0.name) }
-        let uuids = Set(VMLookup.matches(query, among: candidates))
-        let hits = listed.filter { uuids.contains($0.key.uuid) }
-        if hits.count == 1 { return .success(hits[0].key) }
-        if hits.isEmpty { return .failure(AdminError("no VM matches \(query.debugDescription)")) }
-        let names = hits.map { "\($0.name)\($0.key.label.isEmpty ? "" : "#" + $0.key.label) (\($0.key.uuid))" }.sorted()
-        return .failure(AdminError("\(query.debugDescription) is ambiguous: \(names.joined(separator: ", "))"))
+        switch VMLookup.choose(query, among: liveCandidates(label: label), label: label, scope: .console) {
+        case .found(let console):
+            return .success(ConsoleKey(uuid: console.uuid, label: console.label))
+        case .notFound:
+            return .failure(AdminError("no VM matches \(query.debugDescription)"))
+        case .ambiguous(let candidates):
+            return .failure(AdminError(VMLookup.ambiguity(query, candidates), candidates: candidates))
+        }
     }
 
-    public func status() -> [String: String] {
-        [
-            "consoles": "\(consoles.values.filter(\.listed).count)",
-            "connected": "\(consoles.values.filter { $0.vm != nil }.count)",
-            "clients": "\(clients.count)",
-            "migrating": "\(migrations.count)",
-            "freePorts": "\(pool.available)",
-            "descriptors": "\(descriptorsInUse)",
-            "descriptorLimit": "\(config.descriptorLimit)",
-            "startedAt": startedAt.map(AdminProtocol.timestamp) ?? "",
-        ]
+    /// The first form of `status`, for scripts that read it.
+    public func statusCounters() -> StatusCounters {
+        StatusCounters(consoles: consoles.values.filter(\.listed).count,
+                       connected: consoles.values.filter { $0.vm != nil }.count,
+                       clients: clients.count,
+                       migrating: migrations.count, freePorts: pool.available, descriptors: descriptorsInUse,
+                       descriptorLimit: config.descriptorLimit,
+                       startedAt: startedAt.map(AdminProtocol.timestamp) ?? "")
     }
 }
 
 /// A refusal of an admin request, as sent back to the client.
 public struct AdminError: Error, Equatable, Sendable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// For a reference that names several consoles: those consoles.
+    public var candidates: [ConsoleCandidate]?
+    public init(_ message: String, candidates: [ConsoleCandidate]? = nil) {
+        self.message = message
+        self.candidates = candidates
+    }
 }

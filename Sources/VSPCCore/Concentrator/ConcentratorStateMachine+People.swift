@@ -4,8 +4,21 @@ import Foundation
 /// type, the escape menu, notices, and the access rules between them (read-only, exclusive write). Nothing here
 /// asks which door a person used: it asks the door (`Door`) what it can do.
 extension ConcentratorStateMachine {
-    mutating func sessionStarted(_ id: ConnectionID, door: Door, peer: String, request: SessionRequest) {
+    mutating func sessionStarted(_ id: ConnectionID, door: Door, peer: String, request original: SessionRequest) {
         if !door.opening.isEmpty { emit(.send(id, door.opening)) }
+        var request = original
+        if case let .key(key, fingerprint) = original.principal, let keysInForce {
+            // A connection authenticated before a reload: the key's rights now, or none.
+            guard let current = keysInForce[fingerprint] else {
+                emit(.send(id, Array("vspcd: this key was revoked\(request.terminal ? "\r\n" : "\n")".utf8)))
+                end(id, door: door, exitStatus: 1)
+                emit(.closeTransport(id))
+                record(.clientRefused, peer: peer,
+                       detail: "door=\(door.name) key=\(key.comment) \(fingerprint): key revoked")
+                return
+            }
+            request.principal = .key(current, fingerprint: fingerprint)
+        }
         let newline = request.terminal ? "\r\n" : "\n"
         let identity: Identity?
         if case let .key(key, fingerprint) = request.principal {
@@ -34,14 +47,19 @@ extension ConcentratorStateMachine {
                 record(.clientList, peer: peer, detail: detail + " consoles=\(permitted.count)")
                 return listConsoles(id, door: door, permitted, newline: newline)
             case .console(let vm, let label):
-                let candidates = permitted.filter { $0.key.label == label }
-                let uuids = Set(VMLookup.matches(vm, among: candidates.map { VMLookup.Candidate(uuid: $0.key.uuid, name: $0.name) }))
-                let hits = candidates.filter { uuids.contains($0.key.uuid) }
-                guard hits.count == 1 else {
-                    let why = hits.count > 1 ? "\(DisplayText.escape(vm)) names several consoles; use its uuid" : nil
+                // The rule every door and command uses: a name several consoles carry picks the one connected;
+                // otherwise the refusal lists them (only consoles this person may reach are candidates).
+                let allowed = Set(permitted.map(\.key))
+                let candidates = liveCandidates(label: label).filter { allowed.contains(ConsoleKey(uuid: $0.uuid, label: $0.label)) }
+                switch VMLookup.choose(vm, among: candidates, label: label) {
+                case .found(let console):
+                    key = ConsoleKey(uuid: console.uuid, label: console.label)
+                case .notFound:
+                    return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: nil)
+                case .ambiguous(let list):
+                    let why = VMLookup.ambiguity(vm, list).replacingOccurrences(of: "\n", with: newline)
                     return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: why)
                 }
-                key = hits[0].key
             case nil:
                 return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: nil)
             }
@@ -317,11 +335,18 @@ extension ConcentratorStateMachine {
 extension ConcentratorStateMachine {
     /// authorized_keys changed: every open session of a key re-checked against the keys now in force.
     mutating func keysReloaded(_ keys: [String: AuthorizedKey]) {
+        keysInForce = keys
         for id in clients.keys.sorted() {
             guard let client = clients[id], let identity = client.identity, let console = consoles[client.console] else { continue }
-            guard let key = keys[identity.fingerprint], key.permits(vmName: console.name, uuid: console.key.uuid) else {
-                notice(id, keys[identity.fingerprint] == nil ? "your key was removed: this session ends"
-                                                             : "your key no longer reaches this console: this session ends")
+            guard let key = keys[identity.fingerprint] else {
+                // The key is gone: its connection closes, with every session on it.
+                notice(id, "your key was removed: this session ends")
+                dropClient(client, reason: .revoked)
+                emit(.closeTransport(id))
+                continue
+            }
+            guard key.permits(vmName: console.name, uuid: console.key.uuid) else {
+                notice(id, "your key no longer reaches this console: this session ends")
                 dropClient(client, reason: .revoked)
                 continue
             }

@@ -99,7 +99,7 @@ extension ConcentratorStateMachine {
         emit(.persist([.upsertAssignment(assignment)], token: .assignment(key, generation: generation)))
     }
 
-    mutating func assignmentWritten(_ key: ConsoleKey, generation: Int, error: String?) {
+    mutating func assignmentWritten(_ key: ConsoleKey, generation: Int, error: StoreFailure?) {
         guard let console = consoles[key], console.assignmentGeneration == generation else { return }
         if let error {
             consoles[key]?.persistFailures += 1
@@ -120,12 +120,12 @@ extension ConcentratorStateMachine {
     }
 
     /// Assignments that could not be written: one log line, then at most one a minute while it lasts.
-    mutating func storeFailed(_ error: String) {
+    mutating func storeFailed(_ error: StoreFailure) {
         if storeFailingSince == nil { storeFailingSince = monotonicNow }
         if let last = storeFailureLogged, monotonicNow - last < 60_000_000_000 { return }
         storeFailureLogged = monotonicNow
         let unsaved = consoles.values.filter { !$0.persisted }.count
-        log(.error, "cannot write to the database (\(error)); \(unsaved) VM serial port\(unsaved == 1 ? "" : "s") served unsaved, \(pendingDeletes.count) removal\(pendingDeletes.count == 1 ? "" : "s") pending; retrying")
+        log(.error, "cannot write to the database (\(error.message)); \(unsaved) VM serial port\(unsaved == 1 ? "" : "s") served unsaved, \(pendingDeletes.count) removal\(pendingDeletes.count == 1 ? "" : "s") pending; retrying")
     }
 
     /// One line once every write that failed has gone through.
@@ -159,7 +159,7 @@ extension ConcentratorStateMachine {
         emit(.persist([.deleteAssignment(uuid: key.uuid, label: key.label)], token: .deletion(key, generation: generation)))
     }
 
-    mutating func assignmentDeleted(_ key: ConsoleKey, generation: Int, error: String?) {
+    mutating func assignmentDeleted(_ key: ConsoleKey, generation: Int, error: StoreFailure?) {
         guard let pending = pendingDeletes[key], pending.generation == generation else { return }
         if let error {
             pendingDeletes[key]?.failures += 1
@@ -219,7 +219,7 @@ extension ConcentratorStateMachine {
         emit(.persist(ops, token: .scrollback(keys)))
     }
 
-    mutating func scrollbackWritten(_ keys: [ConsoleKey], error: String?) {
+    mutating func scrollbackWritten(_ keys: [ConsoleKey], error: StoreFailure?) {
         scrollbackSaving.subtract(keys)
         if error != nil {
             // Try again next time, rewriting the whole ring: what this save carried is not on disk.

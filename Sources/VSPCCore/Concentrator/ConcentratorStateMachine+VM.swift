@@ -5,18 +5,10 @@ extension ConcentratorStateMachine {
     mutating func vmConnected(_ id: ConnectionID, peer: String) {
         let address = Self.address(of: peer)
         guard config.proxyAllow.allows(address) else {
-            // Closed before any negotiation; each address is logged at most once a minute.
-            let key = address ?? IPAddress("::")!
-            if let last = refusalLogged[key], monotonicNow - last < 60_000_000_000 {
-                eventsSuppressed += 1
-            } else {
-                if refusalLogged.count >= 4096 { refusalLogged.removeAll() }
-                refusalLogged[key] = monotonicNow
-                log(.warning, "refused proxy connection from \(peer): not in --proxy-allow")
-            }
-            tallies.vmDisconnects[.refused, default: 0] += 1
-            emit(.close(id, flush: false))
-            return
+            return refuseVM(id, peer: peer, address: address, why: "not in --proxy-allow")
+        }
+        if let address, let why = tooManyUnidentified(from: address) {
+            return refuseVM(id, peer: peer, address: address, why: why)
         }
         // A VM costs its connection and, once identified, its console's listener.
         guard !shuttingDown, descriptorsInUse + 2 <= config.descriptorLimit - config.descriptorReserve else {
@@ -26,13 +18,83 @@ extension ConcentratorStateMachine {
             return
         }
         descriptorsInUse += 1
-        let vm = VMConnection(id: id, peer: peer, link: VMLinkStateMachine(acceptedServiceURI: config.serviceURI))
+        var vm = VMConnection(id: id, peer: peer, link: VMLinkStateMachine(acceptedServiceURI: config.serviceURI))
+        vm.address = address
+        if let address {
+            vm.unidentified = true
+            unidentifiedTotal += 1
+            unidentifiedByAddress[address, default: [:]][id] = monotonicNow
+        }
         let opening = vm.link.start()
         vms[id] = vm
         log(.debug, "VM connection from \(peer)")
         schedule(.negotiation(id), seconds: config.negotiationTimeout)
-        schedule(.identify(id), seconds: config.negotiationTimeout * 6)
+        schedule(.identify(id), seconds: config.identifyTimeout)
         performLink(id, opening)
+    }
+
+    /// Closes a proxy connection before any negotiation; logged at most once a minute per address, and a bounded
+    /// number of addresses a minute, with a count of the rest.
+    mutating func refuseVM(_ id: ConnectionID, peer: String, address: IPAddress?, why: String) {
+        let decision = refusalLog.refusal(from: address ?? IPAddress("::")!, now: monotonicNow)
+        if decision.suppressedBefore > 0 {
+            log(.warning, "… \(grouped(decision.suppressedBefore)) more refused proxy connections in the last minute")
+        }
+        if decision.log {
+            log(.warning, "refused proxy connection from \(peer): \(why)")
+        } else {
+            eventsSuppressed += 1
+        }
+        tallies.vmDisconnects[.refused, default: 0] += 1
+        emit(.close(id, flush: false))
+    }
+
+    /// Why a new assignment from `address` is refused, if it is: the address made `newAssignmentsPerMinute`
+    /// this minute, or only the pool's reserve is left and the address has carried no console since start-up.
+    mutating func refuseNewAssignment(from address: IPAddress?) -> String? {
+        guard let address else { return nil }
+        if assignmentMinute == .min || monotonicNow - assignmentMinute >= 60_000_000_000 {
+            assignmentsThisMinute = [:]
+            assignmentMinute = monotonicNow
+        }
+        let made = assignmentsThisMinute[address, default: 0]
+        if made >= config.newAssignmentsPerMinute {
+            return "\(made) new port assignments from this address in the last minute (the limit)"
+        }
+        let reserve = Int(Double(config.portRange.count) * config.portReserveFraction)
+        if !knownAddresses.contains(address), pool.available > 0, pool.available <= reserve {
+            return "only \(pool.available) ports are left, kept for hosts that already carry consoles"
+        }
+        assignmentsThisMinute[address] = made + 1
+        return nil
+    }
+
+    /// Why a new connection from `address` is refused, if it is: too many connections (from it, or in all) have
+    /// stayed unidentified past the grace. Only counted when over the limit, so a burst of fresh connections
+    /// costs nothing.
+    func tooManyUnidentified(from address: IPAddress) -> String? {
+        let grace = Int64(nanos(config.identifyGrace))
+        func stale(_ connections: [ConnectionID: Int64]) -> Int {
+            connections.values.reduce(0) { $0 + (monotonicNow - $1 > grace ? 1 : 0) }
+        }
+        if let mine = unidentifiedByAddress[address], mine.count >= config.maxUnidentifiedPerAddress,
+           stale(mine) >= config.maxUnidentifiedPerAddress {
+            return "\(config.maxUnidentifiedPerAddress) connections from this address have not identified themselves (the limit)"
+        }
+        if unidentifiedTotal >= config.maxUnidentified,
+           unidentifiedByAddress.values.reduce(0, { $0 + stale($1) }) >= config.maxUnidentified {
+            return "\(config.maxUnidentified) proxy connections have not identified themselves (the limit)"
+        }
+        return nil
+    }
+
+    /// The connection carries or claims a console now, or is gone: it no longer counts as unidentified.
+    mutating func leftUnidentified(_ id: ConnectionID) {
+        guard let vm = vms[id], vm.unidentified, let address = vm.address else { return }
+        vms[id]?.unidentified = false
+        unidentifiedTotal -= 1
+        unidentifiedByAddress[address]?[id] = nil
+        if unidentifiedByAddress[address]?.isEmpty == true { unidentifiedByAddress[address] = nil }
     }
 
     /// The address part of `ip:port` (IPv6 addresses contain colons too; the port is after the last one).
@@ -42,12 +104,26 @@ extension ConcentratorStateMachine {
     }
 
     mutating func vmBytes(_ id: ConnectionID, _ bytes: [UInt8]) {
-        guard var vm = vms[id], !vm.closing else { return }
-        let actions = vm.link.received(bytes)
-        vms[id] = vm
+        guard let vm = vms[id], !vm.closing else { return }
+        if vm.readingForLiveness {
+            // Backed up, and read only because another connection claims its console: that it sends anything
+            // proves it alive. What it sent is discarded (counted): its replies would have nowhere to go.
+            vms.modify(id) {
+                $0.discardedWhileBackedUp += bytes.count
+                $0.readingForLiveness = false
+            }
+            emit(.setReading(id, false))
+            takeoverProbeAnswered(id)
+            return
+        }
+        guard let actions = vms.modify(id, { $0.link.received(bytes) }) else { return }
         budgetConnection = id
         defer { budgetConnection = nil }
         performLink(id, actions)
+        // Whatever a console's connection sends while another claims the console shows it is alive.
+        if let key = vms[id]?.console, consoles[key]?.vm == id, consoles[key]?.contender != nil {
+            takeoverProbeAnswered(id)
+        }
     }
 
     mutating func negotiationTimedOut(_ id: ConnectionID) {
@@ -70,7 +146,7 @@ extension ConcentratorStateMachine {
     /// A connection that never comes to carry a console (no identification, a rejected PEER) is closed.
     mutating func identifyTimedOut(_ id: ConnectionID) {
         guard let vm = vms[id], !vm.closing, case .negotiating = vm.role else { return }
-        log(.warning, "closing VM connection \(vm.peer): not identified within \(config.negotiationTimeout * 6) s")
+        log(.warning, "closing VM connection \(vm.peer): not identified within \(config.identifyTimeout) s")
         closeVM(id, reason: .timeout)
     }
 
@@ -112,6 +188,7 @@ extension ConcentratorStateMachine {
             }
         }
         guard let vm = vms[id], !vm.closing else { return }
+        if vm.unidentified, !vm.role.isNegotiating { leftUnidentified(id) }
         if !vm.deferred.isEmpty, vm.link.vmUUID != nil { flushDeferredEvents(id) }
         // The uuid-without-name timer starts once the uuid is known.
         if !vm.nameTimerArmed, vm.link.vmUUID != nil, vm.link.proxyAccepted, !vm.link.isIdentified {
@@ -156,6 +233,10 @@ extension ConcentratorStateMachine {
     mutating func vmClosed(_ id: ConnectionID, error: Bool = false) {
         guard let vm = vms[id] else { return }
         flushDeferredEvents(id)
+        leftUnidentified(id)
+        if vm.discardedWhileBackedUp > 0 {
+            log(.info, "VM connection \(vm.peer): \(vm.discardedWhileBackedUp) bytes it sent while backed up were discarded")
+        }
         if vm.budget.suppressed > 0 { summariseSuppressed(id, vm.budget.suppressed) }
         vms[id] = nil
         descriptorsInUse -= 1
@@ -283,6 +364,11 @@ extension ConcentratorStateMachine {
             consoles[key]?.contender = id
             vms[id]?.role = .contending(key, early, name: name)
             emit(.send(old, TelnetEncoder.negotiate(.do, TelnetOption.timingMark)))
+            if !holder.writable {
+                // It is not read while backed up: read it again, to see whether it says anything at all.
+                vms[old]?.readingForLiveness = true
+                emit(.setReading(old, true))
+            }
             schedule(.takeoverProbe(id), seconds: config.takeoverProbeTimeout)
             log(.info, "VM \(name) (\(key)): new connection from \(vm.peer) while \(holder.peer) is open; probing \(holder.peer)")
             return
@@ -348,6 +434,20 @@ extension ConcentratorStateMachine {
             // A VM whose removal has not reached the disk yet gets its port back.
             let reclaimed = pendingDeletes.removeValue(forKey: key)
             if reclaimed != nil { emit(.cancel(.deleteRetry(key))) }
+            if reclaimed == nil, let why = refuseNewAssignment(from: vm.address) {
+                let decision = assignmentRefusalLog.refusal(from: vm.address ?? IPAddress("::")!, now: monotonicNow)
+                if decision.suppressedBefore > 0 {
+                    log(.warning, "… \(grouped(decision.suppressedBefore)) more new port assignments refused in the last minute")
+                }
+                if decision.log {
+                    record(.portRefused, uuid: uuid, label: label, name: name, peer: vm.peer, detail: why)
+                } else {
+                    eventsSuppressed += 1
+                }
+                vms[id]?.role = .retired
+                closeVM(id, reason: .refused)
+                return
+            }
             guard let port = reclaimed?.port ?? pool.allocate() else {
                 record(.portExhausted, uuid: uuid, label: label, name: name, peer: vm.peer,
                        detail: "no free port left in \(config.portRange.lowerBound)-\(config.portRange.upperBound)")
@@ -370,6 +470,7 @@ extension ConcentratorStateMachine {
             return console.parkedInput
         } ?? nil
         vms[id]?.role = .carrying(key)
+        if let address = vm.address, knownAddresses.count < 65536 { knownAddresses.insert(address) }
         if created {
             bind(key, isNew: true)
         } else if let port = consoles[key]?.port {

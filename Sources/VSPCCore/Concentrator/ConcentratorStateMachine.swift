@@ -32,10 +32,24 @@ public struct ConcentratorStateMachine {
     var budgetConnection: ConnectionID?
     /// Events and log lines left out by the budgets, since start-up.
     public internal(set) var eventsSuppressed = 0
+    /// The authorized keys in force, by fingerprint, once a reload has said (nil: what authentication said
+    /// holds). A session opened later on a connection authenticated before (OpenSSH multiplexing) gets these
+    /// rights, not the ones taken at authentication.
+    var keysInForce: [String: AuthorizedKey]?
     /// How connections ended since start-up, recorded or not.
     public internal(set) var tallies = EndTallies()
-    /// When a refused proxy peer was last logged, so each address is logged at most once a minute.
-    var refusalLogged: [IPAddress: Int64] = [:]
+    /// Which refused proxy peers get a log line (each address at most once a minute, a bounded number a minute).
+    var refusalLog = AddressLogLimiter()
+    /// The same for refused port assignments (recorded, not only logged).
+    var assignmentRefusalLog = AddressLogLimiter()
+    /// Proxy connections not identified yet, by address, with when each connected (monotonic nanoseconds).
+    var unidentifiedByAddress: [IPAddress: [ConnectionID: Int64]] = [:]
+    var unidentifiedTotal = 0
+    /// New assignments by address in the current minute, from when that minute began.
+    var assignmentsThisMinute: [IPAddress: Int] = [:]
+    var assignmentMinute = Int64.min
+    /// Addresses that have carried a console since start-up (they may use the pool's reserve).
+    var knownAddresses: Set<IPAddress> = []
 
     /// The event being handled: its time, and the actions decided so far.
     var now = Now(monotonic: 0, date: Date(timeIntervalSince1970: 0))
@@ -76,6 +90,7 @@ public struct ConcentratorStateMachine {
         case let .listenerFailed(ref, inUse, message): listenerFailed(ref, addressInUse: inUse, message: message)
         case let .timerFired(timer): timerFired(timer)
         case let .writeCompleted(token, error): writeCompleted(token, error: error)
+        case let .queryAnswered(id, answer): queryAnswered(id, answer)
         }
         defer { out = [] }
         return out
@@ -198,6 +213,12 @@ public struct ConcentratorStateMachine {
         config.vmExpireTime = vmExpireTime
         config.retention = retention
         config.proxyAllow = proxyAllow
+        // Connections from networks no longer allowed are closed now, each recorded (vm-disconnect, disallowed).
+        for id in vms.keys.sorted() {
+            guard let vm = vms[id], !vm.closing, !proxyAllow.allows(vm.address) else { continue }
+            log(.notice, "closing VM connection \(vm.peer): no longer in --proxy-allow")
+            closeVM(id, reason: .disallowed)
+        }
         if sweepChanged, startedAt != nil, !shuttingDown { schedule(.expirySweep, seconds: config.expirySweepInterval) }
     }
 
@@ -225,7 +246,7 @@ public struct ConcentratorStateMachine {
         }
     }
 
-    mutating func writeCompleted(_ token: WriteToken, error: String?) {
+    mutating func writeCompleted(_ token: WriteToken, error: StoreFailure?) {
         switch token {
         case let .assignment(key, generation): assignmentWritten(key, generation: generation, error: error)
         case let .deletion(key, generation): assignmentDeleted(key, generation: generation, error: error)
@@ -238,7 +259,10 @@ public struct ConcentratorStateMachine {
         if vms[id] != nil {
             // Back-pressure: a VM that does not read what it is sent is not read either, and is closed if it
             // stays so (its replies would otherwise pile up without bound).
-            vms[id]?.writable = writable
+            vms.modify(id) {
+                $0.writable = writable
+                $0.readingForLiveness = false
+            }
             emit(.setReading(id, writable))
             if writable {
                 emit(.cancel(.stuck(id)))

@@ -9,10 +9,17 @@ public struct PortPool: Sendable {
         self.cursor = range.lowerBound
     }
 
-    public mutating func reserve(_ port: Int) { inUse.insert(port) }
-    public mutating func release(_ port: Int) { inUse.remove(port) }
+    /// Ports of the range in use, kept as ports are reserved and released (`available` is asked per new VM).
+    private var usedInRange = 0
+
+    public mutating func reserve(_ port: Int) {
+        if inUse.insert(port).inserted, range.contains(port) { usedInRange += 1 }
+    }
+    public mutating func release(_ port: Int) {
+        if inUse.remove(port) != nil, range.contains(port) { usedInRange -= 1 }
+    }
     public func isInUse(_ port: Int) -> Bool { inUse.contains(port) }
-    public var available: Int { range.count - inUse.filter { range.contains($0) }.count }
+    public var available: Int { range.count - usedInRange }
 
     /// The next free port, marked in use; nil when the range is exhausted. `excluding` skips ports known taken.
     public mutating func allocate(excluding: Set<Int> = []) -> Int? {
@@ -20,7 +27,7 @@ public struct PortPool: Sendable {
             let port = cursor
             cursor = cursor == range.upperBound ? range.lowerBound : cursor + 1
             if !inUse.contains(port) && !excluding.contains(port) {
-                inUse.insert(port)
+                reserve(port)
                 return port
             }
         }

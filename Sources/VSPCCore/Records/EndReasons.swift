@@ -16,6 +16,8 @@ public enum DisconnectReason: String, CaseIterable, Sendable, Codable {
     case refused
     /// `vspc forget --force` removed its console.
     case forgotten
+    /// A reload of `--proxy-allow` no longer allows its network.
+    case disallowed
     /// The source of a completed vMotion, or a destination whose migration ended without it.
     case migrated
     /// The daemon is stopping.
@@ -31,6 +33,7 @@ public enum DisconnectReason: String, CaseIterable, Sendable, Codable {
         case .replaced: return "replaced by a new connection"
         case .refused: return "refused"
         case .forgotten: return "forgotten by vspc forget --force"
+        case .disallowed: return "no longer in --proxy-allow"
         case .migrated: return "migrated"
         case .shutdown: return "daemon stopping"
         }

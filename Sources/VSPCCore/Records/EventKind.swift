@@ -11,6 +11,8 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
     case portExpired = "port-expired"
     case portBindFailed = "port-bind-failed"
     case portExhausted = "port-exhausted"
+    /// A new assignment was refused: its address made too many this minute, or only the reserve is left.
+    case portRefused = "port-refused"
     case portForgotten = "port-forgotten"
     case clientAttach = "client-attach"
     case clientDetach = "client-detach"
@@ -57,6 +59,7 @@ public enum EventKind: String, CaseIterable, Codable, Sendable {
              .vmotionExpired, .vmotionDestinationClosed:
             return .warning
         case .portBindFailed, .portExhausted: return .error
+        case .portRefused: return .warning
         }
     }
 }

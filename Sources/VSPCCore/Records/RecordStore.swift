@@ -6,4 +6,41 @@ public protocol RecordStore: AnyObject, Sendable {
     func enqueue(_ ops: [StoreOp], completion: (@Sendable (Error?) -> Void)?)
     /// Blocks until everything queued before the call is committed or has failed. Never on an event loop.
     func flush()
+    /// What a failure that `enqueue` reported means, for the core: the driver hands it on in `writeCompleted`.
+    func failure(of error: any Error) -> StoreFailure
+    /// Called on the writer's thread after each batch: its duration in seconds and how many units failed.
+    var commitObserver: (@Sendable (_ seconds: Double, _ failures: Int) -> Void)? { get set }
+    /// Flushes, then lets go of what the store holds for its one daemon (a lock); at the daemon's end.
+    func close()
+}
+
+/// Why the store did not take a write, as the core sees it.
+public struct StoreFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: String, Equatable, Sendable {
+        /// The disk (or the database's size limit) is full.
+        case diskFull
+        /// The database or its files refuse writes.
+        case readOnly
+        /// Another process holds the database too long.
+        case busy
+        case other
+    }
+
+    public var kind: Kind
+    /// The store's own words, for the log.
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+extension RecordStore {
+    /// A failure of no known kind, in the error's own words.
+    public func failure(of error: any Error) -> StoreFailure {
+        (error as? StoreFailure) ?? StoreFailure(.other, "\(error)")
+    }
 }

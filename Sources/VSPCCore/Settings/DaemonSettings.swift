@@ -30,6 +30,11 @@ public struct DaemonSettings: Equatable, Sendable {
     public var telnetPorts = ConcentratorConfig.defaults.telnetPorts.rawValue
     public var disconnectBacklog = Door.defaultBacklog
     public var skipBacklog = Door.defaultBacklog
+    public var identifyTimeout = ConcentratorConfig.defaults.identifyTimeout
+    public var proxyMaxUnidentified = ConcentratorConfig.defaults.maxUnidentified
+    public var proxyMaxUnidentifiedPerAddress = ConcentratorConfig.defaults.maxUnidentifiedPerAddress
+    public var newPortsPerMinute = ConcentratorConfig.defaults.newAssignmentsPerMinute
+    public var portReservePercent = Int((ConcentratorConfig.defaults.portReserveFraction * 100).rounded())
     public var sshMaxStartups = SourceLimitSettings().startups.description
     public var sshPerSourceMaxStartups = SourceLimitSettings().perSourceStartups
     public var sshPerSourceMaxFailures = SourceLimitSettings().perSourceFailures
@@ -79,6 +84,11 @@ public struct DaemonSettings: Equatable, Sendable {
         }),
         .integer("disconnect-backlog", \.disconnectBacklog, check: within((4 << 10)...(1 << 30))),
         .integer("skip-backlog", \.skipBacklog, check: within((4 << 10)...(1 << 30))),
+        .number("identify-timeout", \.identifyTimeout, check: positive(upTo: 600, unit: "seconds")),
+        .integer("proxy-max-unidentified", \.proxyMaxUnidentified, check: within(1...1_000_000)),
+        .integer("proxy-max-unidentified-per-address", \.proxyMaxUnidentifiedPerAddress, check: within(1...1_000_000)),
+        .integer("new-ports-per-minute", \.newPortsPerMinute, check: within(1...1_000_000)),
+        .integer("port-reserve-percent", \.portReservePercent, check: within(0...90)),
         .string("ssh-max-startups", \.sshMaxStartups, check: {
             MaxStartups.parse($0) == nil ? "must be start:rate:full (1 <= start <= full, rate 0-100) or a number" : nil
         }),
@@ -128,6 +138,9 @@ public struct SettingKey: Sendable {
     public let name: String
     public let kind: SettingKind
     public let live: Bool
+    /// Takes this setting's value from other settings, unset included (a key removed from the file on a reload
+    /// goes back to its default).
+    let copy: @Sendable (inout DaemonSettings, DaemonSettings) -> Void
     let get: @Sendable (DaemonSettings) -> SettingValue?
     let set: @Sendable (inout DaemonSettings, SettingValue) -> Void
     let check: @Sendable (SettingValue) -> String?
@@ -141,14 +154,14 @@ public struct SettingKey: Sendable {
 
     static func string(_ name: String, _ path: WritableKeyPath<DaemonSettings, String>, live: Bool = false,
                        check: @escaping @Sendable (String) -> String? = { _ in nil }) -> SettingKey {
-        SettingKey(name: name, kind: .string, live: live, get: { .string($0[keyPath: path]) },
+        SettingKey(name: name, kind: .string, live: live, copy: { $0[keyPath: path] = $1[keyPath: path] }, get: { .string($0[keyPath: path]) },
                    set: { if case .string(let v) = $1 { $0[keyPath: path] = v } },
                    check: { if case .string(let v) = $0 { return check(v) }; return nil })
     }
 
     static func optionalString(_ name: String, _ path: WritableKeyPath<DaemonSettings, String?>, live: Bool = false,
                                check: @escaping @Sendable (String) -> String? = { _ in nil }) -> SettingKey {
-        SettingKey(name: name, kind: .string, live: live, get: { $0[keyPath: path].map { .string($0) } },
+        SettingKey(name: name, kind: .string, live: live, copy: { $0[keyPath: path] = $1[keyPath: path] }, get: { $0[keyPath: path].map { .string($0) } },
                    set: { if case .string(let v) = $1 { $0[keyPath: path] = v } },
                    check: {
                        guard case .string(let v) = $0 else { return nil }
@@ -158,20 +171,20 @@ public struct SettingKey: Sendable {
 
     static func integer(_ name: String, _ path: WritableKeyPath<DaemonSettings, Int>, live: Bool = false,
                         check: @escaping @Sendable (Int) -> String? = { _ in nil }) -> SettingKey {
-        SettingKey(name: name, kind: .integer, live: live, get: { .integer($0[keyPath: path]) },
+        SettingKey(name: name, kind: .integer, live: live, copy: { $0[keyPath: path] = $1[keyPath: path] }, get: { .integer($0[keyPath: path]) },
                    set: { if case .integer(let v) = $1 { $0[keyPath: path] = v } },
                    check: { if case .integer(let v) = $0 { return check(v) }; return nil })
     }
 
     static func number(_ name: String, _ path: WritableKeyPath<DaemonSettings, Double>, live: Bool = false,
                        check: @escaping @Sendable (Double) -> String? = { _ in nil }) -> SettingKey {
-        SettingKey(name: name, kind: .number, live: live, get: { .number($0[keyPath: path]) },
+        SettingKey(name: name, kind: .number, live: live, copy: { $0[keyPath: path] = $1[keyPath: path] }, get: { .number($0[keyPath: path]) },
                    set: { if case .number(let v) = $1 { $0[keyPath: path] = v } },
                    check: { if case .number(let v) = $0 { return v.isFinite ? check(v) : "must be a finite number" }; return nil })
     }
 
     static func bool(_ name: String, _ path: WritableKeyPath<DaemonSettings, Bool>, live: Bool = false) -> SettingKey {
-        SettingKey(name: name, kind: .boolean, live: live, get: { .bool($0[keyPath: path]) },
+        SettingKey(name: name, kind: .boolean, live: live, copy: { $0[keyPath: path] = $1[keyPath: path] }, get: { .bool($0[keyPath: path]) },
                    set: { if case .bool(let v) = $1 { $0[keyPath: path] = v } },
                    check: { _ in nil })
     }

@@ -46,8 +46,10 @@ extension DaemonSettings {
             let old = key.get(running), new = key.get(reloaded)
             guard old != new else { continue }
             if key.live {
+                // What is in force after the reload, unset included: a key removed from the file goes back to
+                // its default, and the log line says so truthfully.
                 plan.changes.append(SettingChange(key: key.name, old: old, new: new))
-                if let new { key.set(&plan.settings, new) }
+                key.copy(&plan.settings, reloaded)
             } else {
                 plan.needsRestart.append(key.name)
             }

@@ -10,7 +10,9 @@ import VSPCCore
 /// that fires channelInactive at once) are queued and handled next, so the machine sees them one at a time.
 final class ConcentratorDriver: @unchecked Sendable {
     let loop: EventLoop
-    let store: RecordStore
+    let store: any RecordBackend
+    /// Reads for admin clients (`history`), one at a time, off the event loop.
+    private let reads = DispatchQueue(label: "vspcd.records.reads", qos: .utility)
     let logger: Logger
     let network: DaemonConfig
     let metrics: VSPCMetrics
@@ -34,7 +36,7 @@ final class ConcentratorDriver: @unchecked Sendable {
     private var pending: [ConnectionID: ByteBuffer] = [:]
     private var pendingOrder: [ConnectionID] = []
 
-    init(config: DaemonConfig, store: RecordStore, logger: Logger, loop: EventLoop, metrics: VSPCMetrics) {
+    init(config: DaemonConfig, store: any RecordBackend, logger: Logger, loop: EventLoop, metrics: VSPCMetrics) {
         self.network = config
         self.metrics = metrics
         self.store = store
@@ -117,6 +119,9 @@ final class ConcentratorDriver: @unchecked Sendable {
         case let .endSession(id, status):
             flushPending(id)
             sinks[id]?.end(exitStatus: status)
+        case .closeTransport(let id):
+            flushPending(id)
+            sinks[id]?.closeTransport()
         case let .setReading(id, on):
             flushPending(id)
             sinks[id]?.setReading(on)
@@ -142,9 +147,10 @@ final class ConcentratorDriver: @unchecked Sendable {
                 return
             }
             let loop = self.loop
+            let store = self.store
             store.enqueue(ops) { [weak self] error in
-                let message = error.map { "\($0)" }
-                loop.execute { self?.handle(.writeCompleted(token, error: message)) }
+                let failure = error.map { store.failure(of: $0) }
+                loop.execute { self?.handle(.writeCompleted(token, error: failure)) }
             }
         case .record(let event):
             store.enqueue([.event(event.record)], completion: nil)
@@ -152,6 +158,27 @@ final class ConcentratorDriver: @unchecked Sendable {
             observe(event)
         case let .log(level, message):
             log(level, message)
+        case let .query(id, query):
+            let store = self.store
+            let loop = self.loop
+            reads.async { [weak self] in
+                let answer = Self.read(query, from: store)
+                loop.execute { self?.handle(.queryAnswered(id, answer)) }
+            }
+        }
+    }
+
+    /// Runs one of the core's reads; on the `reads` queue.
+    private static func read(_ query: RecordQuery, from store: any RecordBackend) -> RecordAnswer {
+        do {
+            switch query {
+            case .knownConsoles:
+                return .knownConsoles(try store.knownConsoles())
+            case let .events(uuid, label, since, limit):
+                return .events(try store.events(uuid: uuid, label: label, since: since, limit: limit))
+            }
+        } catch {
+            return .failed(store.failure(of: error))
         }
     }
 

@@ -13,6 +13,8 @@ protocol ConnectionSink: AnyObject {
     func end(exitStatus: Int)
     /// Stops or resumes reading the peer (back-pressure on a VM).
     func setReading(_ on: Bool)
+    /// Closes the connection under it with everything it carries (an SSH connection and all its sessions).
+    func closeTransport()
 }
 
 /// A NIO channel. Its back-pressure is the channel's water marks: the handler reports writability to the machine.
@@ -33,6 +35,8 @@ final class ChannelSink: ConnectionSink {
     }
 
     func end(exitStatus: Int) { close(flush: true) }
+
+    func closeTransport() { close(flush: true) }
 
     func setReading(_ on: Bool) {
         let channel = self.channel
@@ -85,4 +89,6 @@ final class SSHSessionSink: ConnectionSink {
     }
 
     func setReading(_ on: Bool) {}
+
+    func closeTransport() { session.closeConnection() }
 }

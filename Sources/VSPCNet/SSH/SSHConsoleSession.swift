@@ -181,6 +181,17 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
         }
     }
 
+    /// Closes the SSH connection this session runs on, with every other session on it, once what was queued
+    /// has had the grace period to leave (a revoked key).
+    public func closeConnection() {
+        guard channel.eventLoop.inEventLoop else {
+            channel.eventLoop.execute { self.closeConnection() }
+            return
+        }
+        let parent = channel.parent
+        channel.eventLoop.scheduleTask(in: .milliseconds(200)) { parent?.close(promise: nil) }
+    }
+
     /// Drops a client that does not take its output. Its SSH channel cannot close cleanly (that needs the client to
     /// answer), so the whole connection is closed.
     private func drop(_ reason: SSHSessionEnd) {

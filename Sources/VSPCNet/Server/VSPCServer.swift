@@ -23,7 +23,7 @@ public struct SavedState: Sendable {
 public final class VSPCServer: @unchecked Sendable {
     public let config: DaemonConfig
     let logger: Logger
-    let store: RecordStore
+    let store: any RecordBackend
     let group: MultiThreadedEventLoopGroup
     let driver: ConcentratorDriver
     public let metrics: VSPCMetrics
@@ -32,7 +32,7 @@ public final class VSPCServer: @unchecked Sendable {
     private var proxyChannel: Channel?
     private var adminChannel: Channel?
 
-    public init(config: DaemonConfig, store: RecordStore, logger: Logger) {
+    public init(config: DaemonConfig, store: any RecordBackend, logger: Logger) {
         self.config = config
         self.logger = logger
         self.store = store

@@ -110,7 +110,7 @@ final class ConcentratorDoorTests: XCTestCase {
         h.send(.vmClosed(h.bringUpVM(UUIDs.a), error: true))
         // timeout: negotiates, never identifies
         h.negotiate(h.connectVM())
-        h.advance(by: config.negotiationTimeout * 6 + 1)
+        h.advance(by: config.identifyTimeout + 1)
         // stuck
         let stuck = h.bringUpVM(UUIDs.a)
         h.send(.writabilityChanged(stuck, writable: false))
@@ -252,6 +252,22 @@ final class ConcentratorKeyHolderTests: XCTestCase {
         XCTAssertEqual(h.take().filter { if case .send(let id, _) = $0 { return id != bob }; return false }, [])
     }
 
+    /// A session opened after a reload on a connection authenticated before it (OpenSSH multiplexing) gets the
+    /// key's rights now: none for a removed key (and its connection closes), read-only for a downgraded one.
+    func testSessionsOpenedAfterAReloadGetTheRightsInForce() {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        h.send(.keysReloaded(["SHA256:bob": key("bob", readOnly: true)]))
+        h.take()
+        let alice = ssh(h, "web01", key("alice"), fingerprint: "SHA256:alice")
+        XCTAssertEqual(h.exitStatuses[alice], 1)
+        XCTAssertTrue(h.take().contains(.closeTransport(alice)))
+        XCTAssertEqual(String(decoding: h.takeOutput(alice), as: UTF8.self), "vspcd: this key was revoked\r\n")
+        let bob = ssh(h, "web01", key("bob"), fingerprint: "SHA256:bob")
+        XCTAssertEqual(h.records.map(\.detail), ["door=ssh mode=read-only key=bob SHA256:bob"])
+        XCTAssertNil(h.exitStatuses[bob])
+    }
+
     func testTypingIntoAVMThatDoesNotReadIsLoggedWithinTheBudget() {
         let h = ConcentratorHarness()
         let vm = h.bringUpVM()
@@ -262,5 +278,37 @@ final class ConcentratorKeyHolderTests: XCTestCase {
         let warnings = h.take().logs.filter { $0.message.contains("is not reading") }
         XCTAssertLessThanOrEqual(warnings.count, h.config.eventsPerConnectionPerMinute)
         XCTAssertGreaterThan(warnings.count, 0)
+    }
+}
+
+/// Issue 13, item 6: a name that several consoles carry (a VM rebuilt under the same name) on the SSH door.
+final class ConcentratorRebuiltVMTests: XCTestCase {
+    private let fingerprint = "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+    private func ssh(_ h: ConcentratorHarness, _ user: String) -> ConnectionID {
+        let id = h.newConnection(.client)
+        let key = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], comment: "alice")
+        h.send(.sshSessionStarted(id, user: user, key: key, fingerprint: fingerprint, peer: "198.51.100.7:5000"))
+        return id
+    }
+
+    func testTheConnectedOneIsPickedElseTheCandidatesAreListed() {
+        let h = ConcentratorHarness()
+        let old = h.bringUpVM(UUIDs.a, name: "web-0")
+        h.send(.vmClosed(old))
+        let rebuilt = h.bringUpVM(UUIDs.b, name: "web-0", peer: "10.0.0.2:900")
+        h.take()
+        let attached = ssh(h, "web-0")
+        XCTAssertNil(h.exitStatuses[attached])
+        XCTAssertEqual(h.records.first?.kind, .clientAttach)
+        XCTAssertEqual(h.records.first?.uuid, UUIDs.b, "the connected one")
+        h.send(.vmClosed(rebuilt))
+        h.take()
+        let refused = ssh(h, "web-0")
+        XCTAssertEqual(h.exitStatuses[refused], 1)
+        let text = String(decoding: h.takeOutput(refused), as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("vspcd: \"web-0\" is ambiguous; it names several consoles:\r\n  web-0  "), text)
+        XCTAssertTrue(text.contains(UUIDSpelling.classic(UUIDs.a)) && text.contains(UUIDSpelling.classic(UUIDs.b)), text)
+        XCTAssertEqual(text.components(separatedBy: "\r\n").filter { $0.hasPrefix("  web-0  ") }.count, 2)
     }
 }

@@ -12,6 +12,15 @@ final class ConcentratorLookupTests: XCTestCase {
         return vm.label.isEmpty ? vm.name : "\(vm.name)#\(vm.label)"
     }
 
+    /// The refusal of an ambiguous `query`: these connected consoles (shown name, uuid, label), in this order.
+    private func ambiguity(_ h: ConcentratorHarness, _ query: String, _ consoles: [(String, String, String)]) -> String {
+        let listed = h.list()
+        return (["\"\(query)\" is ambiguous; it names several consoles:"] + consoles.map { shown, uuid, label in
+            let port = listed.first { $0.uuid == uuid && $0.label == label }?.port ?? -1
+            return "  \(shown)  \(UUIDSpelling.classic(uuid))  port \(port)  connected"
+        }).joined(separator: "\n")
+    }
+
     func testExactNameBeatsAUUIDPrefix() {
         let h = ConcentratorHarness()
         h.bringUpVM(UUIDs.b, name: "abcdef", peer: "10.0.0.2:900")
@@ -42,7 +51,7 @@ final class ConcentratorLookupTests: XCTestCase {
         both.bringUpVM(UUIDs.b, name: "web", peer: "10.0.0.3:900")
         XCTAssertEqual(tail(both, "web"), "web")
         XCTAssertEqual(tail(both, "Web"), "Web")
-        XCTAssertEqual(tail(both, "WEB"), #"error: "WEB" is ambiguous: Web (\#(UUIDs.a)), web (\#(UUIDs.b))"#)
+        XCTAssertEqual(tail(both, "WEB"), "error: " + ambiguity(both, "WEB", [("Web", UUIDs.a, ""), ("web", UUIDs.b, "")]))
     }
 
     func testPrefixesOfNamesAndOfUUIDs() {
@@ -61,7 +70,7 @@ final class ConcentratorLookupTests: XCTestCase {
         let h = ConcentratorHarness()
         h.bringUpVM(UUIDs.b, name: "alpha", peer: "10.0.0.2:900")
         h.bringUpVM(UUIDs.c, name: "zulu", peer: "10.0.0.3:900") // uuid abcdef00...
-        XCTAssertEqual(tail(h, "a"), #"error: "a" is ambiguous: alpha (\#(UUIDs.b)), zulu (\#(UUIDs.c))"#)
+        XCTAssertEqual(tail(h, "a"), "error: " + ambiguity(h, "a", [("alpha", UUIDs.b, ""), ("zulu", UUIDs.c, "")]))
         XCTAssertEqual(tail(h, "al"), "alpha")
         XCTAssertEqual(tail(h, "ab"), "zulu")
     }
@@ -71,7 +80,7 @@ final class ConcentratorLookupTests: XCTestCase {
         h.bringUpVM(UUIDs.a, name: "web01", peer: "10.0.0.1:900")
         h.bringUpVM(UUIDs.a, name: "web01", label: "com2", peer: "10.0.0.1:901")
         XCTAssertEqual(tail(h, "web01"),
-                       #"error: "web01" is ambiguous: web01 (\#(UUIDs.a)), web01#com2 (\#(UUIDs.a))"#)
+                       "error: " + ambiguity(h, "web01", [("web01", UUIDs.a, ""), ("web01#com2", UUIDs.a, "com2")]))
         XCTAssertEqual(tail(h, "web01", label: "com2"), "web01#com2")
         XCTAssertEqual(tail(h, "web01", label: ""), "web01")
         XCTAssertEqual(tail(h, UUIDs.a, label: "com2"), "web01#com2")

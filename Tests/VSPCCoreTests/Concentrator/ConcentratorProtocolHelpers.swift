@@ -156,7 +156,15 @@ extension ConcentratorHarness {
     }
 
     func status() -> [String: String] {
-        admin(AdminRequest(command: "status")).response?.status ?? [:]
+        admin(AdminRequest(command: "status")).response?.status?.fields ?? [:]
+    }
+}
+
+extension StatusCounters {
+    /// The counters by their JSON key, as scripts read them.
+    var fields: [String: String] {
+        ["consoles": consoles, "connected": connected, "clients": clients, "migrating": migrating,
+         "freePorts": freePorts, "descriptors": descriptors, "descriptorLimit": descriptorLimit, "startedAt": startedAt]
     }
 }
 

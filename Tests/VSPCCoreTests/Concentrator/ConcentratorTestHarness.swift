@@ -134,7 +134,7 @@ final class ConcentratorHarness {
         case let .endSession(id, status):
             exitStatuses[id] = status
             carryOut(.close(id, flush: true))
-        case .setReading:
+        case .setReading, .closeTransport:
             break
         case let .bind(ref, port):
             binds.append((ref, port))
@@ -158,10 +158,10 @@ final class ConcentratorHarness {
             }
             switch reply {
             case .commit: followUps.append(.writeCompleted(token, error: nil))
-            case .fail(let message): followUps.append(.writeCompleted(token, error: message))
+            case .fail(let message): followUps.append(.writeCompleted(token, error: StoreFailure(.other, message)))
             case .hold: heldWrites.append(token)
             }
-        case .record, .log:
+        case .record, .log, .query:
             break
         }
     }
@@ -195,7 +195,7 @@ final class ConcentratorHarness {
             return []
         }
         heldWrites.remove(at: index)
-        return send(.writeCompleted(token, error: error))
+        return send(.writeCompleted(token, error: error.map { StoreFailure(.other, $0) }))
     }
 
     // MARK: time
