@@ -19,7 +19,7 @@ extension Store {
 
     /// Events oldest first. With `limit`, the newest `limit` matching events (still oldest first).
     /// `uuid` nil = all VMs; `label` nil = all labels; `since` is inclusive.
-    public func events(uuid: String?, label: String? = nil, since: Date? = nil, limit: Int? = nil) throws -> [EventRecord] {
+    public func events(uuid: String?, label: String? = nil, since: Date? = nil, limit: Int? = nil) throws -> [ConsoleEvent] {
         var conds: [String] = []
         var args: [(any DatabaseValueConvertible)?] = []
         if let uuid {
@@ -34,7 +34,7 @@ extension Store {
             conds.append("ts >= ?")
             args.append(since.timeIntervalSince1970)
         }
-        var sql = "SELECT id, ts, kind, uuid, label, name, peer, detail FROM event"
+        var sql = "SELECT id, ts, kind, uuid, label, name, peer, detail, door, user_name, key_comment, key_fingerprint FROM event"
         if !conds.isEmpty { sql += " WHERE " + conds.joined(separator: " AND ") }
         if let limit {
             sql += " ORDER BY ts DESC, id DESC LIMIT ?"
@@ -45,9 +45,10 @@ extension Store {
         let arguments = StatementArguments(args)
         let records = try pool.read { db in
             try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                EventRecord(id: row["id"], time: Date(timeIntervalSince1970: row["ts"]), kind: row["kind"],
-                            uuid: row["uuid"], label: row["label"], name: row["name"],
-                            peer: row["peer"], detail: row["detail"])
+                ConsoleEvent(id: row["id"], time: Date(timeIntervalSince1970: row["ts"]),
+                             kind: EventKind(rawValue: row["kind"]), uuid: row["uuid"], label: row["label"],
+                             name: row["name"], peer: row["peer"], detail: row["detail"], door: row["door"],
+                             user: row["user_name"], keyComment: row["key_comment"], fingerprint: row["key_fingerprint"])
             }
         }
         return limit == nil ? records : records.reversed()

@@ -198,7 +198,7 @@ public final class Store: RecordBackend, @unchecked Sendable {
         queuedEvents -= batchEvents
         // Caught up: say how many events a slow disk cost.
         if droppedEvents > 0, queuedEvents == 0 {
-            batch.append(Unit(ops: [.event(NewEvent(kind: EventKind.eventsSuppressed.rawValue,
+            batch.append(Unit(ops: [.event(ConsoleEvent(kind: .eventsSuppressed,
                                                     detail: "… \(droppedEvents) more suppressed while the database was slow"))],
                               completion: nil))
             droppedEvents = 0
@@ -299,8 +299,10 @@ public final class Store: RecordBackend, @unchecked Sendable {
             // Event uuids are normalized when possible; an unparsable one is kept verbatim rather than losing the event.
             let u = e.uuid.map { UUIDSpelling.normalize($0) ?? $0 }
             try db.execute(sql: """
-                INSERT INTO event (ts, kind, uuid, label, name, peer, detail) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [e.time.timeIntervalSince1970, e.kind, u, e.label, e.name, e.peer, e.detail])
+                INSERT INTO event (ts, kind, uuid, label, name, peer, detail, door, user_name, key_comment, key_fingerprint)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [e.time.timeIntervalSince1970, e.kind.rawValue, u, e.label, e.name, e.peer, e.detail,
+                                 e.door, e.user, e.keyComment, e.fingerprint])
         case let .saveScrollback(uuid, label, data, at):
             try ScrollbackChunks.replace(db, uuid: try Self.uuidKey(uuid), label: label, data: data, at: at)
         case let .appendScrollback(uuid, label, data, keep, at):

@@ -230,6 +230,8 @@ struct History: AsyncParsableCommand {
     @Option(help: "Only events since: 2h, 3d, 2026-11-25, '2026-11-25 14:00', or ISO 8601.") var since: String?
     @Option(help: "Only the newest N events.") var limit: Int?
     @Flag(help: "JSON, one array of events.") var json = false
+    @Flag(help: "Only the refused attempts to reach this VM (client-refused: who, with which key, asking for what name); they are left out otherwise.")
+    var refused = false
 
     func validate() throws {
         if let limit, limit <= 0 { throw ValidationError("--limit must be a positive number") }
@@ -276,14 +278,16 @@ struct History: AsyncParsableCommand {
         try printHistory(uuid: target.uuid, name: target.name, events: events)
     }
 
-    func printHistory(uuid: String, name: String, events: [EventRecord]) throws {
+    func printHistory(uuid: String, name: String, events all: [ConsoleEvent]) throws {
+        // Refusals are a view of their own: a key holder probing names does not fill the VM's history.
+        let events = all.filter { ($0.kind == .clientRefused) == refused }
         if json {
             try printJSON(events)
             return
         }
         print("# \(show(name)) \(UUIDSpelling.classic(uuid))")
         for e in events {
-            var line = "\(formatLocal(e.time))  \(show(e.kind))"
+            var line = "\(formatLocal(e.time))  \(show(e.kind.rawValue))"
             if !e.label.isEmpty { line += "  port=\(show(e.label))" }
             if let old = e.name, old != name { line += "  name=\(show(old))" }
             if let peer = e.peer { line += "  peer=\(show(peer))" }

@@ -47,7 +47,7 @@ final class CoreTests: DaemonTestCase {
         // The assignment is in the database before it is listed.
         let store = try Store(path: daemon.dbPath, readOnly: true)
         XCTAssertEqual(try store.loadAssignments().map(\.port), [port])
-        let kinds = try store.events(uuid: uuid).map(\.kind)
+        let kinds = try store.events(uuid: uuid).map(\.kind.rawValue)
         XCTAssertTrue(kinds.contains("vm-connect"), "\(kinds)")
         XCTAssertTrue(kinds.contains("port-assigned"), "\(kinds)")
     }

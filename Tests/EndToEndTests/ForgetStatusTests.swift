@@ -18,7 +18,7 @@ final class ForgetStatusTests: DaemonTestCase {
         try Daemon.run("vspc", arguments + ["--admin", "127.0.0.1:\(daemon.adminPort)"])
     }
 
-    private func events(_ uuid: String) throws -> [EventRecord] {
+    private func events(_ uuid: String) throws -> [ConsoleEvent] {
         try Store(path: daemon.dbPath, readOnly: true).events(uuid: uuid)
     }
 
@@ -35,7 +35,7 @@ final class ForgetStatusTests: DaemonTestCase {
         try await daemon.waitForList("assignment gone") { $0.isEmpty }
         let list = try vspc(["list"])
         XCTAssertEqual(list.out, "")
-        var recorded: [EventRecord] = []
+        var recorded: [ConsoleEvent] = []
         for _ in 0..<500 {
             recorded = try events(uuid)
             if recorded.contains(where: { $0.kind == "port-forgotten" }) { break }
@@ -73,7 +73,7 @@ final class ForgetStatusTests: DaemonTestCase {
         try await vm.waitForClose()
         try await client.waitForClose()
         try await daemon.waitForList("assignment gone") { $0.isEmpty }
-        var recorded: [EventRecord] = []
+        var recorded: [ConsoleEvent] = []
         for _ in 0..<500 {
             recorded = try events(uuid)
             if recorded.contains(where: { $0.kind == "port-forgotten" }) { break }

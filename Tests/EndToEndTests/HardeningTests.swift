@@ -182,7 +182,7 @@ final class HardeningTests: DaemonTestCase {
         assertInert(historyJSON.out, "history --json")
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        let events = try decoder.decode([EventRecord].self, from: historyJSON.out)
+        let events = try decoder.decode([ConsoleEvent].self, from: historyJSON.out)
         XCTAssertTrue(events.contains { $0.kind == "vm-connect" && $0.name == Self.storedName }, "\(events)")
         XCTAssertTrue(events.contains { $0.detail == "\(Self.storedName) -> \(renamed)" }, "\(events)")
 
@@ -212,9 +212,9 @@ final class HardeningTests: DaemonTestCase {
             let now = Date()
             store.enqueue([
                 .upsertAssignment(Assignment(uuid: uuid, label: "", name: name, port: 20000, createdAt: now, lastSeen: now)),
-                .event(NewEvent(kind: "vm-connect", uuid: uuid, name: name, peer: "10.0.0.1:1\u{1b}]0;t\u{7}",
+                .event(ConsoleEvent(kind: "vm-connect", uuid: uuid, name: name, peer: "10.0.0.1:1\u{1b}]0;t\u{7}",
                                 detail: "port 20000\r\u{1b}[1A")),
-                .event(NewEvent(kind: "name-change", uuid: uuid, name: "new", detail: "\(name) -> new")),
+                .event(ConsoleEvent(kind: "name-change", uuid: uuid, name: "new", detail: "\(name) -> new")),
             ])
             store.flush()
         }
@@ -228,7 +228,7 @@ final class HardeningTests: DaemonTestCase {
         XCTAssertTrue(history.lines[2].hasSuffix("  name-change  name=new  \(shown) -> new"), history.text)
         // An ambiguous reference lists the names escaped, one per line.
         let lookalike = try Store(path: db)
-        lookalike.enqueue(.event(NewEvent(kind: "vm-connect", uuid: testUUID(932), name: "db\u{9b}other")))
+        lookalike.enqueue(.event(ConsoleEvent(kind: "vm-connect", uuid: testUUID(932), name: "db\u{9b}other")))
         lookalike.flush()
         let ambiguous = try Daemon.runTool("vspc", ["history", "db", "--db", db])
         XCTAssertNotEqual(ambiguous.status, 0)

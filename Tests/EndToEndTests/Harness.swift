@@ -266,9 +266,9 @@ func fixture(_ name: String) -> String {
 /// Polls the daemon's event table (written asynchronously, read here read-only) until `condition` holds.
 @discardableResult
 func waitForEvents(_ daemon: Daemon, uuid: String, _ what: String, timeout: Double = 30,
-                   _ condition: ([EventRecord]) -> Bool) async throws -> [EventRecord] {
+                   _ condition: ([ConsoleEvent]) -> Bool) async throws -> [ConsoleEvent] {
     let deadline = Date().addingTimeInterval(timeout)
-    var events: [EventRecord] = []
+    var events: [ConsoleEvent] = []
     while true {
         if let store = try? Store(path: daemon.dbPath, readOnly: true), let e = try? store.events(uuid: uuid) {
             events = e

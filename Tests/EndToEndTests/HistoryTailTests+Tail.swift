@@ -171,13 +171,13 @@ extension HistoryTailTests {
         try await d.waitForList("VM down") { $0.first { $0.uuid == uuid }?.connected == false }
         try await d.stop()
         let before = try Store(path: d.dbPath, readOnly: true).events(uuid: nil)
-        XCTAssertGreaterThan(before.count, 10, "\(before.map(\.kind))")
+        XCTAssertGreaterThan(before.count, 10, "\(before.map(\.kind.rawValue))")
 
         // Restarted with a count limit: pruned 5 s after start.
         d.extraArguments = ["--event-max-count", "5"]
         try await d.start()
         let store = try Store(path: d.dbPath, readOnly: true)
-        var after: [EventRecord] = []
+        var after: [ConsoleEvent] = []
         let deadline = Date().addingTimeInterval(20)
         while true {
             after = try store.events(uuid: nil)
@@ -185,15 +185,15 @@ extension HistoryTailTests {
             if Date() > deadline { XCTFail("never pruned to 5 events: \(after.count) left"); return }
             try await Task.sleep(nanoseconds: 200_000_000)
         }
-        XCTAssertEqual(after.count, 5, "\(after.map(\.kind))")
+        XCTAssertEqual(after.count, 5, "\(after.map(\.kind.rawValue))")
         // The newest are kept: whatever is kept from before the restart is the newest of it.
         let beforeIDs = before.map(\.id)
         let keptOld = after.map(\.id).filter { beforeIDs.contains($0) }
         XCTAssertEqual(keptOld, Array(beforeIDs.suffix(keptOld.count)))
-        XCTAssertEqual(after.last?.kind, "daemon-start", "\(after.map(\.kind))")
+        XCTAssertEqual(after.last?.kind, "daemon-start", "\(after.map(\.kind.rawValue))")
         // vspc history reads what is left.
         let r = try vspc(["history", uuid, "--db", d.dbPath])
         XCTAssertEqual(r.status, 0, r.err)
-        XCTAssertEqual(historyKinds(r.text), after.filter { $0.uuid == uuid }.map(\.kind))
+        XCTAssertEqual(historyKinds(r.text), after.filter { $0.uuid == uuid }.map(\.kind.rawValue))
     }
 }

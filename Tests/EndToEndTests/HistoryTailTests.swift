@@ -64,7 +64,7 @@ final class HistoryTailTests: DaemonTestCase {
         var stored: [String] = []
         let deadline = Date().addingTimeInterval(20)
         while true {
-            stored = try store.events(uuid: uuid).map(\.kind)
+            stored = try store.events(uuid: uuid).map(\.kind.rawValue)
             if stored.contains("vmotion-complete"), stored.last == "vm-disconnect",
                stored.filter({ $0 == "vm-disconnect" }).count >= 2 { break }
             if Date() > deadline { XCTFail("events never completed: \(stored)"); return }
@@ -97,9 +97,9 @@ final class HistoryTailTests: DaemonTestCase {
         let json = try vspc(["history", "hist-b", "--json", "--db", d.dbPath])
         XCTAssertEqual(json.status, 0, json.err)
         let events = try decodeEvents(json.out)
-        XCTAssertEqual(events.map(\.kind), kinds)
+        XCTAssertEqual(events.map(\.kind.rawValue), kinds)
         XCTAssertTrue(events.allSatisfy { $0.uuid == uuid }, "\(events)")
-        XCTAssertEqual(events.map(\.id), events.map(\.id).sorted())
+        XCTAssertEqual(events.map(\.id), events.compactMap(\.id).sorted())
 
         // --limit 3: the newest three, oldest first.
         let limited = try vspc(["history", "hist-b", "--limit", "3", "--db", d.dbPath])
@@ -416,10 +416,10 @@ func historyKinds(_ text: String) -> [String] {
     }
 }
 
-func decodeEvents(_ data: Data) throws -> [EventRecord] {
+func decodeEvents(_ data: Data) throws -> [ConsoleEvent] {
     let decoder = JSONDecoder()
     decoder.dateDecodingStrategy = .iso8601
-    return try decoder.decode([EventRecord].self, from: data)
+    return try decoder.decode([ConsoleEvent].self, from: data)
 }
 
 func isSubsequence(_ needle: [String], of haystack: [String]) -> Bool {

@@ -37,7 +37,7 @@ extension HostilePeerTests {
         let events = try await waitForEvents(daemon, uuid: uuid, "vm-takeover-refused") { $0.contains { $0.kind == "vm-takeover-refused" } }
         let refused = try XCTUnwrap(events.first { $0.kind == "vm-takeover-refused" })
         XCTAssertTrue(refused.detail?.contains("answered a probe") == true, refused.detail ?? "no detail")
-        XCTAssertFalse(events.contains { $0.kind == "vm-disconnect" }, "\(events.map(\.kind))")
+        XCTAssertFalse(events.contains { $0.kind == "vm-disconnect" }, "\(events.map(\.kind.rawValue))")
 
         // The first VM still carries the console, both ways; the intruder got nothing of the person's.
         try await roundTrip(first, client, 1)
@@ -102,8 +102,8 @@ extension HostilePeerTests {
         let events = try await waitForEvents(daemon, uuid: uuid, "two disconnects and the third connect") {
             $0.filter { $0.kind == "vm-disconnect" }.count >= 2 && $0.filter { $0.kind == "vm-connect" }.count >= 3
         }
-        XCTAssertFalse(events.contains { $0.kind == "vm-takeover-refused" }, "\(events.map(\.kind))")
-        XCTAssertEqual(events.filter { $0.kind == "vm-connect" }.count, 3, "\(events.map(\.kind))")
+        XCTAssertFalse(events.contains { $0.kind == "vm-takeover-refused" }, "\(events.map(\.kind.rawValue))")
+        XCTAssertEqual(events.filter { $0.kind == "vm-connect" }.count, 3, "\(events.map(\.kind.rawValue))")
     }
 
     // MARK: - 5. vMotion restart
@@ -155,7 +155,7 @@ extension HostilePeerTests {
         let events = try await waitForEvents(daemon, uuid: uuid, "the restart, both refusals and the completion") { events in
             events.contains { $0.kind == "vmotion-complete" } && events.filter { $0.kind == "vmotion-peer-rejected" }.count >= 2
         }
-        let kinds = events.map(\.kind)
+        let kinds = events.map(\.kind.rawValue)
         XCTAssertTrue(events.contains { $0.kind == "vmotion-expired" && $0.detail?.contains("restarted by a new VMOTION-BEGIN") == true },
                       "\(events.map { "\($0.kind)[\($0.detail ?? "")]" })")
         XCTAssertTrue(inOrder(kinds, ["vmotion-begin", "vmotion-goahead", "vmotion-begin", "vmotion-expired", "vmotion-goahead",

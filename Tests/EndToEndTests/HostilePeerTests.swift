@@ -234,8 +234,8 @@ final class HostilePeerTests: DaemonTestCase {
         }.reduce(0, +)
         // Each pair causes at least a vmotion-begin and a vmotion-abort; all but the budget's 20 are left out.
         XCTAssertGreaterThanOrEqual(suppressed, pairs, summaries.map { $0.detail ?? "" }.joined(separator: " | "))
-        XCTAssertLessThanOrEqual(events.count, 40, "events recorded for the flooding VM: \(events.map(\.kind))")
-        let kinds = Dictionary(grouping: events, by: \.kind).mapValues(\.count).sorted { $0.key < $1.key }
+        XCTAssertLessThanOrEqual(events.count, 40, "events recorded for the flooding VM: \(events.map(\.kind.rawValue))")
+        let kinds = Dictionary(grouping: events, by: \.kind.rawValue).mapValues(\.count).sorted { $0.key < $1.key }
         print("HostilePeerTests BEGIN/ABORT flood: \(pairs) pairs -> \(events.count) events recorded for the VM (\(kinds.map { "\($0.key)=\($0.value)" }.joined(separator: " "))); summaries say \(suppressed) suppressed")
 
         // The neighbour's history is intact, and it keeps working.

@@ -223,7 +223,7 @@ final class SSHDoorTests: DaemonTestCase {
         // Refusals are recorded (without a VM: they are in no VM's history).
         let fingerprint = try dave.fingerprint
         let deadline = Date().addingTimeInterval(30)
-        var refusals: [EventRecord] = []
+        var refusals: [ConsoleEvent] = []
         while refusals.count < 3, Date() < deadline {
             refusals = (try? Store(path: door.daemon.dbPath, readOnly: true).events(uuid: nil))?
                 .filter { $0.kind == "client-refused" } ?? []

@@ -22,7 +22,7 @@ extension VMotionTests {
         XCTAssertEqual(source.data, [])
 
         let events = try await waitForEvents(daemon, uuid: uuid, "vmotion-expired") { $0.contains { $0.kind == "vmotion-expired" } }
-        XCTAssertTrue(inOrder(events.map(\.kind), ["vmotion-begin", "vmotion-goahead", "vmotion-expired"]), "\(events.map(\.kind))")
+        XCTAssertTrue(inOrder(events.map(\.kind.rawValue), ["vmotion-begin", "vmotion-goahead", "vmotion-expired"]), "\(events.map(\.kind.rawValue))")
         try await source.waitForData(count: held.count)
         try await barrier(client, source)
         XCTAssertEqual(source.takeData(), held, "held input goes to the source after expiry, exactly once")
@@ -72,7 +72,7 @@ extension VMotionTests {
         XCTAssertEqual(fresh.data, Array("z".utf8))
 
         let events = try await waitForEvents(daemon, uuid: uuid, "disconnect, expiry and reconnect") {
-            self.inOrder($0.map(\.kind), ["vm-connect", "vmotion-begin", "vmotion-goahead", "vmotion-source-closed",
+            self.inOrder($0.map(\.kind.rawValue), ["vm-connect", "vmotion-begin", "vmotion-goahead", "vmotion-source-closed",
                                           "vmotion-expired", "vm-disconnect", "vm-connect"])
         }
         XCTAssertTrue(events.contains { $0.kind == "vm-disconnect" && ($0.detail ?? "").contains("vMotion") }, "\(events.map { "\($0.kind)[\($0.detail ?? "")]" })")
@@ -195,9 +195,9 @@ extension VMotionTests {
         XCTAssertNotNil(destPeer)
 
         let wanted = ["vmotion-begin", "vmotion-goahead", "vmotion-peer", "vmotion-complete"]
-        let events = try await waitForEvents(daemon, uuid: uuid, "the vMotion events") { e in wanted.allSatisfy { k in e.contains { $0.kind == k } } }
-        let vmotion = events.filter { wanted.contains($0.kind) }
-        XCTAssertEqual(vmotion.map(\.kind), wanted, "\(events.map(\.kind))")
+        let events = try await waitForEvents(daemon, uuid: uuid, "the vMotion events") { e in wanted.allSatisfy { k in e.contains { $0.kind.rawValue == k } } }
+        let vmotion = events.filter { wanted.contains($0.kind.rawValue) }
+        XCTAssertEqual(vmotion.map(\.kind.rawValue), wanted, "\(events.map(\.kind.rawValue))")
         guard vmotion.count == 4 else { return }
         XCTAssertEqual(vmotion[0].peer, sourcePeer)
         XCTAssertEqual(vmotion[1].peer, sourcePeer)

@@ -227,7 +227,7 @@ final class VMotionTests: DaemonTestCase {
         let vm = try await daemon.waitForList("connected via destination") { $0.first { $0.uuid == uuid }.map { $0.connected && !$0.migrating } ?? false }
         XCTAssertEqual(vm.first { $0.uuid == uuid }?.port, port)
         try await waitForEvents(daemon, uuid: uuid, "vmotion-abort then vmotion-complete") {
-            self.inOrder($0.map(\.kind), ["vmotion-abort", "vmotion-complete"])
+            self.inOrder($0.map(\.kind.rawValue), ["vmotion-abort", "vmotion-complete"])
         }
     }
 

@@ -13,7 +13,7 @@ final class ConcentratorDriverTests: XCTestCase {
     /// Commits at once; reads nothing back.
     final class FakeStore: RecordBackend, @unchecked Sendable {
         var ops: [StoreOp] = []
-        var events: [NewEvent] { ops.compactMap { if case .event(let e) = $0 { return e }; return nil } }
+        var events: [ConsoleEvent] { ops.compactMap { if case .event(let e) = $0 { return e }; return nil } }
         var commitObserver: (@Sendable (Double, Int) -> Void)?
         func enqueue(_ ops: [StoreOp], completion: (@Sendable (Error?) -> Void)?) {
             self.ops += ops
@@ -23,7 +23,7 @@ final class ConcentratorDriverTests: XCTestCase {
         func close() {}
         func loadAssignments() throws -> [Assignment] { [] }
         func allScrollback() throws -> [(uuid: String, label: String, data: [UInt8])] { [] }
-        func events(uuid: String?, label: String?, since: Date?, limit: Int?) throws -> [EventRecord] { [] }
+        func events(uuid: String?, label: String?, since: Date?, limit: Int?) throws -> [ConsoleEvent] { [] }
         func knownConsoles() throws -> [ConsoleCandidate] { [] }
         func scrollback(uuid: String, label: String) throws -> [UInt8]? { nil }
     }

@@ -30,7 +30,7 @@ final class PrivateFilesTests: XCTestCase {
     /// A committed write, so that SQLite has its -wal and -shm files.
     private func writeSomething(_ store: Store) {
         let sem = DispatchSemaphore(value: 0)
-        store.enqueue(.event(NewEvent(kind: "test", uuid: nil, name: "t")), completion: { _ in sem.signal() })
+        store.enqueue(.event(ConsoleEvent(kind: "test", uuid: nil, name: "t")), completion: { _ in sem.signal() })
         sem.wait()
     }
 

@@ -13,7 +13,7 @@ final class StoreQueueTests: XCTestCase {
         // Hold the writer: a unit whose completion waits, as a disk that stalls would.
         let stalled = DispatchSemaphore(value: 0)
         let inWriter = DispatchSemaphore(value: 0)
-        store.enqueue([.event(NewEvent(kind: "first"))]) { _ in
+        store.enqueue([.event(ConsoleEvent(kind: "first"))]) { _ in
             inWriter.signal()
             stalled.wait()
         }
@@ -24,7 +24,7 @@ final class StoreQueueTests: XCTestCase {
             func add(_ e: Error?) { lock.lock(); if (e as? StoreError) == .queueFull { full += 1 }; lock.unlock() }
         }
         let outcomes = Outcomes()
-        for i in 0..<10 { store.enqueue([.event(NewEvent(kind: "e\(i)"))]) { outcomes.add($0) } }
+        for i in 0..<10 { store.enqueue([.event(ConsoleEvent(kind: EventKind(rawValue: "e\(i)")))]) { outcomes.add($0) } }
         let uuid = "0123456789abcdef0123456789abcdef"
         store.enqueue([.upsertAssignment(Assignment(uuid: uuid, name: "kept", port: 20000))], completion: nil)
         stalled.signal()

@@ -155,9 +155,9 @@ final class StoreTests: XCTestCase {
         let sem = DispatchSemaphore(value: 0)
         let ops: [StoreOp] = [
             .upsertAssignment(Assignment(uuid: u1, name: "a", port: 6000)),
-            .event(NewEvent(kind: "x1")),
+            .event(ConsoleEvent(kind: "x1")),
             .upsertAssignment(Assignment(uuid: u2, name: "b", port: 6000)),   // duplicate port
-            .event(NewEvent(kind: "x2")),
+            .event(ConsoleEvent(kind: "x2")),
             .upsertAssignment(Assignment(uuid: u3, name: "c", port: 6001)),
         ]
         // Enqueue while the writer is blocked so everything lands in one batch.
@@ -179,7 +179,7 @@ final class StoreTests: XCTestCase {
 
         // a multi-op enqueue is atomic
         let err = ErrorBox()
-        store.enqueue([.event(NewEvent(kind: "x3")), .upsertAssignment(Assignment(uuid: u2, name: "b", port: 6001))]) { err.set($0) }
+        store.enqueue([.event(ConsoleEvent(kind: "x3")), .upsertAssignment(Assignment(uuid: u2, name: "b", port: 6001))]) { err.set($0) }
         store.flush()
         XCTAssertNotNil(err.get())
         XCTAssertEqual(try store.events(uuid: nil).map(\.kind), ["x1", "x2"])
@@ -191,10 +191,10 @@ final class StoreTests: XCTestCase {
         // inserted out of time order on purpose
         let times: [Double] = [5, 1, 3, 2, 4]
         for t in times {
-            store.enqueue(.event(NewEvent(kind: "k\(Int(t))", uuid: UUIDSpelling.classic(u1), name: "web1", peer: "10.0.0.1:4000", detail: "d", time: Date(timeIntervalSince1970: base + t))))
+            store.enqueue(.event(ConsoleEvent(kind: EventKind(rawValue: "k\(Int(t))"), uuid: UUIDSpelling.classic(u1), name: "web1", peer: "10.0.0.1:4000", detail: "d", time: Date(timeIntervalSince1970: base + t))))
         }
-        store.enqueue(.event(NewEvent(kind: "other", uuid: u2, label: "com2", time: Date(timeIntervalSince1970: base + 2.5))))
-        store.enqueue(.event(NewEvent(kind: "global", time: Date(timeIntervalSince1970: base + 0.5))))
+        store.enqueue(.event(ConsoleEvent(kind: "other", uuid: u2, label: "com2", time: Date(timeIntervalSince1970: base + 2.5))))
+        store.enqueue(.event(ConsoleEvent(kind: "global", time: Date(timeIntervalSince1970: base + 0.5))))
         store.flush()
 
         let all = try store.events(uuid: u1)
@@ -221,7 +221,7 @@ final class StoreTests: XCTestCase {
         let now = Date()
         for i in 0..<10 {
             // i = 0 is 10 days old ... i = 9 is 1 day old
-            store.enqueue(.event(NewEvent(kind: "e\(i)", time: now.addingTimeInterval(-Double(10 - i) * 86400))))
+            store.enqueue(.event(ConsoleEvent(kind: EventKind(rawValue: "e\(i)"), time: now.addingTimeInterval(-Double(10 - i) * 86400))))
         }
         store.flush()
         XCTAssertNil(write(store, .prune(Retention(maxAge: 5.5 * 86400, maxCount: nil))))
@@ -282,7 +282,7 @@ final class StoreTests: XCTestCase {
     func testReadOnlyWhileWriterOpen() throws {
         let writer = try Store(path: dbPath)
         writer.enqueue(.upsertAssignment(Assignment(uuid: u1, name: "web1", port: 7000)))
-        writer.enqueue(.event(NewEvent(kind: "connect", uuid: u1, name: "web1")))
+        writer.enqueue(.event(ConsoleEvent(kind: "connect", uuid: u1, name: "web1")))
         writer.flush()
 
         let reader = try Store(path: dbPath, readOnly: true)
@@ -290,12 +290,12 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try reader.events(uuid: u1).map(\.kind), ["connect"])
 
         // the writer keeps writing; the reader sees new commits
-        writer.enqueue(.event(NewEvent(kind: "disconnect", uuid: u1, name: "web1")))
+        writer.enqueue(.event(ConsoleEvent(kind: "disconnect", uuid: u1, name: "web1")))
         writer.flush()
         XCTAssertEqual(try reader.events(uuid: u1).map(\.kind), ["connect", "disconnect"])
 
         // writes through a read-only store fail cleanly
-        let err = write(reader, .event(NewEvent(kind: "nope")))
+        let err = write(reader, .event(ConsoleEvent(kind: "nope")))
         XCTAssertEqual(err as? StoreError, .readOnly(path: dbPath))
         XCTAssertEqual(try writer.events(uuid: nil).count, 2)
     }
@@ -303,7 +303,7 @@ final class StoreTests: XCTestCase {
     func testReadOnlyAfterWriterClosed() throws {
         do {
             let writer = try Store(path: dbPath)
-            writer.enqueue(.event(NewEvent(kind: "connect", uuid: u1, name: "web1")))
+            writer.enqueue(.event(ConsoleEvent(kind: "connect", uuid: u1, name: "web1")))
             writer.flush()
         }
         let reader = try Store(path: dbPath, readOnly: true)
@@ -316,9 +316,9 @@ final class StoreTests: XCTestCase {
         store.enqueue(.upsertAssignment(Assignment(uuid: u1, label: "com2", name: "web1", port: 7002)))
         store.enqueue(.upsertAssignment(Assignment(uuid: u2, name: "Web", port: 7003)))
         // u3's assignment expired: only history remains, under an old and a new name
-        store.enqueue(.event(NewEvent(kind: "connect", uuid: u3, name: "db-old", time: Date(timeIntervalSince1970: 1000))))
-        store.enqueue(.event(NewEvent(kind: "connect", uuid: u3, name: "db", time: Date(timeIntervalSince1970: 2000))))
-        store.enqueue(.event(NewEvent(kind: "connect", uuid: u1, name: "web1")))
+        store.enqueue(.event(ConsoleEvent(kind: "connect", uuid: u3, name: "db-old", time: Date(timeIntervalSince1970: 1000))))
+        store.enqueue(.event(ConsoleEvent(kind: "connect", uuid: u3, name: "db", time: Date(timeIntervalSince1970: 2000))))
+        store.enqueue(.event(ConsoleEvent(kind: "connect", uuid: u1, name: "web1")))
         store.flush()
 
         func names(_ q: String) throws -> [String] { try store.resolveVM(q).map(\.name) }
@@ -353,7 +353,7 @@ final class StoreTests: XCTestCase {
             done.increment()
         }
         for i in 0..<100 {
-            store.enqueue(.event(NewEvent(kind: "e\(i)"))) { _ in done.increment() }
+            store.enqueue(.event(ConsoleEvent(kind: EventKind(rawValue: "e\(i)")))) { _ in done.increment() }
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { gate.signal() }
         let start = Date()
@@ -369,7 +369,7 @@ final class StoreTests: XCTestCase {
         let failures = Counter()
         DispatchQueue.concurrentPerform(iterations: 4) { t in
             for i in 0..<2_500 {
-                store.enqueue(.event(NewEvent(kind: "bulk", uuid: u1, detail: "\(t)-\(i)"))) { err in
+                store.enqueue(.event(ConsoleEvent(kind: "bulk", uuid: u1, detail: "\(t)-\(i)"))) { err in
                     if err != nil { failures.increment() }
                 }
             }

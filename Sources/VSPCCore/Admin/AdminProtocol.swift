@@ -150,9 +150,9 @@ extension AdminProtocol {
 public struct HistoryAnswer: Codable, Sendable, Equatable {
     public var uuid: String
     public var name: String
-    public var events: [EventRecord]
+    public var events: [ConsoleEvent]
 
-    public init(uuid: String, name: String, events: [EventRecord]) {
+    public init(uuid: String, name: String, events: [ConsoleEvent]) {
         self.uuid = uuid
         self.name = name
         self.events = events

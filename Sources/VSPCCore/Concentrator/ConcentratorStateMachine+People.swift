@@ -103,9 +103,42 @@ extension ConcentratorStateMachine {
         let message = why ?? "no console \(DisplayText.escape(user)) for this key"
         emit(.send(id, Array("vspcd: \(message)\(newline)".utf8)))
         end(id, door: door, exitStatus: 1)
-        var detail = "door=\(door.name) user=\(user)"
-        if let identity { detail += " key=\(identity.comment) \(identity.fingerprint)" }
-        record(.clientRefused, peer: peer, detail: detail)
+        recordRefusal(door: door, user: user, identity: identity, peer: peer)
+    }
+
+    /// A refusal on record: who and what in fields of their own (the user name exactly as sent, shown escaped and
+    /// quoted in the detail, so no name can pass for another field or line). Where the name matches a VM, the
+    /// refusal is kept under that VM (`vspc history --refused`); the person was told nothing more. At most
+    /// `refusalsPerMinute` a minute per connection and per key; the rest are counted, and summed up.
+    mutating func recordRefusal(door: Door, user: String, identity: Identity?, peer: String) {
+        for budgetKey in ["peer " + peer] + (identity.map { ["key " + $0.fingerprint] } ?? []) {
+            var budget = refusalBudgets[budgetKey] ?? EventBudget()
+            let (allowed, summary) = budget.spend(now: monotonicNow, limit: Self.refusalsPerMinute)
+            refusalBudgets[budgetKey] = budget
+            if summary > 0 {
+                emitRecord(ConsoleEvent(kind: .eventsSuppressed, time: now.date, peer: peer,
+                                        detail: "… \(grouped(summary)) more refusals suppressed (\(budgetKey.hasPrefix("key") ? "this key" : "this connection"))",
+                                        door: door.name, keyComment: identity?.comment, fingerprint: identity?.fingerprint))
+            }
+            guard allowed else {
+                eventsSuppressed += 1
+                return
+            }
+        }
+        if refusalBudgets.count > 4096 {
+            let time = monotonicNow
+            refusalBudgets = refusalBudgets.filter { time - $0.value.windowStart < 60_000_000_000 }
+        }
+        let target = SSHTarget(user: user).flatMap { target -> ConsoleState? in
+            guard case let .console(vm, label) = target,
+                  case .found(let hit) = VMLookup.choose(vm, among: liveCandidates(label: label), label: label) else { return nil }
+            return consoles[ConsoleKey(uuid: hit.uuid, label: hit.label)]
+        }
+        var detail = "door=\(door.name) user=\"\(DisplayText.escape(user).replacingOccurrences(of: "\"", with: "\\\""))\""
+        if let identity { detail += " key=\(DisplayText.escape(identity.comment)) \(identity.fingerprint)" }
+        emitRecord(ConsoleEvent(kind: .clientRefused, time: now.date, uuid: target?.key.uuid, label: target?.key.label ?? "",
+                                name: target?.name, peer: peer, detail: detail, door: door.name, user: user,
+                                keyComment: identity?.comment, fingerprint: identity?.fingerprint))
     }
 
     /// Ends a person's connection the way its door ends sessions.

@@ -36,6 +36,9 @@ public struct ConcentratorStateMachine {
     /// holds). A session opened later on a connection authenticated before (OpenSSH multiplexing) gets these
     /// rights, not the ones taken at authentication.
     var keysInForce: [String: AuthorizedKey]?
+    /// Refusals recorded this minute, per connection (`peer ADDRESS`) and per key (`key FINGERPRINT`).
+    var refusalBudgets: [String: EventBudget] = [:]
+    static let refusalsPerMinute = 10
     /// How connections ended since start-up, recorded or not.
     public internal(set) var tallies = EndTallies()
     /// Which refused proxy peers get a log line (each address at most once a minute, a bounded number a minute).

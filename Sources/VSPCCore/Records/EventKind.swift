@@ -2,111 +2,91 @@ import Foundation
 
 /// Everything that is recorded in a console's history. The raw value is what the database and
 /// `vspc history` show.
-public enum EventKind: String, CaseIterable, Codable, Sendable {
-    case vmConnect = "vm-connect"
-    case vmDisconnect = "vm-disconnect"
-    case nameChange = "name-change"
-    case portAssigned = "port-assigned"
-    case portReused = "port-reused"
-    case portExpired = "port-expired"
-    case portBindFailed = "port-bind-failed"
-    case portExhausted = "port-exhausted"
+/// What an event is: the raw value is what the database and `vspc history` show. Known kinds are the static
+/// values below; a kind read back from the database that this version does not know (a newer or older vspcd
+/// wrote it) is kept as it is.
+public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, ExpressibleByStringLiteral,
+    CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { self.rawValue = value }
+    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+    public var description: String { rawValue }
+
+    public static let vmConnect: EventKind = "vm-connect"
+    public static let vmDisconnect: EventKind = "vm-disconnect"
+    public static let nameChange: EventKind = "name-change"
+    public static let portAssigned: EventKind = "port-assigned"
+    public static let portReused: EventKind = "port-reused"
+    public static let portExpired: EventKind = "port-expired"
+    public static let portBindFailed: EventKind = "port-bind-failed"
+    public static let portExhausted: EventKind = "port-exhausted"
     /// A new assignment was refused: its address made too many this minute, or only the reserve is left.
-    case portRefused = "port-refused"
-    case portForgotten = "port-forgotten"
-    case clientAttach = "client-attach"
-    case clientDetach = "client-detach"
-    case clientDropped = "client-dropped"
+    public static let portRefused: EventKind = "port-refused"
+    public static let portForgotten: EventKind = "port-forgotten"
+    public static let clientAttach: EventKind = "client-attach"
+    public static let clientDetach: EventKind = "client-detach"
+    public static let clientDropped: EventKind = "client-dropped"
     /// A reader on a skip-ahead door (SSH) fell behind and skipped bytes (at most one a minute per person).
-    case clientSkipped = "client-skipped"
-    case clientRefused = "client-refused"
+    public static let clientSkipped: EventKind = "client-skipped"
+    public static let clientRefused: EventKind = "client-refused"
     /// A person's rights on an open session changed (a reload made its key read-only).
-    case clientAccessChanged = "client-access-changed"
+    public static let clientAccessChanged: EventKind = "client-access-changed"
     /// A person sent a BREAK to the VM (it can drive SysRq on a Linux guest).
-    case clientBreak = "client-break"
+    public static let clientBreak: EventKind = "client-break"
     /// A person listed the consoles its key may reach (`ssh list@host`).
-    case clientList = "client-list"
-    case exclusiveTaken = "write-exclusive-taken"
-    case exclusiveReleased = "write-exclusive-released"
-    case vmotionBegin = "vmotion-begin"
-    case vmotionGoahead = "vmotion-goahead"
-    case vmotionNotNow = "vmotion-notnow"
-    case vmotionPeer = "vmotion-peer"
-    case vmotionPeerRejected = "vmotion-peer-rejected"
-    case vmotionComplete = "vmotion-complete"
-    case vmotionCompleteRejected = "vmotion-complete-rejected"
-    case vmotionAbort = "vmotion-abort"
-    case vmotionAbortIgnored = "vmotion-abort-ignored"
-    case vmotionExpired = "vmotion-expired"
-    case vmotionSourceClosed = "vmotion-source-closed"
-    case vmotionDestinationClosed = "vmotion-destination-closed"
-    case vmTakeoverRefused = "vm-takeover-refused"
-    case eventsSuppressed = "events-suppressed"
-    case daemonStart = "daemon-start"
-    case daemonStop = "daemon-stop"
+    public static let clientList: EventKind = "client-list"
+    public static let exclusiveTaken: EventKind = "write-exclusive-taken"
+    public static let exclusiveReleased: EventKind = "write-exclusive-released"
+    public static let vmotionBegin: EventKind = "vmotion-begin"
+    public static let vmotionGoahead: EventKind = "vmotion-goahead"
+    public static let vmotionNotNow: EventKind = "vmotion-notnow"
+    public static let vmotionPeer: EventKind = "vmotion-peer"
+    public static let vmotionPeerRejected: EventKind = "vmotion-peer-rejected"
+    public static let vmotionComplete: EventKind = "vmotion-complete"
+    public static let vmotionCompleteRejected: EventKind = "vmotion-complete-rejected"
+    public static let vmotionAbort: EventKind = "vmotion-abort"
+    public static let vmotionAbortIgnored: EventKind = "vmotion-abort-ignored"
+    public static let vmotionExpired: EventKind = "vmotion-expired"
+    public static let vmotionSourceClosed: EventKind = "vmotion-source-closed"
+    public static let vmotionDestinationClosed: EventKind = "vmotion-destination-closed"
+    public static let vmTakeoverRefused: EventKind = "vm-takeover-refused"
+    public static let eventsSuppressed: EventKind = "events-suppressed"
+    public static let daemonStart: EventKind = "daemon-start"
+    public static let daemonStop: EventKind = "daemon-stop"
 
-    /// The level of the log line derived from an event of this kind.
-    public var logLevel: LogLevel {
-        switch self {
-        case .vmotionBegin: return .debug
-        case .exclusiveTaken, .exclusiveReleased, .clientRefused, .clientAccessChanged, .clientBreak: return .notice
-        case .clientList: return .info
-        case .vmConnect, .vmDisconnect, .nameChange, .portReused, .portExpired, .clientAttach, .clientDetach,
-             .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort, .vmotionSourceClosed:
-            return .info
-        case .portAssigned, .portForgotten, .daemonStart, .daemonStop: return .notice
-        case .clientDropped, .clientSkipped, .vmTakeoverRefused, .eventsSuppressed, .vmotionNotNow, .vmotionPeerRejected, .vmotionCompleteRejected, .vmotionAbortIgnored,
-             .vmotionExpired, .vmotionDestinationClosed:
-            return .warning
-        case .portBindFailed, .portExhausted: return .error
-        case .portRefused: return .warning
-        }
-    }
-}
+    /// Every kind this version records.
+    public static let all: [EventKind] = [
+        .vmConnect, .vmDisconnect, .nameChange, .portAssigned,
+        .portReused, .portExpired, .portBindFailed, .portExhausted,
+        .portRefused, .portForgotten, .clientAttach, .clientDetach,
+        .clientDropped, .clientSkipped, .clientRefused, .clientAccessChanged,
+        .clientBreak, .clientList, .exclusiveTaken, .exclusiveReleased,
+        .vmotionBegin, .vmotionGoahead, .vmotionNotNow, .vmotionPeer,
+        .vmotionPeerRejected, .vmotionComplete, .vmotionCompleteRejected, .vmotionAbort,
+        .vmotionAbortIgnored, .vmotionExpired, .vmotionSourceClosed, .vmotionDestinationClosed,
+        .vmTakeoverRefused, .eventsSuppressed, .daemonStart, .daemonStop,
+    ]
 
-/// One recorded event: written to the event table and, once, turned into a log line.
-public struct ConsoleEvent: Equatable, Sendable {
-    public var kind: EventKind
-    public var time: Date
-    public var uuid: String?
-    public var label: String
-    public var name: String?
-    public var peer: String?
-    public var detail: String?
-    /// For the events that end a vMotion: the length of its window, in nanoseconds.
-    public var window: UInt64?
-    /// For the events that end a connection (`vm-disconnect`, `client-dropped`): why.
-    public var reason: EndReason?
+    /// The level of the log line derived from an event of this kind (info for a kind this version does not know).
+    public var logLevel: LogLevel { Self.levels[self] ?? .info }
 
-    public init(kind: EventKind, time: Date, uuid: String? = nil, label: String = "", name: String? = nil,
-                peer: String? = nil, detail: String? = nil, window: UInt64? = nil, reason: EndReason? = nil) {
-        self.window = window
-        self.reason = reason
-        self.kind = kind
-        self.time = time
-        self.uuid = uuid
-        self.label = label
-        self.name = name
-        self.peer = peer
-        self.detail = detail
-    }
-
-    /// The row for the store.
-    public var record: NewEvent {
-        NewEvent(kind: kind.rawValue, uuid: uuid, label: label, name: name, peer: peer, detail: detail, time: time)
-    }
-
-    /// The log line: `kind VM-name (uuid#label) peer=ADDRESS: detail`.
-    public var logLine: String {
-        var line = kind.rawValue
-        if let uuid {
-            let key = label.isEmpty ? uuid : "\(uuid)#\(label)"
-            line += name.map { " \($0) (\(key))" } ?? " \(key)"
-        } else if let name {
-            line += " \(name)"
-        }
-        if let peer { line += " peer=\(peer)" }
-        if let detail { line += ": \(detail)" }
-        return line
-    }
+    private static let levels: [EventKind: LogLevel] = {
+        var levels: [EventKind: LogLevel] = [:]
+        for kind in [EventKind.vmotionBegin] { levels[kind] = .debug }
+        for kind in [EventKind.vmConnect, .vmDisconnect, .nameChange, .portReused, .portExpired, .clientAttach,
+                     .clientDetach, .clientList, .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort,
+                     .vmotionSourceClosed] { levels[kind] = .info }
+        for kind in [EventKind.exclusiveTaken, .exclusiveReleased, .clientRefused, .clientAccessChanged, .clientBreak,
+                     .portAssigned, .portForgotten, .daemonStart, .daemonStop] { levels[kind] = .notice }
+        for kind in [EventKind.clientDropped, .clientSkipped, .vmTakeoverRefused, .eventsSuppressed, .vmotionNotNow,
+                     .vmotionPeerRejected, .vmotionCompleteRejected, .vmotionAbortIgnored, .vmotionExpired,
+                     .vmotionDestinationClosed, .portRefused] { levels[kind] = .warning }
+        for kind in [EventKind.portBindFailed, .portExhausted] { levels[kind] = .error }
+        return levels
+    }()
 }

@@ -12,7 +12,7 @@ public enum RecordQuery: Equatable, Sendable {
 /// What a `RecordQuery` found.
 public enum RecordAnswer: Equatable, Sendable {
     case knownConsoles([ConsoleCandidate])
-    case events([EventRecord])
+    case events([ConsoleEvent])
     /// The records could not be read.
     case failed(StoreFailure)
 }

@@ -16,7 +16,7 @@ public protocol StartupRecords: AnyObject, Sendable {
 public protocol HistoryRecords: AnyObject, Sendable {
     /// Events oldest first. With `limit`, the newest `limit` matching events (still oldest first).
     /// `uuid` nil = all VMs; `label` nil = all labels; `since` is inclusive.
-    func events(uuid: String?, label: String?, since: Date?, limit: Int?) throws -> [EventRecord]
+    func events(uuid: String?, label: String?, since: Date?, limit: Int?) throws -> [ConsoleEvent]
     /// The VM serial ports the records know, for `VMLookup.choose`: each assignment (with its port and when its
     /// VM was last seen), and each (uuid, label, name) of the event log (no port; seen at its latest event),
     /// so a VM's old names and VMs that hold no port any more are still found. None is connected.

@@ -21,52 +21,6 @@ public struct Assignment: Sendable, Codable, Equatable {
     }
 }
 
-/// An event to be recorded (see `StoreOp.event`).
-public struct NewEvent: Sendable, Equatable {
-    public var time: Date
-    public var kind: String
-    public var uuid: String?
-    public var label: String
-    public var name: String?
-    public var peer: String?
-    public var detail: String?
-
-    public init(kind: String, uuid: String? = nil, label: String = "", name: String? = nil,
-                peer: String? = nil, detail: String? = nil, time: Date = Date()) {
-        self.time = time
-        self.kind = kind
-        self.uuid = uuid
-        self.label = label
-        self.name = name
-        self.peer = peer
-        self.detail = detail
-    }
-}
-
-/// A recorded event.
-public struct EventRecord: Sendable, Codable, Equatable {
-    public var id: Int64
-    public var time: Date
-    public var kind: String
-    public var uuid: String?
-    public var label: String
-    public var name: String?
-    public var peer: String?
-    public var detail: String?
-
-    public init(id: Int64, time: Date, kind: String, uuid: String? = nil, label: String = "",
-                name: String? = nil, peer: String? = nil, detail: String? = nil) {
-        self.id = id
-        self.time = time
-        self.kind = kind
-        self.uuid = uuid
-        self.label = label
-        self.name = name
-        self.peer = peer
-        self.detail = detail
-    }
-}
-
 /// Event retention policy. nil means "no limit" for that dimension.
 public struct Retention: Sendable, Equatable {
     public var maxAge: TimeInterval?
@@ -85,7 +39,7 @@ public enum StoreOp: Sendable, Equatable {
     case deleteAssignment(uuid: String, label: String)
     /// Update name + last_seen; no-op if the assignment does not exist.
     case touchAssignment(uuid: String, label: String, name: String, at: Date)
-    case event(NewEvent)
+    case event(ConsoleEvent)
     /// Replaces a console's saved scrollback with `data`.
     case saveScrollback(uuid: String, label: String, data: [UInt8], at: Date)
     /// Appends what the console printed since its last save; the saved scrollback keeps its last `keep` bytes.

@@ -153,7 +153,7 @@ final class ConcentratorDriver: @unchecked Sendable {
                 loop.execute { self?.handle(.writeCompleted(token, error: failure)) }
             }
         case .record(let event):
-            store.enqueue([.event(event.record)], completion: nil)
+            store.enqueue([.event(event)], completion: nil)
             log(event.kind.logLevel, event.logLine)
             observe(event)
         case let .log(level, message):

@@ -182,7 +182,7 @@ public final class VSPCServer: @unchecked Sendable {
         try? await driver.loop.submit {}.get()
         let unsaved = (try? await driver.loop.submit { driver.read { $0.daemonStatus().unsaved ?? 0 } }.get()) ?? 0
         let lastWrite = LastWrite()
-        store.enqueue([.event(ConsoleEvent(kind: .daemonStop, time: Date()).record)]) { lastWrite.set($0) }
+        store.enqueue([.event(ConsoleEvent(kind: .daemonStop, time: Date()))]) { lastWrite.set($0) }
         store.flush()
         try? await group.shutdownGracefully()
         // Tell the truth about what the disk has.

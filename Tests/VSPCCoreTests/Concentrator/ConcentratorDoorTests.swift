@@ -268,6 +268,35 @@ final class ConcentratorKeyHolderTests: XCTestCase {
         XCTAssertNil(h.exitStatuses[bob])
     }
 
+    /// Item 9: a refusal keeps the user name in a field of its own, quoted and escaped in the detail (no forged
+    /// `key=` field, no new line); it is kept under the VM the name matched; and refusals are bounded per
+    /// connection and per key, with a summary.
+    func testRefusalsAreTypedUnforgeableFiledUnderTheVMAndBounded() {
+        let h = ConcentratorHarness()
+        h.bringUpVM(UUIDs.a, name: "web-9")
+        h.take()
+        let limited = key("mallory", vms: ["db-*"])
+        let forged = "web-9 key=alice@ops SHA256:forged\nvm-connect"
+        _ = ssh(h, forged, limited, fingerprint: "SHA256:mallory")
+        _ = ssh(h, "web-9", limited, fingerprint: "SHA256:mallory")
+        let refusals = h.records.filter { $0.kind == .clientRefused }
+        XCTAssertEqual(refusals.map(\.user), [forged, "web-9"])
+        XCTAssertEqual(refusals.map(\.keyComment), ["mallory", "mallory"])
+        XCTAssertEqual(refusals.map(\.fingerprint), ["SHA256:mallory", "SHA256:mallory"])
+        XCTAssertEqual(refusals.first?.detail, #"door=ssh user="web-9 key=alice@ops SHA256:forged\x0avm-connect" key=mallory SHA256:mallory"#)
+        XCTAssertNil(refusals.first?.uuid, "a name that matches no VM")
+        XCTAssertEqual(refusals.last?.uuid, UUIDs.a, "kept under the VM the name matched")
+        // 100 more from the same connection: 10 a minute are recorded, the rest counted.
+        h.take()
+        for _ in 0..<100 { _ = ssh(h, "web-9", limited, fingerprint: "SHA256:mallory") }
+        XCTAssertEqual(h.records.filter { $0.kind == .clientRefused }.count, 8, "10 a minute, 2 spent above")
+        h.take()
+        h.advance(by: 61)
+        _ = ssh(h, "web-9", limited, fingerprint: "SHA256:mallory")
+        XCTAssertEqual(h.records.map(\.kind), [.eventsSuppressed, .clientRefused])
+        XCTAssertEqual(h.records.first?.detail, "… 92 more refusals suppressed (this connection)")
+    }
+
     func testTypingIntoAVMThatDoesNotReadIsLoggedWithinTheBudget() {
         let h = ConcentratorHarness()
         let vm = h.bringUpVM()

@@ -30,8 +30,8 @@ final class ConcentratorHistoryTests: XCTestCase {
                       ConsoleCandidate(uuid: UUIDs.a, name: "web-old", lastSeen: t0)]
         XCTAssertEqual(h.send(.queryAnswered(id, .knownConsoles(stored))),
                        [.query(id, .events(uuid: UUIDs.a, label: nil, since: nil, limit: 5))])
-        let events = [EventRecord(id: 1, time: t0, kind: "vm-connect", uuid: UUIDs.a, name: "web-old"),
-                      EventRecord(id: 2, time: t0, kind: "name-change", uuid: UUIDs.a, name: "web01")]
+        let events = [ConsoleEvent(id: 1, time: t0, kind: "vm-connect", uuid: UUIDs.a, name: "web-old"),
+                      ConsoleEvent(id: 2, time: t0, kind: "name-change", uuid: UUIDs.a, name: "web01")]
         h.send(.queryAnswered(id, .events(events)))
         let answer = response(h, id)
         XCTAssertEqual(answer?.ok, true)
