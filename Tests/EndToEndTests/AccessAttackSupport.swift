@@ -77,15 +77,6 @@ final class RawSocket {
     }
 }
 
-/// Polls `condition` every 20 ms until it holds; throws after `timeout` (a bound on waiting, never an assertion).
-func pollUntil(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) async throws {
-    let deadline = Date().addingTimeInterval(timeout)
-    while try !condition() {
-        if Date() > deadline { throw SimError("timed out waiting for \(what)") }
-        try await Task.sleep(nanoseconds: 20_000_000)
-    }
-}
-
 /// A plain HTTP/1.1 GET from 127.0.0.1 with `Connection: close`: the status code and the body.
 func httpGet(port: Int, path: String, timeout: Double = 30) throws -> (status: Int, body: String) {
     let socket = try RawSocket(from: "127.0.0.1", to: port)

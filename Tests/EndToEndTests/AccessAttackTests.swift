@@ -5,8 +5,7 @@ import XCTest
 
 /// Issue 14 items 4-8, 18 and 19, each as the attack that reproduced it, against the real vspcd with the real
 /// OpenSSH client and raw sockets bound to 127.0.0.2 (the stranger) next to people on 127.0.0.1.
-final class AccessAttackTests: XCTestCase {
-    var daemons: [Daemon] = []
+final class AccessAttackTests: DaemonTestCase {
     var children: [ChildProcess] = []
     var connections: [SimConnection] = []
     var work: URL!
@@ -17,15 +16,13 @@ final class AccessAttackTests: XCTestCase {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
     }
 
+    /// The ssh processes and connections go first; the base class then prints the daemons' logs and removes them.
     override func tearDown() async throws {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons {
-                print("--- vspcd log of \(name) (last 60 lines) ---\n" + daemon.log.split(separator: "\n").suffix(60).joined(separator: "\n"))
-            }
-        }
         children.forEach { $0.terminate() }
         connections.forEach { $0.close() }
-        daemons.forEach { $0.cleanup() }
+        children = []
+        connections = []
+        try await super.tearDown()
         try? FileManager.default.removeItem(at: work)
     }
 
@@ -35,14 +32,13 @@ final class AccessAttackTests: XCTestCase {
 
     /// A daemon with `--ssh` on a free port and these authorized_keys lines, started.
     func startDoor(_ lines: [String], _ extra: [String] = []) async throws -> (Daemon, Int) {
-        let daemon = try Daemon(extraArguments: extra)
-        daemons.append(daemon)
+        let daemon = try makeDaemon(extra)
         let port = try freePort()
         daemon.extraArguments += ["--ssh", "127.0.0.1:\(port)"]
         let path = daemon.directory.appendingPathComponent("authorized_keys").path
         try Data(lines.map { $0 + "\n" }.joined().utf8).write(to: URL(fileURLWithPath: path))
         try await daemon.start()
-        try await pollUntil("the ssh port") { daemon.log.contains("ssh listening on 127.0.0.1:\(port)") }
+        _ = try await daemon.waitForLog("ssh listening on 127.0.0.1:\(port)")
         return (daemon, port)
     }
 
@@ -78,7 +74,7 @@ final class AccessAttackTests: XCTestCase {
     /// An ssh session attached to `vm` (its banner arrived); it stays until the test ends it.
     func attach(_ port: Int, _ key: SSHKey, _ vm: String, readOnly: Bool = false) async throws -> ChildProcess {
         let session = try sshOpen(port, key, vm)
-        try await pollUntil("\(vm)'s banner") { self.output(session).contains(self.banner(vm, readOnly: readOnly)) }
+        try await waitUntil("\(vm)'s banner") { self.output(session).contains(self.banner(vm, readOnly: readOnly)) }
         return session
     }
 
@@ -107,9 +103,9 @@ final class AccessAttackTests: XCTestCase {
         XCTAssertTrue(demanded.err.contains("PTY allocation request failed"), demanded.err)
         let session = try await attach(port, guest, "web-41", readOnly: true)
         session.write(Array("reboot\n".utf8))
-        try await pollUntil("the read-only notice") { self.output(session).contains("read-only: what you type does not reach the VM") }
+        try await waitUntil("the read-only notice") { self.output(session).contains("read-only: what you type does not reach the VM") }
         machine.output("still here")
-        try await pollUntil("the VM's output") { self.output(session).contains("still here") }
+        try await waitUntil("the VM's output") { self.output(session).contains("still here") }
         XCTAssertEqual(machine.data, [], "nothing typed reached the VM")
     }
 
@@ -126,9 +122,9 @@ final class AccessAttackTests: XCTestCase {
         let fromTwo = try ChildProcess("/usr/bin/ssh", sshOptions(port: port, key: alice, knownHosts: knownHosts)
                                        + ["-b", "127.0.0.2", "-T", "web-42@127.0.0.1"], interactive: true)
         children.append(fromTwo)
-        try await pollUntil("the banner from 127.0.0.2") { self.output(fromTwo).contains(self.banner("web-42")) }
+        try await waitUntil("the banner from 127.0.0.2") { self.output(fromTwo).contains(self.banner("web-42")) }
         XCTAssertEqual(try sshRun(port, old, "web-42").status, 255, "an expired key")
-        try await pollUntil("both refusals logged") {
+        try await waitUntil("both refusals logged") {
             daemon.log.contains("the client's address 127.0.0.1 is not in from=\"127.0.0.2\"")
                 && daemon.log.contains("the key expired at 20200101 (expiry-time)")
         }
@@ -155,15 +151,14 @@ final class AccessAttackTests: XCTestCase {
     // MARK: - item 6: a host key others can read
 
     func testGroupReadableHostKeyStopsStartUp() async throws {
-        let daemon = try Daemon(extraArguments: ["--ssh", "127.0.0.1:\(try freePort())"])
-        daemons.append(daemon)
+        let daemon = try makeDaemon(["--ssh", "127.0.0.1:\(try freePort())"])
         let hostKey = daemon.directory.appendingPathComponent("ssh_host_ed25519_key").path
         let made = try runProgram("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey])
         XCTAssertEqual(made.status, 0, made.err)
         chmod(hostKey, 0o640)
         // The admin endpoint may answer before the SSH door is set up; either way the daemon must stop.
         try? await daemon.start()
-        try await pollUntil("vspcd to stop") { daemon.process?.isRunning == false }
+        try await waitUntil("vspcd to stop") { daemon.process?.isRunning == false }
         XCTAssertNotEqual(daemon.process?.terminationStatus, 0)
         XCTAssertTrue(daemon.log.contains("ssh host key \(hostKey) has mode 0640: it is open to group or others"), daemon.log)
         XCTAssertFalse(daemon.log.contains("ssh listening"), daemon.log)
@@ -177,7 +172,7 @@ final class AccessAttackTests: XCTestCase {
         let (daemon, port) = try await startDoor([try alice.publicLine])
         _ = try await vm(daemon, testUUID(44), "web-44")
         let held = try (0..<64).map { _ in try RawSocket(from: "127.0.0.2", to: port) }
-        try await pollUntil("56 of them closed by the daemon") { held.filter(\.isClosedByPeer).count >= 56 }
+        try await waitUntil("56 of them closed by the daemon") { held.filter(\.isClosedByPeer).count >= 56 }
         _ = try await attach(port, alice, "web-44")
         XCTAssertEqual(occurrences(of: "connection from 127.0.0.2 refused", in: daemon.log), 1, "one line for 56 refusals")
         XCTAssertTrue(daemon.log.contains("connection from 127.0.0.2 refused: 8 connections from this address are waiting to authenticate"))
@@ -189,7 +184,7 @@ final class AccessAttackTests: XCTestCase {
         let (daemon, port) = try await startDoor([try alice.publicLine], ["--ssh-per-source-max-failures", "3"])
         _ = try await vm(daemon, testUUID(45), "web-45")
         for _ in 0..<3 { XCTAssertEqual(try sshRun(port, mallory, "web-45", from: "127.0.0.2").status, 255) }
-        try await pollUntil("three failures logged") { occurrences(of: "is not in the authorized keys", in: daemon.log) >= 3 }
+        try await waitUntil("three failures logged") { occurrences(of: "is not in the authorized keys", in: daemon.log) >= 3 }
         let blocked = try sshRun(port, alice, "web-45", from: "127.0.0.2")
         XCTAssertEqual(blocked.status, 255, "that address is refused for a while, whatever key it brings")
         XCTAssertTrue(daemon.log.contains("connection from 127.0.0.2 refused: 3 failed attempts from this address in the last 60 s"))
@@ -203,7 +198,7 @@ final class AccessAttackTests: XCTestCase {
         let (daemon, port) = try await startDoor([try alice.publicLine], ["--ssh-idle-timeout", "1"])
         _ = try await vm(daemon, testUUID(46), "web-46")
         let session = try await attach(port, alice, "web-46")
-        try await pollUntil("ssh exits") { !session.isRunning }
+        try await waitUntil("ssh exits") { !session.isRunning }
         XCTAssertEqual(session.exitStatus, 124)
         XCTAssertTrue(output(session).hasSuffix("\n[vspcd: no input or output for 1 s; session ended]\n"), output(session))
         XCTAssertTrue(daemon.log.contains("ended: no input or output for 1 s"), daemon.log)
@@ -217,9 +212,9 @@ final class AccessAttackTests: XCTestCase {
         let live = try await attach(port, alice, "web-47")
         let dead = try await attach(port, alice, "web-47")
         kill(dead.pid, SIGSTOP)
-        try await pollUntil("the stopped client is dropped") { daemon.log.contains("did not answer 3 keepalives 300 ms apart; dropped") }
+        try await waitUntil("the stopped client is dropped") { daemon.log.contains("did not answer 3 keepalives 300 ms apart; dropped") }
         kill(dead.pid, SIGCONT)
-        try await pollUntil("the dropped ssh exits") { !dead.isRunning }
+        try await waitUntil("the dropped ssh exits") { !dead.isRunning }
         XCTAssertEqual(dead.exitStatus, 255)
         XCTAssertEqual(occurrences(of: "keepalives", in: daemon.log), 1, "the live client answered them all")
         live.write(Array("x".utf8))
@@ -230,25 +225,23 @@ final class AccessAttackTests: XCTestCase {
 
     /// Eight half-sent requests from one address blocked scraping for 90 s.
     func testHalfSentRequestsDoNotBlockScraping() async throws {
-        let daemon = try Daemon(extraArguments: ["--metrics", "127.0.0.1:\(try freePort())"])
-        daemons.append(daemon)
+        let daemon = try makeDaemon(["--metrics", "127.0.0.1:\(try freePort())"])
         let metricsPort = Int(daemon.extraArguments[1].split(separator: ":")[1])!
         try await daemon.start()
         let held = try (0..<10).map { _ in try RawSocket(from: "127.0.0.2", to: metricsPort) }
         for socket in held { socket.send("GET /metr") }
-        try await pollUntil("the connections beyond 4 from 127.0.0.2 answered 503") { held.filter(\.isClosedByPeer).count >= 6 }
+        try await waitUntil("the connections beyond 4 from 127.0.0.2 answered 503") { held.filter(\.isClosedByPeer).count >= 6 }
         let scrape = try httpGet(port: metricsPort, path: "/metrics", timeout: 3)
         XCTAssertEqual(scrape.status, 200)
         XCTAssertTrue(scrape.body.contains("vspc_build_info"), scrape.body)
         // And the half-sent requests are closed within the request timeout.
-        try await pollUntil("every half-sent request is closed") { held.allSatisfy(\.isClosedByPeer) }
+        try await waitUntil("every half-sent request is closed") { held.allSatisfy(\.isClosedByPeer) }
     }
 
     // MARK: - item 19: the admin socket's mode
 
     func testAdminSocketIsCreatedWithItsMode() async throws {
-        let daemon = try Daemon()
-        daemons.append(daemon)
+        let daemon = try makeDaemon()
         daemon.adminUnixPath = daemon.directory.appendingPathComponent("admin.sock").path
         // The daemon inherits a umask of 000: a socket created before its chmod would be open to everyone.
         let previous = umask(0)
