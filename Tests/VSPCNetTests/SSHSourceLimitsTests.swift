@@ -110,6 +110,7 @@ final class SSHSourceLimitsTests: SSHTestCase {
         eventually("the stopped client is dropped") {
             log.all.contains { $0.contains("did not answer 3 keepalives 200 ms apart; dropped") }
         }
+        eventually("its session ends as unresponsive") { gateway.sessions.contains { $0.end == .unresponsive } }
         kill(dead.pid, SIGCONT)
         XCTAssertEqual(dead.wait().status, 255)
         XCTAssertEqual(log.all.filter { $0.contains("keepalives") }.count, 1, "the live client answered every one")

@@ -64,6 +64,8 @@ final class SSHConnectionState {
     private(set) var refusedCount = 0
     var authenticated: (key: AuthorizedKey, fingerprint: String, user: String)?
     var sessions = 0
+    /// Why the server dropped the connection, for the sessions it carried (nil: it did not).
+    var dropCause: SSHSessionEnd?
     /// Called once when authentication succeeds (swift-nio-ssh fires no event for it on a server).
     var onAuthenticated: (() -> Void)?
 

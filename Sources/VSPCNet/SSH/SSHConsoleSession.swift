@@ -55,6 +55,8 @@ public enum SSHSessionEnd: Sendable, Hashable {
     /// Neither input nor output for `SSHServerSettings.idleTimeout`: ended with a notice and exit status
     /// `SSHConsoleSession.idleExitStatus`.
     case idle
+    /// The client left `keepaliveCountMax` keepalives in a row unanswered: its connection was dropped.
+    case unresponsive
 }
 
 /// One SSH session (a shell or exec channel) of an authenticated client.
@@ -229,13 +231,13 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
         end = .idle
     }
 
-    /// Tells the gateway the session is over, once.
-    func ended() {
+    /// Tells the gateway the session is over, once. `cause`: why its connection went, when the server dropped it.
+    func ended(cause: SSHSessionEnd? = nil) {
         guard !reported else { return }
         reported = true
         state = .closed
         closeDeadline?.cancel()
         idleTimer?.cancel()
-        server.gateway.sessionEnded(self, end ?? (server.isStopping ? .serverStopped : .clientLeft))
+        server.gateway.sessionEnded(self, end ?? cause ?? (server.isStopping ? .serverStopped : .clientLeft))
     }
 }

@@ -315,6 +315,7 @@ final class SSHConnectionGuard: ChannelInboundHandler {
         if unanswered >= server.settings.keepaliveCountMax {
             server.logger.notice("ssh: \(state.peer) did not answer \(unanswered) keepalives \(Self.seconds(interval)) apart; dropped")
             keepalive?.cancel()
+            state.dropCause = .unresponsive
             channel.close(promise: nil)
             return
         }

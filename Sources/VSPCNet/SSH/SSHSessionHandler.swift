@@ -31,7 +31,7 @@ final class SSHSessionHandler: ChannelInboundHandler {
         }
         if let session {
             self.session = nil
-            session.ended()
+            session.ended(cause: connection.dropCause)
         }
     }
 
