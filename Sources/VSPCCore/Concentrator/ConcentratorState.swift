@@ -189,8 +189,6 @@ struct ClientConnection {
     let since: Date
     /// How what the person sends is read: the door's `input`.
     var input: InputReader
-    /// Lines end in CRLF (a terminal), else LF (a script without one).
-    var newline: String
     /// The one-line notice that typing does not reach the VM was shown.
     var warnedReadOnly = false
     /// Why vspcd dropped it (recorded once; its detach is recorded when it closes).
@@ -200,7 +198,7 @@ struct ClientConnection {
     var skipRecorded: Int64?
 
     init(id: ConnectionID, console: ConsoleKey, peer: String, door: Door, mode: AccessMode, identity: Identity?,
-         since: Date, newline: String = "\r\n") {
+         since: Date) {
         self.id = id
         self.console = console
         self.peer = peer
@@ -208,7 +206,6 @@ struct ClientConnection {
         self.mode = mode
         self.identity = identity
         self.since = since
-        self.newline = newline
         self.input = InputReader(door.input)
     }
 

@@ -4,73 +4,18 @@ import Foundation
 /// type, the escape menu, notices, and the access rules between them (read-only, exclusive write). Nothing here
 /// asks which door a person used: it asks the door (`Door`) what it can do.
 extension ConcentratorStateMachine {
-    mutating func sessionStarted(_ id: ConnectionID, door: Door, peer: String, request original: SessionRequest) {
+    mutating func sessionStarted(_ id: ConnectionID, door: Door, peer: String, request asked: SessionRequest) {
         if !door.opening.isEmpty { emit(.send(id, door.opening)) }
-        var request = original
-        if case let .key(key, fingerprint) = original.principal, let keysInForce {
-            // A connection authenticated before a reload: the key's rights now, or none.
-            guard let current = keysInForce[fingerprint] else {
-                emit(.send(id, Array("vspcd: this key was revoked\(request.terminal ? "\r\n" : "\n")".utf8)))
-                end(id, door: door, exitStatus: 1)
-                emit(.closeTransport(id))
-                record(.clientRefused, peer: peer,
-                       detail: "door=\(door.name) key=\(key.comment) \(fingerprint): key revoked")
-                return
-            }
-            request.principal = .key(current, fingerprint: fingerprint)
-        }
-        let newline = request.terminal ? "\r\n" : "\n"
-        let identity: Identity?
-        if case let .key(key, fingerprint) = request.principal {
-            identity = Identity(comment: key.comment, fingerprint: fingerprint)
-        } else {
-            identity = nil
-        }
-        let key: ConsoleKey
-        switch request.target {
-        case .listener(let listener):
-            guard let console = consoles[listener.console], console.listener.ref == listener else {
-                log(.info, "refused client \(peer): the assignment of \(consoles[listener.console]?.name ?? listener.console.description) has expired")
-                return refuse(id, door: door, reason: .expired)
-            }
-            key = console.key
-        case .name(let user):
-            if let command = request.command {
-                let why = "a console runs no command (got \(DisplayText.escape(command).debugDescription)); use ssh VM@host without one"
-                return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: why)
-            }
-            let permitted = consoles.values.filter { $0.listed && request.principal.permits($0) }
-            switch SSHTarget(user: user) {
-            case .list:
-                var detail = "door=\(door.name)"
-                if let identity { detail += " key=\(identity.comment) \(identity.fingerprint)" }
-                record(.clientList, peer: peer, detail: detail + " consoles=\(permitted.count)")
-                return listConsoles(id, door: door, permitted, newline: newline)
-            case .console(let vm, let label):
-                // The rule every door and command uses: a name several consoles carry picks the one connected;
-                // otherwise the refusal lists them (only consoles this person may reach are candidates).
-                let allowed = Set(permitted.map(\.key))
-                let candidates = liveCandidates(label: label).filter { allowed.contains(ConsoleKey(uuid: $0.uuid, label: $0.label)) }
-                switch VMLookup.choose(vm, among: candidates, label: label) {
-                case .found(let console):
-                    key = ConsoleKey(uuid: console.uuid, label: console.label)
-                case .notFound:
-                    return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: nil)
-                case .ambiguous(let list):
-                    let why = VMLookup.ambiguity(vm, list).replacingOccurrences(of: "\n", with: newline)
-                    return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: why)
-                }
-            case nil:
-                return refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: nil)
-            }
-        }
+        guard let request = rightsInForce(id, door: door, peer: peer, asked),
+              let key = consoleAsked(id, door: door, peer: peer, request: request) else { return }
+        let identity = request.principal.identity
         guard door.descriptors == 0 || reserveDescriptors(door.descriptors) else {
             log(.error, "refused client \(peer) of \(consoles[key]?.name ?? key.description): open-file limit nearly reached")
             return refuse(id, door: door, reason: .fdLimit)
         }
         let mode = request.principal.mode(telnetPorts: config.telnetPorts)
         attachClient(ClientConnection(id: id, console: key, peer: peer, door: door, mode: mode, identity: identity,
-                                      since: now.date, newline: newline))
+                                      since: now.date))
         guard let console = consoles[key] else { return }
         if door.replayOnAttach, config.replayBytes > 0, config.scrollbackBytes > 0 {
             let replay = console.scrollback.contents(last: config.replayBytes)
@@ -78,6 +23,68 @@ extension ConcentratorStateMachine {
         }
         let label = console.key.label.isEmpty ? "" : "#" + console.key.label
         notice(id, "connected to \(DisplayText.escape(console.name))\(label) (\(console.vm == nil ? "down" : "up")); Ctrl-] ? for the menu\(mode == .readOnly ? "; read-only" : "")")
+    }
+
+    /// The request with the key's rights in force: a connection authenticated before a reload of the keys gets
+    /// what the key may do now, or, for a key that is gone, nothing (its connection closes).
+    mutating func rightsInForce(_ id: ConnectionID, door: Door, peer: String, _ asked: SessionRequest) -> SessionRequest? {
+        guard case let .key(_, fingerprint) = asked.principal, let keysInForce else { return asked }
+        guard let current = keysInForce[fingerprint] else {
+            emit(.send(id, Array("vspcd: this key was revoked\(asked.terminal ? "\r\n" : "\n")".utf8)))
+            end(id, door: door, exitStatus: 1)
+            emit(.closeTransport(id))
+            recordRefusal(door: door, user: asked.target.name ?? "", identity: asked.principal.identity, peer: peer,
+                          why: "key revoked")
+            return nil
+        }
+        var request = asked
+        request.principal = .key(current, fingerprint: fingerprint)
+        return request
+    }
+
+    /// The console a person asks for, if this person may reach it; otherwise the session is refused (or, for
+    /// `list`, answered) and nil.
+    mutating func consoleAsked(_ id: ConnectionID, door: Door, peer: String, request: SessionRequest) -> ConsoleKey? {
+        let identity = request.principal.identity
+        let newline = request.terminal ? "\r\n" : "\n"
+        switch request.target {
+        case .listener(let listener):
+            guard let console = consoles[listener.console], console.listener.ref == listener else {
+                log(.info, "refused client \(peer): the assignment of \(consoles[listener.console]?.name ?? listener.console.description) has expired")
+                refuse(id, door: door, reason: .expired)
+                return nil
+            }
+            return console.key
+        case .name(let user):
+            func refused(_ why: String?) -> ConsoleKey? {
+                refuseSession(id, door: door, user: user, identity: identity, peer: peer, newline: newline, why: why)
+                return nil
+            }
+            if let command = request.command {
+                return refused("a console runs no command (got \(DisplayText.escape(command).debugDescription)); use ssh VM@host without one")
+            }
+            let permitted = consoles.values.filter { $0.listed && request.principal.permits($0) }
+            switch SSHTarget(user: user) {
+            case .list:
+                var detail = "door=\(door.name)"
+                if let identity { detail += " key=\(identity.comment) \(identity.fingerprint)" }
+                record(.clientList, peer: peer, detail: detail + " consoles=\(permitted.count)")
+                listConsoles(id, door: door, permitted, newline: newline)
+                return nil
+            case .console(let vm, let label):
+                // The rule every door and command uses: a name several consoles carry picks the one connected;
+                // otherwise the refusal lists them (only consoles this person may reach are candidates).
+                let allowed = Set(permitted.map(\.key))
+                let candidates = liveCandidates(label: label).filter { allowed.contains(ConsoleKey(uuid: $0.uuid, label: $0.label)) }
+                switch VMLookup.choose(vm, among: candidates, label: label) {
+                case .found(let console): return ConsoleKey(uuid: console.uuid, label: console.label)
+                case .notFound: return refused(nil)
+                case .ambiguous(let list): return refused(VMLookup.ambiguity(vm, list).replacingOccurrences(of: "\n", with: newline))
+                }
+            case nil:
+                return refused(nil)
+            }
+        }
     }
 
     /// `list`: the consoles this person may reach, one line each, then the session ends.
@@ -103,14 +110,14 @@ extension ConcentratorStateMachine {
         let message = why ?? "no console \(DisplayText.escape(user)) for this key"
         emit(.send(id, Array("vspcd: \(message)\(newline)".utf8)))
         end(id, door: door, exitStatus: 1)
-        recordRefusal(door: door, user: user, identity: identity, peer: peer)
+        recordRefusal(door: door, user: user, identity: identity, peer: peer, why: nil)
     }
 
     /// A refusal on record: who and what in fields of their own (the user name exactly as sent, shown escaped and
     /// quoted in the detail, so no name can pass for another field or line). Where the name matches a VM, the
     /// refusal is kept under that VM (`vspc history --refused`); the person was told nothing more. At most
     /// `refusalsPerMinute` a minute per connection and per key; the rest are counted, and summed up.
-    mutating func recordRefusal(door: Door, user: String, identity: Identity?, peer: String) {
+    mutating func recordRefusal(door: Door, user: String, identity: Identity?, peer: String, why: String?) {
         for budgetKey in ["peer " + peer] + (identity.map { ["key " + $0.fingerprint] } ?? []) {
             var budget = refusalBudgets[budgetKey] ?? EventBudget()
             let (allowed, summary) = budget.spend(now: monotonicNow, limit: Self.refusalsPerMinute)
@@ -136,6 +143,7 @@ extension ConcentratorStateMachine {
         }
         var detail = "door=\(door.name) user=\"\(DisplayText.escape(user).replacingOccurrences(of: "\"", with: "\\\""))\""
         if let identity { detail += " key=\(DisplayText.escape(identity.comment)) \(identity.fingerprint)" }
+        if let why { detail += ": \(why)" }
         emitRecord(ConsoleEvent(kind: .clientRefused, time: now.date, uuid: target?.key.uuid, label: target?.key.label ?? "",
                                 name: target?.name, peer: peer, detail: detail, door: door.name, user: user,
                                 keyComment: identity?.comment, fingerprint: identity?.fingerprint))
@@ -394,7 +402,21 @@ extension ConcentratorStateMachine {
     }
 }
 
+extension SessionRequest.Target {
+    /// The name asked for, if the console was named.
+    var name: String? {
+        if case .name(let name) = self { return name }
+        return nil
+    }
+}
+
 extension SessionRequest.Principal {
+    /// Who this is in notices and the audit: the key's comment and fingerprint.
+    var identity: Identity? {
+        if case let .key(key, fingerprint) = self { return Identity(comment: key.comment, fingerprint: fingerprint) }
+        return nil
+    }
+
     /// Whether this person may reach the console at all.
     func permits(_ console: ConsoleState) -> Bool {
         switch self {

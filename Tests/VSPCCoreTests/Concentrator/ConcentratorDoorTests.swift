@@ -128,7 +128,7 @@ final class ConcentratorDoorTests: XCTestCase {
         XCTAssertEqual(m.h.records.filter { $0.kind == .vmDisconnect }, [], "a migration is not the VM going down")
         // forgotten
         h.bringUpVM(UUIDs.a)
-        h.admin(AdminRequest(command: "forget", vm: "web01", force: true))
+        _ = h.admin(AdminRequest(command: "forget", vm: "web01", force: true))
         // shutdown
         h.bringUpVM(UUIDs.c, name: "app01")
         h.send(.shutdown)
@@ -161,7 +161,7 @@ final class ConcentratorDoorTests: XCTestCase {
         h.send(.keysReloaded([:]))
         // forgotten
         h.connectClient(keyA)
-        h.admin(AdminRequest(command: "forget", vm: "web01", force: true))
+        _ = h.admin(AdminRequest(command: "forget", vm: "web01", force: true))
         // shutdown
         h.bringUpVM(UUIDs.b, name: "db01")
         h.connectClient(ConsoleKey(uuid: UUIDs.b, label: ""))
