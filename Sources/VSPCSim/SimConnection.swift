@@ -26,14 +26,15 @@ public class SimConnection: @unchecked Sendable {
     }
 
     /// Connects to host:port; `tls` wraps it in TLS without certificate verification (ESXi's telnets://).
-    func open(host: String, port: Int, tls: Bool, group: EventLoopGroup) async throws {
+    /// `localHost`: the local address to connect from (e.g. 127.0.0.2, to look like another host).
+    func open(host: String, port: Int, tls: Bool, group: EventLoopGroup, localHost: String? = nil) async throws {
         var sslContext: NIOSSLContext?
         if tls {
             var config = TLSConfiguration.makeClientConfiguration()
             config.certificateVerification = .none
             sslContext = try NIOSSLContext(configuration: config)
         }
-        let bootstrap = ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(10))
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -44,6 +45,7 @@ public class SimConnection: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(SimHandler(owner: self))
                 }
             }
+        if let localHost { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: localHost, port: 0)) }
         let channel = try await bootstrap.connect(host: host, port: port).get()
         // The connect future may complete before channelActive has run: make writes work from here on.
         lock.withLock { self.channel = channel }
@@ -90,6 +92,22 @@ public class SimConnection: @unchecked Sendable {
         lock.lock()
         isClosed = true
         lock.unlock()
+    }
+
+    /// Stops reading the socket (what the peer sends stays in the kernel's buffers and then in the peer's
+    /// queue), while writes still go out: a host that is backed up. `resumeReading()` undoes it.
+    public func pauseReading() {
+        lock.lock()
+        let channel = self.channel
+        lock.unlock()
+        _ = channel?.setOption(ChannelOptions.autoRead, value: false)
+    }
+
+    public func resumeReading() {
+        lock.lock()
+        let channel = self.channel
+        lock.unlock()
+        _ = channel?.setOption(ChannelOptions.autoRead, value: true)
     }
 
     /// Writes raw bytes (no escaping).
@@ -170,9 +188,10 @@ final class SimHandler: ChannelInboundHandler, @unchecked Sendable {
 /// A person's telnet client on a VM's port: agrees to BINARY/SGA/ECHO and collects the console output.
 public final class SimulatedClient: SimConnection, @unchecked Sendable {
     public static func connect(host: String = "127.0.0.1", port: Int,
-                               group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> SimulatedClient {
+                               group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                               localHost: String? = nil) async throws -> SimulatedClient {
         let client = SimulatedClient()
-        try await client.open(host: host, port: port, tls: false, group: group)
+        try await client.open(host: host, port: port, tls: false, group: group, localHost: localHost)
         return client
     }
 
@@ -189,9 +208,10 @@ public final class SimulatedClient: SimConnection, @unchecked Sendable {
 /// A raw TCP peer: records bytes, answers nothing. For scripted and hostile input.
 public final class RawPeer: SimConnection, @unchecked Sendable {
     public static func connect(host: String = "127.0.0.1", port: Int, tls: Bool = false,
-                               group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> RawPeer {
+                               group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                               localHost: String? = nil) async throws -> RawPeer {
         let peer = RawPeer(decodes: false)
-        try await peer.open(host: host, port: port, tls: tls, group: group)
+        try await peer.open(host: host, port: port, tls: tls, group: group, localHost: localHost)
         return peer
     }
 }

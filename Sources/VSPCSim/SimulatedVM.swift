@@ -52,9 +52,9 @@ public final class SimulatedVM: SimConnection, @unchecked Sendable {
     public static func connect(host: String = "127.0.0.1", port: Int, uuid: String, name: String,
                                serviceURI: String = "vSPC.py", role: Role = .source, tls: Bool = false,
                                group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                               waitForProxy: Bool = true) async throws -> SimulatedVM {
+                               waitForProxy: Bool = true, localHost: String? = nil) async throws -> SimulatedVM {
         let vm = SimulatedVM(uuid: uuid, name: name, serviceURI: serviceURI, role: role)
-        try await vm.open(host: host, port: port, tls: tls, group: group)
+        try await vm.open(host: host, port: port, tls: tls, group: group, localHost: localHost)
         if waitForProxy {
             switch role {
             case .source:

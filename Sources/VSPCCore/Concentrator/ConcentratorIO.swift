@@ -75,6 +75,8 @@ public enum ConcentratorEvent: Sendable {
     case clientBytes(ConnectionID, [UInt8])
     /// A reader on a skip-ahead door fell behind: its sink dropped this many of its oldest unsent bytes.
     case clientSkipped(ConnectionID, bytes: Int)
+    /// A reader went past what its sink can hold at all (a last resort beyond skipping): it is dropped.
+    case clientOverflowed(ConnectionID)
     case clientClosed(ConnectionID)
     /// authorized_keys was reloaded: the keys now in force, by SHA256 fingerprint. Open sessions of a key that
     /// is gone, or no longer reaches its console, end; a key made read-only makes its open sessions read-only.

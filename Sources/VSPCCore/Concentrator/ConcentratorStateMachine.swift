@@ -82,6 +82,7 @@ public struct ConcentratorStateMachine {
         case let .sessionStarted(id, door, peer, request): sessionStarted(id, door: door, peer: peer, request: request)
         case let .clientBytes(id, bytes): clientBytes(id, bytes)
         case let .clientSkipped(id, bytes): clientSkipped(id, bytes: bytes)
+        case let .clientOverflowed(id): if let client = clients[id] { dropClient(client, reason: .slow) }
         case let .keysReloaded(keys): keysReloaded(keys)
         case let .clientClosed(id): clientClosed(id)
         case let .adminConnected(id, peer): adminConnected(id, peer: peer)
@@ -273,8 +274,8 @@ public struct ConcentratorStateMachine {
                 schedule(.stuck(id), seconds: config.vmStuckTimeout)
             }
         } else if !writable, let client = clients[id] {
-            // A reader past its bound: on byte-exact doors it is dropped, and the close tells it that it missed
-            // data. (Skip-ahead doors' sinks skip instead, and report it; they come here only past a last resort.)
+            // A reader past its bound (its channel's water mark): on byte-exact doors it is dropped, and the close
+            // tells it that it missed data. (Skip-ahead doors' sinks skip instead, and report it.)
             dropClient(client, reason: .slow)
         }
     }

@@ -31,7 +31,7 @@ extension ConcentratorDriver: SSHConsoleGateway {
     func sessionEnded(_ session: SSHConsoleSession, _ end: SSHSessionEnd) {
         guard let id = sessionIDs.removeValue(forKey: session.id) else { return }
         // The session's own last-resort bound was passed: a reader too slow even for skipping ahead.
-        if end == .outputOverflow { handle(.writabilityChanged(id, writable: false)) }
+        if end == .outputOverflow { handle(.clientOverflowed(id)) }
         unregister(id)
         handle(.clientClosed(id))
     }
