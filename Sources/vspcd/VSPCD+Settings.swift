@@ -46,6 +46,12 @@ extension VSPCD {
         put("proxy-max-unidentified-per-address", proxyMaxUnidentifiedPerAddress.map { .integer($0) })
         put("new-ports-per-minute", newPortsPerMinute.map { .integer($0) })
         put("port-reserve-percent", portReservePercent.map { .integer($0) })
+        put("ssh-max-startups", sshMaxStartups.map { .string($0) })
+        put("ssh-per-source-max-startups", sshPerSourceMaxStartups.map { .integer($0) })
+        put("ssh-per-source-max-failures", sshPerSourceMaxFailures.map { .integer($0) })
+        put("ssh-idle-timeout", sshIdleTimeout.map { .number($0) })
+        put("ssh-keepalive-interval", sshKeepaliveInterval.map { .number($0) })
+        put("ssh-keepalive-count-max", sshKeepaliveCountMax.map { .integer($0) })
         return given
     }
 

@@ -128,6 +128,24 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Log lines as text (with a syslog priority prefix, for journald) or json (one object per line). \(def("log-format"))", valueName: "text|json"))
     var logFormat: String?
 
+    @Option(help: ArgumentHelp("SSH connections waiting to authenticate: past start, new ones are refused with probability rate% rising to 100% at full (OpenSSH's MaxStartups). \(def("ssh-max-startups"))", valueName: "start:rate:full"))
+    var sshMaxStartups: String?
+
+    @Option(help: ArgumentHelp("SSH connections one address (an IPv6 /64) may have waiting to authenticate. \(def("ssh-per-source-max-startups"))", valueName: "n"))
+    var sshPerSourceMaxStartups: Int?
+
+    @Option(help: ArgumentHelp("Failed SSH attempts one address (an IPv6 /64) may make in a minute before its new connections are refused (0 = no limit). \(def("ssh-per-source-max-failures"))", valueName: "n"))
+    var sshPerSourceMaxFailures: Int?
+
+    @Option(help: ArgumentHelp("Seconds an SSH session may see neither input nor output before it is ended with a notice (0 = never). \(def("ssh-idle-timeout"))", valueName: "seconds"))
+    var sshIdleTimeout: Double?
+
+    @Option(help: ArgumentHelp("Seconds between keepalives to an SSH client (0 = none). \(def("ssh-keepalive-interval"))", valueName: "seconds"))
+    var sshKeepaliveInterval: Double?
+
+    @Option(help: ArgumentHelp("Keepalives in a row an SSH client may leave unanswered before it is dropped. \(def("ssh-keepalive-count-max"))", valueName: "n"))
+    var sshKeepaliveCountMax: Int?
+
     func run() async throws {
         // A closed stderr or a vanished peer must not kill the daemon; write errors are handled where they occur.
         signal(SIGPIPE, SIG_IGN)
@@ -181,6 +199,12 @@ struct VSPCD: AsyncParsableCommand {
         config.proxyAllow = Self.allowList(settings.proxyAllow)
         config.metrics = settings.metrics.flatMap { Endpoint.parse($0, defaultHost: "127.0.0.1") }
         config.version = VSPCVersion.current
+        if let startups = MaxStartups.parse(settings.sshMaxStartups) { config.sshSourceLimits.startups = startups }
+        config.sshSourceLimits.perSourceStartups = settings.sshPerSourceMaxStartups
+        config.sshSourceLimits.perSourceFailures = settings.sshPerSourceMaxFailures
+        config.sshIdleTimeout = settings.sshIdleTimeout
+        config.sshKeepaliveInterval = settings.sshKeepaliveInterval
+        config.sshKeepaliveCountMax = settings.sshKeepaliveCountMax
         if config.portRangeStart <= 60999 && config.portRangeEnd >= 32768 {
             logger.warning("the per-VM port range \(config.portRangeStart)-\(config.portRangeEnd) overlaps Linux's ephemeral range 32768-60999; outgoing connections may take VM ports")
         }

@@ -56,21 +56,56 @@ final class AuthorizedKeysTests: XCTestCase {
     }
 
     func testQuotedValues() throws {
-        let key = try XCTUnwrap(one(#"command="echo \"hi, there\" \\ ok",vms="a b, c,\"q\"x" ssh-ed25519 \#(TestKeys.ed25519) c"#))
+        let key = try XCTUnwrap(one(#"no-pty,vms="a b, c,\"q\"x" ssh-ed25519 \#(TestKeys.ed25519) c"#))
         XCTAssertEqual(key.vms, ["a b", "c", "\"q\"x"])
         XCTAssertFalse(key.readOnly)
+        // A quoted value with commas, spaces and \" is read whole, so the option it belongs to is the one named.
+        XCTAssertEqual(problem(#"command="echo \"hi, there\" \\ ok",vms="a" ssh-ed25519 \#(TestKeys.ed25519) c"#),
+                       #"option "command" is not supported by this server; the line is skipped rather than give the key more access than it says"#)
         // Leading blanks, empty glob items and spaces around them.
         let spaced = try XCTUnwrap(one("  \tvms=\" web-* ,, db \" ssh-ed25519 \(TestKeys.ed25519)"))
         XCTAssertEqual(spaced.vms, ["web-*", "db"])
     }
 
-    func testIgnoredOpenSSHOptions() throws {
-        let line = #"restrict,no-pty,pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-user-rc,"#
-            + #"environment="A=B",permitopen="host:22",permitlisten="1234",no-touch-required,tunnel="1",principals="x" "#
-            + "ssh-ed25519 \(TestKeys.ed25519) d"
+    /// Issue 14 item 4: OpenSSH options this server does not implement used to be ignored, so a `command=` or
+    /// `restrict` key got a read-write console. Now each makes its line skipped, naming the line and the option.
+    func testUnimplementedOpenSSHOptionsSkipTheLine() throws {
+        let k = TestKeys.ed25519
+        let unsupported = ["command=\"uptime\"", "environment=\"A=B\"", "permitopen=\"host:22\"", "permitlisten=\"1234\"",
+                           "principals=\"x\"", "tunnel=\"1\"", "cert-authority", "verify-required", "no-touch-required",
+                           "agent-forwarding", "port-forwarding", "X11-forwarding", "user-rc", "Command=\"x\""]
+        for option in unsupported {
+            let name = String(option.prefix { $0 != "=" })
+            let parsed = AuthorizedKeys.parse("ssh-ed25519 \(k) ok\nvms=\"a\",\(option) ssh-ed25519 \(k) skipped\n")
+            XCTAssertEqual(parsed.keys.map(\.comment), ["ok"], option)
+            XCTAssertEqual(parsed.diagnostics.map(\.description), [
+                "line 2: option \"\(name)\" is not supported by this server; the line is skipped rather than give the key more access than it says",
+            ], option)
+        }
+        // Options that only forbid what this server never offers are accepted.
+        let line = "no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-user-rc ssh-ed25519 \(k) d"
         let key = try XCTUnwrap(one(line))
         XCTAssertNil(key.vms)
         XCTAssertFalse(key.readOnly)
+        XCTAssertFalse(key.noPTY)
+    }
+
+    func testRestrictNoPTYAndReadWrite() throws {
+        let k = TestKeys.ed25519
+        func flags(_ options: String) throws -> (readOnly: Bool, noPTY: Bool) {
+            let key = try XCTUnwrap(one("\(options) ssh-ed25519 \(k) x"))
+            return (key.readOnly, key.noPTY)
+        }
+        XCTAssertTrue(try flags("restrict") == (true, true), "restrict: read-only, no terminal")
+        XCTAssertTrue(try flags("restrict,read-write") == (false, true))
+        XCTAssertTrue(try flags("restrict,pty") == (true, false))
+        XCTAssertTrue(try flags("pty,restrict,read-write") == (false, false), "order does not matter")
+        XCTAssertTrue(try flags("restrict,pty,no-pty") == (true, true), "no-pty wins over pty")
+        XCTAssertTrue(try flags("no-pty") == (false, true))
+        XCTAssertTrue(try flags("read-write") == (false, false))
+        XCTAssertTrue(try flags("RESTRICT,Read-Only") == (true, true))
+        XCTAssertEqual(problem("read-only,read-write ssh-ed25519 \(k)"), "options read-only and read-write contradict each other")
+        XCTAssertEqual(problem("restrict=\"x\" ssh-ed25519 \(k)"), #"option "restrict" takes no value"#)
     }
 
     func testRefusedKeyTypes() throws {
@@ -131,14 +166,24 @@ final class AuthorizedKeysTests: XCTestCase {
             ("ssh-ed25519 AAAA x", "the key data is not a valid ssh-ed25519 key"),
             ("ssh-ed25519 \(Data(TestKeys.blob(k).dropLast()).base64EncodedString())", "the key data is not a valid ssh-ed25519 key"),
             ("ssh-ed25519 \(Data(TestKeys.blob(k) + [0]).base64EncodedString())", "the key data is not a valid ssh-ed25519 key"),
-            ("from=\"10.0.0.0/8\" ssh-ed25519 \(k)",
-             #"option "from" is not supported by this server; ignoring it would give the key more access than the line says, so the line is skipped"#),
+            ("from=\"10.0.0.0/33\" ssh-ed25519 \(k)", #"option from: "10.0.0.0/33" is not a valid address or network"#),
+            ("from=\"*.example.com\" ssh-ed25519 \(k)",
+             #"option from names "*.example.com", which is not an address or network; this server does not look up host names, so the line is skipped"#),
+            ("from=\"\" ssh-ed25519 \(k)", "option from lists no address"),
+            ("from=\"!\" ssh-ed25519 \(k)", "option from has an empty negated entry"),
+            ("from=\"1.2.3.4\",from=\"1.2.3.5\" ssh-ed25519 \(k)", "option from is given twice"),
+            ("from ssh-ed25519 \(k)", #"option "from" needs a value (from="...")"#),
+            ("expiry-time=\"2030-01-01\" ssh-ed25519 \(k)",
+             #"option expiry-time: "2030-01-01" is not a time (YYYYMMDD[HHMM[SS]][Z])"#),
+            ("expiry-time=\"20230229\" ssh-ed25519 \(k)",
+             #"option expiry-time: "20230229" is not a time (YYYYMMDD[HHMM[SS]][Z])"#),
+            ("expiry-time=\"20300101\",expiry-time=\"20300102\" ssh-ed25519 \(k)", "option expiry-time is given twice"),
             ("cert-authority ssh-ed25519 \(k)",
-             #"option "cert-authority" is not supported by this server; ignoring it would give the key more access than the line says, so the line is skipped"#),
-            ("expiry-time=\"20300101\" ssh-ed25519 \(k)",
-             #"option "expiry-time" is not supported by this server; ignoring it would give the key more access than the line says, so the line is skipped"#),
+             #"option "cert-authority" is not supported by this server; the line is skipped rather than give the key more access than it says"#),
             ("verify-required ssh-ed25519 \(k)",
-             #"option "verify-required" is not supported by this server; ignoring it would give the key more access than the line says, so the line is skipped"#),
+             #"option "verify-required" is not supported by this server; the line is skipped rather than give the key more access than it says"#),
+            ("vms=\"uuid:\" ssh-ed25519 \(k)", #"uuid glob "uuid:" in vms must be hex digits, -, * and ?"#),
+            ("vms=\"uuid:web-*\" ssh-ed25519 \(k)", #"uuid glob "uuid:web-*" in vms must be hex digits, -, * and ?"#),
         ]
         for (line, expected) in cases {
             XCTAssertEqual(problem(line), expected, "for: \(line)")
@@ -312,19 +357,39 @@ final class VMAccessTests: XCTestCase {
         }
     }
 
-    func testUUIDForms() {
-        let key = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["514D000000000001*"])
+    /// Issue 14 item 5: plain globs used to match the uuid too, ignoring case, so `vms="b*"` reached every VM whose
+    /// uuid starts with b. Plain globs name VMs; a uuid is matched only by a `uuid:` glob.
+    func testPlainGlobsNameVMsOnly() {
+        let b = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["b*"])
+        XCTAssertFalse(b.permits(vmName: "web-1", uuid: "b14d000000000001000000007f4a7c15"))
+        XCTAssertFalse(b.permits(vmName: "web-1", uuid: "B14D0000-0000-0001-0000-00007F4A7C15"))
+        XCTAssertTrue(b.permits(vmName: "build-3", uuid: "514d000000000001000000007f4a7c15"))
+        XCTAssertFalse(b.permits(vmName: "Build-3", uuid: "x"), "names are case-sensitive")
+        let exact = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["514d000000000001000000007f4a7c15"])
+        XCTAssertFalse(exact.permits(vmName: "x", uuid: "514d000000000001000000007f4a7c15"))
+        XCTAssertTrue(exact.permits(vmName: "514d000000000001000000007f4a7c15", uuid: "0"), "a VM may be named like a uuid")
+    }
+
+    /// `uuid:` globs (these cases matched by plain globs before issue 14; they now say `uuid:`).
+    func testUUIDGlobs() {
+        let key = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["uuid:514D000000000001*"])
         XCTAssertTrue(key.permits(vmName: "x", uuid: "514d000000000001000000007f4a7c15"))
-        let classic = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["514d000000000001-000000007f4a7c15"])
+        XCTAssertFalse(key.permits(vmName: "514d000000000001", uuid: "614d000000000001000000007f4a7c15"), "never the name")
+        let classic = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["uuid:514d000000000001-000000007f4a7c15"])
         XCTAssertTrue(classic.permits(vmName: "x", uuid: "514d000000000001000000007f4a7c15"))
         XCTAssertTrue(classic.permits(vmName: "x", uuid: "51 4d 00 00 00 00 00 01-00 00 00 00 7f 4a 7c 15"))
         XCTAssertFalse(classic.permits(vmName: "x", uuid: "514d000000000002000000007f4a7c15"))
-        let hex = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["514D000000000001000000007F4A7C15"])
+        let hex = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["UUID:514D000000000001000000007F4A7C15"])
         XCTAssertTrue(hex.permits(vmName: "x", uuid: "514d000000000001-000000007f4a7c15"))
-        let rfc = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["514d0000-0000-0001-0000-00007f4a7c15"])
+        let rfc = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["uuid:{514d0000-0000-0001-0000-00007f4a7c15}"])
         XCTAssertTrue(rfc.permits(vmName: "x", uuid: "514d000000000001000000007f4a7c15"))
-        let suffix = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["*-000000007f4a7c15"])
+        let suffix = AuthorizedKey(keyType: "ssh-ed25519", blob: [1], vms: ["uuid:*-000000007f4a7c15"])
         XCTAssertTrue(suffix.permits(vmName: "x", uuid: "514d000000000001000000007f4a7c15"))
+        XCTAssertFalse(suffix.permits(vmName: "x", uuid: "not a uuid"), "a VM without a uuid matches no uuid glob")
+        let parsed = AuthorizedKeys.parse(#"vms="web-*,uuid:421A5C00*" ssh-ed25519 \#(TestKeys.ed25519) x"#)
+        XCTAssertEqual(parsed.problems, [])
+        XCTAssertTrue(parsed.keys[0].permits(vmName: "db", uuid: "421a5c00-1111-2222-3333-444455556666"))
+        XCTAssertFalse(parsed.keys[0].permits(vmName: "db", uuid: "521a5c00-1111-2222-3333-444455556666"))
         XCTAssertEqual(VMUUIDForms.forms(of: "{514D0000-0000-0001-0000-00007F4A7C15}"), [
             "514d000000000001000000007f4a7c15", "514d000000000001-000000007f4a7c15", "514d0000-0000-0001-0000-00007f4a7c15",
         ])

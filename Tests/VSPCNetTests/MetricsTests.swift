@@ -276,6 +276,7 @@ final class MetricsTests: XCTestCase {
     func testIdleOrStuckConnectionsAreClosed() async throws {
         var limits = MetricsServer.Limits()
         limits.idleTimeout = .milliseconds(200)
+        limits.requestTimeout = .milliseconds(200)
         let (server, port) = try await startServer(VSPCMetrics(version: "t"), SnapshotBox(Self.fixed), limits: limits)
         // Half a request, never finished: closed by the server without an answer (the exchange ends on close).
         let partial = try await RawTCP.exchange(group: group, port: port, send: Array("GET /metr".utf8))

@@ -173,12 +173,20 @@ final class SSHServerTests: SSHTestCase {
         XCTAssertThrowsError(try SSHHostKey.loadOrCreate(at: ecdsa.path)) { error in
             XCTAssertTrue("\(error)".contains("is a ecdsa-sha2-nistp256 key; vspcd's host key must be ssh-ed25519"), "\(error)")
         }
-        // A key made by ssh-keygen is used as it is; one that others may read gets a warning.
+        // A key made by ssh-keygen is used as it is; one that others may read stops start-up (issue 14 item 6: it
+        // used to get a warning that was never logged), naming the file and its mode.
         let made = try makeKey("keygen_host", ["-t", "ed25519"], comment: "h")
-        chmod(made.path, 0o644)
         let loaded = try SSHHostKey.loadOrCreate(at: made.path)
         XCTAssertEqual(loaded.fingerprint, made.fingerprint)
-        XCTAssertEqual(loaded.warnings, ["ssh host key \(made.path) is open to group or others (mode 644); chmod 600 it"])
+        XCTAssertEqual(loaded.warnings, [])
+        for mode: mode_t in [0o644, 0o640, 0o604, 0o620] {
+            chmod(made.path, mode)
+            XCTAssertThrowsError(try SSHHostKey.loadOrCreate(at: made.path)) { error in
+                XCTAssertTrue("\(error)".hasPrefix("ssh host key \(made.path) has mode 0\(String(mode, radix: 8)): it is open to group or others, so it is not used; chmod 600 \(made.path)"), "\(error)")
+            }
+        }
+        chmod(made.path, 0o400)
+        XCTAssertEqual(try SSHHostKey.loadOrCreate(at: made.path).fingerprint, made.fingerprint, "0400 is private too")
         XCTAssertThrowsError(try SSHHostKey.loadOrCreate(at: dir)) { error in
             XCTAssertTrue("\(error)".contains("is not a regular file"), "\(error)")
         }

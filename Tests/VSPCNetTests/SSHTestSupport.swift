@@ -253,13 +253,15 @@ final class RawClient: ChannelInboundHandler, @unchecked Sendable {
     var received: [UInt8] { state.withLockedValue { $0.bytes } }
     var isClosed: Bool { state.withLockedValue { $0.closed } }
 
-    static func connect(port: Int, group: EventLoopGroup) throws -> RawClient {
+    /// Connects to 127.0.0.1:`port`, from `source` (e.g. 127.0.0.2) when given.
+    static func connect(port: Int, group: EventLoopGroup, from source: String? = nil) throws -> RawClient {
         let client = RawClient()
-        client.channel = try ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(client) }
             }
-            .connect(host: "127.0.0.1", port: port).wait()
+        if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        client.channel = try bootstrap.connect(host: "127.0.0.1", port: port).wait()
         return client
     }
 

@@ -8,22 +8,33 @@ public struct AuthorizedKey: Sendable, Hashable {
     public var blob: [UInt8]
     /// The comment after the key (control characters replaced by `?`); it names the person in history.
     public var comment: String
-    /// The `vms="..."` globs, matched against the VM's name or uuid; nil when the option is absent (every VM).
+    /// The `vms="..."` globs: plain globs match the VM's name, `uuid:` globs its uuid (see `permits`); nil when
+    /// the option is absent (every VM).
     public var vms: [String]?
-    /// `read-only`: the session's keystrokes never reach the VM.
+    /// `read-only` (or `restrict` without `read-write`): the session's keystrokes never reach the VM.
     public var readOnly: Bool
+    /// `from="..."`: the client addresses the key may be used from; nil: anywhere.
+    public var from: AddressPatternList?
+    /// `expiry-time="..."`: when the key stops authenticating; nil: never.
+    public var expiry: ExpiryTime?
+    /// `no-pty` (or `restrict` without `pty`): a session never gets a terminal (its pty-req is refused).
+    public var noPTY: Bool
     /// 1-based line number in the file.
     public var line: Int
     /// Why this server will not accept the key (an RSA key, for one); nil for a usable key.
     public var refusal: String?
 
     public init(keyType: String, blob: [UInt8], comment: String = "", vms: [String]? = nil, readOnly: Bool = false,
+                from: AddressPatternList? = nil, expiry: ExpiryTime? = nil, noPTY: Bool = false,
                 line: Int = 0, refusal: String? = nil) {
         self.keyType = keyType
         self.blob = blob
         self.comment = comment
         self.vms = vms
         self.readOnly = readOnly
+        self.from = from
+        self.expiry = expiry
+        self.noPTY = noPTY
         self.line = line
         self.refusal = refusal
     }
@@ -34,20 +45,36 @@ public struct AuthorizedKey: Sendable, Hashable {
     /// The key as OpenSSH writes it, without options or comment: `ssh-ed25519 AAAA...`.
     public var publicKeyText: String { keyType + " " + Data(blob).base64EncodedString() }
 
-    /// Whether this key may reach the VM called `vmName` whose uuid is `uuid` (any spelling). A glob matches the
-    /// name exactly (case-sensitive), or the uuid in its 32-hex, 16-16 (`xxxxxxxxxxxxxxxx-xxxxxxxxxxxxxxxx`) or
-    /// RFC 4122 form, ignoring case. Without `vms=`, every VM. A refused key reaches nothing.
+    /// Whether this key may reach the VM called `vmName` whose uuid is `uuid` (any spelling). A plain glob matches
+    /// the name only, exactly (case-sensitive, as OpenSSH compares names); a glob written `uuid:...` matches the
+    /// uuid only (see `VMGlob.matchesUUID`). Without `vms=`, every VM. A refused key reaches nothing.
     public func permits(vmName: String, uuid: String) -> Bool {
         guard isUsable else { return false }
         guard let vms else { return true }
-        let uuidForms = VMUUIDForms.forms(of: uuid)
-        for glob in vms {
-            if VMGlob.matches(glob, vmName) { return true }
-            let lowered = Array(glob.lowercased())
-            for form in uuidForms where VMGlob.matches(lowered, Array(form)) { return true }
-        }
-        return false
+        return vms.contains { VMGlob.matchesVM($0, name: vmName, uuid: uuid) }
     }
+
+    /// Why this line does not let a client at `address` in at `now` (its `from=` or its `expiry-time=`), or nil when
+    /// it does. Local expiry times are read in `timeZone`.
+    public func denial(address: IPAddress?, now: Date, timeZone: TimeZone) -> String? {
+        if let from, !from.allows(address) {
+            return "line \(line): the client's address \(address.map { "\($0)" } ?? "(unknown)") is not in from=\"\(from.text)\""
+        }
+        if let expiry, expiry.hasPassed(at: now, localTimeZone: timeZone) {
+            return "line \(line): the key expired at \(expiry.text) (expiry-time)"
+        }
+        return nil
+    }
+}
+
+/// The outcome of `AuthorizedKeys.authorize`.
+public enum KeyAuthorization: Sendable, Equatable {
+    /// This line lets the client in.
+    case granted(AuthorizedKey)
+    /// No usable line holds the key.
+    case unknownKey
+    /// Lines hold the key, but their `from=` or `expiry-time=` refuse this client now (one reason per line).
+    case refused([String])
 }
 
 /// A line of an authorized_keys file that was skipped, and why.
@@ -88,6 +115,19 @@ public struct AuthorizedKeys: Sendable {
     /// The usable entry for an offered key blob (the first such line), or nil.
     public func key(forBlob blob: [UInt8]) -> AuthorizedKey? {
         index[blob].map { keys[$0] }
+    }
+
+    /// What the file says of a client at `address` offering `blob` at `now`: like OpenSSH, the first usable line
+    /// holding the key whose `from=` and `expiry-time=` let the client in decides; lines that hold the key but
+    /// refuse the client say why.
+    public func authorize(blob: [UInt8], address: IPAddress?, now: Date, timeZone: TimeZone) -> KeyAuthorization {
+        guard let first = index[blob] else { return .unknownKey }
+        var reasons: [String] = []
+        for key in keys[first...] where key.isUsable && key.blob == blob {
+            guard let reason = key.denial(address: address, now: now, timeZone: timeZone) else { return .granted(key) }
+            reasons.append(reason)
+        }
+        return .refused(reasons)
     }
 
     /// The keys the server accepts.

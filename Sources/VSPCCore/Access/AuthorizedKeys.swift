@@ -2,15 +2,23 @@ import Foundation
 
 /// The authorized_keys parser: OpenSSH's format, one key per line, with options before the key type.
 ///
-///     vms="web-*,db-0?",read-only ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... alice@laptop
+///     vms="web-*,db-0?",read-only,from="10.1.0.0/16" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... alice@laptop
 ///
-/// * `vms="glob,glob"`: the VMs the key may reach, by name or uuid (see `AuthorizedKey.permits`); default every VM.
-///   A negated glob (`!x`) is refused rather than misread.
-/// * `read-only`: the session may watch but not type.
-/// * OpenSSH's options that only restrict what this server never offers (forwarding, pty, command, environment,
-///   ...) are accepted and ignored. `from=`, `expiry-time=`, `cert-authority` and `verify-required` narrow who may
-///   use the key; this server does not implement them, so such a line is skipped rather than given more access than
-///   it says. Unknown options make the line malformed, as in OpenSSH. Option names ignore case.
+/// Options honoured (names ignore case):
+/// * `vms="glob,glob"`: the VMs the key may reach: plain globs by name, `uuid:` globs by uuid (see `VMGlob`);
+///   default every VM. A negated glob (`!x`) is refused rather than misread.
+/// * `read-only`: the session may watch but not type. `read-write`: it may type (the default; see `restrict`).
+/// * `from="pattern-list"`: the client addresses the key may be used from (see `AddressPatternList`).
+/// * `expiry-time="YYYYMMDD[HHMM[SS]][Z]"`: the key stops working then (see `ExpiryTime`).
+/// * `no-pty`: sessions get no terminal; `pty` gives it back after `restrict` (`no-pty` wins over `pty`).
+/// * `restrict`: read-only and no terminal, unless the line also says `read-write` or `pty`.
+/// * `no-agent-forwarding`, `no-port-forwarding`, `no-x11-forwarding`, `no-user-rc`: accepted; this server never
+///   offers what they forbid.
+///
+/// Every other option, OpenSSH's (`command=`, `environment=`, `permitopen=`, `permitlisten=`, `principals=`,
+/// `tunnel=`, `cert-authority`, `verify-required`, `no-touch-required`, `agent-forwarding`, `port-forwarding`,
+/// `x11-forwarding`, `user-rc`) or unknown, makes the line skipped with a problem naming the option: honouring
+/// part of a line could give the key more than it says (a `command=` key would get a console).
 /// * Quoted values may hold commas, spaces and `\"`.
 /// * Key types: `ssh-ed25519`, `ecdsa-sha2-nistp256`, `-nistp384`, `-nistp521`. `ssh-rsa`, `ssh-dss`, security-key
 ///   and certificate lines are parsed but refused with a reason (`AuthorizedKey.refusal`).
@@ -97,13 +105,14 @@ private enum OptionKind {
 }
 
 private enum Options {
-    static let ignoredFlags: Set<String> = [
-        "agent-forwarding", "no-agent-forwarding", "port-forwarding", "no-port-forwarding", "pty", "no-pty",
-        "user-rc", "no-user-rc", "x11-forwarding", "no-x11-forwarding", "restrict", "no-touch-required",
-    ]
-    static let ignoredValued: Set<String> = ["command", "environment", "permitopen", "permitlisten", "principals", "tunnel"]
+    /// Options that forbid what this server never offers: nothing to do.
+    static let acceptedFlags: Set<String> = ["no-agent-forwarding", "no-port-forwarding", "no-x11-forwarding", "no-user-rc"]
+    /// OpenSSH's options this server does not implement: the line is skipped.
     static let unsupported: [String: OptionKind] = [
-        "from": .valued, "expiry-time": .valued, "cert-authority": .flag, "verify-required": .flag,
+        "command": .valued, "environment": .valued, "permitopen": .valued, "permitlisten": .valued,
+        "principals": .valued, "tunnel": .valued, "cert-authority": .flag, "verify-required": .flag,
+        "no-touch-required": .flag, "agent-forwarding": .flag, "port-forwarding": .flag, "x11-forwarding": .flag,
+        "user-rc": .flag,
     ]
 }
 
@@ -113,6 +122,12 @@ private struct LineParser {
     var i: Int
     var vms: [String]?
     var readOnly = false
+    var readWrite = false
+    var restrict = false
+    var noPTY = false
+    var pty = false
+    var from: AddressPatternList?
+    var expiry: ExpiryTime?
 
     init(line: ArraySlice<UInt8>, number: Int) {
         self.line = line
@@ -141,6 +156,7 @@ private struct LineParser {
             let first = String(decoding: save.token(), as: UTF8.self)
             if KeyTypes.refusal(for: first) == nil {
                 try parseOptions(firstToken: first)
+                if readOnly && readWrite { throw ParseFailure("options read-only and read-write contradict each other") }
                 skipBlanks()
             }
             return .key(try parseKey())
@@ -169,8 +185,9 @@ private struct LineParser {
         skipBlanks()
         var comment = line[i...]
         while let last = comment.last, Self.isBlank(last) { comment = comment.dropLast() }
-        return AuthorizedKey(keyType: type, blob: blob, comment: Self.clean(comment), vms: vms, readOnly: readOnly,
-                             line: number, refusal: refusal.isEmpty ? nil : refusal)
+        return AuthorizedKey(keyType: type, blob: blob, comment: Self.clean(comment), vms: vms,
+                             readOnly: readOnly || (restrict && !readWrite), from: from, expiry: expiry,
+                             noPTY: noPTY || (restrict && !pty), line: number, refusal: refusal.isEmpty ? nil : refusal)
     }
 
     mutating func parseOptions(firstToken: String) throws {
@@ -244,14 +261,37 @@ private struct LineParser {
         case "read-only":
             try needs(.flag)
             readOnly = true
-        case _ where Options.ignoredFlags.contains(name):
+        case "read-write":
             try needs(.flag)
-        case _ where Options.ignoredValued.contains(name):
+            readWrite = true
+        case "restrict":
+            try needs(.flag)
+            restrict = true
+        case "no-pty":
+            try needs(.flag)
+            noPTY = true
+        case "pty":
+            try needs(.flag)
+            pty = true
+        case "from":
             try needs(.valued)
+            guard from == nil else { throw ParseFailure("option from is given twice") }
+            switch AddressPatternList.parse(try Self.text(value ?? [], option: "from")) {
+            case .success(let list): from = list
+            case .failure(let error): throw ParseFailure(error.message)
+            }
+        case "expiry-time":
+            try needs(.valued)
+            guard expiry == nil else { throw ParseFailure("option expiry-time is given twice") }
+            switch ExpiryTime.parse(try Self.text(value ?? [], option: "expiry-time")) {
+            case .success(let time): expiry = time
+            case .failure(let error): throw ParseFailure(error.message)
+            }
+        case _ where Options.acceptedFlags.contains(name):
+            try needs(.flag)
         case _ where Options.unsupported[name] != nil:
-            try needs(Options.unsupported[name]!)
-            throw ParseFailure("option \(shown) is not supported by this server; ignoring it would give the key "
-                               + "more access than the line says, so the line is skipped")
+            throw ParseFailure("option \(shown) is not supported by this server; the line is skipped rather than "
+                               + "give the key more access than it says")
         default:
             if value == nil, String(decoding: nameBytes, as: UTF8.self) == firstToken {
                 throw ParseFailure("unknown key type or option \(shown)")
@@ -260,16 +300,27 @@ private struct LineParser {
         }
     }
 
-    static func globs(_ value: [UInt8]) throws -> [String] {
+    static func text(_ value: [UInt8], option: String) throws -> String {
         guard let text = String(bytes: value, encoding: .utf8) else {
-            throw ParseFailure("option vms is not valid UTF-8")
+            throw ParseFailure("option \(option) is not valid UTF-8")
         }
+        return text
+    }
+
+    static func globs(_ value: [UInt8]) throws -> [String] {
+        let text = try Self.text(value, option: "vms")
         var globs: [String] = []
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             let glob = part.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
             if glob.isEmpty { continue }
             if glob.hasPrefix("!") {
                 throw ParseFailure("negated VM patterns (\(show(Array(glob.utf8)[...]))) are not supported in vms")
+            }
+            if glob.lowercased().hasPrefix(VMGlob.uuidPrefix) {
+                let body = glob.dropFirst(VMGlob.uuidPrefix.count)
+                guard !body.isEmpty, body.allSatisfy({ $0.isHexDigit || "*?-{} ".contains($0) }) else {
+                    throw ParseFailure("uuid glob \(show(Array(glob.utf8)[...])) in vms must be hex digits, -, * and ?")
+                }
             }
             globs.append(glob)
         }

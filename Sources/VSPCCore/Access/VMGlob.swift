@@ -3,7 +3,33 @@
 ///
 /// Matching is iterative: on a mismatch it resumes after the most recent `*`, so a pattern of n characters against
 /// a text of m characters costs at most O(n × m), whatever the pattern (no exponential backtracking).
+///
+/// In `vms=`, a plain glob names VMs: it matches the VM's name exactly, case-sensitive (as OpenSSH compares user
+/// and host names), and never its uuid. A glob written `uuid:GLOB` matches the uuid only: the glob and the uuid are
+/// both taken as 32 lowercase hex digits (dashes, spaces and braces dropped, letters lowercased), so
+/// `uuid:421A5C00-*` and `uuid:421a5c00*` are the same glob, and any spelling of the uuid matches it.
 public enum VMGlob {
+    /// The prefix of a glob that matches uuids.
+    public static let uuidPrefix = "uuid:"
+
+    /// Whether the `vms=` glob `glob` lets a key reach the VM `name` with uuid `uuid` (any spelling).
+    public static func matchesVM(_ glob: String, name: String, uuid: String) -> Bool {
+        if glob.count > uuidPrefix.count, glob.lowercased().hasPrefix(uuidPrefix) {
+            return matchesUUID(String(glob.dropFirst(uuidPrefix.count)), uuid)
+        }
+        return matches(glob, name)
+    }
+
+    /// Whether the uuid glob `pattern` (without `uuid:`) matches `uuid`: both normalized to lowercase hex without
+    /// separators. A VM whose uuid is not a uuid matches no uuid glob.
+    public static func matchesUUID(_ pattern: String, _ uuid: String) -> Bool {
+        guard let hex = VMUUIDForms.hex32(uuid) else { return false }
+        var body = Substring(pattern.lowercased())
+        if body.hasPrefix("{"), body.hasSuffix("}"), body.count >= 2 { body = body.dropFirst().dropLast() }
+        let normalized = body.filter { $0 != "-" && $0 != " " }
+        return matches(Array(normalized), Array(hex))
+    }
+
     /// Whether `pattern` matches the whole of `text`. Characters compare exactly (case-sensitive).
     public static func matches(_ pattern: String, _ text: String) -> Bool {
         matches(Array(pattern), Array(text))

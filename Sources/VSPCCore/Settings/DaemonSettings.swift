@@ -35,6 +35,12 @@ public struct DaemonSettings: Equatable, Sendable {
     public var proxyMaxUnidentifiedPerAddress = ConcentratorConfig.defaults.maxUnidentifiedPerAddress
     public var newPortsPerMinute = ConcentratorConfig.defaults.newAssignmentsPerMinute
     public var portReservePercent = Int((ConcentratorConfig.defaults.portReserveFraction * 100).rounded())
+    public var sshMaxStartups = SourceLimitSettings().startups.description
+    public var sshPerSourceMaxStartups = SourceLimitSettings().perSourceStartups
+    public var sshPerSourceMaxFailures = SourceLimitSettings().perSourceFailures
+    public var sshIdleTimeout: Double = 0
+    public var sshKeepaliveInterval: Double = 15
+    public var sshKeepaliveCountMax = 3
 
     public init() {}
 
@@ -83,6 +89,14 @@ public struct DaemonSettings: Equatable, Sendable {
         .integer("proxy-max-unidentified-per-address", \.proxyMaxUnidentifiedPerAddress, check: within(1...1_000_000)),
         .integer("new-ports-per-minute", \.newPortsPerMinute, check: within(1...1_000_000)),
         .integer("port-reserve-percent", \.portReservePercent, check: within(0...90)),
+        .string("ssh-max-startups", \.sshMaxStartups, check: {
+            MaxStartups.parse($0) == nil ? "must be start:rate:full (1 <= start <= full, rate 0-100) or a number" : nil
+        }),
+        .integer("ssh-per-source-max-startups", \.sshPerSourceMaxStartups, check: within(1...100_000)),
+        .integer("ssh-per-source-max-failures", \.sshPerSourceMaxFailures, check: within(0...1_000_000)),
+        .number("ssh-idle-timeout", \.sshIdleTimeout, check: zeroOrPositive(upTo: 365 * 86400, unit: "seconds")),
+        .number("ssh-keepalive-interval", \.sshKeepaliveInterval, check: zeroOrPositive(upTo: 3600, unit: "seconds")),
+        .integer("ssh-keepalive-count-max", \.sshKeepaliveCountMax, check: within(1...100)),
     ]
 
     public static func key(named name: String) -> SettingKey? { keys.first { $0.name == name } }
@@ -107,6 +121,10 @@ public struct DaemonSettings: Equatable, Sendable {
 
     static func within(_ range: ClosedRange<Int>) -> @Sendable (Int) -> String? {
         { range.contains($0) ? nil : "must be between \(range.lowerBound) and \(range.upperBound)" }
+    }
+
+    static func zeroOrPositive(upTo limit: Double, unit: String) -> @Sendable (Double) -> String? {
+        { $0 >= 0 && $0 <= limit ? nil : "must be between 0 (off) and \(SettingValue.format(limit)) \(unit)" }
     }
 
     static func positive(upTo limit: Double, unit: String) -> @Sendable (Double) -> String? {

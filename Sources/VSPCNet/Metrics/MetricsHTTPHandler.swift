@@ -3,8 +3,8 @@ import NIOHTTP1
 
 /// One connection to the metrics endpoint, behind NIOHTTP1's server pipeline (decoder with bounded headers,
 /// pipelining assistance, 400 on a malformed request). Serves `GET`/`HEAD /metrics`; 404 for other paths,
-/// 405 for other methods. Keep-alive is honoured. A connection is closed `idleTimeout` after it opened or
-/// after its last response (idle, or stuck in an unfinished request), and when its request body passes
+/// 405 for other methods. Keep-alive is honoured. The connection's `MetricsRequestClock` closes it when a request
+/// takes too long to arrive or a kept-alive connection stays idle; it is also closed when a request body passes
 /// `maxBodyBytes`.
 final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -13,29 +13,25 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     private let scrape: @Sendable () async throws -> [UInt8]
-    private let idleTimeout: TimeAmount
+    private let clock: MetricsRequestClock
     private let maxBodyBytes: Int
 
     private var context: ChannelHandlerContext?
     private var request: HTTPRequestHead?
     private var bodyBytes = 0
-    private var idleTimer: Scheduled<Void>?
 
-    init(idleTimeout: TimeAmount, maxBodyBytes: Int, scrape: @escaping @Sendable () async throws -> [UInt8]) {
-        self.idleTimeout = idleTimeout
+    init(clock: MetricsRequestClock, maxBodyBytes: Int, scrape: @escaping @Sendable () async throws -> [UInt8]) {
+        self.clock = clock
         self.maxBodyBytes = maxBodyBytes
         self.scrape = scrape
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        armIdleTimer()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        idleTimer?.cancel()
-        idleTimer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -52,6 +48,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard let head = request else { return }
             request = nil
+            clock.requestReceived()
             respond(to: head, context: context)
         }
     }
@@ -110,17 +107,84 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
         done.futureResult.assumeIsolated().whenComplete { [self] _ in
             if keepAlive {
-                self.armIdleTimer()
+                self.clock.responseSent()
             } else {
                 self.context?.close(promise: nil)
             }
         }
     }
+}
 
-    private func armIdleTimer() {
-        idleTimer?.cancel()
+/// The deadlines of one metrics connection, first in its pipeline so that it sees every byte that arrives:
+/// a request must arrive whole within `requestTimeout` of the connection's opening or of its first byte, and a
+/// kept-alive connection may wait `idleTimeout` after a response for the next request's first byte. The
+/// connection is closed at a deadline; none runs while a request is being answered.
+final class MetricsRequestClock: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private enum Phase { case awaitingRequest, answering, idle }
+
+    private let requestTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
+    private var phase = Phase.awaitingRequest
+    /// Bytes arrived while a request was being answered (the next, pipelined request).
+    private var bytesWhileAnswering = false
+    private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    init(requestTimeout: TimeAmount, idleTimeout: TimeAmount) {
+        self.requestTimeout = requestTimeout
+        self.idleTimeout = idleTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        arm(requestTimeout)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch phase {
+        case .idle:
+            phase = .awaitingRequest
+            arm(requestTimeout)
+        case .answering:
+            bytesWhileAnswering = true
+        case .awaitingRequest:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    /// A whole request has arrived: no deadline until it is answered.
+    func requestReceived() {
+        phase = .answering
+        bytesWhileAnswering = false
+        timer?.cancel()
+        timer = nil
+    }
+
+    /// The response went out on a kept-alive connection.
+    func responseSent() {
+        if bytesWhileAnswering {
+            phase = .awaitingRequest
+            arm(requestTimeout)
+        } else {
+            phase = .idle
+            arm(idleTimeout)
+        }
+    }
+
+    private func arm(_ amount: TimeAmount) {
+        timer?.cancel()
         guard let context else { return }
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { [self] in
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: amount) { [self] in
             self.context?.close(promise: nil)
         }
     }

@@ -2,22 +2,28 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import VSPCCore
 
 /// The `--metrics [host]:port` endpoint: Prometheus text at `GET /metrics` over HTTP/1.1.
 ///
 /// A scrape never blocks the event loop: the snapshot closure is awaited in a task (the daemon reads its
 /// state on the event loop and returns), then /proc is read and the text rendered on a thread of the
-/// server's own NIOThreadPool. Requests are bounded (headers, body, concurrent connections, idle time).
+/// server's own NIOThreadPool. Requests are bounded (headers, body, concurrent connections, connections per
+/// address, the time to send a request, idle time), so a stranger holding half-sent requests cannot block a scrape.
 public final class MetricsServer: Sendable {
     public struct Limits: Sendable {
         /// Connections served at once; one more gets 503 and is closed. Prometheus uses one per target.
         public var maxConnections: Int = 8
+        /// Connections from one address (an IPv6 /64) served at once; one more gets 503 and is closed.
+        public var maxConnectionsPerSource: Int = 4
+        /// A request must arrive whole (head and body) this long after the connection opened or after its first
+        /// byte; otherwise the connection is closed. A scrape sends its request at once.
+        public var requestTimeout: TimeAmount = .seconds(5)
         /// Request line plus headers, in bytes; beyond it the request gets 400 and the connection is closed.
         public var maxHeaderBytes: Int = 8192
         /// Request body, in bytes (a scrape has none); beyond it the connection is closed.
         public var maxBodyBytes: Int = 4096
-        /// A connection is closed this long after it opened or after its last response, unless it has
-        /// been answered again by then: this bounds idle keep-alive connections and requests that never finish.
+        /// A kept-alive connection is closed this long after its last response when no new request has begun.
         /// Longer than Prometheus' default 1 m scrape interval, so a kept-alive connection is reused.
         public var idleTimeout: TimeAmount = .seconds(90)
 
@@ -28,6 +34,7 @@ public final class MetricsServer: Sendable {
         var serverChannel: Channel?
         var threadPool: NIOThreadPool?
         var connections: [ObjectIdentifier: Channel] = [:]
+        var bySource: [SourceKey: Int] = [:]
         var started = false
     }
 
@@ -93,6 +100,7 @@ public final class MetricsServer: Sendable {
                 state.serverChannel = nil
                 state.threadPool = nil
                 state.connections = [:]
+                state.bySource = [:]
                 state.started = false
             }
             return (state.serverChannel, state.threadPool, Array(state.connections.values))
@@ -109,11 +117,14 @@ public final class MetricsServer: Sendable {
 
     private func setUp(_ channel: Channel) throws {
         let id = ObjectIdentifier(channel)
+        let source = SourceKey(channel.remoteAddress?.ipAddress.flatMap(IPAddress.init))
         let admitted = state.withLockedValue { state -> Bool in
             guard state.serverChannel != nil || state.threadPool != nil,
-                state.connections.count < limits.maxConnections
+                state.connections.count < limits.maxConnections,
+                state.bySource[source, default: 0] < limits.maxConnectionsPerSource
             else { return false }
             state.connections[id] = channel
+            state.bySource[source, default: 0] += 1
             return true
         }
         guard admitted else {
@@ -121,7 +132,11 @@ public final class MetricsServer: Sendable {
             return
         }
         channel.closeFuture.whenComplete { [state] _ in
-            state.withLockedValue { _ = $0.connections.removeValue(forKey: id) }
+            state.withLockedValue {
+                guard $0.connections.removeValue(forKey: id) != nil else { return }
+                let left = ($0.bySource[source] ?? 1) - 1
+                $0.bySource[source] = left > 0 ? left : nil
+            }
         }
 
         var decoderLimits = NIOHTTPDecoderLimitConfiguration()
@@ -134,8 +149,10 @@ public final class MetricsServer: Sendable {
             withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
             withDecoderLimitConfiguration: decoderLimits
         )
+        let clock = MetricsRequestClock(requestTimeout: limits.requestTimeout, idleTimeout: limits.idleTimeout)
+        try channel.pipeline.syncOperations.addHandler(clock, position: .first)
         try channel.pipeline.syncOperations.addHandler(
-            MetricsHTTPHandler(idleTimeout: limits.idleTimeout, maxBodyBytes: limits.maxBodyBytes) { [self] in
+            MetricsHTTPHandler(clock: clock, maxBodyBytes: limits.maxBodyBytes) { [self] in
                 try await self.render()
             })
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -52,6 +53,10 @@ extension AuthorizedKeys {
 /// What one SSH connection has done so far; touched only on the connection's event loop.
 final class SSHConnectionState {
     let peer: String
+    /// The client's address (nil when it cannot be read), for `from=` and the per-source limits.
+    let address: IPAddress?
+    /// Why lines holding a key the client proved it holds did not let it in (`from=`, `expiry-time=`).
+    private(set) var denials: [String] = []
     /// The user name of the latest authentication request.
     var user: String?
     /// Keys (type and fingerprint) the client proved it holds that are not authorized, the first few.
@@ -59,11 +64,19 @@ final class SSHConnectionState {
     private(set) var refusedCount = 0
     var authenticated: (key: AuthorizedKey, fingerprint: String, user: String)?
     var sessions = 0
+    /// Why the server dropped the connection, for the sessions it carried (nil: it did not).
+    var dropCause: SSHSessionEnd?
     /// Called once when authentication succeeds (swift-nio-ssh fires no event for it on a server).
     var onAuthenticated: (() -> Void)?
 
-    init(peer: String) {
+    init(peer: String, address: IPAddress? = nil) {
         self.peer = peer
+        self.address = address
+    }
+
+    func denied(type: String, fingerprint: String, reasons: [String]) {
+        guard denials.count < 4 else { return }
+        denials.append("key \(type) \(fingerprint): \(reasons.prefix(4).joined(separator: "; "))")
     }
 
     func refused(type: String, fingerprint: String) {
@@ -111,10 +124,19 @@ final class SSHKeyAuthenticator: NIOSSHServerUserAuthenticationDelegate {
             return
         }
         let fingerprint = SSHFingerprint.sha256(blob)
-        guard let key = keys.current.key(forBlob: blob) else {
+        let key: AuthorizedKey
+        switch keys.current.authorize(blob: blob, address: state.address, now: Date(), timeZone: .current) {
+        case .granted(let granted):
+            key = granted
+        case .unknownKey:
             // Logged once, when the connection ends without authenticating (see SSHConnectionGuard).
             logger.debug("ssh: \(state.peer) offered \(type) key \(fingerprint), which is not in the authorized keys")
             state.refused(type: type, fingerprint: fingerprint)
+            responsePromise.succeed(.failure)
+            return
+        case .refused(let reasons):
+            logger.debug("ssh: \(state.peer) offered \(type) key \(fingerprint), refused: \(reasons.joined(separator: "; "))")
+            state.denied(type: type, fingerprint: fingerprint, reasons: reasons)
             responsePromise.succeed(.failure)
             return
         }

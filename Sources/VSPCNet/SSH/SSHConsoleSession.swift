@@ -52,6 +52,11 @@ public enum SSHSessionEnd: Sendable, Hashable {
     case outputOverflow
     /// `SSHServer.stop()`.
     case serverStopped
+    /// Neither input nor output for `SSHServerSettings.idleTimeout`: ended with a notice and exit status
+    /// `SSHConsoleSession.idleExitStatus`.
+    case idle
+    /// The client left `keepaliveCountMax` keepalives in a row unanswered: its connection was dropped.
+    case unresponsive
 }
 
 /// One SSH session (a shell or exec channel) of an authenticated client.
@@ -102,6 +107,12 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
     private var reported = false
     private var closeDeadline: Scheduled<Void>?
     private let server: SSHServer
+    /// The last input from the client or output to it.
+    private var lastActivity = NIODeadline.now()
+    private var idleTimer: Scheduled<Void>?
+
+    /// The exit status of a session ended for being idle (as `timeout(1)` exits).
+    public static let idleExitStatus = 124
 
     init(id: Int, user: String, key: AuthorizedKey, fingerprint: String, peer: String, command: String?,
          terminal: SSHTerminal?, channel: Channel, server: SSHServer) {
@@ -128,6 +139,7 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
         }
         guard state == .open else { return false }
         guard !bytes.isEmpty else { return true }
+        lastActivity = .now()
         let count = bytes.count
         guard queuedBytes + count <= outputLimit else {
             drop(.outputOverflow)
@@ -194,12 +206,38 @@ public final class SSHConsoleSession: @unchecked Sendable, CustomStringConvertib
         channel.eventLoop.execute { self.ended() }
     }
 
-    /// Tells the gateway the session is over, once.
-    func ended() {
+    /// The client sent something.
+    func touch() { lastActivity = .now() }
+
+    /// Ends the session once it has seen neither input nor output for `timeout`. Call on the event loop.
+    func startIdleTimer(_ timeout: TimeAmount) {
+        idleTimer = channel.eventLoop.scheduleTask(deadline: lastActivity + timeout) { [weak self] in
+            self?.checkIdle(timeout)
+        }
+    }
+
+    private func checkIdle(_ timeout: TimeAmount) {
+        guard state == .open else { return }
+        let due = lastActivity + timeout
+        guard NIODeadline.now() >= due else {
+            idleTimer = channel.eventLoop.scheduleTask(deadline: due) { [weak self] in self?.checkIdle(timeout) }
+            return
+        }
+        let seconds = SSHConnectionGuard.seconds(timeout)
+        server.logger.notice("ssh: \(self) ended: no input or output for \(seconds)")
+        let newline = terminal != nil ? "\r\n" : "\n"
+        write(Array("\(newline)[vspcd: no input or output for \(seconds); session ended]\(newline)".utf8))
+        close(exitStatus: Self.idleExitStatus)
+        end = .idle
+    }
+
+    /// Tells the gateway the session is over, once. `cause`: why its connection went, when the server dropped it.
+    func ended(cause: SSHSessionEnd? = nil) {
         guard !reported else { return }
         reported = true
         state = .closed
         closeDeadline?.cancel()
-        server.gateway.sessionEnded(self, end ?? (server.isStopping ? .serverStopped : .clientLeft))
+        idleTimer?.cancel()
+        server.gateway.sessionEnded(self, end ?? cause ?? (server.isStopping ? .serverStopped : .clientLeft))
     }
 }

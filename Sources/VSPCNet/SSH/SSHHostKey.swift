@@ -45,7 +45,8 @@ public struct SSHHostKeyError: Error, Sendable, CustomStringConvertible {
 /// `loadOrCreate` reuses the file when it exists, so clients' known_hosts stay valid; when it is missing it creates
 /// it (mode 0600 whatever the umask, missing parent folders 0700) together with `PATH.pub` (the public line for
 /// known_hosts). A file that exists but is not a usable key stops start-up with a clear error: it is never
-/// overwritten.
+/// overwritten. A key file open to group or others (any of mode 077) stops start-up too, naming the file and
+/// its mode.
 public struct SSHHostKey: Sendable {
     public let privateKey: NIOSSHPrivateKey
     /// `ssh-ed25519 AAAA...`
@@ -56,7 +57,7 @@ public struct SSHHostKey: Sendable {
     public let path: String?
     /// The file was created by this call.
     public let created: Bool
-    /// Things to log: a key file readable by others, a `.pub` that could not be written.
+    /// Things to log: a `.pub` that could not be written.
     public let warnings: [String]
 
     init(seed: [UInt8], path: String?, created: Bool, warnings: [String]) throws {
@@ -143,16 +144,19 @@ public struct SSHHostKey: Sendable {
         } catch {
             throw SSHHostKeyError("ssh host key \(path) \(error); \(advice)")
         }
-        var warnings: [String] = []
-        if info.st_mode & 0o077 != 0 {
-            warnings.append("ssh host key \(path) is open to group or others (mode \(String(info.st_mode & 0o777, radix: 8))); "
-                            + "chmod 600 it")
-        }
         let derived = try? Curve25519.Signing.PrivateKey(rawRepresentation: file.seed)
         guard let derived, Array(derived.publicKey.rawRepresentation) == file.publicKey else {
             throw SSHHostKeyError("ssh host key \(path) is corrupt: its public half does not match its private half; \(advice)")
         }
-        let key = try SSHHostKey(seed: file.seed, path: path, created: false, warnings: warnings)
+        // Like sshd, a private host key that others may read (or write) is not used: whoever read it can pose as
+        // this server.
+        if info.st_mode & 0o077 != 0 {
+            let mode = String(info.st_mode & 0o7777, radix: 8)
+            throw SSHHostKeyError("ssh host key \(path) has mode 0\(mode): it is open to group or others, so it is "
+                                  + "not used; chmod 600 \(path) (and consider the key exposed: remove it to have a "
+                                  + "new one made)")
+        }
+        let key = try SSHHostKey(seed: file.seed, path: path, created: false, warnings: [])
         return key
     }
 }

@@ -12,7 +12,21 @@ public struct SSHServerSettings: Sendable {
     /// A connection that has not authenticated by then is closed.
     public var authenticationTimeout: TimeAmount = .seconds(30)
     /// Connections allowed to wait for authentication at once; more are closed as soon as they arrive.
-    public var maxUnauthenticated = 64
+    public var maxUnauthenticated: Int {
+        get { sourceLimits.startups.full }
+        set {
+            sourceLimits.startups.full = newValue
+            sourceLimits.startups.start = min(sourceLimits.startups.start, newValue)
+        }
+    }
+    /// Random early drop, per-source bounds on waiting connections and on failed attempts (`SourceLimitSettings`).
+    public var sourceLimits = SourceLimitSettings()
+    /// A session with neither input nor output for this long is ended (nil: never).
+    public var idleTimeout: TimeAmount?
+    /// An authenticated connection is sent a keepalive (a global request that wants a reply) this often (nil: never)
+    /// and dropped when `keepaliveCountMax` in a row go unanswered.
+    public var keepaliveInterval: TimeAmount? = .seconds(15)
+    public var keepaliveCountMax = 3
     /// Authentication requests allowed on one connection before it is disconnected.
     public var maxAuthAttempts = 20
     /// Session channels one connection may hold open at once.
@@ -47,14 +61,16 @@ public final class SSHServer: @unchecked Sendable {
     let logger: Logger
 
     private struct Counters {
-        var unauthenticated = 0
+        var admission: SourceAdmission
+        var refusals = RefusalLog()
         var nextSessionID = 1
         var connections: [ObjectIdentifier: Channel] = [:]
         var stopping = false
         var reportedFull = false
     }
-    private let counters = NIOLockedValueBox(Counters())
+    private let counters: NIOLockedValueBox<Counters>
     private let listener = NIOLockedValueBox<Channel?>(nil)
+    private let summaryTask = NIOLockedValueBox<RepeatedTask?>(nil)
 
     public init(settings: SSHServerSettings, hostKey: SSHHostKey, authorizedKeys: AuthorizedKeysHolder,
                 gateway: SSHConsoleGateway, group: EventLoopGroup, logger: Logger) {
@@ -64,6 +80,7 @@ public final class SSHServer: @unchecked Sendable {
         self.gateway = gateway
         self.group = group
         self.logger = logger
+        self.counters = NIOLockedValueBox(Counters(admission: SourceAdmission(settings: settings.sourceLimits)))
     }
 
     /// The bound address (useful with port 0), once started.
@@ -71,7 +88,14 @@ public final class SSHServer: @unchecked Sendable {
     /// Connections open now, authenticated or not.
     public var connectionCount: Int { counters.withLockedValue { $0.connections.count } }
     /// Connections open now that have not authenticated yet.
-    public var unauthenticatedCount: Int { counters.withLockedValue { $0.unauthenticated } }
+    public var unauthenticatedCount: Int { counters.withLockedValue { $0.admission.waiting } }
+    /// Connections from `address` open now that have not authenticated yet.
+    public func unauthenticatedCount(from address: IPAddress?) -> Int {
+        counters.withLockedValue { $0.admission.waiting(from: SourceKey(address)) }
+    }
+
+    /// Seconds on a monotonic clock, for the admission bookkeeping.
+    static func now() -> Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
 
     var isStopping: Bool { counters.withLockedValue { $0.stopping } }
 
@@ -99,12 +123,22 @@ public final class SSHServer: @unchecked Sendable {
             throw SSHServerError("cannot listen for ssh on \(settings.host):\(settings.port): \(error)")
         }
         listener.withLockedValue { $0 = channel }
+        let interval = counters.withLockedValue { $0.refusals.interval }
+        let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(Int64(interval)),
+                                                     delay: .seconds(Int64(interval))) { [weak self] _ in
+            guard let self else { return }
+            if let line = self.counters.withLockedValue({ $0.refusals.tick(now: Self.now()) }) {
+                self.logger.warning("ssh: \(line)")
+            }
+        }
+        summaryTask.withLockedValue { $0 = task }
         logger.notice("ssh listening on \(settings.host):\(channel.localAddress?.port ?? settings.port), host key \(hostKey.fingerprint)")
     }
 
     /// Stops listening and closes every connection; their sessions end with `.serverStopped`.
     public func stop() async {
         counters.withLockedValue { $0.stopping = true }
+        summaryTask.withLockedValue { $0?.cancel() }
         let channel = listener.withLockedValue { $0 }
         try? await channel?.close()
         let connections = counters.withLockedValue { Array($0.connections.values) }
@@ -115,14 +149,21 @@ public final class SSHServer: @unchecked Sendable {
 
     private func initializeConnection(_ channel: Channel) throws {
         let peer = PeerAddress.describe(channel.remoteAddress)
-        enum Admission { case admitted, stopping, full(firstTime: Bool) }
+        let address = channel.remoteAddress?.ipAddress.flatMap(IPAddress.init)
+        let source = SourceKey(address)
+        enum Admission { case admitted, stopping, refused(SourceRefusal, line: String?, firstFull: Bool) }
         let admission: Admission = counters.withLockedValue { counters in
             guard !counters.stopping else { return .stopping }
-            guard counters.unauthenticated < settings.maxUnauthenticated else {
-                defer { counters.reportedFull = true }
-                return .full(firstTime: !counters.reportedFull)
+            let now = Self.now()
+            if let refusal = counters.admission.admit(source, now: now, random: Double.random(in: 0..<1)) {
+                var firstFull = false
+                if case .full = refusal {
+                    firstFull = !counters.reportedFull
+                    counters.reportedFull = true
+                }
+                return .refused(refusal, line: counters.refusals.refused(source, reason: refusal.reason, now: now),
+                                firstFull: firstFull)
             }
-            counters.unauthenticated += 1
             counters.connections[ObjectIdentifier(channel)] = channel
             return .admitted
         }
@@ -132,15 +173,16 @@ public final class SSHServer: @unchecked Sendable {
         case .stopping:
             try channel.pipeline.syncOperations.addHandler(CloseOnActive())
             return
-        case .full(let firstTime):
-            if firstTime {
+        case .refused(let refusal, let line, let firstFull):
+            if firstFull {
                 logger.warning("ssh: \(settings.maxUnauthenticated) connections are waiting to authenticate; refusing new ones until some finish")
             }
-            logger.debug("ssh: \(peer) refused: too many connections waiting to authenticate")
+            if let line { logger.warning("ssh: \(line)") }
+            logger.debug("ssh: \(peer) refused: \(refusal.reason)")
             try channel.pipeline.syncOperations.addHandler(CloseOnActive())
             return
         }
-        let state = SSHConnectionState(peer: peer)
+        let state = SSHConnectionState(peer: peer, address: address)
         var configuration = SSHServerConfiguration(
             hostKeys: [hostKey.privateKey],
             userAuthDelegate: SSHKeyAuthenticator(keys: authorizedKeys, state: state, logger: logger))
@@ -149,9 +191,9 @@ public final class SSHServer: @unchecked Sendable {
             self.initializeSessionChannel(child, type: type, connection: state)
         }
         do {
-            try channel.pipeline.syncOperations.addHandlers([ssh, SSHConnectionGuard(server: self, state: state)])
+            try channel.pipeline.syncOperations.addHandlers([ssh, SSHConnectionGuard(server: self, state: state, ssh: ssh)])
         } catch {
-            connectionClosed(channel, authenticated: false)
+            connectionClosed(channel, address: address, authenticated: false, failed: false)
             throw error
         }
     }
@@ -180,39 +222,49 @@ public final class SSHServer: @unchecked Sendable {
     }
 
     /// The connection authenticated: it no longer counts against `maxUnauthenticated`.
-    func connectionAuthenticated() {
+    func connectionAuthenticated(address: IPAddress?) {
         counters.withLockedValue {
-            $0.unauthenticated -= 1
-            if $0.unauthenticated < settings.maxUnauthenticated { $0.reportedFull = false }
+            $0.admission.authenticated(SourceKey(address))
+            if $0.admission.waiting < settings.maxUnauthenticated { $0.reportedFull = false }
         }
     }
 
-    func connectionClosed(_ channel: Channel, authenticated: Bool) {
+    /// `failed`: the connection tried to authenticate (or timed out) and did not; it counts against its source.
+    func connectionClosed(_ channel: Channel, address: IPAddress?, authenticated: Bool, failed: Bool) {
         counters.withLockedValue {
             $0.connections[ObjectIdentifier(channel)] = nil
-            if !authenticated {
-                $0.unauthenticated -= 1
-                if $0.unauthenticated < settings.maxUnauthenticated { $0.reportedFull = false }
-            }
+            $0.admission.closed(SourceKey(address), waiting: !authenticated, failed: failed, now: Self.now())
+            if $0.admission.waiting < settings.maxUnauthenticated { $0.reportedFull = false }
         }
     }
 }
 
-/// Watches one connection until it authenticates: closes it when `authenticationTimeout` passes first, keeps the
-/// server's count of waiting connections, and says why a client that never offered a usable key was refused.
+/// Watches one connection: until it authenticates, closes it when `authenticationTimeout` passes first, keeps the
+/// server's count of waiting connections, and says why a client that never offered a usable key was refused; once
+/// it has authenticated, sends it keepalives and drops it when `keepaliveCountMax` in a row go unanswered.
+///
+/// The keepalive: swift-nio-ssh 0.15.1 can send only `tcpip-forward` and `cancel-tcpip-forward` global requests
+/// (its general `sendGlobalRequestMessage` is internal), so instead of OpenSSH's `keepalive@openssh.com` the probe
+/// is `cancel-tcpip-forward` for `keepalive@vspcd` port 0 with want-reply. A client has nothing of the kind to
+/// cancel, so it answers with a failure (OpenSSH's client answers every global request it does not know that way);
+/// any answer, success or failure, shows it is alive.
 final class SSHConnectionGuard: ChannelInboundHandler {
     typealias InboundIn = Any
 
     private let server: SSHServer
     private let state: SSHConnectionState
+    private weak var ssh: NIOSSHHandler?
     private var timer: Scheduled<Void>?
+    private var keepalive: RepeatedTask?
+    private var unanswered = 0
     private var authenticated = false
     private var timedOut = false
     private var done = false
 
-    init(server: SSHServer, state: SSHConnectionState) {
+    init(server: SSHServer, state: SSHConnectionState, ssh: NIOSSHHandler) {
         self.server = server
         self.state = state
+        self.ssh = ssh
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -224,30 +276,62 @@ final class SSHConnectionGuard: ChannelInboundHandler {
             self.server.logger.info("ssh: \(self.state.peer) did not authenticate within \(Self.seconds(timeout)); closed")
             channel.close(promise: nil)
         }
-        state.onAuthenticated = { [weak self] in self?.markAuthenticated() }
+        state.onAuthenticated = { [weak self] in self?.markAuthenticated(channel: channel) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         guard !done else { return }
         done = true
         timer?.cancel()
+        keepalive?.cancel()
         state.onAuthenticated = nil
         if !authenticated, let user = state.user {
             let who = "\(state.peer) (user \(SSHLogText.clean(user)))"
-            if state.refusedKeys.isEmpty {
+            if !state.denials.isEmpty {
+                server.logger.notice("ssh: \(who) refused: \(state.denials.joined(separator: "; "))")
+            } else if state.refusedKeys.isEmpty {
                 server.logger.notice("ssh: \(who) offered no ed25519 or ECDSA key; RSA keys are not supported by this server; use ed25519 or ECDSA")
             } else {
                 server.logger.notice("ssh: \(who) refused: \(state.refusalSummary)")
             }
         }
-        server.connectionClosed(context.channel, authenticated: authenticated)
+        server.connectionClosed(context.channel, address: state.address, authenticated: authenticated,
+                                failed: !authenticated && (state.user != nil || timedOut))
     }
 
-    private func markAuthenticated() {
+    private func markAuthenticated(channel: Channel) {
         guard !authenticated, !done else { return }
         authenticated = true
         timer?.cancel()
-        server.connectionAuthenticated()
+        server.connectionAuthenticated(address: state.address)
+        guard let interval = server.settings.keepaliveInterval else { return }
+        keepalive = channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            self?.sendKeepalive(channel: channel, interval: interval)
+        }
+    }
+
+    private func sendKeepalive(channel: Channel, interval: TimeAmount) {
+        guard !done, let ssh else { return }
+        if unanswered >= server.settings.keepaliveCountMax {
+            server.logger.notice("ssh: \(state.peer) did not answer \(unanswered) keepalives \(Self.seconds(interval)) apart; dropped")
+            keepalive?.cancel()
+            state.dropCause = .unresponsive
+            channel.close(promise: nil)
+            return
+        }
+        unanswered += 1
+        let answer = channel.eventLoop.makePromise(of: GlobalRequest.TCPForwardingResponse?.self)
+        answer.futureResult.whenComplete { [weak self] result in
+            switch result {
+            case .success:
+                self?.unanswered = 0
+            case .failure(let error as NIOSSHError) where error.type == .globalRequestRefused:
+                self?.unanswered = 0
+            case .failure:
+                break
+            }
+        }
+        ssh.sendTCPForwardingRequest(.cancel(host: "keepalive@vspcd", port: 0), promise: answer)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -255,7 +339,7 @@ final class SSHConnectionGuard: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private static func seconds(_ amount: TimeAmount) -> String {
+    static func seconds(_ amount: TimeAmount) -> String {
         let ms = amount.nanoseconds / 1_000_000
         return ms % 1000 == 0 ? "\(ms / 1000) s" : "\(ms) ms"
     }

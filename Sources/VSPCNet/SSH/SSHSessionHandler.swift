@@ -31,7 +31,7 @@ final class SSHSessionHandler: ChannelInboundHandler {
         }
         if let session {
             self.session = nil
-            session.ended()
+            session.ended(cause: connection.dropCause)
         }
     }
 
@@ -40,12 +40,19 @@ final class SSHSessionHandler: ChannelInboundHandler {
         // Extended data (stderr) from a client means nothing to a console.
         guard case .channel = message.type, case .byteBuffer(let buffer) = message.data,
               let session, session.isOpen, buffer.readableBytes > 0 else { return }
+        session.touch()
         server.gateway.sessionInput(session, Array(buffer.readableBytesView))
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case let request as SSHChannelRequestEvent.PseudoTerminalRequest:
+            if connection.authenticated?.key.noPTY ?? true {
+                // `no-pty` (or `restrict`): the session goes on without a terminal, as with OpenSSH.
+                server.logger.debug("ssh: \(connection.peer) asked for a terminal; the key's no-pty refuses it")
+                reply(context, request.wantReply, false)
+                return
+            }
             terminal = SSHTerminal(term: String(request.term.prefix(64)), columns: request.terminalCharacterWidth,
                                    rows: request.terminalRowHeight)
             session?.terminal = terminal
@@ -55,6 +62,7 @@ final class SSHSessionHandler: ChannelInboundHandler {
         case let request as SSHChannelRequestEvent.ExecRequest:
             start(context, command: request.command, wantReply: request.wantReply)
         case let request as SSHChannelRequestEvent.WindowChangeRequest:
+            guard terminal != nil || !(connection.authenticated?.key.noPTY ?? true) else { return }
             let term = terminal?.term ?? ""
             terminal = SSHTerminal(term: term, columns: request.terminalCharacterWidth, rows: request.terminalRowHeight)
             if let session, session.isOpen {
@@ -94,6 +102,7 @@ final class SSHSessionHandler: ChannelInboundHandler {
             peer: connection.peer, command: command, terminal: terminal, channel: context.channel, server: server)
         self.session = session
         reply(context, wantReply, true)
+        if let timeout = server.settings.idleTimeout { session.startIdleTimer(timeout) }
         server.gateway.sessionStarted(session)
     }
 

@@ -28,6 +28,13 @@ public struct DaemonConfig: Sendable {
     public var sshAuthorizedKeysPath = "authorized_keys"
     /// `--metrics`: where Prometheus scrapes `/metrics` (off when nil).
     public var metrics: Endpoint?
+    /// `--ssh-max-startups`, `--ssh-per-source-max-startups`, `--ssh-per-source-max-failures`.
+    public var sshSourceLimits = SourceLimitSettings()
+    /// `--ssh-idle-timeout`: seconds without input or output after which a session ends; 0: never.
+    public var sshIdleTimeout: Double = 0
+    /// `--ssh-keepalive-interval` (seconds, 0: off) and `--ssh-keepalive-count-max`.
+    public var sshKeepaliveInterval: Double = 15
+    public var sshKeepaliveCountMax = 3
 
     public init() {}
 

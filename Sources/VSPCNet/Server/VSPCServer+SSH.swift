@@ -14,11 +14,17 @@ extension VSPCServer {
         } catch {
             throw ServerError("\(error)")
         }
+        for warning in hostKey.warnings { logger.warning("\(warning)") }
         let holder = AuthorizedKeysHolder(readAuthorizedKeys(log: true))
         var settings = SSHServerSettings(host: endpoint.host, port: endpoint.port)
         // The session's own queue only ever holds what its window and socket take, plus one chunk of the
         // sink's backlog (which does the skipping): its bound is a last resort.
         settings.sessionOutputLimit = config.skipBacklog + (1 << 20)
+        settings.sourceLimits = config.sshSourceLimits
+        settings.idleTimeout = config.sshIdleTimeout > 0 ? .nanoseconds(Int64(config.sshIdleTimeout * 1e9)) : nil
+        settings.keepaliveInterval = config.sshKeepaliveInterval > 0
+            ? .nanoseconds(Int64(config.sshKeepaliveInterval * 1e9)) : nil
+        settings.keepaliveCountMax = config.sshKeepaliveCountMax
         let server = SSHServer(settings: settings, hostKey: hostKey, authorizedKeys: holder, gateway: driver,
                                group: driver.loop, logger: logger)
         try await server.start()

@@ -101,13 +101,7 @@ public final class VSPCServer: @unchecked Sendable {
             }
         let adminWhere: String
         if let path = config.adminUnixPath {
-            do {
-                adminChannel = try await admin.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
-            } catch {
-                throw ServerError("cannot listen on the admin socket \(path): \(error)")
-            }
-            // Local users in the daemon's group may use vspc; nobody else.
-            chmod(path, 0o660)
+            adminChannel = try await Self.bindPrivateSocket(admin, path: path, mode: 0o660)
             adminWhere = "unix:\(path) (0660)"
         } else {
             do {
@@ -135,6 +129,37 @@ public final class VSPCServer: @unchecked Sendable {
         }
         let detail = "proxy \(config.proxyHost):\(proxyPort ?? 0)"
         try await driver.loop.submit { driver.handle(.started(detail: detail)) }.get()
+    }
+
+    /// Binds the admin Unix socket so that it is created with `mode` (local users in the daemon's group may use
+    /// vspc; nobody else): the umask is set around the bind, so the socket never exists with a wider mode, and the
+    /// mode is checked (and set again if needed) afterwards. Start-up stops when the mode cannot be made `mode`.
+    static func bindPrivateSocket(_ bootstrap: ServerBootstrap, path: String, mode: mode_t) async throws -> Channel {
+        let previous = umask(0o777 & ~mode)
+        let channel: Channel
+        do {
+            channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            umask(previous)
+        } catch {
+            umask(previous)
+            throw ServerError("cannot listen on the admin socket \(path): \(error)")
+        }
+        var info = stat()
+        var problem: String?
+        if lstat(path, &info) != 0 {
+            problem = String(cString: strerror(errno))
+        } else if info.st_mode & 0o7777 != mode {
+            if chmod(path, mode) != 0 {
+                problem = "it has mode 0\(String(info.st_mode & 0o7777, radix: 8)) and chmod failed: \(String(cString: strerror(errno)))"
+            } else if lstat(path, &info) != 0 || info.st_mode & 0o7777 != mode {
+                problem = "it has mode 0\(String(info.st_mode & 0o7777, radix: 8)) after chmod"
+            }
+        }
+        if let problem {
+            try? await channel.close()
+            throw ServerError("cannot give the admin socket \(path) mode 0\(String(mode, radix: 8)): \(problem); refusing to start")
+        }
+        return channel
     }
 
     /// Descriptors open in this process now (Linux: /proc/self/fd; elsewhere a conservative guess).
