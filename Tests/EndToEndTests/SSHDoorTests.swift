@@ -220,7 +220,8 @@ final class SSHDoorTests: DaemonTestCase {
         XCTAssertEqual(missing.text, "vspcd: no console db-9 for this key\n",
                        "a VM that does not exist is refused exactly like one the key may not reach")
 
-        // Refusals are recorded (without a VM: they are in no VM's history).
+        // Refusals are recorded, the user name quoted (issue 14, item 9); one for a name that matches a VM is kept
+        // under that VM (`vspc history --refused`), though the person was told nothing more.
         let fingerprint = try dave.fingerprint
         let deadline = Date().addingTimeInterval(30)
         var refusals: [ConsoleEvent] = []
@@ -230,11 +231,13 @@ final class SSHDoorTests: DaemonTestCase {
             try await Task.sleep(nanoseconds: 20_000_000)
         }
         XCTAssertEqual(refusals.map { $0.detail ?? "" }.sorted(), [
-            "door=ssh user=\(dbUUID) key=dave@ops \(fingerprint)",
-            "door=ssh user=db-0 key=dave@ops \(fingerprint)",
-            "door=ssh user=db-9 key=dave@ops \(fingerprint)",
+            "door=ssh user=\"\(dbUUID)\" key=dave@ops \(fingerprint)",
+            "door=ssh user=\"db-0\" key=dave@ops \(fingerprint)",
+            "door=ssh user=\"db-9\" key=dave@ops \(fingerprint)",
         ].sorted())
-        XCTAssertTrue(refusals.allSatisfy { $0.uuid == nil && ($0.peer ?? "").hasPrefix("127.0.0.1:") }, "\(refusals)")
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: refusals.map { ($0.user ?? "", $0.uuid) }),
+                       [dbUUID: UUIDSpelling.normalize(dbUUID), "db-0": UUIDSpelling.normalize(dbUUID), "db-9": nil])
+        XCTAssertTrue(refusals.allSatisfy { ($0.peer ?? "").hasPrefix("127.0.0.1:") }, "\(refusals)")
         XCTAssertTrue(session.isRunning)
     }
 

@@ -78,9 +78,10 @@ public enum ConcentratorEvent: Sendable {
     /// A reader went past what its sink can hold at all (a last resort beyond skipping): it is dropped.
     case clientOverflowed(ConnectionID)
     case clientClosed(ConnectionID)
-    /// authorized_keys was reloaded: the keys now in force, by SHA256 fingerprint. Open sessions of a key that
-    /// is gone, or no longer reaches its console, end; a key made read-only makes its open sessions read-only.
-    case keysReloaded([String: AuthorizedKey])
+    /// authorized_keys was reloaded: the keys now in force (`expiry-time` read in `timeZone`). Open sessions of a
+    /// key that is gone, or no longer lets its client in or reaches its console, end; a key made read-only makes
+    /// its open sessions read-only.
+    case keysReloaded(AuthorizedKeys, timeZone: TimeZone)
 
     case adminConnected(ConnectionID, peer: String = "local")
     case adminLine(ConnectionID, [UInt8])

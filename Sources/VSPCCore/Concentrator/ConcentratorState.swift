@@ -184,8 +184,10 @@ struct ClientConnection {
     /// Read-only by the key's option or `--telnet-ports read-only`; exclusive write by another makes it so too.
     /// A reload that makes the key read-only makes an open session so.
     var mode: AccessMode
-    /// The SSH key that let the person in.
+    /// Who the person is: the SSH key's comment and fingerprint.
     let identity: Identity?
+    /// The authorized_keys line that let the person in (re-checked when the file is reloaded).
+    var key: AuthorizedKey?
     let since: Date
     /// How what the person sends is read: the door's `input`.
     var input: InputReader

@@ -14,8 +14,10 @@ extension ConcentratorStateMachine {
             return refuse(id, door: door, reason: .fdLimit)
         }
         let mode = request.principal.mode(telnetPorts: config.telnetPorts)
-        attachClient(ClientConnection(id: id, console: key, peer: peer, door: door, mode: mode, identity: identity,
-                                      since: now.date))
+        var client = ClientConnection(id: id, console: key, peer: peer, door: door, mode: mode, identity: identity,
+                                      since: now.date)
+        if case let .key(line, _) = request.principal { client.key = line }
+        attachClient(client)
         guard let console = consoles[key] else { return }
         if door.replayOnAttach, config.replayBytes > 0, config.scrollbackBytes > 0 {
             let replay = console.scrollback.contents(last: config.replayBytes)
@@ -28,8 +30,8 @@ extension ConcentratorStateMachine {
     /// The request with the key's rights in force: a connection authenticated before a reload of the keys gets
     /// what the key may do now, or, for a key that is gone, nothing (its connection closes).
     mutating func rightsInForce(_ id: ConnectionID, door: Door, peer: String, _ asked: SessionRequest) -> SessionRequest? {
-        guard case let .key(_, fingerprint) = asked.principal, let keysInForce else { return asked }
-        guard let current = keysInForce[fingerprint] else {
+        guard case let .key(key, fingerprint) = asked.principal else { return asked }
+        guard let current = rightsInForce(of: key, peer: peer) else {
             emit(.send(id, Array("vspcd: this key was revoked\(asked.terminal ? "\r\n" : "\n")".utf8)))
             end(id, door: door, exitStatus: 1)
             emit(.closeTransport(id))
@@ -375,12 +377,12 @@ extension ConcentratorStateMachine {
 
 extension ConcentratorStateMachine {
     /// authorized_keys changed: every open session of a key re-checked against the keys now in force.
-    mutating func keysReloaded(_ keys: [String: AuthorizedKey]) {
-        keysInForce = keys
+    mutating func keysReloaded(_ keys: AuthorizedKeys, timeZone: TimeZone) {
+        keysInForce = (keys, timeZone)
         for id in clients.keys.sorted() {
-            guard let client = clients[id], let identity = client.identity, let console = consoles[client.console] else { continue }
-            guard let key = keys[identity.fingerprint] else {
-                // The key is gone: its connection closes, with every session on it.
+            guard let client = clients[id], let line = client.key, let console = consoles[client.console] else { continue }
+            guard let key = rightsInForce(of: line, peer: client.peer) else {
+                // The key is gone (or no line lets this client in now): its connection closes, with every session.
                 notice(id, "your key was removed: this session ends")
                 dropClient(client, reason: .revoked)
                 emit(.closeTransport(id))
@@ -399,6 +401,19 @@ extension ConcentratorStateMachine {
                 notice(id, "your key is now read-only: what you type does not reach the VM")
             }
         }
+    }
+}
+
+extension ConcentratorStateMachine {
+    /// The authorized_keys line that lets this key in from `peer` now, after a reload (the first line holding the
+    /// key whose `from=` and `expiry-time=` let the client in, as at login); before any reload, the line it
+    /// authenticated with. Nil: the key is gone, or no line lets this client in any more.
+    func rightsInForce(of key: AuthorizedKey, peer: String) -> AuthorizedKey? {
+        guard let keysInForce else { return key }
+        let verdict = keysInForce.keys.authorize(blob: key.blob, address: Self.address(of: peer), now: now.date,
+                                                 timeZone: keysInForce.timeZone)
+        if case .granted(let line) = verdict { return line }
+        return nil
     }
 }
 

@@ -35,7 +35,7 @@ public struct ConcentratorStateMachine {
     /// The authorized keys in force, by fingerprint, once a reload has said (nil: what authentication said
     /// holds). A session opened later on a connection authenticated before (OpenSSH multiplexing) gets these
     /// rights, not the ones taken at authentication.
-    var keysInForce: [String: AuthorizedKey]?
+    var keysInForce: (keys: AuthorizedKeys, timeZone: TimeZone)?
     /// Refusals recorded this minute, per connection (`peer ADDRESS`) and per key (`key FINGERPRINT`).
     var refusalBudgets: [String: EventBudget] = [:]
     static let refusalsPerMinute = 10
@@ -83,7 +83,7 @@ public struct ConcentratorStateMachine {
         case let .clientBytes(id, bytes): clientBytes(id, bytes)
         case let .clientSkipped(id, bytes): clientSkipped(id, bytes: bytes)
         case let .clientOverflowed(id): if let client = clients[id] { dropClient(client, reason: .slow) }
-        case let .keysReloaded(keys): keysReloaded(keys)
+        case let .keysReloaded(keys, timeZone): keysReloaded(keys, timeZone: timeZone)
         case let .clientClosed(id): clientClosed(id)
         case let .adminConnected(id, peer): adminConnected(id, peer: peer)
         case let .adminLine(id, line): adminLine(id, line)

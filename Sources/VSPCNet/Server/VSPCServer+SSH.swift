@@ -51,10 +51,9 @@ extension VSPCServer {
         holder.replace(with: keys)
         ssh.withLockedValue { $0?.stamp = Self.stamp(config.sshAuthorizedKeysPath) }
         logger.notice("reloaded authorized keys from \(config.sshAuthorizedKeysPath): \(keys.usableKeys.count) usable")
-        // Fingerprints are hashed here, off the event loop; the first line of a key listed twice wins, as at login.
-        let byFingerprint = Dictionary(keys.usableKeys.map { (SSHFingerprint.sha256($0.blob), $0) }, uniquingKeysWith: { first, _ in first })
         let driver = self.driver
-        driver.loop.execute { driver.handle(.keysReloaded(byFingerprint)) }
+        let timeZone = TimeZone.current
+        driver.loop.execute { driver.handle(.keysReloaded(keys, timeZone: timeZone)) }
     }
 
     /// The keys, with one line per malformed or refused entry; a missing or unreadable file admits nobody.

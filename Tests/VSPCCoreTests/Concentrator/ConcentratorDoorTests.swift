@@ -158,7 +158,7 @@ final class ConcentratorDoorTests: XCTestCase {
         h.send(.clientConnected(h.newConnection(.client), listener: stale, peer: "192.0.2.50:1"))
         // revoked: a reload that removes the session's key
         _ = start(h, .ssh, "web01")
-        h.send(.keysReloaded([:]))
+        h.send(.keysReloaded(.empty, timeZone: TimeZone(identifier: "UTC")!))
         // forgotten
         h.connectClient(keyA)
         _ = h.admin(AdminRequest(command: "forget", vm: "web01", force: true))
@@ -232,10 +232,8 @@ final class ConcentratorKeyHolderTests: XCTestCase {
         h.client(bob, types: [0x1D, UInt8(ascii: "f")]) // bob holds exclusive write
         for id in [alice, bob, carol] { _ = h.takeOutput(id) }
         h.take()
-        h.send(.keysReloaded([
-            "SHA256:bob": key("bob", readOnly: true),
-            "SHA256:carol": key("carol", vms: ["db-*"]),
-        ]))
+        h.send(.keysReloaded(AuthorizedKeys(keys: [key("bob", readOnly: true), key("carol", vms: ["db-*"])]),
+                             timeZone: TimeZone(identifier: "UTC")!))
         XCTAssertEqual(h.exitStatuses[alice], 1)
         XCTAssertTrue(String(decoding: h.takeOutput(alice), as: UTF8.self).contains("[vspcd: your key was removed: this session ends]"))
         XCTAssertEqual(h.exitStatuses[carol], 1)
@@ -257,7 +255,7 @@ final class ConcentratorKeyHolderTests: XCTestCase {
     func testSessionsOpenedAfterAReloadGetTheRightsInForce() {
         let h = ConcentratorHarness()
         h.bringUpVM()
-        h.send(.keysReloaded(["SHA256:bob": key("bob", readOnly: true)]))
+        h.send(.keysReloaded(AuthorizedKeys(keys: [key("bob", readOnly: true)]), timeZone: TimeZone(identifier: "UTC")!))
         h.take()
         let alice = ssh(h, "web01", key("alice"), fingerprint: "SHA256:alice")
         XCTAssertEqual(h.exitStatuses[alice], 1)
@@ -295,6 +293,21 @@ final class ConcentratorKeyHolderTests: XCTestCase {
         _ = ssh(h, "web-9", limited, fingerprint: "SHA256:mallory")
         XCTAssertEqual(h.records.map(\.kind), [.eventsSuppressed, .clientRefused])
         XCTAssertEqual(h.records.first?.detail, "… 92 more refusals suppressed (this connection)")
+    }
+
+    /// A key listed on two lines with `from=`: after a reload, a session opened on a connection authenticated
+    /// before gets the line that lets its own address in, not the first line of the key.
+    func testAfterAReloadTheLineForTheClientsAddressDecides() throws {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        var wide = key("dave")
+        wide.from = try AddressPatternList.parse("192.0.2.0/24").get()
+        var narrow = key("dave", readOnly: true)
+        narrow.from = try AddressPatternList.parse("198.51.100.0/24").get()
+        h.send(.keysReloaded(AuthorizedKeys(keys: [wide, narrow]), timeZone: TimeZone(identifier: "UTC")!))
+        h.take()
+        _ = ssh(h, "web01", key("dave"), fingerprint: "SHA256:dave") // from 198.51.100.7
+        XCTAssertEqual(h.records.map(\.detail), ["door=ssh mode=read-only key=dave SHA256:dave"])
     }
 
     func testTypingIntoAVMThatDoesNotReadIsLoggedWithinTheBudget() {
