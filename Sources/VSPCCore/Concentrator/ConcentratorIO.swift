@@ -75,8 +75,10 @@ public enum ConcentratorEvent: Sendable {
     case clientBytes(ConnectionID, [UInt8])
     /// A reader on a skip-ahead door fell behind: its sink dropped this many of its oldest unsent bytes.
     case clientSkipped(ConnectionID, bytes: Int)
-    /// A reader went past what its sink can hold at all (a last resort beyond skipping): it is dropped.
-    case clientOverflowed(ConnectionID)
+    /// The door's own transport ended a person's connection for `reason`: past what its sink can hold at all
+    /// (`slow`, a last resort beyond skipping), idle past `--ssh-idle-timeout` (`idle`), or keepalives left
+    /// unanswered (`unresponsive`). Recorded as a drop; its close follows.
+    case clientEnded(ConnectionID, reason: DropReason)
     case clientClosed(ConnectionID)
     /// authorized_keys was reloaded: the keys now in force (`expiry-time` read in `timeZone`). Open sessions of a
     /// key that is gone, or no longer lets its client in or reaches its console, end; a key made read-only makes

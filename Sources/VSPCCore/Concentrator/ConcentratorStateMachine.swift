@@ -82,7 +82,7 @@ public struct ConcentratorStateMachine {
         case let .sessionStarted(id, door, peer, request): sessionStarted(id, door: door, peer: peer, request: request)
         case let .clientBytes(id, bytes): clientBytes(id, bytes)
         case let .clientSkipped(id, bytes): clientSkipped(id, bytes: bytes)
-        case let .clientOverflowed(id): if let client = clients[id] { dropClient(client, reason: .slow) }
+        case let .clientEnded(id, reason): if let client = clients[id] { dropClient(client, reason: reason, end: false) }
         case let .keysReloaded(keys, timeZone): keysReloaded(keys, timeZone: timeZone)
         case let .clientClosed(id): clientClosed(id)
         case let .adminConnected(id, peer): adminConnected(id, peer: peer)

@@ -53,6 +53,10 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
     case forgotten
     /// Its key was removed from authorized_keys, or no longer reaches the console (a reload).
     case revoked
+    /// No input and no output for `--ssh-idle-timeout`.
+    case idle
+    /// Its client left the SSH keepalives unanswered (a dead client).
+    case unresponsive
     /// The daemon is stopping.
     case shutdown
 
@@ -64,6 +68,8 @@ public enum DropReason: String, CaseIterable, Sendable, Codable {
         case .expired: return "the assignment has expired"
         case .forgotten: return "forgotten by vspc forget --force"
         case .revoked: return "key revoked"
+        case .idle: return "idle past --ssh-idle-timeout"
+        case .unresponsive: return "did not answer keepalives"
         case .shutdown: return "daemon stopping"
         }
     }

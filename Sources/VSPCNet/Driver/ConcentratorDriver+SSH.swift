@@ -30,8 +30,14 @@ extension ConcentratorDriver: SSHConsoleGateway {
 
     func sessionEnded(_ session: SSHConsoleSession, _ end: SSHSessionEnd) {
         guard let id = sessionIDs.removeValue(forKey: session.id) else { return }
-        // The session's own last-resort bound was passed: a reader too slow even for skipping ahead.
-        if end == .outputOverflow { handle(.clientOverflowed(id)) }
+        // Ends the SSH server decided on its own, recorded as drops: the session's last-resort output bound (a
+        // reader too slow even for skipping ahead), the idle timeout, unanswered keepalives.
+        switch end {
+        case .outputOverflow: handle(.clientEnded(id, reason: .slow))
+        case .idle: handle(.clientEnded(id, reason: .idle))
+        case .unresponsive: handle(.clientEnded(id, reason: .unresponsive))
+        case .clientLeft, .closed, .serverStopped: break
+        }
         unregister(id)
         handle(.clientClosed(id))
     }

@@ -156,6 +156,9 @@ final class ConcentratorDoorTests: XCTestCase {
         // expired: a connection accepted by a listener that is no longer the console's
         let stale = ListenerRef(console: keyA, generation: 999)
         h.send(.clientConnected(h.newConnection(.client), listener: stale, peer: "192.0.2.50:1"))
+        // idle, unresponsive: the SSH server ended the session
+        h.send(.clientEnded(start(h, .ssh, "web01"), reason: .idle))
+        h.send(.clientEnded(start(h, .ssh, "web01"), reason: .unresponsive))
         // revoked: a reload that removes the session's key
         _ = start(h, .ssh, "web01")
         h.send(.keysReloaded(.empty, timeZone: TimeZone(identifier: "UTC")!))
