@@ -216,7 +216,10 @@ final class AccessAttackTests: DaemonTestCase {
         kill(dead.pid, SIGCONT)
         try await waitUntil("the dropped ssh exits") { !dead.isRunning }
         XCTAssertEqual(dead.exitStatus, 255)
-        XCTAssertEqual(occurrences(of: "keepalives", in: daemon.log), 1, "the live client answered them all")
+        XCTAssertEqual(occurrences(of: "did not answer 3 keepalives", in: daemon.log), 1, "the live client answered them all")
+        // The drop is on record, with its reason.
+        XCTAssertEqual(occurrences(of: "client-dropped web-47", in: daemon.log), 1, daemon.log)
+        XCTAssertTrue(daemon.log.contains("did not answer keepalives; door=ssh"), daemon.log)
         live.write(Array("x".utf8))
         try await machine.wait("the live client's byte", timeout: 30) { machine.data == Array("x".utf8) }
     }
