@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "VSPCNet",
             dependencies: [
-                "VSPCCore",
+                "VSPCCore", "VSPCClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "vspcd",
             dependencies: [
-                "VSPCCore", "VSPCNet", "VSPCStore",
+                "VSPCCore", "VSPCNet", "VSPCStore", "VSPCClient",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(
             name: "VSPCNetTests",
             dependencies: [
-                "VSPCNet", "VSPCCore",
+                "VSPCNet", "VSPCCore", "VSPCClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -6,8 +6,9 @@ import VSPCCore
 /// Why a request to the daemon's admin endpoint did not get an answer. Callers branch on the case: `vspc tail`
 /// falls back to the database only when the daemon is unreachable.
 public enum AdminClientError: Error, Equatable, CustomStringConvertible {
-    /// Nothing answers at the endpoint: the daemon is down, or elsewhere.
-    case unreachable(endpoint: String, reason: String)
+    /// Nothing answers at the endpoint: the daemon is down, or elsewhere. `reason` is a plain clause that says
+    /// what to do (`SocketErrorText`); `detail` is the raw error, for `--debug`.
+    case unreachable(endpoint: String, reason: String, detail: String)
     /// The daemon accepted the connection and closed it without an answer.
     case closedWithoutAnswer
     case malformedResponse(String)
@@ -15,8 +16,8 @@ public enum AdminClientError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .unreachable(endpoint, reason):
-            return "cannot reach vspcd's admin endpoint at \(endpoint) (\(reason)); is the daemon running? (see --admin)"
+        case let .unreachable(endpoint, reason, _):
+            return "cannot reach vspcd's admin endpoint at \(endpoint): \(reason)"
         case .closedWithoutAnswer: return "the admin endpoint closed the connection without answering"
         case .malformedResponse(let why): return "the admin endpoint sent a malformed response: \(why)"
         case .responseTooLong: return "the admin endpoint's response is too long"
@@ -52,7 +53,9 @@ public enum AdminClient {
             case .unix(let path): channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
             }
         } catch {
-            let failure = AdminClientError.unreachable(endpoint: endpoint.description, reason: "\(error)")
+            let failure = AdminClientError.unreachable(endpoint: endpoint.description,
+                                                       reason: SocketErrorText.connectReason(error, option: "--admin"),
+                                                       detail: "\(error)")
             promise.fail(failure)
             done.succeed(())
             throw failure

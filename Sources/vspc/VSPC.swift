@@ -17,6 +17,8 @@ struct VSPC: AsyncParsableCommand {
 struct AdminOption: ParsableArguments {
     @Option(help: ArgumentHelp("vspcd's admin endpoint: [host]:port, or unix:PATH for its Unix socket.", valueName: "[host]:port|unix:PATH"))
     var admin = "127.0.0.1:6780"
+    @Flag(help: "Also print the raw network error when the daemon cannot be reached.")
+    var debug = false
 
     func endpoint() throws -> AdminEndpoint {
         guard let e = AdminEndpoint.parse(admin, defaultHost: "127.0.0.1") else {
@@ -30,13 +32,21 @@ struct AdminOption: ParsableArguments {
         try await request(AdminRequest(command: command))
     }
 
+    /// An error as printed: its plain sentence; with --debug, the raw error first.
+    func failure(_ error: Error) -> ExitCode {
+        if debug, case let .unreachable(_, _, detail)? = error as? AdminClientError {
+            FileHandle.standardError.write(Data("vspc: debug: \(show(detail))\n".utf8))
+        }
+        return fail(show("\(error)"))
+    }
+
     func request(_ request: AdminRequest) async throws -> AdminResponse {
         let endpoint = try endpoint()
         let response: AdminResponse
         do {
             response = try await AdminClient.request(endpoint, request)
         } catch {
-            throw fail(show("\(error)"))
+            throw failure(error)
         }
         guard response.ok else { throw fail(refusal(response, query: request.vm)) }
         return response
@@ -177,7 +187,9 @@ func formatStatus(_ s: DaemonStatus) -> String {
         ("consoles", "\(s.consoles) (\(s.connected) connected, \(s.migrating) in vMotion)"),
         ("people", "\(s.telnetClients) on telnet, \(s.sshClients ?? 0) on ssh, \(s.tailFollowers) following with tail -f"),
         ("ports", "\(s.portsUsed) used / \(s.portsFree) free (range \(s.portRangeStart)-\(s.portRangeEnd))"
-            + ((s.unsaved ?? 0) > 0 ? "; \(s.unsaved!) not yet saved: the database refuses writes" : "")),
+            + ((s.unsaved ?? 0) > 0 ? "; \(s.unsaved!) not yet saved: the database refuses writes" : "")
+            + ((s.notListening ?? 0) > 0
+                ? "; \(s.notListening!) not listening: another process holds the port, or the bind was refused (see vspc list)" : "")),
         ("descriptors", "\(s.descriptors) used / \(s.descriptorLimit) limit"),
         ("events", "\(s.eventsSuppressed) suppressed by per-connection limits"),
     ]
@@ -342,14 +354,15 @@ struct Tail: AsyncParsableCommand {
                 output.write(backlog.take(chunk))
             }
             guard response.ok else { throw fail(refusal(response, query: vm)) }
+            if follow { try await explainEnd(of: response.vm) }
         } catch let error as AdminClientError {
-            guard case .unreachable = error else { throw fail(show("\(error)")) }
+            guard case .unreachable = error else { throw admin.failure(error) }
             // Daemon down: the scrollback saved in the database.
-            guard !follow, let store = try? RecordBackends.openForReading(db) else { throw fail(show("\(error)")) }
+            guard !follow, let store = try? RecordBackends.openForReading(db) else { throw admin.failure(error) }
             let target: ConsoleCandidate
             switch VMLookup.choose(vm, among: (try? store.knownConsoles()) ?? [], scope: .vm) {
             case .found(let found): target = found
-            case .notFound: throw fail(show("\(error)"))
+            case .notFound: throw admin.failure(error)
             case .ambiguous(let candidates): throw fail(VMLookup.ambiguity(vm, candidates))
             }
             guard let saved = try store.scrollback(uuid: target.uuid, label: label ?? "") else {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import VSPCClient
 import VSPCCore
 import VSPCNet
 import VSPCStore
@@ -205,6 +206,7 @@ struct VSPCD: AsyncParsableCommand {
         config.sshIdleTimeout = settings.sshIdleTimeout
         config.sshKeepaliveInterval = settings.sshKeepaliveInterval
         config.sshKeepaliveCountMax = settings.sshKeepaliveCountMax
+        config.concentrator.timeZone = TimeZone.current
         if config.portRangeStart <= 60999 && config.portRangeEnd >= 32768 {
             logger.warning("the per-VM port range \(config.portRangeStart)-\(config.portRangeEnd) overlaps Linux's ephemeral range 32768-60999; outgoing connections may take VM ports")
         }
@@ -306,7 +308,12 @@ struct DaemonService: Service, CustomStringConvertible {
     let logger: Logger
 
     func run() async throws {
-        try await server.start(saved: saved)
+        do {
+            try await server.start(saved: saved)
+        } catch let error as ListenError {
+            logger.debug("\(error.detail)")
+            throw error
+        }
         notifier.ready(status: "serving")
         let watchdog = notifier.startWatchdog(on: server.eventLoop)
         if let interval = notifier.watchdogInterval {

@@ -125,6 +125,10 @@ final class HistoryAdminTests: XCTestCase {
         assertListsBoth(try vspc(["tail", "rebuilt"] + admin(d)), "tail")
         assertListsBoth(try vspc(["history", "rebuilt"] + admin(d), cwd: empty), "history")
         assertListsBoth(try vspc(["history", "rebuilt", "--db", d.dbPath]), "history --db")
+        // Issue 15 item 6: forget refuses in the same format (and forgets nothing).
+        assertListsBoth(try vspc(["forget", "rebuilt"] + admin(d)), "forget")
+        let stillBoth = try await d.list().filter { $0.name == "rebuilt" }
+        XCTAssertEqual(stillBoth.count, 2)
         // Each is still found by its uuid.
         let byUUID = try vspc(["history", UUIDSpelling.classic(oldUUID)] + admin(d), cwd: empty)
         XCTAssertEqual(byUUID.lines.first, "# rebuilt \(UUIDSpelling.classic(oldUUID))", byUUID.err)

@@ -71,6 +71,8 @@ final class MetricsEndToEndTests: DaemonTestCase {
         XCTAssertEqual(value(after, "vspc_vmotions_total{result=\"complete\"}"), 1)
         XCTAssertEqual(value(after, "vspc_vmotion_window_seconds_count"), 1)
         XCTAssertEqual(value(after, "vspc_vms_connected"), 1)
+        // Issue 15 item 7: the vMotion destination's connection was accepted on the proxy port too.
+        XCTAssertEqual(value(after, "vspc_vm_connections_total"), 2)
         XCTAssertGreaterThanOrEqual(value(after, "vspc_store_commit_seconds_count") ?? 0, 1)
     }
 }

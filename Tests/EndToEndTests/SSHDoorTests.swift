@@ -263,7 +263,7 @@ final class SSHDoorTests: DaemonTestCase {
         let rsa = try sshRun(door, frank, "web-4")
         XCTAssertEqual(rsa.status, 255, rsa.err)
         XCTAssertEqual(rsa.text, "")
-        try await waitForLog(door, "offered no ed25519 or ECDSA key; RSA keys are not supported by this server; use ed25519 or ECDSA")
+        try await waitForLog(door, "offered no ed25519 or ECDSA key: no key at all, or only keys of a type this server does not support such as RSA; use an ed25519 or ECDSA key")
 
         // The authorized key still gets in.
         let ok = try sshRun(door, alice, "list")

@@ -19,6 +19,18 @@ final class ConsoleChoiceTests: XCTestCase {
         XCTAssertEqual(VMLookup.choose(old, among: candidates), .found(candidates[0]))
     }
 
+    /// Issue 15 item 6: a VM that exists without the asked label is named, with its labels.
+    func testAMissingLabelIsNamedWithTheVMsLabels() {
+        let candidates = [ConsoleCandidate(uuid: old, name: "web-0", port: 20000, connected: true),
+                          ConsoleCandidate(uuid: old, label: "com1", name: "web-0", port: 20001, connected: true),
+                          ConsoleCandidate(uuid: new, label: "com2", name: "db-0", port: 20002)]
+        XCTAssertEqual(VMLookup.choose("web-0", among: candidates, label: "com2"), .notFound)
+        XCTAssertEqual(VMLookup.notFound("web-0", among: candidates, label: "com2"),
+                       "\"web-0\" has no serial port labelled \"com2\"; its labels: (none), \"com1\"")
+        XCTAssertEqual(VMLookup.notFound("nothing", among: candidates, label: "com2"), "no VM matches \"nothing\"")
+        XCTAssertEqual(VMLookup.notFound("web-0", among: [], label: nil), "no VM matches \"web-0\"")
+    }
+
     func testBothDownIsAmbiguousWithTheList() {
         let candidates = [ConsoleCandidate(uuid: new, name: "web-0", port: 20001, lastSeen: seen.addingTimeInterval(60)),
                           ConsoleCandidate(uuid: old, name: "web-0", port: 20000, lastSeen: seen)]

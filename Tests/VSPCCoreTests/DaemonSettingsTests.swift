@@ -56,6 +56,16 @@ final class DaemonSettingsTests: XCTestCase {
         }
     }
 
+    /// Issue 15 item 6: a bad network is quoted once, not echoed again by "(got ...)".
+    func testBadNetworkIsQuotedOnce() {
+        XCTAssertThrowsError(try DaemonSettings.resolve(file: nil, commandLine: ["proxy-allow": .string("10.0.0.0/33")])) {
+            XCTAssertEqual("\($0)", "--proxy-allow has an entry that is not an IPv4 or IPv6 network: \"10.0.0.0/33\"")
+        }
+        XCTAssertThrowsError(try DaemonSettings.resolve(file: nil, commandLine: ["proxy-allow": .string("10.0.0.0/8,10.1.0.0/33")])) {
+            XCTAssertEqual("\($0)", "--proxy-allow has an entry that is not an IPv4 or IPv6 network: \"10.1.0.0/33\" (got \"10.0.0.0/8,10.1.0.0/33\")")
+        }
+    }
+
     func testCommandLineErrorsNameTheFlag() {
         XCTAssertThrowsError(try DaemonSettings.resolve(file: nil, commandLine: ["scrollback": .integer(-1)])) {
             XCTAssertEqual("\($0)", "--scrollback must be between 0 and 67108864 (got -1)")

@@ -55,12 +55,13 @@ final class EscapeMenuTests: XCTestCase {
         XCTAssertEqual(menu.feed([UInt8(ascii: "?")]), [.command(.help)])
     }
 
-    func testOtherByteAfterEscapeForwardsBoth() {
+    /// Issue 15 item 8: an unknown key after the escape shows the help, and neither byte reaches the VM.
+    func testOtherByteAfterEscapeShowsTheHelp() {
         var menu = EscapeMenu()
         XCTAssertEqual(menu.feed([UInt8(ascii: "a"), esc, UInt8(ascii: "x"), UInt8(ascii: "b")]),
-                       [.forward([UInt8(ascii: "a"), esc, UInt8(ascii: "x"), UInt8(ascii: "b")])])
-        XCTAssertEqual(menu.feed([esc, 0]), [.forward([esc, 0])])
-        XCTAssertEqual(menu.feed([esc, UInt8(ascii: "W")]), [.forward([esc, UInt8(ascii: "W")])])
+                       [.forward([UInt8(ascii: "a")]), .command(.help), .forward([UInt8(ascii: "b")])])
+        XCTAssertEqual(menu.feed([esc, 0]), [.command(.help)])
+        XCTAssertEqual(menu.feed([esc, UInt8(ascii: "W")]), [.command(.help)])
     }
 
     func testEscapeAtTheEndWaits() {
@@ -69,7 +70,7 @@ final class EscapeMenuTests: XCTestCase {
         XCTAssertTrue(menu.awaitingCommand)
         XCTAssertEqual(menu.feed([UInt8(ascii: "r"), UInt8(ascii: "z")]), [.command(.replay), .forward([UInt8(ascii: "z")])])
         XCTAssertEqual(menu.feed([esc]), [])
-        XCTAssertEqual(menu.feed([UInt8(ascii: "q")]), [.forward([esc, UInt8(ascii: "q")])])
+        XCTAssertEqual(menu.feed([UInt8(ascii: "q")]), [.command(.help)])
     }
 
     /// Every way of cutting the input in two or three pieces, and byte by byte, gives the same events.
@@ -78,7 +79,7 @@ final class EscapeMenuTests: XCTestCase {
                               0xFF, 0x00, esc, esc, esc, UInt8(ascii: "w"), esc]
         let whole = feed([input])
         XCTAssertEqual(whole, [
-            .forward([0x41]), .command(.disconnect), .forward([esc, 0x42, esc, UInt8(ascii: "x")]), .command(.toggleExclusiveWrite),
+            .forward([0x41]), .command(.disconnect), .forward([esc, 0x42]), .command(.help), .command(.toggleExclusiveWrite),
             .forward([0xFF, 0x00, esc]), .command(.who),
         ])
         for i in 0...input.count {
@@ -100,7 +101,7 @@ final class EscapeMenuTests: XCTestCase {
                     pending = false
                     if b == esc { out.append(.forward([esc])) }
                     else if let c = EscapeCommand(key: b) { out.append(.command(c)) }
-                    else { out.append(.forward([esc, b])) }
+                    else { out.append(.command(.help)) }
                 } else if b == esc {
                     pending = true
                 } else {

@@ -71,7 +71,19 @@ final class SSHServerTests: SSHTestCase {
         XCTAssertEqual(result.status, 255)
         XCTAssertTrue(result.stderr.contains("Permission denied (publickey)"), result.stderr)
         eventually("the refusal is logged") {
-            log.all.contains { $0.contains("(user web-0) offered no ed25519 or ECDSA key; RSA keys are not supported by this server; use ed25519 or ECDSA") }
+            log.all.contains { $0.contains("(user web-0) offered no ed25519 or ECDSA key: no key at all, or only keys of a type this server does not support such as RSA; use an ed25519 or ECDSA key") }
+        }
+        XCTAssertTrue(gateway.sessions.isEmpty)
+    }
+
+    /// Issue 15 item 6: a client that offers no key at all is not told only about RSA.
+    func testClientWithNoKeyIsToldSo() throws {
+        let alice = try makeKey("alice", ["-t", "ed25519"], comment: "alice@test")
+        let (server, _) = try startServer(alice.publicLine)
+        let result = try ssh("web-0", alice, server, options: ["-o", "PubkeyAuthentication=no"])
+        XCTAssertEqual(result.status, 255)
+        eventually("the refusal is logged") {
+            log.all.contains { $0.contains("(user web-0) offered no ed25519 or ECDSA key: no key at all, or only keys of a type") }
         }
         XCTAssertTrue(gateway.sessions.isEmpty)
     }

@@ -117,7 +117,7 @@ public struct AddressAllowList: Sendable, Equatable {
         var networks: [CIDR] = []
         for entry in text.split(separator: ",") where !String(entry).trimmingWhitespace().isEmpty {
             guard let cidr = CIDR(String(entry)) else {
-                return .failure(AllowListError(message: "not an IPv4 or IPv6 network: \(String(entry).debugDescription)"))
+                return .failure(AllowListError(message: "has an entry that is not an IPv4 or IPv6 network: \(String(entry).debugDescription)"))
             }
             networks.append(cidr)
         }

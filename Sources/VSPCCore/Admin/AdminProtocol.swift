@@ -213,6 +213,9 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var sshClients: Int?
     /// People attached, by door (`telnet`, `ssh`, `tail`, ...): every door, including those above.
     public var clientsByDoor: [String: Int]?
+    /// Listed consoles whose port could not be bound (another process holds it, or the bind was refused): their
+    /// ports count as used, yet nothing of the daemon listens there.
+    public var notListening: Int?
 
     public init(version: String, startedAt: String, uptimeSeconds: Int, consoles: Int, connected: Int, migrating: Int,
                 telnetClients: Int, tailFollowers: Int, portsUsed: Int, portsFree: Int, portRangeStart: Int,

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What the concentrator's decisions depend on. Pure values; the driver's network settings live elsewhere.
 public struct ConcentratorConfig: Sendable {
     /// Where the per-VM ports listen (for messages only; the driver binds).
@@ -59,6 +61,9 @@ public struct ConcentratorConfig: Sendable {
 
     /// `--telnet-ports`.
     public var telnetPorts = TelnetPortsMode.readWrite
+    /// The zone of the times people read on the doors (the escape menu's `w`): the daemon sets its own; the core
+    /// never reads the system's.
+    public var timeZone = TimeZone(identifier: "UTC") ?? TimeZone(secondsFromGMT: 0)!
     /// This daemon's version, for `vspc status`.
     public var version = "dev"
 

@@ -122,6 +122,7 @@ extension ConcentratorStateMachine {
             descriptors: descriptorsInUse, descriptorLimit: config.descriptorLimit, eventsSuppressed: eventsSuppressed)
         status.unsaved = listed.filter { !$0.persisted }.count
         status.sshClients = clients.values.filter { $0.door == .ssh }.count
+        status.notListening = listed.filter { !$0.isListening && $0.listenerError != nil }.count
         status.clientsByDoor = Dictionary(uniqueKeysWithValues: Door.all.map { door in
             (door.name, clients.values.filter { $0.door == door }.count)
         })
@@ -156,7 +157,7 @@ extension ConcentratorStateMachine {
         case .found(let console):
             return .success(ConsoleKey(uuid: console.uuid, label: console.label))
         case .notFound:
-            return .failure(AdminError("no VM matches \(query.debugDescription)"))
+            return .failure(AdminError(VMLookup.notFound(query, among: liveCandidates(), label: label)))
         case .ambiguous(let candidates):
             return .failure(AdminError(VMLookup.ambiguity(query, candidates), candidates: candidates))
         }

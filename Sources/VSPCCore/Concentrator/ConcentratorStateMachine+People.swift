@@ -222,44 +222,6 @@ extension ConcentratorStateMachine {
         return "\(holder) holds exclusive write: what you type does not reach the VM"
     }
 
-    mutating func escapeCommand(_ command: EscapeCommand, _ client: ClientConnection) {
-        let key = client.console
-        switch command {
-        case .disconnect:
-            end(client.id, door: client.door, exitStatus: 0)
-        case .help:
-            emit(.send(client.id, Array(("\r\n" + EscapeMenu.helpText).utf8)))
-        case .who:
-            emit(.send(client.id, Array(whoList(key).utf8)))
-        case .sendBreak:
-            guard mayWrite(client) else { return notice(client.id, readOnlyReason(client)) }
-            if let vm = consoles[key]?.vm, vms[vm]?.writable == true {
-                emit(.send(vm, [Telnet.IAC, Telnet.BRK]))
-                record(.clientBreak, key, peer: client.peer, detail: auditDetail(client))
-                notice(client.id, "BREAK sent")
-            } else {
-                notice(client.id, "the VM is not connected")
-            }
-        case .replay:
-            let bytes = consoles[key]?.scrollback.contents() ?? []
-            if !bytes.isEmpty { emit(.send(client.id, client.door.frame(bytes))) }
-        case .toggleExclusiveWrite:
-            toggleExclusive(client)
-        }
-    }
-
-    /// `w`: everyone on the console, over every door.
-    func whoList(_ key: ConsoleKey) -> String {
-        guard let console = consoles[key] else { return "" }
-        var lines = ["\r\nwho is attached to \(DisplayText.escape(console.name)):"]
-        for id in console.clients.sorted() {
-            guard let c = clients[id] else { continue }
-            let mode = console.exclusive == id ? "exclusive" : (mayWrite(c) ? "read-write" : "read-only")
-            lines.append("  \(c.door.name.padding(toLength: 6, withPad: " ", startingAt: 0)) \(DisplayText.escape(c.who)) from \(c.peer), \(mode), since \(AdminProtocol.timestamp(c.since))")
-        }
-        return lines.joined(separator: "\r\n") + "\r\n"
-    }
-
     mutating func toggleExclusive(_ client: ClientConnection) {
         let key = client.console
         guard client.mode == .readWrite else {

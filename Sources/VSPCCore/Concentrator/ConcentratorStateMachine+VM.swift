@@ -3,6 +3,7 @@ import Foundation
 /// VM connections on the proxy port: negotiation, identification, output, disconnection.
 extension ConcentratorStateMachine {
     mutating func vmConnected(_ id: ConnectionID, peer: String) {
+        tallies.vmConnections += 1
         let address = Self.address(of: peer)
         guard config.proxyAllow.allows(address) else {
             return refuseVM(id, peer: peer, address: address, why: "not in --proxy-allow")

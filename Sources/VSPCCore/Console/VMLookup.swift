@@ -146,6 +146,18 @@ extension VMLookup {
         return .ambiguous(hits.sorted { ($0.name, $0.label, $0.uuid) < ($1.name, $1.label, $1.uuid) })
     }
 
+    /// The refusal of a reference that names no console. When `label` is given and the reference names one VM
+    /// without that label, it says so and lists the VM's labels (`(none)` for its first, unlabelled port).
+    public static func notFound(_ query: String, among candidates: [ConsoleCandidate], label: String?) -> String {
+        if let label, case .found(let vm) = choose(query, among: candidates, scope: .vm) {
+            let labels = Set(candidates.filter { $0.uuid == vm.uuid }.map(\.label)).sorted()
+                .map { $0.isEmpty ? "(none)" : "\"\(DisplayText.escape($0))\"" }
+            return "\"\(DisplayText.escape(query))\" has no serial port labelled \"\(DisplayText.escape(label))\"; its labels: "
+                + labels.joined(separator: ", ")
+        }
+        return "no VM matches \(query.debugDescription)"
+    }
+
     /// The refusal of an ambiguous reference, the same on every door: a first line, then with `listing` (for
     /// those allowed to see them) one line per candidate, `  NAME  UUID  port P  last seen T` (`connected`
     /// in place of the last seen time for a connected one). Names are escaped for display; times are UTC.

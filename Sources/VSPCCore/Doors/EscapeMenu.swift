@@ -44,8 +44,8 @@ public enum EscapeEvent: Sendable, Hashable {
 ///
 /// * `Ctrl-]` then `.` `?` `w` `b` `r` `f`: the command (the two bytes are not forwarded).
 /// * `Ctrl-]` twice: one `Ctrl-]` is forwarded.
-/// * `Ctrl-]` then any other byte: both bytes are forwarded, as typed (nothing is lost when a person meant to
-///   send `Ctrl-]` itself; only the six command keys and `Ctrl-]` are taken by the menu).
+/// * `Ctrl-]` then any other byte: the help (`.command(.help)`), as OpenSSH shows its menu for an unknown `~`
+///   command; neither byte is forwarded (`Ctrl-]` `Ctrl-]` sends `Ctrl-]` itself).
 ///
 /// The escape is recognised anywhere in the input, not only at the start of a line. The parser keeps one bit of
 /// state (a `Ctrl-]` waiting for its next byte), so any split of the input into `feed` calls gives the same events;
@@ -76,8 +76,8 @@ public struct EscapeMenu: Sendable {
                     flush()
                     events.append(.command(command))
                 } else {
-                    run.append(Self.escapeByte)
-                    run.append(byte)
+                    flush()
+                    events.append(.command(.help))
                 }
             } else if byte == Self.escapeByte {
                 awaitingCommand = true

@@ -84,6 +84,8 @@ public enum EndReason: Equatable, Sendable {
 /// How connections ended since start-up, counted by the concentrator whether or not each was recorded (the
 /// event budgets never hide one from the metrics). The driver reads them when Prometheus scrapes.
 public struct EndTallies: Equatable, Sendable {
+    /// Connections accepted on the proxy port, refused ones and vMotion destinations included.
+    public var vmConnections = 0
     public var vmDisconnects: [DisconnectReason: Int] = [:]
     public var clientsDropped: [DropReason: Int] = [:]
     public init() {}

@@ -80,7 +80,11 @@ extension ResolvedSettings {
             throw SettingsError("\(source.naming(key.name)) must be \(key.kind.phrase), not \(value.typePhrase)")
         }
         if let problem = key.apply(typed, to: &settings) {
-            throw SettingsError("\(source.naming(key.name)) \(problem) (got \(typed))")
+            // A problem that quotes the text already does not echo it again.
+            var quoted = false
+            if case .string = typed { quoted = problem.contains("\(typed)") }
+            let got = quoted ? "" : " (got \(typed))"
+            throw SettingsError("\(source.naming(key.name)) \(problem)\(got)")
         }
         sources[key.name] = source
     }

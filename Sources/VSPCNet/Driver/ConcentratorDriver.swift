@@ -186,7 +186,6 @@ final class ConcentratorDriver: @unchecked Sendable {
     /// of VMs). How connections ended is counted by the machine itself (`tallies`), recorded or not.
     private func observe(_ event: ConsoleEvent) {
         switch event.kind {
-        case .vmConnect: metrics.vmConnected()
         case .vmotionComplete:
             metrics.vmotion(.complete)
             if let window = event.window { metrics.vmotionWindow(seconds: Double(window) / 1e9) }
@@ -208,6 +207,9 @@ final class ConcentratorDriver: @unchecked Sendable {
             suppressedReported = suppressed
         }
         let tallies = machine.tallies
+        if tallies.vmConnections > disconnectsReported.vmConnections {
+            metrics.vmConnected(tallies.vmConnections - disconnectsReported.vmConnections)
+        }
         for (reason, count) in tallies.vmDisconnects where count > disconnectsReported.vmDisconnects[reason, default: 0] {
             metrics.vmDisconnected(reason: reason, count - disconnectsReported.vmDisconnects[reason, default: 0])
         }

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import VSPCClient
 import NIOHTTP1
 import NIOPosix
 import VSPCCore
@@ -88,7 +89,7 @@ public final class MetricsServer: Sendable {
             return channel.localAddress?.port ?? port
         } catch {
             await stop()
-            throw ServerError("cannot listen for metrics on \(host):\(port): \(error)")
+            throw ListenError("the metrics port \(host):\(port)", error)
         }
     }
 

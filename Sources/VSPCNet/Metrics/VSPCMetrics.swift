@@ -97,7 +97,7 @@ public final class VSPCMetrics: Sendable {
     // MARK: Counters
 
     /// A VM connection was accepted on the proxy port.
-    public func vmConnected() { vmConnections.increment() }
+    public func vmConnected(_ count: Int = 1) { vmConnections.increment(by: Int64(count)) }
 
     /// VM connections ended.
     public func vmDisconnected(reason: DisconnectReason, _ count: Int = 1) {

@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import VSPCClient
 import NIOPosix
 import NIOSSH
 import VSPCCore
@@ -120,7 +121,7 @@ public final class SSHServer: @unchecked Sendable {
         do {
             channel = try await bootstrap.bind(host: settings.host, port: settings.port).get()
         } catch {
-            throw SSHServerError("cannot listen for ssh on \(settings.host):\(settings.port): \(error)")
+            throw ListenError("the ssh port \(settings.host):\(settings.port)", error)
         }
         listener.withLockedValue { $0 = channel }
         let interval = counters.withLockedValue { $0.refusals.interval }
@@ -287,10 +288,12 @@ final class SSHConnectionGuard: ChannelInboundHandler {
         state.onAuthenticated = nil
         if !authenticated, let user = state.user {
             let who = "\(state.peer) (user \(SSHLogText.clean(user)))"
+            // swift-nio-ssh does not pass on keys of types it cannot read (RSA...), so a client that offered
+            // none and one that offered only those look the same here: the line names both cases.
             if !state.denials.isEmpty {
                 server.logger.notice("ssh: \(who) refused: \(state.denials.joined(separator: "; "))")
             } else if state.refusedKeys.isEmpty {
-                server.logger.notice("ssh: \(who) offered no ed25519 or ECDSA key; RSA keys are not supported by this server; use ed25519 or ECDSA")
+                server.logger.notice("ssh: \(who) offered no ed25519 or ECDSA key: no key at all, or only keys of a type this server does not support such as RSA; use an ed25519 or ECDSA key")
             } else {
                 server.logger.notice("ssh: \(who) refused: \(state.refusalSummary)")
             }

@@ -5,6 +5,7 @@ import NIOCore
 import NIOExtras
 import NIOPosix
 import NIOSSL
+import VSPCClient
 import VSPCCore
 
 /// What the daemon knew when it stopped: the assignments and the scrollback saved in its store.
@@ -83,7 +84,7 @@ public final class VSPCServer: @unchecked Sendable {
         do {
             proxyChannel = try await proxy.bind(host: config.proxyHost, port: config.proxyPort).get()
         } catch {
-            throw ServerError("cannot listen on the proxy port \(config.proxyHost):\(config.proxyPort): \(error)")
+            throw ListenError("the proxy port \(config.proxyHost):\(config.proxyPort)", error)
         }
         logger.notice("proxy listening on \(config.proxyHost):\(proxyPort ?? config.proxyPort)\(tls != nil ? " (TLS)" : "")")
 
@@ -107,7 +108,7 @@ public final class VSPCServer: @unchecked Sendable {
             do {
                 adminChannel = try await admin.bind(host: config.adminHost, port: config.adminPort).get()
             } catch {
-                throw ServerError("cannot listen on the admin port \(config.adminHost):\(config.adminPort): \(error)")
+                throw ListenError("the admin port \(config.adminHost):\(config.adminPort)", error)
             }
             adminWhere = "\(config.adminHost):\(adminPort ?? config.adminPort)"
         }
@@ -119,13 +120,10 @@ public final class VSPCServer: @unchecked Sendable {
             let server = MetricsServer(metrics: metrics) {
                 (try? await driver.loop.submit { driver.metricsSnapshot() }.get()) ?? MetricsSnapshot()
             }
-            do {
-                let port = try await server.start(group: group, host: endpoint.host, port: endpoint.port)
-                metricsServer = server
-                logger.notice("metrics on http://\(Endpoint(host: endpoint.host, port: port))/metrics")
-            } catch {
-                throw ServerError("cannot listen on the metrics port \(endpoint): \(error)")
-            }
+            // A listener that cannot open throws a `ListenError` of its own.
+            let port = try await server.start(group: group, host: endpoint.host, port: endpoint.port)
+            metricsServer = server
+            logger.notice("metrics on http://\(Endpoint(host: endpoint.host, port: port))/metrics")
         }
         let detail = "proxy \(config.proxyHost):\(proxyPort ?? 0)"
         try await driver.loop.submit { driver.handle(.started(detail: detail)) }.get()
@@ -142,7 +140,7 @@ public final class VSPCServer: @unchecked Sendable {
             umask(previous)
         } catch {
             umask(previous)
-            throw ServerError("cannot listen on the admin socket \(path): \(error)")
+            throw ListenError("the admin socket \(path)", error)
         }
         var info = stat()
         var problem: String?

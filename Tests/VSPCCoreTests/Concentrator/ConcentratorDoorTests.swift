@@ -125,6 +125,8 @@ final class ConcentratorDoorTests: XCTestCase {
         let m = BegunMigration()
         m.h.vm(m.h.connectDestination(cookie: m.cookie), says: ESXi.complete(m.sequence))
         XCTAssertEqual(m.h.machine.tallies.vmDisconnects, [.migrated: 1])
+        // Issue 15 item 7: both connections were accepted on the proxy port, the destination's included.
+        XCTAssertEqual(m.h.machine.tallies.vmConnections, 2)
         XCTAssertEqual(m.h.records.filter { $0.kind == .vmDisconnect }, [], "a migration is not the VM going down")
         // forgotten
         h.bringUpVM(UUIDs.a)

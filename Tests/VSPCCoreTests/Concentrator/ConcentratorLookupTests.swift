@@ -84,7 +84,9 @@ final class ConcentratorLookupTests: XCTestCase {
         XCTAssertEqual(tail(h, "web01", label: "com2"), "web01#com2")
         XCTAssertEqual(tail(h, "web01", label: ""), "web01")
         XCTAssertEqual(tail(h, UUIDs.a, label: "com2"), "web01#com2")
-        XCTAssertEqual(tail(h, "web01", label: "com3"), #"error: no VM matches "web01""#)
+        // Issue 15 item 6: the VM exists without that label: said so, with its labels.
+        XCTAssertEqual(tail(h, "web01", label: "com3"), #"error: "web01" has no serial port labelled "com3"; its labels: (none), "com2""#)
+        XCTAssertEqual(tail(h, "nothing", label: "com3"), #"error: no VM matches "nothing""#)
     }
 
     func testOldNamesStillFindTheVMAndResultsArePerUUID() {

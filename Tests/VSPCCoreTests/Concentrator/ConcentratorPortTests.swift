@@ -108,10 +108,12 @@ final class ConcentratorPortTests: XCTestCase {
         let info = h.list().first
         XCTAssertEqual(info?.listening, false)
         XCTAssertEqual(info?.listenError, "Permission denied (errno: 13)")
+        XCTAssertEqual(h.machine.daemonStatus().notListening, 1, "issue 15 item 7: status notes it")
         failing = false
         h.advance(by: 30)
         XCTAssertEqual(h.binds.map(\.port), [20000, 20000])
         XCTAssertEqual(h.list().first?.listening, true)
+        XCTAssertEqual(h.machine.daemonStatus().notListening, 0)
     }
 
     func testEveryTriedPortTakenEndsInARetryOfTheLastOne() {

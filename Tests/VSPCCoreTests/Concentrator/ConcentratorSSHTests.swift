@@ -109,11 +109,35 @@ final class ConcentratorSSHTests: XCTestCase {
         XCTAssertTrue(h.client(alice, types: [0x1D, UInt8(ascii: "b")]).contains(.send(vm, [0xFF, 0xF3])))
         _ = h.takeOutput(alice)
         h.client(alice, types: [0x1D, UInt8(ascii: "r")])
-        XCTAssertEqual(text(h, alice), "earlier output")
+        // Issue 15 item 8: notice lines mark where the replay starts and ends.
+        XCTAssertEqual(text(h, alice), "\r\n[vspcd: replay of the scrollback, 14 bytes:]\r\nearlier output\r\n[vspcd: end of the replay]\r\n")
         // Ctrl-] twice is one Ctrl-] for the VM.
         XCTAssertEqual(h.client(alice, types: [0x1D, 0x1D]), [.send(vm, [0x1D])])
         h.client(alice, types: [0x1D, UInt8(ascii: ".")])
         XCTAssertEqual(h.exitStatuses[alice], 0)
+    }
+
+    /// Issue 15 items 7 and 8: `w` shows the daemon's local time; an unknown key shows the help and sends nothing.
+    func testWhoShowsLocalTimeAndAnUnknownKeyShowsTheHelp() {
+        var config = ConcentratorConfig.forTests
+        config.timeZone = TimeZone(secondsFromGMT: 5 * 3600 + 1800)!
+        let h = ConcentratorHarness(config: config)
+        let vm = h.bringUpVM()
+        let (alice, _) = ssh(h, "web01", key("alice"))
+        h.take()
+        _ = h.takeOutput(alice)
+        h.client(alice, types: [0x1D, UInt8(ascii: "w")])
+        let shifted = DateFormatter()
+        shifted.locale = Locale(identifier: "en_US_POSIX")
+        shifted.timeZone = TimeZone(identifier: "UTC")
+        shifted.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        let expected = shifted.string(from: h.clock.date.addingTimeInterval(5 * 3600 + 1800))
+        let who = text(h, alice)
+        XCTAssertTrue(who.contains("alice from 198.51.100.7:5000, read-write, since \(expected)\r\n"), who)
+        XCTAssertFalse(who.contains("Z\r\n"), who)
+        let unknown = h.client(alice, types: [0x1D, UInt8(ascii: "x")])
+        XCTAssertFalse(unknown.contains { if case .send(vm, _) = $0 { return true } else { return false } }, "\(unknown)")
+        XCTAssertEqual(text(h, alice), "\r\n" + EscapeMenu.helpText)
     }
 
     func testNoticesGoToSSHSessionsOnlyTelnetStaysByteExact() {
