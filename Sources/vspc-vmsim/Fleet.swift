@@ -14,6 +14,8 @@ final class Fleet {
         var retryAt = Date.distantPast
         var backoff = Fleet.firstBackoff
         var lostAt: Date?
+        var connectedAt = Date.distantPast
+        var announced = false
         var pending: [String] = []
         var getty: Getty
 
@@ -53,7 +55,7 @@ final class Fleet {
         self.bootLog = bootLog
     }
 
-    var connectedCount: Int { slots.filter { $0.vm != nil }.count }
+    var connectedCount: Int { slots.filter { $0.vm != nil && $0.announced }.count }
 
     func say(_ line: String) {
         print(line)
@@ -74,30 +76,55 @@ final class Fleet {
                     vm.closed || vm.messages.contains { $0.first == VMwareCommand.getVMName }
                 }
                 slot.vm = vm
-                slot.backoff = Self.firstBackoff
-                if slot.everConnected {
-                    reconnected += 1
-                    let away = slot.lostAt.map { String(format: " after %.0f s", Date().timeIntervalSince($0)) } ?? ""
-                    say("\(slot.name): reconnected\(away)")
-                    if bootLog { slot.pending.append("\r\n" + BootLog.prompt(hostname: slot.name)) }
-                } else {
-                    slot.everConnected = true
-                    say("\(slot.name): connected (uuid \(slot.uuid))")
-                    if bootLog {
-                        slot.pending = BootLog.lines(hostname: slot.name).map { $0 + "\r\n" }
-                            + [BootLog.prompt(hostname: slot.name)]
-                    }
-                }
-                slot.lostAt = nil
+                slot.connectedAt = Date()
+                slot.announced = false
             } catch {
                 let text = "\(error)"
                 let isRefusal = error is SimError
                 if isRefusal { refused += 1 } else { unreachable += 1 }
-                let what = isRefusal ? "refused by vspcd (\(text))" : "vspcd unreachable at \(host):\(port) (\(text))"
+                let what = isRefusal ? "refused by vspcd (\(text))"
+                    : "vspcd unreachable at \(host):\(port) (\(Self.plain(text)))"
                 scheduleRetry(slot, what)
             }
         }
         return tried
+    }
+
+    /// A VM still open `settle` seconds after it was identified has been accepted: it is announced (and boots).
+    /// vspcd refuses a VM whose uuid another open connection carries within a round trip or two.
+    static let settle = 1.0
+
+    func announceSettled(now: Date = Date()) {
+        for slot in slots {
+            guard let vm = slot.vm, !slot.announced, !vm.closed,
+                  now.timeIntervalSince(slot.connectedAt) >= Self.settle else { continue }
+            slot.announced = true
+            slot.backoff = Self.firstBackoff
+            if slot.everConnected {
+                reconnected += 1
+                let away = slot.lostAt.map { String(format: " after %.0f s", now.timeIntervalSince($0)) } ?? ""
+                say("\(slot.name): reconnected\(away)")
+                if bootLog { slot.pending.append("\r\n" + BootLog.prompt(hostname: slot.name)) }
+            } else {
+                slot.everConnected = true
+                say("\(slot.name): connected (uuid \(slot.uuid))")
+                if bootLog {
+                    slot.pending = BootLog.lines(hostname: slot.name).map { $0 + "\r\n" } + [BootLog.prompt(hostname: slot.name)]
+                }
+            }
+            slot.lostAt = nil
+        }
+    }
+
+    /// True once every VM is announced or waiting to retry.
+    var settled: Bool { slots.allSatisfy { $0.vm == nil || $0.announced } }
+
+    /// A connection error in a few words: the system's text for its errno when it has one.
+    static func plain(_ text: String) -> String {
+        guard let range = text.range(of: "errno: ") else { return text }
+        let digits = text[range.upperBound...].prefix { $0.isNumber }
+        guard let code = Int32(digits), let message = strerror(code) else { return text }
+        return String(cString: message)
     }
 
     private func scheduleRetry(_ slot: Slot, _ what: String) {
@@ -112,15 +139,20 @@ final class Fleet {
         for slot in slots {
             guard let vm = slot.vm, vm.closed else { continue }
             slot.vm = nil
-            closedByDaemon += 1
-            scheduleRetry(slot, "closed by vspcd")
+            if slot.announced {
+                closedByDaemon += 1
+                scheduleRetry(slot, "closed by vspcd")
+            } else {
+                refused += 1
+                scheduleRetry(slot, "refused by vspcd (closed right after identifying; is uuid \(slot.uuid) in use by another VM?)")
+            }
         }
     }
 
     /// Writes the next lines of each boot log (a few per call, so that it reads like a boot).
     func drainBootLogs(linesPerCall: Int = 2) {
         for slot in slots {
-            guard let vm = slot.vm, !slot.pending.isEmpty else { continue }
+            guard let vm = slot.vm, slot.announced, !slot.pending.isEmpty else { continue }
             let n = min(linesPerCall, slot.pending.count)
             vm.output(slot.pending.prefix(n).joined())
             slot.pending.removeFirst(n)
@@ -142,14 +174,14 @@ final class Fleet {
     }
 
     func tick(_ n: Int) {
-        for slot in slots { slot.vm?.output("\(slot.name): tick \(n)\r\n") }
+        for slot in slots where slot.announced { slot.vm?.output("\(slot.name): tick \(n)\r\n") }
     }
 
     /// Migrates every connected VM once (a vMotion to the same vspcd).
     func migrateAll() async {
         var moved = 0
         for slot in slots {
-            guard let vm = slot.vm, !vm.closed else { continue }
+            guard let vm = slot.vm, slot.announced, !vm.closed else { continue }
             do {
                 slot.vm = try await vm.migrate(to: host, port: port, tls: tls)
                 moved += 1
@@ -163,8 +195,8 @@ final class Fleet {
     }
 
     var summary: String {
-        "\(connectedCount) of \(slots.count) VMs connected; refused \(refused), unreachable \(unreachable), "
-            + "closed by vspcd \(closedByDaemon), reconnected \(reconnected), vMotions \(migrations)"
+        "\(connectedCount) of \(slots.count) VMs connected; refusals \(refused), unreachable \(unreachable) times, "
+            + "closed by vspcd \(closedByDaemon) times, reconnections \(reconnected), vMotions \(migrations)"
             + (failedMigrations > 0 ? ", failed vMotions \(failedMigrations)" : "")
     }
 

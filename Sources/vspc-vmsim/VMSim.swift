@@ -60,6 +60,11 @@ struct Run: AsyncParsableCommand {
         let stop = StopFlag()
         stop.install()
         await fleet.connectDue()
+        while !fleet.settled && !stop.isSet {
+            try await Task.sleep(nanoseconds: 50_000_000)
+            fleet.reapClosed()
+            fleet.announceSettled()
+        }
         if fleet.connectedCount == count {
             fleet.say("\(count) VMs connected; Ctrl-C to stop")
         } else {
@@ -72,6 +77,7 @@ struct Run: AsyncParsableCommand {
         while !stop.isSet && (seconds == 0 || Date().timeIntervalSince(start) < seconds) {
             fleet.reapClosed()
             await fleet.connectDue()
+            fleet.announceSettled()
             fleet.answerTyping()
             fleet.drainBootLogs()
             if !bootLog, Date().timeIntervalSince(lastTick) >= 1 {

@@ -164,7 +164,7 @@ final class TryItTests: DaemonTestCase {
         kill(sim.pid, SIGINT)
         try await waitUntil("vspc-vmsim to stop") { !sim.isRunning }
         XCTAssertEqual(sim.exitStatus, 0, sim.err)
-        XCTAssertTrue(simOut().contains("summary: 3 of 3 VMs connected; refused 0, unreachable 0, closed by vspcd 0, reconnected 0, vMotions 3"), simOut())
+        XCTAssertTrue(simOut().contains("summary: 3 of 3 VMs connected; refusals 0, unreachable 0 times, closed by vspcd 0 times, reconnections 0, vMotions 3"), simOut())
     }
 
     /// A second fleet beside the first gets its own uuids; when the daemon goes away the VMs are reported closed
@@ -184,9 +184,29 @@ final class TryItTests: DaemonTestCase {
         // The daemon stops: db-0 is closed, retries while it is away, and reconnects when it is back.
         try await daemon.stop()
         try await waitUntil("db-0 to notice the close") { dbOut().contains("db-0: closed by vspcd; retrying in 1 s") }
-        try await waitUntil("db-0 to find vspcd unreachable") { dbOut().contains("db-0: vspcd unreachable at 127.0.0.1:\(daemon.proxyPort)") }
+        try await waitUntil("db-0 to find vspcd unreachable") {
+            dbOut().contains("db-0: vspcd unreachable at 127.0.0.1:\(daemon.proxyPort) (Connection refused); retrying in 2 s")
+        }
         try await daemon.start()
         try await waitUntil("db-0 to reconnect", timeout: 60) { dbOut().contains("db-0: reconnected after ") }
         try await daemon.waitForList("db-0 back") { $0.contains { $0.name == "db-0" && $0.connected } }
+    }
+
+    /// A fleet whose uuids another open connection carries (`--uuid-seed web` gives web-0's uuid to dup-0) is
+    /// refused by the daemon, and says so instead of counting the VM as connected.
+    func testCollidingFleetIsReportedRefused() async throws {
+        let daemon = try await startDaemon(portRangeSize: 20)
+        let web = try ChildProcess(Daemon.binary("vspc-vmsim"), ["run", "--name", "web", "--port", "\(daemon.proxyPort)"], interactive: false)
+        children.append(web)
+        try await waitUntil("web to connect") { String(decoding: web.out, as: UTF8.self).contains("1 VMs connected") }
+        let dup = try ChildProcess(Daemon.binary("vspc-vmsim"),
+                                   ["run", "--name", "dup", "--uuid-seed", "web", "--port", "\(daemon.proxyPort)"], interactive: false)
+        children.append(dup)
+        func dupOut() -> String { String(decoding: dup.out, as: UTF8.self) }
+        try await waitUntil("dup-0 to be refused") { dupOut().contains("0 of 1 VMs connected; refusals 1,") }
+        XCTAssertTrue(dupOut().hasPrefix("dup-0: refused by vspcd (closed right after identifying; is uuid \(SimFleet.uuid(key: "web", index: 0)) in use by another VM?); retrying in 1 s\n"), dupOut())
+        XCTAssertFalse(dupOut().contains("dup-0: connected"), dupOut())
+        let vms = try await daemon.list()
+        XCTAssertEqual(vms.map(\.name), ["web-0"])
     }
 }
