@@ -22,48 +22,77 @@ struct Common: ParsableArguments {
     @Option(help: "Service URI sent in DO-PROXY.") var serviceUri = "vSPC.py"
 }
 
-func uuidFor(_ index: Int, seed: UInt32) -> String {
-    String(format: "%08x%08x%016x", seed, index, UInt64(index) &* 0x9E3779B97F4A7C15)
-}
-
 struct Run: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Connect VMs and print a counting line every second from each.")
+    static let configuration = CommandConfiguration(
+        abstract: "Connect VMs like ESXi does and keep them connected.",
+        discussion: """
+            The VMs are NAME-0, NAME-1, ... Their uuids come from the name prefix (or --uuid-seed) and the index, \
+            so the same command gives the same VMs on every run and two prefixes never collide.
+
+            Each VM prints `NAME: tick N` every second; bytes typed on its console port are answered with \
+            `NAME: you typed N bytes`. With --boot-log a VM instead prints a Linux boot log once and then a \
+            login prompt (`NAME login: `) that echoes what is typed, asks for a password and refuses every login.
+
+            One line is printed when a VM connects, is refused, is closed by vspcd or reconnects. Like ESXi, a VM \
+            whose connection vspcd closes, refuses or cannot be reached retries after 1 s, then 2, 4, ... up to \
+            30 s. Ctrl-C (or SIGTERM) closes the VMs and prints a summary.
+            """)
 
     @OptionGroup var common: Common
     @Option(help: "Number of VMs.") var count = 1
-    @Option(help: "Name prefix.") var name = "sim-vm"
+    @Option(help: "Name prefix: the VMs are NAME-0, NAME-1, ...") var name = "sim-vm"
+    @Option(help: "Derive the uuids from this instead of the name prefix (e.g. to keep them across a rename).")
+    var uuidSeed: String?
+    @Flag(help: "Print a Linux boot log and a login prompt instead of ticks.") var bootLog = false
     @Option(help: "Seconds to run (0 = until interrupted).") var seconds: Double = 0
     @Option(help: "Migrate every VM every N seconds (0 = never).") var vmotionEvery: Double = 0
 
+    func validate() throws {
+        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        guard seconds >= 0, vmotionEvery >= 0 else { throw ValidationError("--seconds and --vmotion-every must not be negative") }
+    }
+
     func run() async throws {
-        var vms: [SimulatedVM] = []
-        for i in 0..<count {
-            let vm = try await SimulatedVM.connect(host: common.host, port: common.port,
-                                                   uuid: uuidFor(i, seed: 0x51_4d_00_00), name: "\(name)-\(i)",
-                                                   serviceURI: common.serviceUri, tls: common.tls)
-            vms.append(vm)
+        let key = uuidSeed ?? name
+        let fleet = Fleet(names: (0..<count).map { ("\(name)-\($0)", SimFleet.uuid(key: key, index: $0)) },
+                          host: common.host, port: common.port, tls: common.tls,
+                          serviceURI: common.serviceUri, bootLog: bootLog)
+        let stop = StopFlag()
+        stop.install()
+        await fleet.connectDue()
+        while !fleet.settled && !stop.isSet {
+            try await Task.sleep(nanoseconds: 50_000_000)
+            fleet.reapClosed()
+            fleet.announceSettled()
         }
-        print("\(vms.count) VMs connected; Ctrl-C to stop")
+        if fleet.connectedCount == count {
+            fleet.say("\(count) VMs connected; Ctrl-C to stop")
+        } else {
+            fleet.say("\(fleet.summary); retrying the others; Ctrl-C to stop")
+        }
         let start = Date()
+        var lastTick = Date()
         var tick = 0
         var lastMigration = Date()
-        while seconds == 0 || Date().timeIntervalSince(start) < seconds {
-            tick += 1
-            for vm in vms { vm.output("\(vm.name): tick \(tick)\r\n") }
-            for vm in vms {
-                let typed = vm.takeData()
-                if !typed.isEmpty { vm.output("\(vm.name): you typed \(typed.count) bytes\r\n") }
+        while !stop.isSet && (seconds == 0 || Date().timeIntervalSince(start) < seconds) {
+            fleet.reapClosed()
+            await fleet.connectDue()
+            fleet.announceSettled()
+            fleet.answerTyping()
+            fleet.drainBootLogs()
+            if !bootLog, Date().timeIntervalSince(lastTick) >= 1 {
+                lastTick = Date()
+                tick += 1
+                fleet.tick(tick)
             }
             if vmotionEvery > 0, Date().timeIntervalSince(lastMigration) >= vmotionEvery {
+                await fleet.migrateAll()
                 lastMigration = Date()
-                for i in vms.indices {
-                    vms[i] = try await vms[i].migrate(to: common.host, port: common.port, tls: common.tls)
-                }
-                print("migrated \(vms.count) VMs")
             }
-            try await Task.sleep(nanoseconds: 1_000_000_000)
+            try await Task.sleep(nanoseconds: 50_000_000)
         }
-        vms.forEach { $0.close() }
+        fleet.closeAll()
+        fleet.say("summary: \(fleet.summary)")
     }
 }
 
@@ -84,7 +113,7 @@ struct Bench: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: SimulatedVM.self) { group in
             for i in 0..<count {
                 group.addTask {
-                    try await SimulatedVM.connect(host: common.host, port: common.port, uuid: uuidFor(i, seed: seed),
+                    try await SimulatedVM.connect(host: common.host, port: common.port, uuid: SimFleet.uuid(key: "bench-\(seed)", index: i),
                                                   name: "bench-\(seed)-\(i)", tls: common.tls)
                 }
             }
