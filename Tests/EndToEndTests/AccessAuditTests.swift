@@ -15,15 +15,8 @@ extension ProxyGuardTests {
         let person = try await SimulatedClient.connect(port: try await daemon.port(of: uuid))
         connections.append(person)
         try await daemon.waitForList("the person attached") { $0.first?.clients == 1 }
-        holder.pauseReading()
+        _ = try await typeUntilBackedUp(daemon, holder, "not-reading-2", person)
         let chunk = [UInt8](repeating: UInt8(ascii: "t"), count: 64 * 1024)
-        var typed = 0
-        while !daemon.log.contains("discarded: VM not-reading-2 is not reading") {
-            guard typed < 128 << 20 else { throw SimError("typed \(typed) bytes and the VM was never backed up") }
-            for _ in 0..<16 { person.send(chunk) }
-            typed += 16 * chunk.count
-            try await person.barrier(timeout: 60)
-        }
         // 8 MiB more, in 64 KiB writes: well over a hundred reads, each of which used to log a line.
         for _ in 0..<8 {
             for _ in 0..<16 { person.send(chunk) }

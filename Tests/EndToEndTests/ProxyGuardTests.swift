@@ -21,6 +21,22 @@ final class ProxyGuardTests: DaemonTestCase {
         try await super.tearDown()
     }
 
+    /// The VM stops reading; the person types until the daemon's queue to the VM (4 MiB) is full and it says so.
+    /// Each MiB is followed by a barrier on the person's connection: the daemon has read it all. Returns the bytes
+    /// typed.
+    func typeUntilBackedUp(_ daemon: Daemon, _ vm: SimulatedVM, _ name: String, _ person: SimulatedClient) async throws -> Int {
+        vm.pauseReading()
+        let chunk = [UInt8](repeating: UInt8(ascii: "t"), count: 64 * 1024)
+        var typed = 0
+        while !daemon.log.contains("discarded: VM \(name) is not reading") {
+            guard typed < 128 << 20 else { throw SimError("typed \(typed) bytes and the VM was never backed up") }
+            for _ in 0..<16 { person.send(chunk) }
+            typed += 16 * chunk.count
+            try await person.barrier(timeout: 60)
+        }
+        return typed
+    }
+
     func describe(_ events: [ConsoleEvent]) -> String {
         events.map { "\($0.kind)[\($0.detail ?? "")]" }.joined(separator: ", ")
     }
@@ -45,17 +61,7 @@ final class ProxyGuardTests: DaemonTestCase {
         connections.append(person)
         try await daemon.waitForList("the person attached") { $0.first?.clients == 1 }
 
-        // The VM stops reading; the person types until the daemon's queue to the VM (4 MiB) is full and it says
-        // so. Each MiB is followed by a barrier on the person's connection: the daemon has read it all.
-        holder.pauseReading()
-        let chunk = [UInt8](repeating: UInt8(ascii: "t"), count: 64 * 1024)
-        var typed = 0
-        while !daemon.log.contains("discarded: VM backed-up-1 is not reading") {
-            guard typed < 128 << 20 else { throw SimError("typed \(typed) bytes and the VM was never backed up") }
-            for _ in 0..<16 { person.send(chunk) }
-            typed += 16 * chunk.count
-            try await person.barrier(timeout: 60)
-        }
+        let typed = try await typeUntilBackedUp(daemon, holder, "backed-up-1", person)
         XCTAssertGreaterThan(typed, 4 << 20)
 
         // It keeps printing (the daemon does not read it now), and a second connection claims its uuid.
