@@ -22,7 +22,17 @@ mkdir -p contrib/man contrib/completions
 for tool in vspcd vspc; do
     page=$(find "$workdir/$tool" -name "$tool.1" -print -quit)
     [ -n "$page" ] || { echo "generate-docs: no manual for $tool under $workdir" >&2; exit 1; }
-    install -m 0644 "$page" "contrib/man/$tool.1"
+    if [ "$tool" = vspcd ]; then
+        # vspcd has no subcommands, but the manual generator lists argument-parser's implicit `help` one: drop
+        # it, and the `subcommand` it puts in the synopsis.
+        awk '/^\.Ar subcommand$/ { next }
+             /^\.It Em help$/ { skip = 1; next }
+             skip { if ($0 == ".El") skip = 0; next }
+             { print }' "$page" > "contrib/man/$tool.1"
+        chmod 0644 "contrib/man/$tool.1"
+    else
+        install -m 0644 "$page" "contrib/man/$tool.1"
+    fi
     "$bin/$tool" --generate-completion-script bash > "contrib/completions/$tool.bash"
     "$bin/$tool" --generate-completion-script zsh > "contrib/completions/_$tool"
     "$bin/$tool" --generate-completion-script fish > "contrib/completions/$tool.fish"

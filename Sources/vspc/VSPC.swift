@@ -15,12 +15,16 @@ struct VSPC: AsyncParsableCommand {
 }
 
 struct AdminOption: ParsableArguments {
-    @Option(help: ArgumentHelp("vspcd's admin endpoint: [host]:port, or unix:PATH for its Unix socket.", valueName: "[host]:port|unix:PATH"))
-    var admin = "127.0.0.1:6780"
+    static let defaultAdmin = "127.0.0.1:6780"
+
+    // The default is in the help text (and nil here) so that the man page, which shows only the text, has it.
+    @Option(help: ArgumentHelp("vspcd's admin endpoint: [host]:port, or unix:PATH for its Unix socket. (default: \(defaultAdmin))", valueName: "[host]:port|unix:PATH"))
+    var admin: String?
     @Flag(help: "Also print the raw network error when the daemon cannot be reached.")
     var debug = false
 
     func endpoint() throws -> AdminEndpoint {
+        let admin = self.admin ?? Self.defaultAdmin
         guard let e = AdminEndpoint.parse(admin, defaultHost: "127.0.0.1") else {
             throw ValidationError("--admin must be [host]:port or unix:PATH, got \(admin.debugDescription)")
         }
@@ -238,7 +242,7 @@ struct History: AsyncParsableCommand {
     var vm: String
 
     @OptionGroup var admin: AdminOption
-    @Option(help: "The daemon's database file, read offline (default when the daemon is down: vspcd.db).") var db: String?
+    @Option(help: "The daemon's database file, read offline (default when the daemon is down: vspcd.db).", completion: .file()) var db: String?
     @Option(help: "Only events since: 2h, 3d, 2026-11-25, '2026-11-25 14:00', or ISO 8601.") var since: String?
     @Option(help: "Only the newest N events.") var limit: Int?
     @Flag(help: "JSON, one array of events.") var json = false
@@ -332,7 +336,7 @@ struct Tail: AsyncParsableCommand {
     @Option(name: [.customShort("n"), .customLong("lines")], help: "Only the last N lines.") var lines: Int?
     @Option(name: [.customShort("c"), .customLong("bytes")], help: "Only the last N bytes.") var bytes: Int?
     @Flag(help: "Strip terminal control sequences.") var safe = false
-    @Option(help: "Database to read the saved scrollback from when the daemon is down.") var db = "vspcd.db"
+    @Option(help: "Database to read the saved scrollback from when the daemon is down. (default: vspcd.db)", completion: .file()) var db: String?
 
     func validate() throws {
         if let lines, lines < 0 { throw ValidationError("-n must not be negative") }
@@ -341,6 +345,7 @@ struct Tail: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let db = self.db ?? "vspcd.db"
         let endpoint = try admin.endpoint()
         let output = Output(safe: safe)
         // Without --label, the VM's first (unlabelled) serial port.

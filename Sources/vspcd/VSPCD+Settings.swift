@@ -68,6 +68,17 @@ extension VSPCD {
         }
         return resolved
     }
+
+    /// vspcd does not create the folder of a Unix admin socket (the unit's RuntimeDirectory=vspcd creates
+    /// /run/vspcd): a missing one is said in a plain sentence before anything listens.
+    static func adminSocketFolderProblem(_ path: String) -> String? {
+        let folder = (path as NSString).deletingLastPathComponent
+        let dir = folder.isEmpty ? "." : folder
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue { return nil }
+        return "cannot listen on the admin socket \(path): its folder \(dir) does not exist; create it "
+            + "(under systemd, the unit's RuntimeDirectory=vspcd creates /run/vspcd)"
+    }
 }
 
 extension ReloadableSettings {

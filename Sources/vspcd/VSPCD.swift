@@ -24,7 +24,7 @@ struct VSPCD: AsyncParsableCommand {
 
     // The options have no defaults here: nil means "not on the command line", so that a config file can give
     // the value. DaemonSettings holds the defaults: built-in default < config file < command line.
-    @Option(help: ArgumentHelp("TOML file of settings, keys named as these flags (ssl = true); flags override it. SIGHUP re-reads it.", valueName: "path"))
+    @Option(help: ArgumentHelp("TOML file of settings, keys named as these flags (ssl = true); flags override it. SIGHUP re-reads it.", valueName: "path"), completion: .file())
     var config: String?
 
     @Option(help: ArgumentHelp("Proxy address for ESXi, [host]:port. \(def("proxy"))", valueName: "[host]:port"))
@@ -45,7 +45,7 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: "Seconds without VM and without client after which a VM's port returns to the pool. \(def("vm-expire-time"))")
     var vmExpireTime: Double?
 
-    @Option(help: "SQLite database file. \(def("db"))")
+    @Option(help: "SQLite database file. \(def("db"))", completion: .file())
     var db: String?
 
     @Option(help: "Service URI accepted in ESXi's DO-PROXY (its ?port=LABEL suffix names a serial port). \(def("service-uri"))")
@@ -54,10 +54,10 @@ struct VSPCD: AsyncParsableCommand {
     @Flag(help: "TLS on the proxy port (ESXi's telnets://). Needs --ssl-cert and --ssl-key.")
     var ssl = false
 
-    @Option(help: ArgumentHelp("PEM certificate (chain) for --ssl.", valueName: "pem"))
+    @Option(help: ArgumentHelp("PEM certificate (chain) for --ssl.", valueName: "pem"), completion: .file())
     var sslCert: String?
 
-    @Option(help: ArgumentHelp("PEM private key for --ssl.", valueName: "pem"))
+    @Option(help: ArgumentHelp("PEM private key for --ssl.", valueName: "pem"), completion: .file())
     var sslKey: String?
 
     @Option(help: "Seconds a vMotion may take between GOAHEAD and COMPLETE before it is dropped. \(def("vmotion-timeout"))")
@@ -96,13 +96,13 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("SSH front door for people, [host]:port (off by default; suggested :6781). `ssh -p 6781 VM@host` attaches to VM's console.", valueName: "[host]:port"))
     var ssh: String?
 
-    @Option(help: ArgumentHelp("SSH host key (ed25519, created 0600 on first start). Default: ssh_host_ed25519_key beside the database.", valueName: "path"))
+    @Option(help: ArgumentHelp("SSH host key (ed25519, created 0600 on first start). Default: ssh_host_ed25519_key beside the database.", valueName: "path"), completion: .file())
     var sshHostKey: String?
 
-    @Option(help: ArgumentHelp("OpenSSH authorized_keys for --ssh (options vms=\"glob,...\" and read-only). Default: authorized_keys beside the database. Reloaded on SIGHUP and when it changes.", valueName: "path"))
+    @Option(help: ArgumentHelp("OpenSSH authorized_keys for --ssh (options vms=\"glob,...\" and read-only). Default: authorized_keys beside the database. Reloaded on SIGHUP and when it changes.", valueName: "path"), completion: .file())
     var sshAuthorizedKeys: String?
 
-    @Option(help: ArgumentHelp("The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. \(def("telnet-ports"))", valueName: "read-write|read-only|off"))
+    @Option(help: ArgumentHelp("The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. \(def("telnet-ports"))", valueName: "read-write|read-only|off"), completion: .list(["read-write", "read-only", "off"]))
     var telnetPorts: String?
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://[host]:port/metrics (off by default; suggested 127.0.0.1:9779).", valueName: "[host]:port"))
@@ -126,7 +126,7 @@ struct VSPCD: AsyncParsableCommand {
     @Flag(name: [.short, .long], help: "Log everything, including protocol detail (debug level).")
     var debug = false
 
-    @Option(help: ArgumentHelp("Log lines as text (with a syslog priority prefix, for journald) or json (one object per line). \(def("log-format"))", valueName: "text|json"))
+    @Option(help: ArgumentHelp("Log lines as text (with a syslog priority prefix, for journald) or json (one object per line). \(def("log-format"))", valueName: "text|json"), completion: .list(["text", "json"]))
     var logFormat: String?
 
     @Option(help: ArgumentHelp("SSH connections waiting to authenticate: past start, new ones are refused with probability rate% rising to 100% at full (OpenSSH's MaxStartups). \(def("ssh-max-startups"))", valueName: "start:rate:full"))
@@ -171,7 +171,9 @@ struct VSPCD: AsyncParsableCommand {
         (config.proxyHost, config.proxyPort) = (proxy.host, proxy.port)
         switch AdminEndpoint.parse(settings.admin, defaultHost: "127.0.0.1")! {
         case .tcp(let e): (config.adminHost, config.adminPort) = (e.host, e.port)
-        case .unix(let path): config.adminUnixPath = path
+        case .unix(let path):
+            config.adminUnixPath = path
+            if let problem = Self.adminSocketFolderProblem(path) { logger.critical("\(problem)"); throw ExitCode(2) }
         }
         let beside = (settings.db as NSString).deletingLastPathComponent
         func besideDB(_ name: String) -> String { beside.isEmpty ? name : (beside as NSString).appendingPathComponent(name) }

@@ -77,7 +77,7 @@ final class Daemon {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        log.seekToEndOfFile()
+        _ = try log.seekToEnd()
         p.standardOutput = log
         p.standardError = log
         try p.run()

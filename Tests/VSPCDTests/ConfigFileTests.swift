@@ -88,13 +88,30 @@ final class ConfigFileTests: XCTestCase {
         expected.metrics = "127.0.0.1:9779"
         expected.ssh = ":6781"
         expected.sshHostKey = "/var/lib/vspcd/ssh_host_ed25519_key"
-        expected.sshAuthorizedKeys = "/etc/vspcd/authorized_keys"
+        expected.sshAuthorizedKeys = "/var/lib/vspcd/authorized_keys"
         // ssl stays false, so the certificate keys must stay commented out in real use: check them apart.
         let withoutCert = ConfigFileContents(path: contents.path, settings: contents.settings.filter { !$0.key.hasPrefix("ssl-") })
         XCTAssertEqual(try DaemonSettings.resolve(file: withoutCert, commandLine: [:]).settings.db, expected.db)
         for setting in contents.settings {
             XCTAssertEqual(DaemonSettings.key(named: setting.key)!.kind.coerce(setting.value), expected.value(of: setting.key), setting.key)
         }
+        // A key with a built-in default shows that default; the SSH files show theirs, beside the database.
+        for setting in contents.settings where setting.key != "db" {
+            guard let value = DaemonSettings.key(named: setting.key)?.kind.coerce(setting.value) else { continue }
+            if DaemonSettings().value(of: setting.key) != nil {
+                XCTAssertEqual(value, DaemonSettings().value(of: setting.key), "\(setting.key) shows its default")
+            }
+        }
+        let beside = (expected.db as NSString).deletingLastPathComponent
+        XCTAssertEqual(expected.sshHostKey, beside + "/ssh_host_ed25519_key")
+        XCTAssertEqual(expected.sshAuthorizedKeys, beside + "/authorized_keys")
+        // The header names exactly the keys that a reload applies at once.
+        let header = text.split(separator: "\n").prefix { $0.hasPrefix("#") }
+            .map { $0.dropFirst().trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+        let marker = "These keys take effect at once: "
+        let list = header.range(of: marker).map { header[$0.upperBound...].prefix { $0 != ";" } } ?? ""
+        XCTAssertEqual(Set(list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }),
+                       Set(DaemonSettings.keys.filter(\.live).map(\.name)), header)
         // As shipped (everything commented out but db), the sample starts the daemon with the defaults.
         let shipped = try DaemonSettings.resolve(file: try ConfigFile.parse(text, path: sample.path), commandLine: [:])
         XCTAssertEqual(shipped.settings, { var s = DaemonSettings(); s.db = expected.db; return s }())

@@ -201,14 +201,18 @@ _vspc_list() {
 
 _vspc_history() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json --refused --version -h --help)
     repeating_options=()
-    non_repeating_options=(--db --since --limit)
+    non_repeating_options=(--admin --db --since --limit)
     __vspc_offer_flags_options 1
 
     # Offer option value completions
     case "${prev}" in
+    '--admin')
+        return
+        ;;
     '--db')
+        __vspc_add_completions -f
         return
         ;;
     '--since')
@@ -242,6 +246,7 @@ _vspc_tail() {
         return
         ;;
     '--db')
+        __vspc_add_completions -f
         return
         ;;
     esac

@@ -165,12 +165,13 @@ _vspcd() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--ssl -v --verbose -d --debug --version -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--config --proxy --admin --listen-host --port-range-start --port-range-end --vm-expire-time --db --service-uri --ssl-cert --ssl-key --vmotion-timeout --proxy-allow --vm-stuck-timeout --takeover-probe-timeout --ssh --ssh-host-key --ssh-authorized-keys --telnet-ports --metrics --scrollback --replay --event-max-age-days --event-max-count --log-format)
+    local -a non_repeating_options=(--config --proxy --admin --listen-host --port-range-start --port-range-end --vm-expire-time --db --service-uri --ssl-cert --ssl-key --vmotion-timeout --proxy-allow --vm-stuck-timeout --takeover-probe-timeout --disconnect-backlog --skip-backlog --identify-timeout --proxy-max-unidentified --proxy-max-unidentified-per-address --new-ports-per-minute --port-reserve-percent --ssh --ssh-host-key --ssh-authorized-keys --telnet-ports --metrics --scrollback --replay --event-max-age-days --event-max-count --log-format)
     __vspcd_offer_flags_options 0
 
     # Offer option value completions
     case "${prev}" in
     '--config')
+        __vspcd_add_completions -f
         return
         ;;
     '--proxy')
@@ -192,15 +193,18 @@ _vspcd() {
         return
         ;;
     '--db')
+        __vspcd_add_completions -f
         return
         ;;
     '--service-uri')
         return
         ;;
     '--ssl-cert')
+        __vspcd_add_completions -f
         return
         ;;
     '--ssl-key')
+        __vspcd_add_completions -f
         return
         ;;
     '--vmotion-timeout')
@@ -215,16 +219,40 @@ _vspcd() {
     '--takeover-probe-timeout')
         return
         ;;
+    '--disconnect-backlog')
+        return
+        ;;
+    '--skip-backlog')
+        return
+        ;;
+    '--identify-timeout')
+        return
+        ;;
+    '--proxy-max-unidentified')
+        return
+        ;;
+    '--proxy-max-unidentified-per-address')
+        return
+        ;;
+    '--new-ports-per-minute')
+        return
+        ;;
+    '--port-reserve-percent')
+        return
+        ;;
     '--ssh')
         return
         ;;
     '--ssh-host-key')
+        __vspcd_add_completions -f
         return
         ;;
     '--ssh-authorized-keys')
+        __vspcd_add_completions -f
         return
         ;;
     '--telnet-ports')
+        __vspcd_add_completions -W 'read-write'$'\n''read-only'$'\n''off'
         return
         ;;
     '--metrics')
@@ -243,6 +271,7 @@ _vspcd() {
         return
         ;;
     '--log-format')
+        __vspcd_add_completions -W 'text'$'\n''json'
         return
         ;;
     esac

@@ -20,7 +20,7 @@ function __vspcd_parse_tokens -S
     set -l unparsed_tokens (__vspcd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'vspcd'
-        __vspcd_parse_subcommand 0 'config=' 'proxy=' 'admin=' 'listen-host=' 'port-range-start=' 'port-range-end=' 'vm-expire-time=' 'db=' 'service-uri=' 'ssl' 'ssl-cert=' 'ssl-key=' 'vmotion-timeout=' 'proxy-allow=' 'vm-stuck-timeout=' 'takeover-probe-timeout=' 'ssh=' 'ssh-host-key=' 'ssh-authorized-keys=' 'telnet-ports=' 'metrics=' 'scrollback=' 'replay=' 'event-max-age-days=' 'event-max-count=' 'v/verbose' 'd/debug' 'log-format=' 'version' 'h/help'
+        __vspcd_parse_subcommand 0 'config=' 'proxy=' 'admin=' 'listen-host=' 'port-range-start=' 'port-range-end=' 'vm-expire-time=' 'db=' 'service-uri=' 'ssl' 'ssl-cert=' 'ssl-key=' 'vmotion-timeout=' 'proxy-allow=' 'vm-stuck-timeout=' 'takeover-probe-timeout=' 'disconnect-backlog=' 'skip-backlog=' 'identify-timeout=' 'proxy-max-unidentified=' 'proxy-max-unidentified-per-address=' 'new-ports-per-minute=' 'port-reserve-percent=' 'ssh=' 'ssh-host-key=' 'ssh-authorized-keys=' 'telnet-ports=' 'metrics=' 'scrollback=' 'replay=' 'event-max-age-days=' 'event-max-count=' 'v/verbose' 'd/debug' 'log-format=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __vspcd_parse_subcommand -r 1 'version'
@@ -77,26 +77,33 @@ function __vspcd_custom_completion
 end
 
 complete -c 'vspcd' -f
-complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" config' -l 'config' -d 'TOML file of settings, keys named as these flags (ssl = true); flags override it. SIGHUP re-reads it.' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" config' -l 'config' -d 'TOML file of settings, keys named as these flags (ssl = true); flags override it. SIGHUP re-reads it.' -rF
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" proxy' -l 'proxy' -d 'Proxy address for ESXi, [host]:port. (default: :6779)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" admin' -l 'admin' -d 'Admin endpoint (vspc list/tail), [host]:port, or unix:PATH for a Unix socket (0660). (default: 127.0.0.1:6780)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" listen-host' -l 'listen-host' -d 'Address the per-VM telnet ports listen on. (default: 127.0.0.1)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" port-range-start' -l 'port-range-start' -d 'First port of the per-VM range (outside Linux\'s ephemeral range 32768-60999). (default: 20000)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" port-range-end' -l 'port-range-end' -d 'Last port of the per-VM range. (default: 32767)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" vm-expire-time' -l 'vm-expire-time' -d 'Seconds without VM and without client after which a VM\'s port returns to the pool. (default: 86400)' -rfka ''
-complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" db' -l 'db' -d 'SQLite database file. (default: vspcd.db)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" db' -l 'db' -d 'SQLite database file. (default: vspcd.db)' -rF
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" service-uri' -l 'service-uri' -d 'Service URI accepted in ESXi\'s DO-PROXY (its ?port=LABEL suffix names a serial port). (default: vSPC.py)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl' -l 'ssl' -d 'TLS on the proxy port (ESXi\'s telnets://). Needs --ssl-cert and --ssl-key.'
-complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl-cert' -l 'ssl-cert' -d 'PEM certificate (chain) for --ssl.' -rfka ''
-complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl-key' -l 'ssl-key' -d 'PEM private key for --ssl.' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl-cert' -l 'ssl-cert' -d 'PEM certificate (chain) for --ssl.' -rF
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssl-key' -l 'ssl-key' -d 'PEM private key for --ssl.' -rF
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" vmotion-timeout' -l 'vmotion-timeout' -d 'Seconds a vMotion may take between GOAHEAD and COMPLETE before it is dropped. (default: 30)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" proxy-allow' -l 'proxy-allow' -d 'Networks ESXi hosts may connect from (IPv4 and IPv6); others are closed before any negotiation. Default: anywhere. SIGHUP applies a change.' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" vm-stuck-timeout' -l 'vm-stuck-timeout' -d 'Seconds a VM connection may leave what it is sent unread before it is closed. (default: 60)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" takeover-probe-timeout' -l 'takeover-probe-timeout' -d 'Seconds a console\'s connection has to answer a probe when another connection claims the same VM serial port. (default: 5)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" disconnect-backlog' -l 'disconnect-backlog' -d 'Bytes a reader on a byte-exact door (telnet ports, vspc tail -f) may fall behind before it is disconnected (recorded). (default: 1048576)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" skip-backlog' -l 'skip-backlog' -d 'Bytes a reader on a door that shows notices (SSH) may fall behind; past it the oldest unsent bytes are skipped for that reader, with a marker. (default: 1048576)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" identify-timeout' -l 'identify-timeout' -d 'Seconds a new proxy connection has to identify itself (ESXi takes milliseconds). (default: 15)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" proxy-max-unidentified' -l 'proxy-max-unidentified' -d 'Proxy connections not identified yet, in all; more are refused at once. (default: 256)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" proxy-max-unidentified-per-address' -l 'proxy-max-unidentified-per-address' -d 'Proxy connections not identified yet from one address; more are refused at once. (default: 64)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" new-ports-per-minute' -l 'new-ports-per-minute' -d 'New port assignments one address may cause per minute; more are refused and recorded. (default: 600)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" port-reserve-percent' -l 'port-reserve-percent' -d 'Percent of the port range kept for addresses that already own assignments. (default: 10)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh' -l 'ssh' -d 'SSH front door for people, [host]:port (off by default; suggested :6781). `ssh -p 6781 VM@host` attaches to VM\'s console.' -rfka ''
-complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-host-key' -l 'ssh-host-key' -d 'SSH host key (ed25519, created 0600 on first start). Default: ssh_host_ed25519_key beside the database.' -rfka ''
-complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-authorized-keys' -l 'ssh-authorized-keys' -d 'OpenSSH authorized_keys for --ssh (options vms="glob,..." and read-only). Default: authorized_keys beside the database. Reloaded on SIGHUP and when it changes.' -rfka ''
-complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" telnet-ports' -l 'telnet-ports' -d 'The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. (default: read-write)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-host-key' -l 'ssh-host-key' -d 'SSH host key (ed25519, created 0600 on first start). Default: ssh_host_ed25519_key beside the database.' -rF
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-authorized-keys' -l 'ssh-authorized-keys' -d 'OpenSSH authorized_keys for --ssh (options vms="glob,..." and read-only). Default: authorized_keys beside the database. Reloaded on SIGHUP and when it changes.' -rF
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" telnet-ports' -l 'telnet-ports' -d 'The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. (default: read-write)' -rfka 'read-write read-only off'
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" metrics' -l 'metrics' -d 'Serve Prometheus metrics at http://[host]:port/metrics (off by default; suggested 127.0.0.1:9779).' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" scrollback' -l 'scrollback' -d 'Scrollback kept per VM serial port, in bytes (0 = off). (default: 65536)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" replay' -l 'replay' -d 'Bytes of scrollback replayed to a telnet client when it attaches (0 = off). (default: 0)' -rfka ''
@@ -104,7 +111,7 @@ complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "v
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" event-max-count' -l 'event-max-count' -d 'Keep at most this many events (0 = no limit). (default: 1000000)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" v verbose' -s 'v' -l 'verbose' -d 'Log connections and assignments (info level).'
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" d debug' -s 'd' -l 'debug' -d 'Log everything, including protocol detail (debug level).'
-complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" log-format' -l 'log-format' -d 'Log lines as text (with a syslog priority prefix, for journald) or json (one object per line). (default: text)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" log-format' -l 'log-format' -d 'Log lines as text (with a syslog priority prefix, for journald) or json (one object per line). (default: text)' -rfka 'text json'
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" version' -l 'version' -d 'Show the version.'
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_positional "vspcd" -eq 1' -fa 'help' -d 'Show subcommand help information.'
