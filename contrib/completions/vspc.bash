@@ -186,7 +186,7 @@ _vspc() {
 
 _vspc_list() {
     repeating_flags=()
-    non_repeating_flags=(--json --table --version -h --help)
+    non_repeating_flags=(--debug --json --table --version -h --help)
     repeating_options=()
     non_repeating_options=(--admin)
     __vspc_offer_flags_options 0
@@ -201,7 +201,7 @@ _vspc_list() {
 
 _vspc_history() {
     repeating_flags=()
-    non_repeating_flags=(--json --refused --version -h --help)
+    non_repeating_flags=(--debug --json --refused --version -h --help)
     repeating_options=()
     non_repeating_options=(--admin --db --since --limit)
     __vspc_offer_flags_options 1
@@ -226,7 +226,7 @@ _vspc_history() {
 
 _vspc_tail() {
     repeating_flags=()
-    non_repeating_flags=(--follow -f --safe --version -h --help)
+    non_repeating_flags=(--debug --follow -f --safe --version -h --help)
     repeating_options=()
     non_repeating_options=(--admin --label -n --lines -c --bytes --db)
     __vspc_offer_flags_options 1
@@ -254,7 +254,7 @@ _vspc_tail() {
 
 _vspc_status() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--debug --json --version -h --help)
     repeating_options=()
     non_repeating_options=(--admin)
     __vspc_offer_flags_options 0
@@ -269,7 +269,7 @@ _vspc_status() {
 
 _vspc_forget() {
     repeating_flags=()
-    non_repeating_flags=(--force --version -h --help)
+    non_repeating_flags=(--debug --force --version -h --help)
     repeating_options=()
     non_repeating_options=(--admin --label)
     __vspc_offer_flags_options 1

@@ -165,7 +165,7 @@ _vspcd() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--ssl -v --verbose -d --debug --version -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--config --proxy --admin --listen-host --port-range-start --port-range-end --vm-expire-time --db --service-uri --ssl-cert --ssl-key --vmotion-timeout --proxy-allow --vm-stuck-timeout --takeover-probe-timeout --disconnect-backlog --skip-backlog --identify-timeout --proxy-max-unidentified --proxy-max-unidentified-per-address --new-ports-per-minute --port-reserve-percent --ssh --ssh-host-key --ssh-authorized-keys --telnet-ports --metrics --scrollback --replay --event-max-age-days --event-max-count --log-format)
+    local -a non_repeating_options=(--config --proxy --admin --listen-host --port-range-start --port-range-end --vm-expire-time --db --service-uri --ssl-cert --ssl-key --vmotion-timeout --proxy-allow --vm-stuck-timeout --takeover-probe-timeout --disconnect-backlog --skip-backlog --identify-timeout --proxy-max-unidentified --proxy-max-unidentified-per-address --new-ports-per-minute --port-reserve-percent --ssh --ssh-host-key --ssh-authorized-keys --telnet-ports --metrics --scrollback --replay --event-max-age-days --event-max-count --log-format --ssh-max-startups --ssh-per-source-max-startups --ssh-per-source-max-failures --ssh-idle-timeout --ssh-keepalive-interval --ssh-keepalive-count-max)
     __vspcd_offer_flags_options 0
 
     # Offer option value completions
@@ -272,6 +272,24 @@ _vspcd() {
         ;;
     '--log-format')
         __vspcd_add_completions -W 'text'$'\n''json'
+        return
+        ;;
+    '--ssh-max-startups')
+        return
+        ;;
+    '--ssh-per-source-max-startups')
+        return
+        ;;
+    '--ssh-per-source-max-failures')
+        return
+        ;;
+    '--ssh-idle-timeout')
+        return
+        ;;
+    '--ssh-keepalive-interval')
+        return
+        ;;
+    '--ssh-keepalive-count-max')
         return
         ;;
     esac

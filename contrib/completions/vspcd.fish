@@ -20,7 +20,7 @@ function __vspcd_parse_tokens -S
     set -l unparsed_tokens (__vspcd_tokens -pc)
     switch $unparsed_tokens[1]
     case 'vspcd'
-        __vspcd_parse_subcommand 0 'config=' 'proxy=' 'admin=' 'listen-host=' 'port-range-start=' 'port-range-end=' 'vm-expire-time=' 'db=' 'service-uri=' 'ssl' 'ssl-cert=' 'ssl-key=' 'vmotion-timeout=' 'proxy-allow=' 'vm-stuck-timeout=' 'takeover-probe-timeout=' 'disconnect-backlog=' 'skip-backlog=' 'identify-timeout=' 'proxy-max-unidentified=' 'proxy-max-unidentified-per-address=' 'new-ports-per-minute=' 'port-reserve-percent=' 'ssh=' 'ssh-host-key=' 'ssh-authorized-keys=' 'telnet-ports=' 'metrics=' 'scrollback=' 'replay=' 'event-max-age-days=' 'event-max-count=' 'v/verbose' 'd/debug' 'log-format=' 'version' 'h/help'
+        __vspcd_parse_subcommand 0 'config=' 'proxy=' 'admin=' 'listen-host=' 'port-range-start=' 'port-range-end=' 'vm-expire-time=' 'db=' 'service-uri=' 'ssl' 'ssl-cert=' 'ssl-key=' 'vmotion-timeout=' 'proxy-allow=' 'vm-stuck-timeout=' 'takeover-probe-timeout=' 'disconnect-backlog=' 'skip-backlog=' 'identify-timeout=' 'proxy-max-unidentified=' 'proxy-max-unidentified-per-address=' 'new-ports-per-minute=' 'port-reserve-percent=' 'ssh=' 'ssh-host-key=' 'ssh-authorized-keys=' 'telnet-ports=' 'metrics=' 'scrollback=' 'replay=' 'event-max-age-days=' 'event-max-count=' 'v/verbose' 'd/debug' 'log-format=' 'ssh-max-startups=' 'ssh-per-source-max-startups=' 'ssh-per-source-max-failures=' 'ssh-idle-timeout=' 'ssh-keepalive-interval=' 'ssh-keepalive-count-max=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __vspcd_parse_subcommand -r 1 'version'
@@ -112,6 +112,12 @@ complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "v
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" v verbose' -s 'v' -l 'verbose' -d 'Log connections and assignments (info level).'
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" d debug' -s 'd' -l 'debug' -d 'Log everything, including protocol detail (debug level).'
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" log-format' -l 'log-format' -d 'Log lines as text (with a syslog priority prefix, for journald) or json (one object per line). (default: text)' -rfka 'text json'
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-max-startups' -l 'ssh-max-startups' -d 'SSH connections waiting to authenticate: past start, new ones are refused with probability rate% rising to 100% at full (OpenSSH\'s MaxStartups). (default: 10:30:64)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-per-source-max-startups' -l 'ssh-per-source-max-startups' -d 'SSH connections one address (an IPv6 /64) may have waiting to authenticate. (default: 8)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-per-source-max-failures' -l 'ssh-per-source-max-failures' -d 'Failed SSH attempts one address (an IPv6 /64) may make in a minute before its new connections are refused (0 = no limit). (default: 10)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-idle-timeout' -l 'ssh-idle-timeout' -d 'Seconds an SSH session may see neither input nor output before it is ended with a notice (0 = never). (default: 0)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-keepalive-interval' -l 'ssh-keepalive-interval' -d 'Seconds between keepalives to an SSH client (0 = none). (default: 15)' -rfka ''
+complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" ssh-keepalive-count-max' -l 'ssh-keepalive-count-max' -d 'Keepalives in a row an SSH client may leave unanswered before it is dropped. (default: 3)' -rfka ''
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" version' -l 'version' -d 'Show the version.'
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_flags_or_options "vspcd" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'vspcd' -n '__vspcd_should_offer_completions_for_positional "vspcd" -eq 1' -fa 'help' -d 'Show subcommand help information.'
