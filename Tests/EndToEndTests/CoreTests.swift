@@ -361,6 +361,9 @@ final class CoreTests: DaemonTestCase {
         XCTAssertNil(listed.first { $0.uuid == b }?.listenError)
         XCTAssertEqual(listed.first { $0.uuid == b }?.listening, true)
         XCTAssertTrue(daemon.log.contains("cannot listen on 127.0.0.1:\(ports[a]!)"), daemon.log)
+        // Issue 15 item 5: in plain words, SwiftNIO's own at debug level only.
+        XCTAssertTrue(daemon.log.contains("another process already listens there"), daemon.log)
+        XCTAssertFalse(daemon.log.contains("errno"), daemon.log)
         // Issue 15 item 7: `vspc status` notes the port held by another process.
         let status = try vspc(["status", "--admin", daemon.adminArgument])
         XCTAssertTrue(status.text.contains("; 1 not listening: another process holds the port"), status.text + status.err)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import VSPCClient
 import VSPCCore
 
 /// Carries out what the concentrator decides. It owns the channels, the listeners and the timers, feeds every
@@ -257,7 +258,9 @@ final class ConcentratorDriver: @unchecked Sendable {
                 self.handle(.listenerBound(ref))
             case .failure(let error):
                 let inUse = (error as? IOError)?.errnoCode == EADDRINUSE
-                self.handle(.listenerFailed(ref, addressInUse: inUse, message: "\(error)"))
+                // The plain sentence for the log, `vspc list` and history; SwiftNIO's own words at debug level.
+                self.logger.debug("bind of port \(port) for \(ref): \(error)")
+                self.handle(.listenerFailed(ref, addressInUse: inUse, message: SocketErrorText.listenReason(error)))
             }
         }
     }
