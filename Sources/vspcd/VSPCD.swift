@@ -147,7 +147,14 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Keepalives in a row an SSH client may leave unanswered before it is dropped. \(def("ssh-keepalive-count-max"))", valueName: "n"))
     var sshKeepaliveCountMax: Int?
 
+    @Flag(help: ArgumentHelp("Print every setting that has a default, as `key = value` lines of TOML, and exit (contrib/update-sample-config.sh writes them into the sample config).", visibility: .hidden))
+    var printDefaults = false
+
     func run() async throws {
+        if printDefaults {
+            DaemonSettings.defaultLines.forEach { print($0) }
+            return
+        }
         // A closed stderr or a vanished peer must not kill the daemon; write errors are handled where they occur.
         signal(SIGPIPE, SIG_IGN)
         let resolved: ResolvedSettings

@@ -66,6 +66,22 @@ final class ConfigFileTests: XCTestCase {
         }
     }
 
+    /// The sample's commented `key = value` lines are what contrib/update-sample-config.sh writes from
+    /// `vspcd --print-defaults` (`DaemonSettings.defaultLines`): running it changes nothing. (Its awk also leaves
+    /// a key the sample sets, uncommented, alone.)
+    func testTheSampleConfigShowsTheGeneratedDefaults() throws {
+        let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("contrib/vspcd.toml")
+        let lines = try String(contentsOf: sample, encoding: .utf8).split(separator: "\n").map(String.init)
+        for line in DaemonSettings.defaultLines {
+            // A key the sample sets (an uncommented line, as `db`) shows its example, not the default.
+            let key = String(line.prefix { $0 != " " })
+            if lines.contains(where: { $0.hasPrefix(key + " = ") }) { continue }
+            XCTAssertTrue(lines.contains("# " + line), "contrib/vspcd.toml lacks \"# \(line)\": run contrib/update-sample-config.sh")
+        }
+        XCTAssertEqual(DaemonSettings.defaultLines.count, DaemonSettings.keys.filter { DaemonSettings().value(of: $0.name) != nil }.count)
+    }
+
     func testTheSampleConfigIsValidAndHoldsEveryKeyAtItsDefault() throws {
         let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("contrib/vspcd.toml")

@@ -101,6 +101,12 @@ public struct DaemonSettings: Equatable, Sendable {
 
     public static func key(named name: String) -> SettingKey? { keys.first { $0.name == name } }
 
+    /// `key = value` in TOML for every key that has a default, in the order of `keys`: what the sample config's
+    /// commented lines show (`vspcd --print-defaults`, used by contrib/update-sample-config.sh).
+    public static var defaultLines: [String] {
+        keys.compactMap { key in key.get(DaemonSettings()).map { "\(key.name) = \($0)" } }
+    }
+
     /// A key's value here (nil for an unset optional).
     public func value(of key: String) -> SettingValue? { Self.key(named: key)?.get(self) }
 
