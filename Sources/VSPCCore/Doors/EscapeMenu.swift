@@ -93,7 +93,7 @@ public struct EscapeMenu: Sendable {
     public static let helpText = [
         "vspcd escape menu: Ctrl-] followed by",
         "  .       disconnect",
-        "  ?       this help",
+        "  ?       this help (any other key shows it too, and sends nothing)",
         "  w       who is attached to this console",
         "  b       send a BREAK to the VM",
         "  r       replay the scrollback",
