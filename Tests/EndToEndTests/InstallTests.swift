@@ -61,7 +61,7 @@ final class InstallTests: XCTestCase {
 
     func testTheUnitPassesSystemdAnalyzeVerify() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
-            throw XCTSkip("systemd-analyze is not installed")
+            throw XCTSkip("systemd-analyze is not installed (Debian's systemd package)")
         }
         // verify checks that ExecStart exists: point it at the built binary in a copy of the unit.
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vspcd-unit-\(UUID().uuidString)")
