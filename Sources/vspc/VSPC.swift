@@ -128,13 +128,7 @@ func localTime(_ iso: String?) -> String {
     return formatLocal(date)
 }
 
-func formatLocal(_ date: Date) -> String {
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = TimeZone.current
-    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-    return f.string(from: date)
-}
+func formatLocal(_ date: Date) -> String { AdminProtocol.localTimestamp(date, in: .current) }
 
 func printTable(_ rows: [[String]]) {
     guard let first = rows.first else { return }

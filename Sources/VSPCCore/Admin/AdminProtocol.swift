@@ -122,6 +122,15 @@ public struct AdminResponse: Codable, Sendable {
 }
 
 extension AdminProtocol {
+    /// A time as people read it, in `zone`: `2026-11-25 14:00:07` (`vspc history`, the escape menu's `w`).
+    public static func localTimestamp(_ date: Date, in zone: TimeZone) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = zone
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return f.string(from: date)
+    }
+
     /// A time as the protocol writes it: ISO 8601 in UTC, whole seconds.
     public static func timestamp(_ date: Date) -> String {
         let f = ISO8601DateFormatter()

@@ -45,11 +45,5 @@ extension ConcentratorStateMachine {
     }
 
     /// A time as `w` shows it: the daemon's local time (`config.timeZone`), as `vspc history` prints it.
-    func localTime(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = config.timeZone
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-        return f.string(from: date)
-    }
+    func localTime(_ date: Date) -> String { AdminProtocol.localTimestamp(date, in: config.timeZone) }
 }
