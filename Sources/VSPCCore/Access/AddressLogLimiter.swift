@@ -5,7 +5,8 @@
 public struct AddressLogLimiter: Sendable {
     public let perMinute: Int
     private var windowStart = Int64.min
-    private var logged: Set<IPAddress> = []
+    /// Addresses logged this minute; nil stands for peers whose address could not be read (one key for all).
+    private var logged: Set<IPAddress?> = []
     private var suppressed = 0
 
     public init(perMinute: Int = 64) { self.perMinute = max(1, perMinute) }
@@ -17,8 +18,8 @@ public struct AddressLogLimiter: Sendable {
         public var suppressedBefore: Int
     }
 
-    /// One refusal from `address` at `now` (monotonic nanoseconds).
-    public mutating func refusal(from address: IPAddress, now: Int64) -> Decision {
+    /// One refusal from `address` (nil: unreadable) at `now` (monotonic nanoseconds).
+    public mutating func refusal(from address: IPAddress?, now: Int64) -> Decision {
         var before = 0
         if windowStart == .min || now - windowStart >= 60_000_000_000 {
             before = suppressed

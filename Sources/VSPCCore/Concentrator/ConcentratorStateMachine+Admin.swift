@@ -111,21 +111,22 @@ extension ConcentratorStateMachine {
     public func daemonStatus() -> DaemonStatus {
         let listed = consoles.values.filter(\.listed)
         let started = startedAt ?? now.date
+        // People by door, in one pass: the per-door fields below are read from it.
+        var byDoor = Dictionary(uniqueKeysWithValues: Door.all.map { ($0.name, 0) })
+        for client in clients.values { byDoor[client.door.name, default: 0] += 1 }
         var status = DaemonStatus(
             version: config.version, startedAt: AdminProtocol.timestamp(started),
             uptimeSeconds: max(0, Int(now.date.timeIntervalSince(started))),
             consoles: listed.count, connected: consoles.values.filter { $0.vm != nil }.count,
-            migrating: migrations.count, telnetClients: clients.values.filter { $0.door == .telnet }.count,
-            tailFollowers: clients.values.filter { $0.door == .tail }.count,
+            migrating: migrations.count, telnetClients: byDoor[Door.telnet.name] ?? 0,
+            tailFollowers: byDoor[Door.tail.name] ?? 0,
             portsUsed: config.portRange.count - pool.available, portsFree: pool.available,
             portRangeStart: config.portRange.lowerBound, portRangeEnd: config.portRange.upperBound,
             descriptors: descriptorsInUse, descriptorLimit: config.descriptorLimit, eventsSuppressed: eventsSuppressed)
         status.unsaved = listed.filter { !$0.persisted }.count
-        status.sshClients = clients.values.filter { $0.door == .ssh }.count
+        status.sshClients = byDoor[Door.ssh.name] ?? 0
         status.notListening = listed.filter { !$0.isListening && $0.listenerError != nil }.count
-        status.clientsByDoor = Dictionary(uniqueKeysWithValues: Door.all.map { door in
-            (door.name, clients.values.filter { $0.door == door }.count)
-        })
+        status.clientsByDoor = byDoor
         return status
     }
 

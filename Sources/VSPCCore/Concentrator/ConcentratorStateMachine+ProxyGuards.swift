@@ -6,7 +6,7 @@ extension ConcentratorStateMachine {
     /// Closes a proxy connection before any negotiation; logged at most once a minute per address, and a bounded
     /// number of addresses a minute, with a count of the rest.
     mutating func refuseVM(_ id: ConnectionID, peer: String, address: IPAddress?, why: String) {
-        let decision = refusalLog.refusal(from: address ?? IPAddress("::")!, now: monotonicNow)
+        let decision = refusalLog.refusal(from: address, now: monotonicNow)
         if decision.suppressedBefore > 0 {
             log(.warning, "… \(grouped(decision.suppressedBefore)) more refused proxy connections in the last minute")
         }

@@ -372,7 +372,7 @@ extension ConcentratorStateMachine {
             let reclaimed = pendingDeletes.removeValue(forKey: key)
             if reclaimed != nil { emit(.cancel(.deleteRetry(key))) }
             if reclaimed == nil, let why = refuseNewAssignment(from: vm.address) {
-                let decision = assignmentRefusalLog.refusal(from: vm.address ?? IPAddress("::")!, now: monotonicNow)
+                let decision = assignmentRefusalLog.refusal(from: vm.address, now: monotonicNow)
                 if decision.suppressedBefore > 0 {
                     log(.warning, "… \(grouped(decision.suppressedBefore)) more new port assignments refused in the last minute")
                 }
