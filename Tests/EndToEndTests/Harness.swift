@@ -226,7 +226,30 @@ final class DataBox: @unchecked Sendable {
 }
 
 /// A port that was free a moment ago.
+/// A port nothing listens on now, never one this test process handed out before: the kernel may give the same
+/// free port to two calls in a row (a daemon's proxy and admin ports once collided that way).
 func freePort() throws -> Int {
+    for _ in 0..<64 {
+        let port = try anyFreePort()
+        let fresh = handedOut.withLock { $0.insert(port).inserted }
+        if fresh { return port }
+    }
+    throw SimError("no fresh free port")
+}
+
+private let handedOut = LockedPorts()
+
+private final class LockedPorts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ports: Set<Int> = []
+    func withLock<T>(_ body: (inout Set<Int>) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&ports)
+    }
+}
+
+private func anyFreePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
