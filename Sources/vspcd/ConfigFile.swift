@@ -4,7 +4,8 @@ import VSPCCore
 
 /// Reads `--config PATH`: a TOML file whose top-level keys are vspcd's long flag names (`proxy = ":6779"`,
 /// `ssl = true`). The values are checked later, with the command line, by `DaemonSettings.resolve`; here a
-/// syntax error, a table, an array or a date is an error naming the file and line.
+/// syntax error, a table, a date, or an array for a key that is not repeatable (`watch = ["panic=Kernel panic"]` is) is
+/// an error naming the file and line.
 enum ConfigFile {
     /// A config file is a few hundred bytes; anything past this is refused rather than read.
     static let maxBytes = 1 << 20
@@ -52,7 +53,18 @@ enum ConfigFile {
             case .double: value = .number(item.double ?? 0)
             case .bool: value = .bool(item.bool ?? false)
             case .table: throw SettingsError("\(source.naming(key)) must be \(setting.kind.phrase), not a table")
-            case .array: throw SettingsError("\(source.naming(key)) must be \(setting.kind.phrase), not an array")
+            case .array:
+                guard setting.kind == .list else {
+                    throw SettingsError("\(source.naming(key)) must be \(setting.kind.phrase), not an array")
+                }
+                var items: [String] = []
+                for element in item.array ?? [] {
+                    guard let text = element.string else {
+                        throw SettingsError("\(source.naming(key)) must be an array of strings")
+                    }
+                    items.append(text)
+                }
+                value = .list(items)
             case .date, .time, .dateTime: throw SettingsError("\(source.naming(key)) must be \(setting.kind.phrase), not a date or time")
             }
             settings.append(FileSetting(key: key, value: value, line: line))

@@ -105,8 +105,32 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. \(def("telnet-ports"))", valueName: "read-write|read-only|off"), completion: .list(["read-write", "read-only", "off"]))
     var telnetPorts: String?
 
-    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://[host]:port/metrics (off by default; suggested 127.0.0.1:9779).", valueName: "[host]:port"))
+    @Option(help: ArgumentHelp("The HTTP listener: /console_log/<uuid> (for OpenStack Nova), /metrics, /healthz, /readyz (off by default; suggested 127.0.0.1:9779; a bare :port is on loopback).", valueName: "[host]:port"))
+    var http: String?
+
+    @Option(help: ArgumentHelp("Who may use the HTTP listener: CIDR[,CIDR...], or any. \(def("http-allow"))", valueName: "cidr,..."))
+    var httpAllow: String?
+
+    @Option(help: ArgumentHelp("The same as --http (kept for existing set-ups).", valueName: "[host]:port"))
     var metrics: String?
+
+    @Option(help: ArgumentHelp("Where every byte each console printed is kept, one file per VM serial port named by its uuid (32 hex digits, as OpenStack Nova reads them), or off. Default: consoles/ beside the database.", valueName: "dir|off"), completion: .directory)
+    var consoleLogDir: String?
+
+    @Option(help: ArgumentHelp("A group that may read the console logs (files 0640, folder 0750); without it they are 0600 and 0700.", valueName: "group"))
+    var consoleLogGroup: String?
+
+    @Option(help: ArgumentHelp("A console log is rotated when it reaches this many bytes. \(def("console-log-max-bytes"))", valueName: "bytes"))
+    var consoleLogMaxBytes: Int?
+
+    @Option(help: ArgumentHelp("Rotated console logs kept per serial port (.1 newest). \(def("console-log-keep"))", valueName: "n"))
+    var consoleLogKeep: Int?
+
+    @Option(help: ArgumentHelp("Delete the logs of consoles silent for longer than this (0 = never). \(def("console-log-max-age-days"))", valueName: "days"))
+    var consoleLogMaxAgeDays: Int?
+
+    @Option(help: ArgumentHelp("A console line matching REGEX (POSIX extended, as grep -E) records a console-match event and counts in vspc_console_matches_total{pattern=NAME}. Repeatable.", valueName: "NAME=REGEX"))
+    var watch: [String] = []
 
     @Option(help: "Scrollback kept per VM serial port, in bytes (0 = off). \(def("scrollback"))")
     var scrollback: Int?
@@ -207,7 +231,16 @@ struct VSPCD: AsyncParsableCommand {
         config.concentrator.newAssignmentsPerMinute = settings.newPortsPerMinute
         config.concentrator.portReserveFraction = Double(settings.portReservePercent) / 100
         config.proxyAllow = Self.allowList(settings.proxyAllow)
-        config.metrics = settings.metrics.flatMap { Endpoint.parse($0, defaultHost: "127.0.0.1") }
+        config.http = (settings.http ?? settings.metrics).flatMap { Endpoint.parse($0, defaultHost: "127.0.0.1") }
+        config.httpAllow = Self.allowList(settings.httpAllow)
+        config.watchPatterns = settings.watch.compactMap { WatchPattern.parse($0).pattern }
+        do {
+            config.consoleLogs = try Self.consoleLogSettings(settings, besideDB: besideDB)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+        config.concentrator.keepsOutput = config.consoleLogs != nil || !config.watchPatterns.isEmpty
         config.version = VSPCVersion.current
         if let startups = MaxStartups.parse(settings.sshMaxStartups) { config.sshSourceLimits.startups = startups }
         config.sshSourceLimits.perSourceStartups = settings.sshPerSourceMaxStartups
@@ -247,13 +280,26 @@ struct VSPCD: AsyncParsableCommand {
             throw ExitCode(2)
         }
         logger.notice("vspcd \(VSPCVersion.current) starting; database \(settings.db)\(self.config.map { "; config \($0)" } ?? "")")
-        let server = VSPCServer(config: config, store: store, logger: logger)
+        let consoleLogs: ConsoleLogWriter?
+        do {
+            consoleLogs = try config.consoleLogs.map { try ConsoleLogWriter(settings: $0, logger: logger) }
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+        if let logs = config.consoleLogs { logger.notice("console logs in \(logs.directory)") }
+        let reader = config.consoleLogs.map { ConsoleLogReader(directory: $0.directory) }
+        let server = VSPCServer(config: config, store: store, logger: logger, consoleLogs: consoleLogs,
+                                consoleLogReader: reader.map { reader in { @Sendable key, bytes in try reader.tail(key, bytes: bytes) } })
         let counters = server.metrics
         store.commitObserver = { seconds, failures in
             counters.storeCommit(seconds: seconds)
             if failures > 0 { counters.storeError() }
         }
-        reloader.onHangUp = { server.reloadAuthorizedKeys() }
+        reloader.onHangUp = {
+            server.reloadAuthorizedKeys()
+            server.reopenConsoleLogs()
+        }
         reloader.onReload = { live in
             server.reconfigure(vmExpireTime: live.vmExpireTime, retention: live.retention,
                                proxyAllow: Self.allowList(live.proxyAllow))

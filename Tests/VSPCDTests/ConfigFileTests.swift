@@ -47,6 +47,34 @@ final class ConfigFileTests: XCTestCase {
         }
     }
 
+    func testARepeatableFlagTakesAnArrayOfStrings() throws {
+        let text = "db = \"x\"\nwatch = [\"panic=Kernel panic - not syncing\", \"oops=Oops:|BUG:|Call Trace:\"]\n"
+        let file = try ConfigFile.parse(text, path: "t.toml")
+        let resolved = try DaemonSettings.resolve(file: file, commandLine: [:])
+        XCTAssertEqual(resolved.settings.watch, ["panic=Kernel panic - not syncing", "oops=Oops:|BUG:|Call Trace:"])
+        // One string is a list of one; an array of something else, or a broken pattern, names the line.
+        let one = try DaemonSettings.resolve(file: try ConfigFile.parse("watch = \"panic=panic\"\n", path: "t.toml"), commandLine: [:])
+        XCTAssertEqual(one.settings.watch, ["panic=panic"])
+        XCTAssertThrowsError(try ConfigFile.parse("db = \"x\"\nwatch = [1, 2]\n", path: "t.toml")) {
+            XCTAssertEqual("\($0)", "t.toml:2: watch must be an array of strings")
+        }
+        XCTAssertThrowsError(try DaemonSettings.resolve(file: try ConfigFile.parse("watch = [\"a=(\"]\n", path: "t.toml"), commandLine: [:])) {
+            XCTAssertTrue("\($0)".hasPrefix("t.toml:1: watch has a REGEX that does not compile: "), "\($0)")
+        }
+        // The command line's --watch flags replace the file's.
+        let both = try DaemonSettings.resolve(file: file, commandLine: ["watch": .list(["x=y"])])
+        XCTAssertEqual(both.settings.watch, ["x=y"])
+    }
+
+    func testMetricsIsAnAliasOfHTTP() throws {
+        let alias = try DaemonSettings.resolve(file: nil, commandLine: ["metrics": .string(":9779")])
+        XCTAssertEqual(alias.settings.metrics, ":9779")
+        XCTAssertNoThrow(try DaemonSettings.resolve(file: nil, commandLine: ["metrics": .string(":9779"), "http": .string(":9779")]))
+        XCTAssertThrowsError(try DaemonSettings.resolve(file: nil, commandLine: ["metrics": .string(":9779"), "http": .string(":9780")])) {
+            XCTAssertEqual("\($0)", "--metrics is another name for --http; give one of them")
+        }
+    }
+
     func testTypeAndRangeErrorsFromTheFileNameItsLine() throws {
         let file = try ConfigFile.parse("db = \"x\"\n\nport-range-end = \"32767\"\n", path: "t.toml")
         XCTAssertThrowsError(try DaemonSettings.resolve(file: file, commandLine: [:])) {

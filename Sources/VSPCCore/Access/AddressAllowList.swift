@@ -129,6 +129,12 @@ public struct AddressAllowList: Sendable, Equatable {
 
     public var allowsEveryone: Bool { networks.isEmpty }
 
+    /// 127.0.0.0/8 and ::1: this machine only (`--http-allow`'s default).
+    public static let loopback: AddressAllowList = {
+        guard case .success(let list) = parse("127.0.0.0/8,::1") else { return AddressAllowList() }
+        return list
+    }()
+
     /// Whether a peer may connect; a peer whose address cannot be read is refused unless everyone may.
     public func allows(_ address: IPAddress?) -> Bool {
         if networks.isEmpty { return true }

@@ -58,6 +58,12 @@ public struct ConcentratorConfig: Sendable {
     public var takeoverProbeTimeout: Double = 5
     /// Events and log lines one VM connection may cause per minute; the rest are counted and summarised.
     public var eventsPerConnectionPerMinute = 20
+    /// Consoles' output goes out as `consoleOutput` actions too, for the console log files and watch patterns.
+    public var keepsOutput = false
+    /// `console-match` records one console may cause per minute; the rest are counted and summarised.
+    public var matchesPerConsolePerMinute = 10
+    /// A matched line is recorded cut at this many bytes, escaped.
+    public var matchLineLimit = 200
 
     /// `--telnet-ports`.
     public var telnetPorts = TelnetPortsMode.readWrite

@@ -101,6 +101,8 @@ public enum ConcentratorEvent: Sendable {
     case writeCompleted(WriteToken, error: StoreFailure?)
     /// What a `query` for this admin connection found.
     case queryAnswered(ConnectionID, RecordAnswer)
+    /// A line a console printed matched the watch pattern named `pattern` (`--watch`); matched off the event loop.
+    case consoleLineMatched(ConsoleKey, pattern: String, line: [UInt8])
 }
 
 /// What a person arriving through a door asks for, and who they are.
@@ -159,6 +161,8 @@ public enum ConcentratorAction: Equatable, Sendable {
     case persist([StoreOp], token: WriteToken?)
     /// Record this event and log its line.
     case record(ConsoleEvent)
+    /// A console's output, for its log file and the watch patterns (only with `keepsOutput`).
+    case consoleOutput(ConsoleKey, [UInt8])
     case log(LogLevel, String)
     /// Read the records for this admin connection, off the event loop; answer with `queryAnswered`.
     case query(ConnectionID, RecordQuery)

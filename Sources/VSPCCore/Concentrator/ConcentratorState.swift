@@ -33,6 +33,8 @@ struct ConsoleState {
     /// Monotonic nanoseconds of the last VM or client activity (may be before the daemon started).
     var lastActivity: Int64 = 0
     var scrollback: ScrollbackRing
+    /// The allowance of `console-match` records (`--watch`), a minute at a time.
+    var matchBudget = EventBudget()
     /// Bytes printed since the last save (at most the ring's capacity): what the next save appends.
     var scrollbackUnsaved = 0
     /// The last save failed: the next one rewrites the whole ring instead of appending.

@@ -227,3 +227,16 @@ extension ConcentratorStateMachine {
         }
     }
 }
+
+extension ConcentratorStateMachine {
+    /// Consoles whose port is being bound right now (after start: the known assignments not yet bound or failed).
+    public var listenersBinding: Int {
+        consoles.values.reduce(0) { count, console in
+            if case .binding = console.listener { return count + 1 }
+            return count
+        }
+    }
+
+    /// Whether the daemon holds an assignment for this console.
+    public func knows(_ key: ConsoleKey) -> Bool { consoles[key] != nil }
+}

@@ -256,6 +256,7 @@ extension ConcentratorStateMachine {
 
     mutating func broadcast(_ key: ConsoleKey, _ bytes: [UInt8]) {
         guard !bytes.isEmpty else { return }
+        if config.keepsOutput { emit(.consoleOutput(key, bytes)) }
         let scrollback = config.scrollbackBytes
         guard let people = consoles.modify(key, { console -> Set<ConnectionID> in
             if scrollback > 0 {

@@ -95,6 +95,7 @@ public struct ConcentratorStateMachine {
         case let .timerFired(timer): timerFired(timer)
         case let .writeCompleted(token, error): writeCompleted(token, error: error)
         case let .queryAnswered(id, answer): queryAnswered(id, answer)
+        case let .consoleLineMatched(key, pattern, line): consoleLineMatched(key, pattern: pattern, line: line)
         }
         defer { out = [] }
         return out

@@ -88,5 +88,7 @@ public struct EndTallies: Equatable, Sendable {
     public var vmConnections = 0
     public var vmDisconnects: [DisconnectReason: Int] = [:]
     public var clientsDropped: [DropReason: Int] = [:]
+    /// Console lines that matched each watch pattern, rate-limited records or not.
+    public var consoleMatches: [String: Int] = [:]
     public init() {}
 }

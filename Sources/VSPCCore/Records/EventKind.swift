@@ -56,6 +56,8 @@ public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, Expressi
     public static let vmotionDestinationClosed: EventKind = "vmotion-destination-closed"
     public static let vmTakeoverRefused: EventKind = "vm-takeover-refused"
     public static let eventsSuppressed: EventKind = "events-suppressed"
+    /// A console line matched a watch pattern (`--watch NAME=REGEX`).
+    public static let consoleMatch: EventKind = "console-match"
     public static let daemonStart: EventKind = "daemon-start"
     public static let daemonStop: EventKind = "daemon-stop"
 
@@ -70,6 +72,7 @@ public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, Expressi
         .vmotionPeerRejected, .vmotionComplete, .vmotionCompleteRejected, .vmotionAbort,
         .vmotionAbortIgnored, .vmotionExpired, .vmotionSourceClosed, .vmotionDestinationClosed,
         .vmTakeoverRefused, .eventsSuppressed, .daemonStart, .daemonStop,
+        .consoleMatch,
     ]
 
     /// The level of the log line derived from an event of this kind (info for a kind this version does not know).
@@ -82,7 +85,7 @@ public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, Expressi
                      .clientDetach, .clientList, .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort,
                      .vmotionSourceClosed] { levels[kind] = .info }
         for kind in [EventKind.exclusiveTaken, .exclusiveReleased, .clientRefused, .clientAccessChanged, .clientBreak,
-                     .portAssigned, .portForgotten, .daemonStart, .daemonStop] { levels[kind] = .notice }
+                     .portAssigned, .portForgotten, .daemonStart, .daemonStop, .consoleMatch] { levels[kind] = .notice }
         for kind in [EventKind.clientDropped, .clientSkipped, .vmTakeoverRefused, .eventsSuppressed, .vmotionNotNow,
                      .vmotionPeerRejected, .vmotionCompleteRejected, .vmotionAbortIgnored, .vmotionExpired,
                      .vmotionDestinationClosed, .portRefused] { levels[kind] = .warning }

@@ -41,6 +41,15 @@ public struct DaemonSettings: Equatable, Sendable {
     public var sshIdleTimeout: Double = 0
     public var sshKeepaliveInterval: Double = 15
     public var sshKeepaliveCountMax = 3
+    /// `--console-log-dir`: nil means `consoles/` beside the database; "off" turns console logs off.
+    public var consoleLogDir: String?
+    public var consoleLogGroup: String?
+    public var consoleLogMaxBytes = ConsoleLogSettings.defaultMaxBytes
+    public var consoleLogKeep = ConsoleLogSettings.defaultKeep
+    public var consoleLogMaxAgeDays = ConsoleLogSettings.defaultMaxAgeDays
+    public var watch: [String] = []
+    public var http: String?
+    public var httpAllow = "127.0.0.0/8,::1"
 
     public init() {}
 
@@ -97,6 +106,19 @@ public struct DaemonSettings: Equatable, Sendable {
         .number("ssh-idle-timeout", \.sshIdleTimeout, check: zeroOrPositive(upTo: 365 * 86400, unit: "seconds")),
         .number("ssh-keepalive-interval", \.sshKeepaliveInterval, check: zeroOrPositive(upTo: 3600, unit: "seconds")),
         .integer("ssh-keepalive-count-max", \.sshKeepaliveCountMax, check: within(1...100)),
+        .optionalString("console-log-dir", \.consoleLogDir),
+        .optionalString("console-log-group", \.consoleLogGroup),
+        .integer("console-log-max-bytes", \.consoleLogMaxBytes, check: within(4096...(1 << 40))),
+        .integer("console-log-keep", \.consoleLogKeep, check: within(0...1000)),
+        .integer("console-log-max-age-days", \.consoleLogMaxAgeDays, check: within(0...36500)),
+        .list("watch", \.watch, check: { WatchPattern.parse($0).problem }),
+        .optionalString("http", \.http, check: {
+            Endpoint.parse($0, defaultHost: "127.0.0.1") == nil ? "must be [host]:port" : nil
+        }),
+        .string("http-allow", \.httpAllow, check: {
+            if case .failure(let error) = AddressAllowList.parse($0) { return error.message }
+            return nil
+        }),
     ]
 
     public static func key(named name: String) -> SettingKey? { keys.first { $0.name == name } }
@@ -187,6 +209,17 @@ public struct SettingKey: Sendable {
         SettingKey(name: name, kind: .number, live: live, copy: { $0[keyPath: path] = $1[keyPath: path] }, get: { .number($0[keyPath: path]) },
                    set: { if case .number(let v) = $1 { $0[keyPath: path] = v } },
                    check: { if case .number(let v) = $0 { return v.isFinite ? check(v) : "must be a finite number" }; return nil })
+    }
+
+    static func list(_ name: String, _ path: WritableKeyPath<DaemonSettings, [String]>, live: Bool = false,
+                     check: @escaping @Sendable (String) -> String? = { _ in nil }) -> SettingKey {
+        SettingKey(name: name, kind: .list, live: live, copy: { $0[keyPath: path] = $1[keyPath: path] }, get: { .list($0[keyPath: path]) },
+                   set: { if case .list(let v) = $1 { $0[keyPath: path] = v } },
+                   check: {
+                       guard case .list(let items) = $0 else { return nil }
+                       for item in items { if let problem = check(item) { return problem } }
+                       return nil
+                   })
     }
 
     static func bool(_ name: String, _ path: WritableKeyPath<DaemonSettings, Bool>, live: Bool = false) -> SettingKey {

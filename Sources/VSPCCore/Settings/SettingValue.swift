@@ -4,6 +4,8 @@ public enum SettingValue: Equatable, Sendable, CustomStringConvertible {
     case integer(Int)
     case number(Double)
     case bool(Bool)
+    /// A repeatable flag (`--watch A --watch B`), an array in the config file.
+    case list([String])
 
     /// As a log line shows it: numbers without a needless `.0`, strings quoted and escaped.
     public var description: String {
@@ -12,6 +14,7 @@ public enum SettingValue: Equatable, Sendable, CustomStringConvertible {
         case .integer(let i): return String(i)
         case .number(let d): return Self.format(d)
         case .bool(let b): return b ? "true" : "false"
+        case .list(let items): return "[" + items.map { SettingValue.string($0).description }.joined(separator: ", ") + "]"
         }
     }
 
@@ -30,7 +33,7 @@ extension String {
 
 /// The type a setting takes. A `number` also takes an integer (`vm-expire-time = 3600`).
 public enum SettingKind: String, Sendable {
-    case string, integer, number, boolean
+    case string, integer, number, boolean, list
 
     /// "a string", "an integer", ...: for error messages.
     public var phrase: String {
@@ -39,14 +42,16 @@ public enum SettingKind: String, Sendable {
         case .integer: return "an integer"
         case .number: return "a number"
         case .boolean: return "true or false"
+        case .list: return "an array of strings"
         }
     }
 
     /// `value` as this kind, or nil when it is of another type.
     public func coerce(_ value: SettingValue) -> SettingValue? {
         switch (self, value) {
-        case (.string, .string), (.integer, .integer), (.number, .number), (.boolean, .bool): return value
+        case (.string, .string), (.integer, .integer), (.number, .number), (.boolean, .bool), (.list, .list): return value
         case (.number, .integer(let i)): return .number(Double(i))
+        case (.list, .string(let s)): return .list([s])
         default: return nil
         }
     }

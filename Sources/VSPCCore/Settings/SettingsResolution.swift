@@ -101,6 +101,9 @@ extension ResolvedSettings {
             let blamed = source(of: "port-range-end") == .builtIn ? "port-range-start" : "port-range-end"
             throw error(blamed, "makes an empty port range: start <= end is needed (got \(s.portRangeStart)-\(s.portRangeEnd))")
         }
+        if let http = s.http, let metrics = s.metrics, http != metrics {
+            throw error("metrics", "is another name for \(spelled("http", like: "metrics")); give one of them")
+        }
         if s.replay > s.scrollback {
             throw error("replay", "must not be more than scrollback (\(s.scrollback))")
         }
@@ -124,6 +127,7 @@ extension SettingValue {
         case .integer: return "an integer"
         case .number: return "a number"
         case .bool: return "a boolean"
+        case .list: return "an array"
         }
     }
 }

@@ -35,6 +35,10 @@ final class ConcentratorDriver: @unchecked Sendable {
     /// (or before anything else touches that connection): a peer that sends a thousand requests in one read
     /// costs one write, not a thousand queued ones.
     private var pending: [ConnectionID: ByteBuffer] = [:]
+    /// Where consoles' output goes besides the people: the log files and the watch patterns (set before start).
+    var outputSinks: [any ConsoleOutputSink] = []
+    /// The console log files among them, for metrics.
+    var consoleLogs: (any ConsoleOutputSink)?
     private var pendingOrder: [ConnectionID] = []
 
     init(config: DaemonConfig, store: any RecordBackend, logger: Logger, loop: EventLoop, metrics: VSPCMetrics) {
@@ -159,6 +163,9 @@ final class ConcentratorDriver: @unchecked Sendable {
             observe(event)
         case let .log(level, message):
             log(level, message)
+        case let .consoleOutput(key, bytes):
+            let date = Date()
+            for sink in outputSinks { sink.append(key, bytes, at: date) }
         case let .query(id, query):
             let store = self.store
             let loop = self.loop
@@ -219,8 +226,11 @@ final class ConcentratorDriver: @unchecked Sendable {
         }
         disconnectsReported = tallies
         let s = machine.daemonStatus()
-        return MetricsSnapshot(vmsConnected: s.connected, consoles: s.consoles, clientsByDoor: s.clientsByDoor ?? [:],
-                               portsFree: s.portsFree, vmotionsInProgress: s.migrating)
+        var snapshot = MetricsSnapshot(vmsConnected: s.connected, consoles: s.consoles, clientsByDoor: s.clientsByDoor ?? [:],
+                                       portsFree: s.portsFree, vmotionsInProgress: s.migrating)
+        snapshot.consoleLog = consoleLogs?.statistics()
+        snapshot.consoleMatches = tallies.consoleMatches
+        return snapshot
     }
 
     private func log(_ level: LogLevel, _ message: String) {

@@ -1,3 +1,5 @@
+import VSPCCore
+
 /// What the daemon is doing right now, read on the event loop when Prometheus scrapes.
 /// The gauges `vspc_vms_connected`, `vspc_consoles`, `vspc_clients{door}`, `vspc_ports_free` and
 /// `vspc_vmotions_in_progress` are set from it.
@@ -9,6 +11,10 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var clientsByDoor: [String: Int]
     public var portsFree: Int
     public var vmotionsInProgress: Int
+    /// What the console log files took and lost (nil: console logs off).
+    public var consoleLog: ConsoleLogStatistics?
+    /// Console lines that matched each watch pattern, since start.
+    public var consoleMatches: [String: Int] = [:]
 
     public init(
         vmsConnected: Int = 0,

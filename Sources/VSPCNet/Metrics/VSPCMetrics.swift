@@ -7,7 +7,7 @@ import VSPCCore
 ///
 /// Every method may be called from any thread: counters and gauges are atomics, histograms take a lock.
 /// Label values come only from closed enums, so no peer can create a series; there are no per-VM labels.
-public final class VSPCMetrics: Sendable {
+public final class VSPCMetrics: @unchecked Sendable {  // its `var`s are guarded by `renderLock`
     /// Buckets of `vspc_vmotion_window_seconds`: a switchover takes well under a second to tens of seconds
     /// (the default `--vmotion-timeout` is 30 s).
     public static let vmotionWindowBuckets: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
@@ -43,6 +43,14 @@ public final class VSPCMetrics: Sendable {
 
     /// Serialises "set the gauges, then render", so two concurrent scrapes each see their own snapshot.
     private let renderLock = NIOLock()
+    private let logWritten: Counter
+    private let logLost: Counter
+    private let logErrors: Counter
+    private let logQueued: Gauge
+    /// The totals of the last snapshot, so that the counters move by the difference (under `renderLock`).
+    private var logReported = ConsoleLogStatistics()
+    private var matches: [String: Counter] = [:]
+    private var matchesReported: [String: Int] = [:]
 
     /// - Parameter version: the value of `vspc_build_info{version}`.
     public init(version: String) {
@@ -87,6 +95,12 @@ public final class VSPCMetrics: Sendable {
         })
         storeErrors = counter("vspc_store_errors_total", "Database writes that failed.")
         eventsSuppressed = counter("vspc_events_suppressed_total", "Events not recorded because of rate limits or a full queue.")
+
+        logWritten = counter("vspc_console_log_written_bytes_total", "Console bytes written to the console log files.")
+        logLost = counter("vspc_console_log_lost_bytes_total",
+                          "Console bytes that never reached a console log file (disk full or failing, queue full).")
+        logErrors = counter("vspc_console_log_write_errors_total", "Failed writes of console log files (retried or lost).")
+        logQueued = gauge("vspc_console_log_queued_bytes", "Console bytes waiting to be written to the log files.")
 
         vmotionWindow = histogram(
             "vspc_vmotion_window_seconds", "Time from VMOTION-BEGIN to the end of the vMotion.", Self.vmotionWindowBuckets)
@@ -140,6 +154,22 @@ public final class VSPCMetrics: Sendable {
         if count > 0 { eventsSuppressed.increment(by: Int64(count)) }
     }
 
+    /// Shows `vspc_console_matches_total{pattern}` at 0 for each watch pattern from the start.
+    public func watchPatterns(_ names: [String]) {
+        renderLock.withLock { for name in names { _ = matchCounter(name) } }
+    }
+
+    /// Under `renderLock`.
+    private func matchCounter(_ pattern: String) -> Counter {
+        if let counter = matches[pattern] { return counter }
+        let counter = registry.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: "vspc_console_matches_total", unitName: "",
+                                             helpText: "Console lines that matched a watch pattern (--watch), by pattern."),
+            labels: [("pattern", pattern)])
+        matches[pattern] = counter
+        return counter
+    }
+
     // MARK: Exposition
 
     /// The Prometheus text exposition (format 0.0.4) with the gauges set from `snapshot` and `process`.
@@ -156,6 +186,17 @@ public final class VSPCMetrics: Sendable {
             openFDs.set(to: Double(process.openFDs ?? 0))
             maxFDs.set(to: Double(process.maxFDs ?? 0))
             residentBytes.set(to: Double(process.residentBytes ?? 0))
+            if let log = snapshot.consoleLog {
+                if log.writtenBytes > logReported.writtenBytes { logWritten.increment(by: Int64(log.writtenBytes - logReported.writtenBytes)) }
+                if log.lostBytes > logReported.lostBytes { logLost.increment(by: Int64(log.lostBytes - logReported.lostBytes)) }
+                if log.writeErrors > logReported.writeErrors { logErrors.increment(by: Int64(log.writeErrors - logReported.writeErrors)) }
+                logQueued.set(to: Double(log.queuedBytes))
+                logReported = log
+            }
+            for (pattern, count) in snapshot.consoleMatches where count > matchesReported[pattern, default: 0] {
+                matchCounter(pattern).increment(by: Int64(count - matchesReported[pattern, default: 0]))
+                matchesReported[pattern] = count
+            }
             return registry.emitToBuffer()
         }
     }

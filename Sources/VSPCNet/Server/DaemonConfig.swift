@@ -26,8 +26,14 @@ public struct DaemonConfig: Sendable {
     public var ssh: Endpoint?
     public var sshHostKeyPath = "ssh_host_ed25519_key"
     public var sshAuthorizedKeysPath = "authorized_keys"
-    /// `--metrics`: where Prometheus scrapes `/metrics` (off when nil).
-    public var metrics: Endpoint?
+    /// `--http` (or its alias `--metrics`): the HTTP listener for /metrics, /healthz, /readyz and /console_log (off when nil).
+    public var http: Endpoint?
+    /// `--http-allow`: who may use the HTTP listener.
+    public var httpAllow = AddressAllowList.loopback
+    /// `--console-log-dir` and its companions; nil when console logs are off.
+    public var consoleLogs: ConsoleLogSettings?
+    /// `--watch`.
+    public var watchPatterns: [WatchPattern] = []
     /// `--ssh-max-startups`, `--ssh-per-source-max-startups`, `--ssh-per-source-max-failures`.
     public var sshSourceLimits = SourceLimitSettings()
     /// `--ssh-idle-timeout`: seconds without input or output after which a session ends; 0: never.

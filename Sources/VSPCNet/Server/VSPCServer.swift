@@ -28,18 +28,40 @@ public final class VSPCServer: @unchecked Sendable {
     let group: MultiThreadedEventLoopGroup
     let driver: ConcentratorDriver
     public let metrics: VSPCMetrics
-    private var metricsServer: MetricsServer?
+    private var httpListener: HTTPListener?
+    /// Set once the start-up assignments are loaded and their ports bound (or failed): `/readyz`.
+    private let ready = NIOLockedValueBox(false)
+    /// The driver's output sinks, fixed at init (read here off the event loop).
+    private let outputSinks: [any ConsoleOutputSink]
+    /// Reads a console's live log for `/console_log` (nil: console logs off).
+    private let consoleLogReader: (@Sendable (ConsoleKey, Int?) throws -> [UInt8]?)?
     let ssh = NIOLockedValueBox<SSHState?>(nil)
     private var proxyChannel: Channel?
     private var adminChannel: Channel?
 
-    public init(config: DaemonConfig, store: any RecordBackend, logger: Logger) {
+    /// - Parameters:
+    ///   - consoleLogs: where every console's output is written (nil: console logs off).
+    ///   - consoleLogReader: reads a console's live log, for `GET /console_log/<uuid>`.
+    public init(config: DaemonConfig, store: any RecordBackend, logger: Logger,
+                consoleLogs: (any ConsoleOutputSink)? = nil,
+                consoleLogReader: (@Sendable (ConsoleKey, Int?) throws -> [UInt8]?)? = nil) {
         self.config = config
+        self.consoleLogReader = consoleLogReader
         self.logger = logger
         self.store = store
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.metrics = VSPCMetrics(version: config.version)
         self.driver = ConcentratorDriver(config: config, store: store, logger: logger, loop: group.next(), metrics: metrics)
+        driver.consoleLogs = consoleLogs
+        if let consoleLogs { driver.outputSinks.append(consoleLogs) }
+        if !config.watchPatterns.isEmpty {
+            let driver = self.driver
+            driver.outputSinks.append(ConsoleWatcher(patterns: config.watchPatterns) { key, pattern, line in
+                driver.loop.execute { driver.handle(.consoleLineMatched(key, pattern: pattern, line: line)) }
+            })
+        }
+        outputSinks = driver.outputSinks
+        metrics.watchPatterns(config.watchPatterns.map(\.name))
     }
 
     /// The loop everything runs on (systemd's watchdog pings from it, so a stuck loop stops the pings).
@@ -116,14 +138,13 @@ public final class VSPCServer: @unchecked Sendable {
             : "per-VM telnet ports (\(config.telnetPorts.rawValue)) on \(config.listenHost), range \(config.portRangeStart)-\(config.portRangeEnd)"
         logger.notice("admin endpoint on \(adminWhere); \(telnet)")
         try await startSSH()
-        if let endpoint = config.metrics {
-            let server = MetricsServer(metrics: metrics) {
-                (try? await driver.loop.submit { driver.metricsSnapshot() }.get()) ?? MetricsSnapshot()
-            }
+        if let endpoint = config.http {
+            let listener = HTTPListener(metrics: metrics, services: httpServices(), allow: config.httpAllow, logger: logger)
             // A listener that cannot open throws a `ListenError` of its own.
-            let port = try await server.start(group: group, host: endpoint.host, port: endpoint.port)
-            metricsServer = server
-            logger.notice("metrics on http://\(Endpoint(host: endpoint.host, port: port))/metrics")
+            let port = try await listener.start(host: endpoint.host, port: endpoint.port)
+            httpListener = listener
+            let base = "http://\(Endpoint(host: endpoint.host, port: port))"
+            logger.notice("HTTP on \(base): /metrics, /healthz, /readyz\(consoleLogReader != nil ? ", /console_log/<uuid>" : "")")
         }
         let detail = "proxy \(config.proxyHost):\(proxyPort ?? 0)"
         try await driver.loop.submit { driver.handle(.started(detail: detail)) }.get()
@@ -168,13 +189,53 @@ public final class VSPCServer: @unchecked Sendable {
         return 32
     }
 
+    /// SIGHUP: the console log files are opened again by name (after logrotate moved them).
+    public func reopenConsoleLogs() {
+        for sink in outputSinks { sink.reopen() }
+    }
+
+    /// What the HTTP listener asks of the daemon.
+    func httpServices() -> HTTPServices {
+        let driver = self.driver
+        let ready = self.ready
+        let loop = driver.loop
+        return HTTPServices(
+            snapshot: { (try? await loop.submit { driver.metricsSnapshot() }.get()) ?? MetricsSnapshot() },
+            healthy: {
+                // The loop answers a no-op within two seconds, or it is stuck.
+                let answered = loop.submit { true }
+                return await withTaskGroup(of: Bool.self) { group in
+                    group.addTask { (try? await answered.get()) ?? false }
+                    group.addTask {
+                        try? await Task.sleep(nanoseconds: 2_000_000_000)
+                        return false
+                    }
+                    let first = await group.next() ?? false
+                    group.cancelAll()
+                    return first
+                }
+            },
+            notReady: {
+                if ready.withLockedValue({ $0 }) { return nil }
+                guard let binding = try? await loop.submit({ driver.read { $0.listenersBinding } }).get() else {
+                    return "not started"
+                }
+                guard binding == 0 else { return "binding the ports of \(binding) known VM serial ports" }
+                ready.withLockedValue { $0 = true }
+                return nil
+            },
+            knows: { key in (try? await loop.submit { driver.read { $0.knows(key) } }.get()) ?? false },
+            consoleLog: consoleLogReader
+        )
+    }
+
     /// Graceful stop: closes the ports and connections, saves scrollback, commits everything queued.
     public func shutdown() async {
         let driver = self.driver
         try? await proxyChannel?.close()
         try? await adminChannel?.close()
         await stopSSH()
-        await metricsServer?.stop()
+        await httpListener?.stop()
         try? await driver.loop.submit { driver.shutdown() }.get()
         // Let the closes just started run to the end (their channelInactive events record the disconnects).
         try? await driver.loop.submit {}.get()
@@ -182,6 +243,8 @@ public final class VSPCServer: @unchecked Sendable {
         let lastWrite = LastWrite()
         store.enqueue([.event(ConsoleEvent(kind: .daemonStop, time: Date()))]) { lastWrite.set($0) }
         store.flush()
+        // The consoles' last output goes to disk (off the loop: this waits for the writer).
+        for sink in outputSinks { sink.close() }
         try? await group.shutdownGracefully()
         // Tell the truth about what the disk has.
         if let error = lastWrite.error {

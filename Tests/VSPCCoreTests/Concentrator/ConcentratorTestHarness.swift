@@ -77,6 +77,8 @@ final class ConcentratorHarness {
     private struct Deadline { var at: UInt64; var order: Int }
     private var armed: [TimerID: Deadline] = [:]
     private var outputs: [ConnectionID: [UInt8]] = [:]
+    /// Every console's output as handed to the log files and watch patterns (`keepsOutput`).
+    private(set) var consoleOutput: [ConsoleKey: [UInt8]] = [:]
     private var reportedClosed: Set<ConnectionID> = []
     private var followUps: [ConcentratorEvent] = []
     private var nextID: ConnectionID = 1
@@ -136,6 +138,8 @@ final class ConcentratorHarness {
             carryOut(.close(id, flush: true))
         case .setReading, .closeTransport:
             break
+        case let .consoleOutput(key, bytes):
+            consoleOutput[key, default: []].append(contentsOf: bytes)
         case let .bind(ref, port):
             binds.append((ref, port))
             answer(ref, port: port, bindReply(ref, port))

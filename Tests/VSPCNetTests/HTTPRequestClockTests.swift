@@ -5,11 +5,11 @@ import XCTest
 
 /// The metrics connection's deadlines on an EmbeddedEventLoop, whose time moves only when the test says
 /// (issue 14 item 18: a half-sent request used to hold its connection for the 90 s idle timeout).
-final class MetricsRequestClockTests: XCTestCase {
-    private func open() throws -> (EmbeddedEventLoop, EmbeddedChannel, MetricsRequestClock) {
+final class HTTPRequestClockTests: XCTestCase {
+    private func open() throws -> (EmbeddedEventLoop, EmbeddedChannel, HTTPRequestClock) {
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
-        let clock = MetricsRequestClock(requestTimeout: .seconds(5), idleTimeout: .seconds(90))
+        let clock = HTTPRequestClock(requestTimeout: .seconds(5), idleTimeout: .seconds(90))
         try channel.pipeline.syncOperations.addHandler(clock)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return (loop, channel, clock)
