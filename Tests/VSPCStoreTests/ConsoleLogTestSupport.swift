@@ -25,12 +25,15 @@ class ConsoleLogTestCase: XCTestCase {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// What the writers of a test logged.
+    let log = CapturedLog()
+
     func makeWriter(maxBytes: Int = ConsoleLogSettings.defaultMaxBytes, keep: Int = ConsoleLogSettings.defaultKeep,
                     maxAgeDays: Int = 0, groupID: UInt32? = nil, directory: String? = nil,
                     tuning: ConsoleLogWriter.Tuning = ConsoleLogWriter.Tuning()) throws -> ConsoleLogWriter {
         let settings = ConsoleLogSettings(directory: directory ?? dir, maxBytes: maxBytes, keep: keep,
                                           maxAgeDays: maxAgeDays, groupID: groupID)
-        let writer = try ConsoleLogWriter(settings: settings, logger: Logger(label: "test.consolelogs"), tuning: tuning)
+        let writer = try ConsoleLogWriter(settings: settings, logger: Logger(label: "test.consolelogs") { _ in CapturedLogHandler(log: self.log) }, tuning: tuning)
         writers.append(writer)
         return writer
     }
@@ -86,5 +89,38 @@ class ConsoleLogTestCase: XCTestCase {
             let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) ?? ""
             return target.hasPrefix(dir + "/")
         }.count
+    }
+}
+
+/// Log lines kept for assertions.
+final class CapturedLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var kept: [(level: Logger.Level, message: String)] = []
+
+    func add(_ level: Logger.Level, _ message: String) {
+        lock.lock()
+        kept.append((level, message))
+        lock.unlock()
+    }
+
+    var lines: [(level: Logger.Level, message: String)] {
+        lock.lock()
+        defer { lock.unlock() }
+        return kept
+    }
+}
+
+struct CapturedLogHandler: LogHandler {
+    let log: CapturedLog
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        log.add(event.level, event.message.description)
     }
 }

@@ -32,6 +32,25 @@ final class ConsoleLogWriterFailureTests: ConsoleLogTestCase {
         XCTAssertEqual(stats.writtenBytes, 26)
     }
 
+    func testAFailingDiskIsLoggedOnceAMinuteAndItsRecoveryOnce() throws {
+        let writer = try makeWriter()
+        try FileManager.default.createDirectory(atPath: path(vm.uuid), withIntermediateDirectories: false)
+        for i in 0..<5 {
+            writer.append(vm, Array("line \(i)\n".utf8), at: t0)
+            writer.flush()
+        }
+        XCTAssertGreaterThanOrEqual(writer.statistics().writeErrors, 5)
+        try FileManager.default.removeItem(atPath: path(vm.uuid))
+        writer.flush()
+        writer.append(vm, Array("more\n".utf8), at: t0)
+        writer.flush()
+        let lines = log.lines
+        XCTAssertEqual(lines.map(\.level), [.error, .notice])
+        XCTAssertEqual(lines.first?.message, "console logs: cannot open \(path(vm.uuid)): Is a directory; "
+                       + "0 bytes lost since the last report, 7 bytes queued, 1 failed writes")
+        XCTAssertEqual(lines.last?.message, "console logs: writing again (0 bytes lost in all since start)")
+    }
+
     func testAFIFOAtThePathFailsWithoutBlocking() throws {
         let writer = try makeWriter()
         XCTAssertEqual(mkfifo(path(vm.uuid), 0o600), 0)
