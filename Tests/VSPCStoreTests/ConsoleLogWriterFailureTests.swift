@@ -163,6 +163,18 @@ final class ConsoleLogWriterFailureTests: ConsoleLogTestCase {
         XCTAssertEqual(contents(vm.uuid), [0xFF, 0x00, 0x01])
     }
 
+    func testAKeyThatIsNotAConsoleNameGetsNoFile() throws {
+        let writer = try makeWriter(directory: path("logs"))
+        for uuid in ["../escape", "0123456789ABCDEF0123456789ABCDEF", "", "0123456789abcdef0123456789abcdef/x"] {
+            writer.append(ConsoleKey(uuid: uuid, label: ""), [1, 2, 3], at: t0)
+        }
+        writer.flush()
+        XCTAssertEqual(names(), ["logs"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("logs")), [])
+        XCTAssertEqual(writer.statistics().lostBytes, 12)
+        XCTAssertEqual(writer.statistics().queuedBytes, 0)
+    }
+
     /// A real full disk: a small tmpfs (needs root and mount; skipped where they are missing).
     func testAFullDiskDelaysTheBytesUntilThereIsRoom() throws {
         let mountPoint = path("tmpfs")

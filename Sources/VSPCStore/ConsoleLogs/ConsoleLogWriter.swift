@@ -227,6 +227,12 @@ public final class ConsoleLogWriter: ConsoleOutputSink, @unchecked Sendable {
         }
         var consumed = 0, lost = 0
         for (key, output) in work {
+            // A key whose file name would not read back as that console (not a vc-uuid) gets no file.
+            let parsed = ConsoleLogFiles.parse(ConsoleLogFiles.live(key))
+            guard parsed?.key == key, parsed?.rotation == nil, parsed?.isIndex == false else {
+                lost += output.count
+                continue
+            }
             let done = files.writeOutput(key, output)
             consumed += done
             guard done < output.count else { continue }
