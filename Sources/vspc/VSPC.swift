@@ -10,7 +10,7 @@ struct VSPC: AsyncParsableCommand {
         commandName: "vspc",
         abstract: "Query a running vspcd: list VM serial ports, show their history, tail their consoles.",
         version: VSPCVersion.current,
-        subcommands: [List.self, History.self, Tail.self, Status.self, Forget.self],
+        subcommands: [List.self, History.self, Tail.self, Log.self, Grep.self, Status.self, Forget.self],
         defaultSubcommand: List.self)
 }
 
@@ -272,17 +272,9 @@ struct History: AsyncParsableCommand {
     }
 
     func offline(_ db: String, since sinceDate: Date?) throws {
-        let store: any RecordReader
-        do {
-            store = try RecordBackends.openForReading(db)
-        } catch {
-            throw fail(show("\(error)"))
-        }
-        let target: ConsoleCandidate
-        switch VMLookup.choose(vm, among: try store.knownConsoles(), scope: .vm) {
-        case .found(let found): target = found
-        case .notFound: throw fail("no VM matches \(quoted(vm)) in \(show(db))")
-        case .ambiguous(let candidates): throw fail(VMLookup.ambiguity(vm, candidates))
+        let store = try openOffline(db)
+        guard let target = try chooseOffline(vm, in: store, scope: .vm) else {
+            throw fail("no VM matches \(quoted(vm)) in \(show(db))")
         }
         let events = try store.events(uuid: target.uuid, label: nil, since: sinceDate, limit: limit)
         try printHistory(uuid: target.uuid, name: target.name, events: events)
