@@ -182,6 +182,18 @@ final class ConsoleLogWriterTests: ConsoleLogTestCase {
         XCTAssertEqual(writer.statistics().writeErrors, 0)
     }
 
+    func testTheWriterWritesOnItsOwnAndRetentionRepeats() throws {
+        var tuning = ConsoleLogWriter.Tuning()
+        tuning.retentionInterval = 0.05
+        let writer = try makeWriter(maxAgeDays: 1, tuning: tuning)
+        writer.append(vm, Array("no flush needed".utf8), at: t0)
+        waitUntil("the output is written") { contents(vm.uuid) == Array("no flush needed".utf8) }
+        createFileOrFail(atPath: path(other.uuid), contents: Data("old".utf8))
+        try setModified(other.uuid, Date().addingTimeInterval(-2 * 86_400))
+        waitUntil("the silent console's file is deleted") { !exists(other.uuid) }
+        XCTAssertEqual(names(), [vm.uuid, vm.uuid + ".idx"])
+    }
+
     func testRetentionZeroKeepsEverything() throws {
         createFileOrFail(atPath: path(vm.uuid), contents: Data("x".utf8))
         try setModified(vm.uuid, Date(timeIntervalSince1970: 0))
