@@ -77,6 +77,15 @@ class ConsoleLogTestCase: XCTestCase {
                       "cannot create \(path)", file: file, line: line)
     }
 
+    /// Waits (up to a generous bound) for the writer thread to bring about `condition` on its own.
+    func waitUntil(_ what: String, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) {
+        let deadline = Date().addingTimeInterval(20)
+        while !condition() {
+            guard Date() < deadline else { return XCTFail("timed out waiting until \(what)", file: file, line: line) }
+            usleep(5_000)
+        }
+    }
+
     /// Sets a file's access and modification times.
     func setModified(_ name: String, _ date: Date) throws {
         try FileManager.default.setAttributes([.modificationDate: date], ofItemAtPath: path(name))

@@ -182,6 +182,18 @@ final class ConsoleLogWriterTests: ConsoleLogTestCase {
         XCTAssertEqual(writer.statistics().writeErrors, 0)
     }
 
+    func testTheWriterWritesOnItsOwnAndRetentionRepeats() throws {
+        var tuning = ConsoleLogWriter.Tuning()
+        tuning.retentionInterval = 0.05
+        let writer = try makeWriter(maxAgeDays: 1, tuning: tuning)
+        writer.append(vm, Array("no flush needed".utf8), at: t0)
+        waitUntil("the output is written") { contents(vm.uuid) == Array("no flush needed".utf8) }
+        createFileOrFail(atPath: path(other.uuid), contents: Data("old".utf8))
+        try setModified(other.uuid, Date().addingTimeInterval(-2 * 86_400))
+        waitUntil("the silent console's file is deleted") { !exists(other.uuid) }
+        XCTAssertEqual(names(), [vm.uuid, vm.uuid + ".idx"])
+    }
+
     func testRetentionZeroKeepsEverything() throws {
         createFileOrFail(atPath: path(vm.uuid), contents: Data("x".utf8))
         try setModified(vm.uuid, Date(timeIntervalSince1970: 0))
@@ -240,5 +252,59 @@ final class ConsoleLogWriterTests: ConsoleLogTestCase {
         XCTAssertEqual(entries(vm.uuid + ".idx"), [entry(3, t0 + 20)])
         XCTAssertEqual(contents(other.uuid + ".idx")?.count, ConsoleLogIndex.headerSize + 2 * ConsoleLogIndex.entrySize)
         XCTAssertEqual(entries(other.uuid + ".idx"), [entry(0, t0), entry(3, t0 + 20)])
+    }
+
+    /// Random chunks, times and flushes against a model of the files: the bytes across `.n`…`.1`, live are the
+    /// input, every file but the live one is exactly the limit, and each index holds the entries the rule gives.
+    func testRandomOutputMatchesAModelOfFilesAndIndexes() throws {
+        var random = SeededRandom(seed: 42)
+        for round in 0..<4 {
+            let maxBytes = 37 + Int(random.next() % 400)
+            let sub = "round\(round)"
+            let writer = try makeWriter(maxBytes: maxBytes, keep: 64, directory: path(sub))
+            var input: [UInt8] = []
+            var files: [[UInt8]] = [[]]
+            var indexes: [[ConsoleLogIndex.Entry]] = [[]]
+            var milliseconds: Int64 = 1_700_000_000_000
+            while input.count < maxBytes * 40 {
+                let chunk = sampleBytes(Int(random.next() % 300) + 1, seed: random.next())
+                milliseconds += Int64(random.next() % 1500)
+                writer.append(vm, chunk, at: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+                input += chunk
+                var rest = chunk[...]
+                while !rest.isEmpty {
+                    if files[files.count - 1].count == maxBytes {
+                        files.append([])
+                        indexes.append([])
+                    }
+                    let piece = rest.prefix(maxBytes - files[files.count - 1].count)
+                    if ConsoleLogIndex.needsEntry(after: indexes[indexes.count - 1].last, at: milliseconds) {
+                        indexes[indexes.count - 1].append(
+                            .init(offset: UInt64(files[files.count - 1].count), milliseconds: milliseconds))
+                    }
+                    files[files.count - 1] += piece
+                    rest = rest.dropFirst(piece.count)
+                }
+                if random.next() % 10 == 0 { writer.flush() }
+            }
+            writer.flush()
+            for (n, expected) in files.reversed().enumerated() {
+                let name = sub + "/" + (n == 0 ? vm.uuid : "\(vm.uuid).\(n)")
+                XCTAssertEqual(contents(name), expected, name)
+                XCTAssertEqual(entries(name + ".idx"), indexes[files.count - 1 - n], name)
+            }
+            XCTAssertEqual(writer.statistics().rotations, UInt64(files.count - 1))
+            XCTAssertEqual(writer.statistics().writtenBytes, UInt64(input.count))
+        }
+    }
+}
+
+/// A small deterministic generator for tests.
+struct SeededRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return state >> 17
     }
 }

@@ -73,36 +73,45 @@ final class ConsoleLogFileSet {
     // MARK: Writing
 
     /// Writes as much of `pending` as the disk takes, rotating at the size limit. Returns how many of its bytes
-    /// are written (all of them unless a failure was recorded).
+    /// are written (all of them unless a failure was recorded). Runs of output that need no index entry of their
+    /// own go out in one write(2).
     func writeOutput(_ key: ConsoleKey, _ pending: ConsoleLogPending) -> Int {
         check(key)
-        for segment in pending.segments {
-            var at = segment.range.lowerBound
-            while at < segment.range.upperBound {
-                guard let log = openLog(key) else { return at }
-                if log.size >= maxBytes {
-                    guard rotate(key) else { return at }
-                    continue
-                }
-                let length = Int(min(UInt64(segment.range.upperBound - at), maxBytes - log.size))
-                if ConsoleLogIndex.needsEntry(after: log.lastEntry, at: segment.milliseconds) {
-                    addEntry(key, log, ConsoleLogIndex.Entry(offset: log.size, milliseconds: segment.milliseconds))
-                }
-                let written = pending.bytes.withUnsafeBufferPointer { buffer -> Int in
-                    guard let base = buffer.baseAddress else { return 0 }
-                    return writeSome(log.dataFD, base + at, length)
-                }
-                if written <= 0 {
-                    let code = written < 0 ? errno : EIO
-                    fail("write", path(ConsoleLogFiles.live(key)), code)
-                    // The descriptor may be the trouble (a file replaced under it): open by path next time.
-                    closeLog(key)
-                    return at
-                }
-                log.size += UInt64(written)
-                at += written
-                writtenBytes += UInt64(written)
+        let segments = pending.segments
+        var i = 0
+        var at = 0
+        while i < segments.count {
+            guard let log = openLog(key) else { return at }
+            if log.size >= maxBytes {
+                guard rotate(key) else { return at }
+                continue
             }
+            let milliseconds = segments[i].milliseconds
+            if ConsoleLogIndex.needsEntry(after: log.lastEntry, at: milliseconds) {
+                addEntry(key, log, ConsoleLogIndex.Entry(offset: log.size, milliseconds: milliseconds))
+            }
+            var end = segments[i].range.upperBound
+            var next = i + 1
+            while next < segments.count, !ConsoleLogIndex.needsEntry(after: log.lastEntry, at: segments[next].milliseconds) {
+                end = segments[next].range.upperBound
+                next += 1
+            }
+            let length = Int(min(UInt64(end - at), maxBytes - log.size))
+            let written = pending.bytes.withUnsafeBufferPointer { buffer -> Int in
+                guard let base = buffer.baseAddress else { return 0 }
+                return writeSome(log.dataFD, base + at, length)
+            }
+            if written <= 0 {
+                let code = written < 0 ? errno : EIO
+                fail("write", path(ConsoleLogFiles.live(key)), code)
+                // The descriptor may be the trouble (a file replaced under it): open by path next time.
+                closeLog(key)
+                return at
+            }
+            log.size += UInt64(written)
+            at += written
+            writtenBytes += UInt64(written)
+            while i < segments.count && at >= segments[i].range.upperBound { i += 1 }
         }
         return pending.count
     }

@@ -147,21 +147,22 @@ public final class ConsoleLogWriter: ConsoleOutputSink, @unchecked Sendable {
     // MARK: The writer thread
 
     private func run() {
-        var nextRetention = Date()
-        var batchDeadline: Date?
+        // Deadlines on the monotonic clock, so that a step of the wall clock neither stalls nor hurries writes.
+        var nextRetention = Self.monotonicSeconds()
+        var batchDeadline: Double?
         while true {
             condition.lock()
             while !closed && !reopenRequested && flushDone >= flushRequested && pendingBytes < tuning.batchBytes {
-                let now = Date()
+                let now = Self.monotonicSeconds()
                 if now >= nextRetention { break }
+                var wake = nextRetention
                 if pendingBytes > 0 || !retry.isEmpty {
-                    let deadline = batchDeadline ?? now.addingTimeInterval(tuning.flushInterval)
+                    let deadline = batchDeadline ?? now + tuning.flushInterval
                     batchDeadline = deadline
                     if now >= deadline { break }
-                    _ = condition.wait(until: min(deadline, nextRetention))
-                } else {
-                    _ = condition.wait(until: nextRetention)
+                    wake = min(deadline, wake)
                 }
+                _ = condition.wait(until: Date().addingTimeInterval(min(wake - now, 10)))
             }
             batchDeadline = nil
             let batch = pending
@@ -183,9 +184,9 @@ public final class ConsoleLogWriter: ConsoleOutputSink, @unchecked Sendable {
                 retry = [:]
             }
             let now = Date()
-            if now >= nextRetention {
+            if Self.monotonicSeconds() >= nextRetention {
                 files.applyRetention(now: now)
-                nextRetention = now.addingTimeInterval(max(1, tuning.retentionInterval))
+                nextRetention = Self.monotonicSeconds() + max(0.01, tuning.retentionInterval)
             }
             if closing { files.closeAll() }
 
@@ -269,6 +270,10 @@ public final class ConsoleLogWriter: ConsoleOutputSink, @unchecked Sendable {
     }
 
     // MARK: Helpers
+
+    static func monotonicSeconds() -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+    }
 
     /// Milliseconds since 1970, whatever the date (a date far out of range is clamped).
     static func milliseconds(_ date: Date) -> Int64 {
