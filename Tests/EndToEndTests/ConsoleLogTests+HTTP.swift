@@ -71,6 +71,11 @@ extension ConsoleLogTests {
         let ready = try await httpGet(port: httpPort, "/readyz")
         XCTAssertEqual(ready.status, 200)
         XCTAssertEqual(ready.text, "ready\n")
+        // An HTTP/1.0 request that does not ask to keep the connection is answered and the connection closed.
+        let old = try await RawPeer.connect(port: httpPort)
+        old.write(raw: Array("GET /healthz HTTP/1.0\r\n\r\n".utf8))
+        try await old.waitForClose(timeout: 30)
+        XCTAssertEqual(try parseHTTPReply(old.raw).text, "ok\n")
 
         let uuid = testUUID(1606)
         let vm = try await connectVM(daemon, uuid, "scraped-1606")
