@@ -36,7 +36,7 @@ extension ConsoleLogTests {
         XCTAssertEqual(history.status, 0, history.err)
         let matchLines = history.lines.filter { historyKinds($0) == ["console-match"] }
         XCTAssertEqual(matchLines.count, 1, history.text)
-        XCTAssertTrue(matchLines.first?.hasSuffix("  console-match  " + DisplayText.escape(detail)) == true, history.text)
+        XCTAssertTrue(matchLines.first?.hasSuffix("  console-match  " + detail) == true, history.text)
         let json = try vspc(["history", "watched-1604", "--json"] + admin)
         XCTAssertEqual(try decodeEvents(json.out).filter { $0.kind == "console-match" }.map(\.detail), [detail])
 
@@ -56,7 +56,7 @@ extension ConsoleLogTests {
         let matches = recorded.filter { $0.kind == "console-match" }
         XCTAssertEqual(matches.count, 10, "\(matches.map { $0.detail ?? "" })")
         XCTAssertEqual(matches.map(\.detail), [detail] + (2...10).map { "panic: [ \($0)] Kernel panic - not syncing: again \($0)" })
-        try await daemon.waitForLog(detail)
+        try await daemon.waitForLog("console-match watched-1604 (\(uuid)): \(detail)")
     }
 
     // MARK: - 6. the HTTP listener
