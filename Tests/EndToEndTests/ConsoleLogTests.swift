@@ -116,16 +116,19 @@ final class ConsoleLogTests: DaemonTestCase {
         let printed = patternBytes(4 * 4096 + 1616, seed: 1605)
         output(on: vm, printed, piece: 1000)
         let kept = Array(printed.suffix(3 * 4096 + 1616))
-        try await waitUntil("the live file to hold its last 1616 bytes", timeout: 60) {
-            fileBytes(folder + "/" + uuid)?.count == 1616
+        let names = ["\(uuid).3", "\(uuid).2", "\(uuid).1", uuid]
+        // Done when the files hold the newest bytes (the live file may hold 1616 bytes once before, a rotation earlier).
+        try await waitUntil("the rotated files and the live one to hold the newest bytes", timeout: 60) {
+            names.flatMap { fileBytes(folder + "/" + $0) ?? [] } == kept
         }
 
         var files: [UInt8] = []
-        for name in ["\(uuid).3", "\(uuid).2", "\(uuid).1", uuid] {
+        for name in names {
             let bytes = try XCTUnwrap(fileBytes(folder + "/" + name), "\(name) is missing")
             XCTAssertLessThanOrEqual(bytes.count, 4096, name)
             files += bytes
         }
+        XCTAssertEqual(names.map { fileBytes(folder + "/" + $0)?.count ?? -1 }, [4096, 4096, 4096, 1616])
         XCTAssertNil(fileBytes(folder + "/\(uuid).4"), "--console-log-keep 3 keeps three rotated files")
         XCTAssertEqual(files, kept)
 
