@@ -189,4 +189,34 @@ final class ConsoleLogTests: DaemonTestCase {
         }
         XCTAssertEqual(try permissions(folder), 0o700)
     }
+
+    // MARK: - SIGHUP, for logrotate
+
+    func testSIGHUPReopensTheFilesAfterLogrotateMovedThem() async throws {
+        let daemon = try await startDaemon()
+        let uuid = testUUID(1609)
+        let folder = logFolder(daemon)
+        let path = folder + "/" + uuid
+        let vm = try await connectVM(daemon, uuid, "rotated-1609")
+        defer { vm.close() }
+        let before = Array("before logrotate\r\n".utf8) + [0xFF, 0x00]
+        output(on: vm, before)
+        let written = try await waitForFile(path, count: before.count)
+        XCTAssertEqual(written, before)
+
+        // logrotate (dateext) moves the file away; the daemon still writes to the moved file until SIGHUP.
+        let moved = folder + "/" + uuid + "-20261202"
+        XCTAssertEqual(rename(path, moved), 0)
+        kill(daemon.process!.processIdentifier, SIGHUP)
+        _ = try await daemon.waitForLog("SIGHUP: the console log files are reopened by name")
+        let after = Array("after logrotate\r\n".utf8) + [0x00, 0xFF]
+        output(on: vm, after)
+        let reopened = try await waitForFile(path, count: after.count)
+        XCTAssertEqual(reopened, after, "a new file, by the same name, with only the new output")
+        XCTAssertEqual(fileBytes(moved), before, "the moved file keeps what it had")
+        // `vspc log` reads the new file, and its time index started afresh with it.
+        let log = try Daemon.runTool("vspc", ["log", uuid, "--db", daemon.dbPath])
+        XCTAssertEqual(log.status, 0, log.err)
+        XCTAssertEqual(Array(log.out), after)
+    }
 }
