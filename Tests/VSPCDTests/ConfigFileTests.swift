@@ -130,6 +130,7 @@ final class ConfigFileTests: XCTestCase {
         expected.sslKey = "/etc/vspcd/key.pem"
         expected.proxyAllow = "10.20.0.0/16,fd00:20::/48"
         expected.metrics = "127.0.0.1:9779"
+        expected.httpPublicURL = "https://vspc.example.com"
         expected.ssh = ":6781"
         expected.sshHostKey = "/var/lib/vspcd/ssh_host_ed25519_key"
         expected.sshAuthorizedKeys = "/var/lib/vspcd/authorized_keys"
