@@ -65,7 +65,9 @@ final class WebConsoleTests: DaemonTestCase {
     func testAMintedURLShowsTheConsoleAndTypedKeysReachTheVM() async throws {
         try requireBrowser()
         let (daemon, vm) = try await start()
-        vm.output("Debian GNU/Linux 12 web01 ttyS0\r\n\r\nweb01 login: ")
+        let ok = "[\u{1B}[0;32m  OK  \u{1B}[0m]"
+        vm.output("\(ok) Started ssh.service - OpenBSD Secure Shell server.\r\n\(ok) Reached target multi-user.target - Multi-User System.\r\n"
+                  + "\r\nDebian GNU/Linux 12 web01 ttyS0\r\n\r\nweb01 login: ")
         try await daemon.waitForLog("web01")
         let url = try mint(daemon)
         let page = try browser()
