@@ -98,8 +98,8 @@ public final class HTTPListener: Sendable {
         let upgrade = HTTP1WebSocketUpgradeChannel.Configuration(http1: channelConfiguration, ws: WebConsoleSocket.configuration)
         let shouldUpgrade = WebConsoleSocket.shouldUpgrade(services.web)
         let server = HTTPServerBuilder { responder in
-            AdmittedChannel(inner: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: upgrade, shouldUpgrade: shouldUpgrade),
-                            admission: admission)
+            AdmittedChannel(inner: WebConsoleUpgradeChannel(inner: HTTP1WebSocketUpgradeChannel(
+                responder: responder, configuration: upgrade, shouldUpgrade: shouldUpgrade)), admission: admission)
         }
         var quiet = logger
         quiet.logLevel = .critical

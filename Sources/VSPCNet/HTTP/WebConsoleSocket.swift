@@ -1,9 +1,11 @@
 import Foundation
 import HTTPTypes
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import VSPCCore
 
 /// A browser's session on the web door: console bytes go out as binary frames, notices as text frames (the
@@ -168,10 +170,13 @@ enum WebConsoleSocket {
             guard case .success(let grant) = await web.claim(hash: hash, cookie: cookie, address: address) else {
                 return .dontUpgrade
             }
-            // From here the connection is a WebSocket: the HTTP request deadlines no longer apply (pings do).
+            // From here the connection is a WebSocket: the HTTP request deadlines and the answer to malformed
+            // HTTP no longer apply (pings do). Run before the upgrade itself, which is queued after this.
             channel.eventLoop.execute {
-                if let clock = try? channel.pipeline.syncOperations.handler(type: HTTPRequestClock.self) {
-                    channel.pipeline.syncOperations.removeHandler(clock, promise: nil)
+                let pipeline = channel.pipeline.syncOperations
+                if let clock = try? pipeline.handler(type: HTTPRequestClock.self) { pipeline.removeHandler(clock, promise: nil) }
+                if let errors = try? pipeline.handler(type: HTTPServerProtocolErrorHandler.self) {
+                    pipeline.removeHandler(errors, promise: nil)
                 }
             }
             let peer = PeerAddress.describe(channel.remoteAddress)
@@ -201,5 +206,25 @@ enum WebConsoleSocket {
             await group.waitForAll()
         }
         web.ended(id)
+    }
+}
+
+/// The HTTP listener's connections: HTTP/1.1 with the WebSocket upgrade, and a malformed request answered
+/// `400` and closed (as on a plain HTTP/1.1 channel) until a WebSocket takes the connection over.
+struct WebConsoleUpgradeChannel: ServerChildChannel {
+    typealias Value = HTTP1WebSocketUpgradeChannel.Value
+    let inner: HTTP1WebSocketUpgradeChannel
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
+            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try pipeline.addHandler(HTTPServerProtocolErrorHandler(), position: .after(decoder))
+            return value
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
     }
 }
