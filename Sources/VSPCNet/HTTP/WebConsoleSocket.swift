@@ -178,6 +178,7 @@ enum WebConsoleSocket {
                 if let errors = try? pipeline.handler(type: HTTPServerProtocolErrorHandler.self) {
                     pipeline.removeHandler(errors, promise: nil)
                 }
+                if let keepAlive = try? pipeline.handler(type: HTTP1KeepAlive.self) { pipeline.removeHandler(keepAlive, promise: nil) }
             }
             let peer = PeerAddress.describe(channel.remoteAddress)
             return .upgrade([:]) { inbound, outbound, _ in
@@ -209,8 +210,9 @@ enum WebConsoleSocket {
     }
 }
 
-/// The HTTP listener's connections: HTTP/1.1 with the WebSocket upgrade, and a malformed request answered
-/// `400` and closed (as on a plain HTTP/1.1 channel) until a WebSocket takes the connection over.
+/// The HTTP listener's connections: HTTP/1.1 with the WebSocket upgrade; until a WebSocket takes a connection
+/// over, a malformed request is answered `400` and closed, and a request that does not keep the connection
+/// alive (HTTP/1.0 without keep-alive) has it closed after its answer, as on a plain HTTP/1.1 channel.
 struct WebConsoleUpgradeChannel: ServerChildChannel {
     typealias Value = HTTP1WebSocketUpgradeChannel.Value
     let inner: HTTP1WebSocketUpgradeChannel
@@ -219,12 +221,37 @@ struct WebConsoleUpgradeChannel: ServerChildChannel {
         inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
             let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try pipeline.addHandler(HTTPServerProtocolErrorHandler(), position: .after(decoder))
+            let errors = HTTPServerProtocolErrorHandler()
+            try pipeline.addHandler(errors, position: .after(decoder))
+            try pipeline.addHandler(HTTP1KeepAlive(), position: .after(errors))
             return value
         }
     }
 
     func handle(value: Value, logger: Logger) async {
         await inner.handle(value: value, logger: logger)
+    }
+}
+
+/// Closes the connection once a request that does not keep it alive (HTTP/1.0 without keep-alive) is answered.
+final class HTTP1KeepAlive: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var closeAfterResponse = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = unwrapInboundIn(data), !head.isKeepAlive { closeAfterResponse = true }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard closeAfterResponse, case .end = unwrapOutboundIn(data) else { return context.write(data, promise: promise) }
+        let written = promise ?? context.eventLoop.makePromise()
+        let channel = context.channel
+        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(data, promise: written)
     }
 }
