@@ -133,6 +133,12 @@ final class WebConsoleTests: DaemonTestCase {
         try await second.open(url)
         let refused = try await second.text("status")
         XCTAssertEqual(refused, "this console link was already used; ask for a new one (vspc url)")
+        // The first browser reloads: the same cookie resumes its session, scrollback and all.
+        try await first.open(url)
+        try await first.wait(for: "hello")
+        try await first.run(["socket", 30])
+        vm.output("after the reload\r\n")
+        try await first.wait(for: "after the reload")
         let raw = try rawHTTP(port: httpPort, "GET \(URL(string: url)!.path)/ws HTTP/1.1\r\nHost: 127.0.0.1:\(httpPort)\r\nOrigin: http://127.0.0.1:\(httpPort)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         XCTAssertTrue(raw.hasPrefix("HTTP/1.1 400"), raw)
         // A token past its time to live.
@@ -186,8 +192,12 @@ final class WebConsoleTests: DaemonTestCase {
         XCTAssertEqual(answer["mode"] as? String, "read-only")
         let tokenID = try XCTUnwrap(answer["tokenID"] as? String)
         let name = String(cString: getpwuid(getuid()).pointee.pw_name)
-        let lines = try await daemon.waitForLog("console URL \(tokenID) minted for web01 (read-only")
-        XCTAssertTrue(lines.first?.contains("by uid \(getuid()) (\(name))") == true, lines.first ?? "")
+        let events = try await waitForEvents(daemon, uuid: vm.uuid, "the minted URL on record") { events in
+            events.contains { $0.kind == .consoleURL }
+        }
+        let minted = try XCTUnwrap(events.first { $0.kind == .consoleURL }?.detail)
+        XCTAssertTrue(minted.hasPrefix("token=\(tokenID) mode=read-only until "), minted)
+        XCTAssertTrue(minted.hasSuffix(" minted-by=uid \(getuid()) (\(name))"), minted)
         XCTAssertFalse(daemon.log.contains(String(url.split(separator: "/").last ?? "")), "the token is never logged")
         // A bad time to live is refused by vspc itself.
         let bad = try Daemon.runTool("vspc", ["url", "web01", "--admin", daemon.adminArgument, "--ttl", "3d"])

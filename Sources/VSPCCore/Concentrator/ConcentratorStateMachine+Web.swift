@@ -41,7 +41,9 @@ extension ConcentratorStateMachine {
             respond(id, AdminResponse(ok: false, error: refusal.message), thenClose: true)
         case .success(let grant):
             let expires = now.date.addingTimeInterval(Double(min(max(pending.ttl, 1), ConsoleTokens.maxTTL)))
-            log(.notice, "console URL \(grant.id) minted for \(console.name) (\(grant.mode.rawValue), until \(AdminProtocol.timestamp(expires))) by \(DisplayText.escape(grant.minter))")
+            // On the console's record (never the token itself): `vspc history` says who may have opened it.
+            record(.consoleURL, pending.console, peer: admin.peer,
+                   detail: "token=\(grant.id) mode=\(grant.mode.rawValue) until \(AdminProtocol.timestamp(expires)) minted-by=\(DisplayText.escape(grant.minter))")
             var response = AdminResponse(ok: true, vm: info(console))
             response.url = Self.trimmedBase(base) + "/console/" + token
             response.tokenID = grant.id

@@ -1,4 +1,4 @@
-/// A way people reach a console (telnet on its port, SSH, `vspc tail -f`, and later the web), as a value with
+/// A way people reach a console (telnet on its port, SSH, `vspc tail -f`, a browser), as a value with
 /// its capabilities. The concentrator asks the door, never which door it is: a new door is one more value here
 /// and one sink in the driver.
 public struct Door: Hashable, Sendable, CustomStringConvertible {

@@ -150,7 +150,10 @@ public final class VSPCServer: @unchecked Sendable {
             // Console URLs (`vspc url`) start with this.
             let webBase = config.httpPublicURL?.text ?? base
             try await driver.loop.submit { driver.webBase = webBase }.get()
-            logger.notice("HTTP on \(base): /metrics, /healthz, /readyz\(consoleLogReader != nil ? ", /console_log/<uuid>" : "")")
+            if !FileManager.default.fileExists(atPath: URL(fileURLWithPath: config.webAssets).appendingPathComponent("xterm.js").path) {
+                logger.warning("the browser console's terminal emulator is not in \(config.webAssets) (--web-assets): its page says which packages to install (node-xterm, esbuild) and how to bundle it")
+            }
+            logger.notice("HTTP on \(base): /metrics, /healthz, /readyz\(consoleLogReader != nil ? ", /console_log/<uuid>" : ""), /console/<token> (console URLs start \(webBase))")
         }
         let detail = "proxy \(config.proxyHost):\(proxyPort ?? 0)"
         try await driver.loop.submit { driver.handle(.started(detail: detail)) }.get()

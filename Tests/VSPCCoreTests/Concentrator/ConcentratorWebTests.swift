@@ -38,7 +38,9 @@ final class ConcentratorWebTests: XCTestCase {
         XCTAssertEqual(response.mode, .readWrite)
         XCTAssertEqual(response.expires, AdminProtocol.timestamp(h.clock.date.addingTimeInterval(300)))
         XCTAssertEqual(response.vm?.name, "web01")
-        // The token itself is in no record and no log line.
+        // Recorded with who minted it; the token itself is in no record and no log line.
+        XCTAssertEqual(h.records.last?.kind, .consoleURL)
+        XCTAssertEqual(h.records.last?.detail, "token=\(response.tokenID ?? "") mode=read-write until \(response.expires ?? "") minted-by=admin-tcp 127.0.0.1:41000")
         for action in h.take() {
             if case .log(_, let line) = action { XCTAssertFalse(line.contains("token1"), line) }
             if case .record(let event) = action { XCTAssertFalse("\(event)".contains("token1")) }
@@ -114,6 +116,19 @@ final class ConcentratorWebTests: XCTestCase {
         // ... and not after it.
         h.advance(by: 61)
         XCTAssertEqual(h.answer { $0.claimConsole(hash: hash, cookie: "cookie-1", address: "192.0.2.50", now: $1) }.failure, .used)
+    }
+
+    func testABrowserThatStopsReadingIsDroppedAndRecorded() throws {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        _ = mint(h)
+        let id = try open(h, token: "token1")
+        h.take()
+        // Its sink reports the bound crossed, as a channel's high water mark does: dropped, recorded, closed.
+        let acts = h.send(.writabilityChanged(id, writable: false))
+        XCTAssertEqual(acts.records.first?.kind, .clientDropped)
+        XCTAssertEqual(acts.records.first?.detail?.contains("door=web mode=read-write token="), true)
+        XCTAssertTrue(acts.contains(.close(id, flush: false)))
     }
 
     func testATokenExpiresAndItsConsoleMayBeGone() throws {
