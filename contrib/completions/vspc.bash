@@ -173,13 +173,13 @@ _vspc() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    list|history|tail|status|forget|help)
+    list|history|tail|log|grep|status|forget|url|help)
         # Offer subcommand argument completions
         "_vspc_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'list history tail status forget help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'list history tail log grep status forget url help' -- "${cur}"))
         ;;
     esac
 }
@@ -252,6 +252,64 @@ _vspc_tail() {
     esac
 }
 
+_vspc_log() {
+    repeating_flags=()
+    non_repeating_flags=(--timestamps --safe --follow -f --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--label --since --until --db --console-log-dir)
+    __vspc_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--label')
+        return
+        ;;
+    '--since')
+        return
+        ;;
+    '--until')
+        return
+        ;;
+    '--db')
+        __vspc_add_completions -f
+        return
+        ;;
+    '--console-log-dir')
+        __vspc_add_completions -d
+        return
+        ;;
+    esac
+}
+
+_vspc_grep() {
+    repeating_flags=()
+    non_repeating_flags=(-i -F --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--since --until -C --db --console-log-dir)
+    __vspc_offer_flags_options -1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--since')
+        return
+        ;;
+    '--until')
+        return
+        ;;
+    '-C')
+        return
+        ;;
+    '--db')
+        __vspc_add_completions -f
+        return
+        ;;
+    '--console-log-dir')
+        __vspc_add_completions -d
+        return
+        ;;
+    esac
+}
+
 _vspc_status() {
     repeating_flags=()
     non_repeating_flags=(--debug --json --version -h --help)
@@ -280,6 +338,27 @@ _vspc_forget() {
         return
         ;;
     '--label')
+        return
+        ;;
+    esac
+}
+
+_vspc_url() {
+    repeating_flags=()
+    non_repeating_flags=(--debug --read-only --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--admin --label --ttl)
+    __vspc_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--admin')
+        return
+        ;;
+    '--label')
+        return
+        ;;
+    '--ttl')
         return
         ;;
     esac
