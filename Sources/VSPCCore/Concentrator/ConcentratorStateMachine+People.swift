@@ -7,10 +7,11 @@ extension ConcentratorStateMachine {
     mutating func sessionStarted(_ id: ConnectionID, door: Door, peer: String, request asked: SessionRequest) {
         if !door.opening.isEmpty { emit(.send(id, door.opening)) }
         guard let request = rightsInForce(id, door: door, peer: peer, asked),
-              let key = consoleAsked(id, door: door, peer: peer, request: request) else { return }
+              let key = consoleAsked(id, door: door, peer: peer, request: request) else { return releaseToken(asked) }
         let identity = request.principal.identity
         guard door.descriptors == 0 || reserveDescriptors(door.descriptors) else {
             log(.error, "refused client \(peer) of \(consoles[key]?.name ?? key.description): open-file limit nearly reached")
+            releaseToken(asked)
             return refuse(id, door: door, reason: .fdLimit)
         }
         let mode = request.principal.mode(telnetPorts: config.telnetPorts)

@@ -77,6 +77,12 @@ extension ConcentratorStateMachine {
         return tokens.claim(hash: hash, cookie: cookie, address: address, now: monotonicNow)
     }
 
+    /// A session refused after its token was claimed (its console gone, the open-file limit): its browser may
+    /// try again, as after a close.
+    mutating func releaseToken(_ request: SessionRequest) {
+        if case let .token(_, hash) = request.principal { tokens.release(hash: hash, now: monotonicNow) }
+    }
+
     /// A claimed session whose upgrade did not happen after all: its browser may try again.
     public mutating func releaseConsole(hash: String, now: Now) {
         self.now = now

@@ -56,6 +56,12 @@ final class WebConsole: Sendable {
         }.get()
     }
 
+    /// A claimed token whose session did not start: its browser may try again.
+    func release(hash: String) async {
+        let driver = self.driver
+        try? await driver.loop.submit { driver.answer { $0.releaseConsole(hash: hash, now: ConcentratorDriver.now()) } }.get()
+    }
+
     func input(_ id: ConnectionID, _ bytes: [UInt8]) {
         let driver = self.driver
         driver.loop.execute { driver.handle(.clientBytes(id, bytes)) }

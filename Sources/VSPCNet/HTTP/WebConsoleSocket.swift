@@ -190,7 +190,7 @@ enum WebConsoleSocket {
     static func session(_ web: WebConsole, grant: ConsoleTokens.Grant, hash: String, peer: String, channel: any Channel,
                         inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
         let sink = WebSocketSink(limit: web.backlog, channel: channel)
-        guard let id = await web.started(sink, grant: grant, hash: hash, peer: peer) else { return }
+        guard let id = await web.started(sink, grant: grant, hash: hash, peer: peer) else { return await web.release(hash: hash) }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await sink.run(outbound) }
             do {

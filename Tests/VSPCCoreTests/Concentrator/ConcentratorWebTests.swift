@@ -131,6 +131,21 @@ final class ConcentratorWebTests: XCTestCase {
         XCTAssertTrue(acts.contains(.close(id, flush: false)))
     }
 
+    func testASessionRefusedAfterItsClaimLeavesTheTokenToItsBrowser() throws {
+        let h = ConcentratorHarness()
+        h.bringUpVM()
+        _ = mint(h)
+        let hash = ConcentratorHarness.hash("token1")
+        _ = try h.answer { $0.openConsolePage(hash: hash, cookie: nil, newCookie: "c", address: "a", now: $1) }.get()
+        let grant = try h.answer { $0.claimConsole(hash: hash, cookie: "c", address: "a", now: $1) }.get()
+        XCTAssertEqual(h.admin(AdminRequest(command: "forget", vm: "web01", force: true)).response?.ok, true)
+        let id = h.newConnection(.client)
+        h.send(.sessionStarted(id, door: .web, peer: "192.0.2.50:51000",
+                               request: SessionRequest(target: .console(grant.console), principal: .token(grant, hash: hash))))
+        XCTAssertEqual(h.closed[id], false)
+        XCTAssertNoThrow(try h.answer { $0.claimConsole(hash: hash, cookie: "c", address: "a", now: $1) }.get())
+    }
+
     func testATokenExpiresAndItsConsoleMayBeGone() throws {
         let h = ConcentratorHarness()
         h.bringUpVM()
