@@ -37,6 +37,8 @@ extension VSPCD {
         put("metrics", metrics.map { .string($0) })
         put("http", http.map { .string($0) })
         put("http-allow", httpAllow.map { .string($0) })
+        put("http-public-url", httpPublicUrl.map { .string($0) })
+        put("web-assets", webAssets.map { .string($0) })
         put("console-log-dir", consoleLogDir.map { .string($0) })
         put("console-log-group", consoleLogGroup.map { .string($0) })
         put("console-log-max-bytes", consoleLogMaxBytes.map { .integer($0) })

@@ -133,6 +133,7 @@ final class ConfigFileTests: XCTestCase {
         expected.http = "127.0.0.1:9779"
         expected.consoleLogDir = "/var/lib/vspcd/consoles"
         expected.consoleLogGroup = "nova"
+        expected.httpPublicURL = "https://vspc.example.com"
         expected.ssh = ":6781"
         expected.sshHostKey = "/var/lib/vspcd/ssh_host_ed25519_key"
         expected.sshAuthorizedKeys = "/var/lib/vspcd/authorized_keys"

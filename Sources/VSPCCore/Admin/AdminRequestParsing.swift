@@ -22,6 +22,8 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case invalidLimit(Int)
     /// A `since` that is not an ISO 8601 time.
     case invalidSince
+    /// A `ttl` out of 1...`ConsoleTokens.maxTTL`.
+    case invalidTTL(Int)
 
     public var message: String {
         switch self {
@@ -45,6 +47,8 @@ public enum AdminRequestError: Error, Equatable, Sendable {
             return "limit must be a positive number"
         case .invalidSince:
             return "since must be an ISO 8601 time"
+        case .invalidTTL:
+            return "ttl must be from 1 second to \(ConsoleTokens.maxTTL / 3600) hours"
         }
     }
 }
@@ -61,10 +65,12 @@ public enum AdminCommand: Equatable, Sendable {
     case forget(vm: String, label: String, force: Bool)
     /// A VM's events (of one serial port with `label`), since a time, the newest `limit` of them.
     case history(vm: String, label: String?, since: Date?, limit: Int)
+    /// A one-time browser URL for a console (`label` nil: any label), good for `ttl` seconds.
+    case url(vm: String, label: String?, readOnly: Bool, ttl: Int)
 
     /// The command names of protocol version 1, as the request's `command` spells them.
     public enum Name: String, CaseIterable, Sendable {
-        case list, tail, status, forget, history
+        case list, tail, status, forget, history, url
     }
 
     /// The command of a request whose fields `AdminRequest.parse` has checked.
@@ -80,6 +86,9 @@ public enum AdminCommand: Equatable, Sendable {
             self = .history(vm: request.vm ?? "", label: request.label,
                             since: request.since.flatMap(AdminProtocol.parseTimestamp),
                             limit: min(request.limit ?? AdminProtocol.maxHistoryEvents, AdminProtocol.maxHistoryEvents))
+        case .url:
+            self = .url(vm: request.vm ?? "", label: request.label, readOnly: request.readOnly == true,
+                        ttl: request.ttl ?? AdminProtocol.defaultURLTTL)
         }
     }
 }
@@ -117,13 +126,14 @@ extension AdminRequest {
             return .failure(.unknownCommand(String(clipped)))
         }
         if let vm = request.vm, vm.utf8.count > maxVMBytes { return .failure(.vmTooLong(vm.utf8.count)) }
-        if name == .tail || name == .forget || name == .history, (request.vm ?? "").isEmpty {
+        if name == .tail || name == .forget || name == .history || name == .url, (request.vm ?? "").isEmpty {
             return .failure(.missingVM(command: request.command))
         }
         if let label = request.label, !SerialPortLabel.isValid(label) { return .failure(.invalidLabel) }
         if let bytes = request.bytes, bytes < 0 { return .failure(.negativeBytes(bytes)) }
         if let limit = request.limit, limit < 1 { return .failure(.invalidLimit(limit)) }
         if let since = request.since, AdminProtocol.parseTimestamp(since) == nil { return .failure(.invalidSince) }
+        if let ttl = request.ttl, !(1...ConsoleTokens.maxTTL).contains(ttl) { return .failure(.invalidTTL(ttl)) }
         return .success((request, AdminCommand(checked: request, name)))
     }
 }

@@ -2,8 +2,8 @@ import Foundation
 
 /// The admin endpoint: one JSON request line, one JSON answer line, then raw console bytes for `tail`.
 extension ConcentratorStateMachine {
-    mutating func adminConnected(_ id: ConnectionID, peer: String) {
-        admins[id] = AdminConnection(id: id, peer: peer)
+    mutating func adminConnected(_ id: ConnectionID, peer: String, uid: UInt32? = nil) {
+        admins[id] = AdminConnection(id: id, peer: peer, uid: uid)
         if reserveDescriptors(1) {
             admins[id]?.reserved = true
         } else {
@@ -49,6 +49,8 @@ extension ConcentratorStateMachine {
             forget(id, vm: vm, label: label, force: force)
         case let .history(vm, label, since, limit):
             history(id, PendingHistory(query: vm, label: label, since: since, limit: limit))
+        case let .url(vm, label, readOnly, ttl):
+            mintURL(id, vm: vm, label: label, mode: readOnly ? .readOnly : .readWrite, ttl: ttl)
         }
     }
 

@@ -50,6 +50,10 @@ public struct DaemonSettings: Equatable, Sendable {
     public var watch: [String] = []
     public var http: String?
     public var httpAllow = "127.0.0.0/8,::1"
+    /// `--http-public-url`: the base of console URLs when vspcd sits behind a reverse proxy.
+    public var httpPublicURL: String?
+    /// `--web-assets`: where the browser console's terminal emulator is read from.
+    public var webAssets = "/usr/local/share/vspcd/web"
 
     public init() {}
 
@@ -78,6 +82,8 @@ public struct DaemonSettings: Equatable, Sendable {
             if case .failure(let error) = AddressAllowList.parse($0) { return error.message }
             return nil
         }),
+        .optionalString("http-public-url", \.httpPublicURL, check: { WebOrigin.parseBase($0) == nil ? "must be http://HOST[:PORT][/PATH] or https://..." : nil }),
+        .string("web-assets", \.webAssets, check: nonEmpty),
         .number("vm-stuck-timeout", \.vmStuckTimeout, check: positive(upTo: 86400, unit: "seconds")),
         .number("takeover-probe-timeout", \.takeoverProbeTimeout, check: positive(upTo: 600, unit: "seconds")),
         .optionalString("metrics", \.metrics, check: {

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import HummingbirdWebSocket
 import Logging
 import ServiceLifecycle
 import NIOConcurrencyHelpers
@@ -23,6 +24,8 @@ public struct HTTPServices: Sendable {
     public var knows: @Sendable (ConsoleKey) async -> Bool
     /// A console's live log, or its last N bytes; nil when it has none (blocking: run on the listener's pool).
     public var consoleLog: (@Sendable (ConsoleKey, Int?) throws -> [UInt8]?)?
+    /// The browser console (`/console/<token>`); nil: not served.
+    var web: WebConsole?
 
     public init(snapshot: @escaping @Sendable () async -> MetricsSnapshot,
                 healthy: @escaping @Sendable () async -> Bool,
@@ -89,10 +92,14 @@ public final class HTTPListener: Sendable {
         decoder.maxHeaderListSize = limits.maxHeaderBytes
         decoder.maxHeaderFieldCount = 64
         let channelConfiguration = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [HTTPRequestMarks(maxBodyBytes: limits.maxBodyBytes)], idleTimeout: nil,
-            httpDecoderConfiguration: decoder)
+            additionalChannelHandlers: [HTTPRequestMarks(maxBodyBytes: limits.maxBodyBytes), WebConsolePeerHeader()],
+            idleTimeout: nil, httpDecoderConfiguration: decoder)
+        // HTTP/1.1, and the browser console's WebSocket upgrade (`WebConsoleSocket`).
+        let upgrade = HTTP1WebSocketUpgradeChannel.Configuration(http1: channelConfiguration, ws: WebConsoleSocket.configuration)
+        let shouldUpgrade = WebConsoleSocket.shouldUpgrade(services.web)
         let server = HTTPServerBuilder { responder in
-            AdmittedChannel(inner: HTTP1Channel(responder: responder, configuration: channelConfiguration), admission: admission)
+            AdmittedChannel(inner: WebConsoleUpgradeChannel(inner: HTTP1WebSocketUpgradeChannel(
+                responder: responder, configuration: upgrade, shouldUpgrade: shouldUpgrade)), admission: admission)
         }
         var quiet = logger
         quiet.logLevel = .critical
@@ -171,6 +178,7 @@ public final class HTTPListener: Sendable {
         get("console_log/:uuid") { request, context -> Response in
             try await Self.consoleLog(request, context, services: services, pool: pool)
         }
+        WebConsoleRoutes.add(to: router, services: services, pool: pool)
         return router
     }
 

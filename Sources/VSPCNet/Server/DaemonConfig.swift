@@ -30,6 +30,10 @@ public struct DaemonConfig: Sendable {
     public var http: Endpoint?
     /// `--http-allow`: who may use the HTTP listener.
     public var httpAllow = AddressAllowList.loopback
+    /// `--http-public-url`: the base of console URLs behind a reverse proxy (nil: the listener's own address).
+    public var httpPublicURL: WebOrigin.Base?
+    /// `--web-assets`: the folder of the browser console's terminal emulator.
+    public var webAssets = "/usr/local/share/vspcd/web"
     /// `--console-log-dir` and its companions; nil when console logs are off.
     public var consoleLogs: ConsoleLogSettings?
     /// `--watch`.
