@@ -108,13 +108,9 @@ struct AdmittedChannel<Inner: ServerChildChannel>: ServerChildChannel {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        let value = inner.setup(channel: channel, logger: logger)
-        guard decision == .admitted else { return value }
-        return value.flatMapThrowing { value in
-            let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try channel.pipeline.syncOperations.addHandler(HTTPCloseUnlessKeptAlive(), position: .after(decoder))
-            return value
-        }
+        // HTTP/1.0 without keep-alive is closed once answered by the inner channel (`HTTP1KeepAlive`, which
+        // leaves the pipeline when a WebSocket takes the connection over).
+        return inner.setup(channel: channel, logger: logger)
     }
 
     func handle(value: Value, logger: Logger) async {
