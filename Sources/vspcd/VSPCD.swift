@@ -111,6 +111,15 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Who may use the HTTP listener: CIDR[,CIDR...], or any. \(def("http-allow"))", valueName: "cidr,..."))
     var httpAllow: String?
 
+    @Option(help: ArgumentHelp("PEM certificate (chain): the HTTP listener speaks HTTPS only. Needs --http-key.", valueName: "pem"), completion: .file())
+    var httpCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key for --http-cert.", valueName: "pem"), completion: .file())
+    var httpKey: String?
+
+    @Option(help: ArgumentHelp("PEM CA certificate(s): HTTPS clients must show a certificate it signed; its subject is the person in the API's audit.", valueName: "pem"), completion: .file())
+    var httpClientCa: String?
+
     @Option(help: ArgumentHelp("The same as --http (kept for existing set-ups).", valueName: "[host]:port"))
     var metrics: String?
 
@@ -254,6 +263,15 @@ struct VSPCD: AsyncParsableCommand {
         }
         config.descriptorLimit = raiseDescriptorLimit(logger: logger)
 
+        if let cert = settings.httpCert, let key = settings.httpKey {
+            do {
+                config.httpTLS = try TLSSetup.makeServerContext(certificatePath: cert, keyPath: key,
+                                                                clientCAPath: settings.httpClientCa, minimumVersion: .tlsv12)
+            } catch {
+                logger.critical("--http-cert: \(error)")
+                throw ExitCode(2)
+            }
+        }
         if settings.ssl, let sslCert = settings.sslCert, let sslKey = settings.sslKey {
             do {
                 config.tls = try TLSSetup.makeServerContext(certificatePath: sslCert, keyPath: sslKey)
@@ -291,6 +309,9 @@ struct VSPCD: AsyncParsableCommand {
         let reader = config.consoleLogs.map { ConsoleLogReader(directory: $0.directory) }
         let server = VSPCServer(config: config, store: store, logger: logger, consoleLogs: consoleLogs,
                                 consoleLogReader: reader.map { reader in { @Sendable key, bytes in try reader.tail(key, bytes: bytes) } })
+        server.consoleLogWindow = reader.map { reader in
+            { @Sendable key, since, until, limit in try Self.readLog(reader, key, since: since, until: until, limit: limit) }
+        }
         let counters = server.metrics
         store.commitObserver = { seconds, failures in
             counters.storeCommit(seconds: seconds)
@@ -326,7 +347,7 @@ struct VSPCD: AsyncParsableCommand {
 
     /// The assignments and scrollback the daemon had when it stopped.
     static func loadSaved(_ store: any StartupRecords, scrollback: Bool) throws -> SavedState {
-        var saved = SavedState(assignments: try store.loadAssignments(), scrollback: [:])
+        var saved = SavedState(assignments: try store.loadAssignments(), scrollback: [:], tokens: try store.loadTokens())
         if scrollback {
             for s in try store.allScrollback() { saved.scrollback[ConsoleKey(uuid: s.uuid, label: s.label)] = s.data }
         }

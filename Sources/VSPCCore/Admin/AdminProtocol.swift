@@ -30,6 +30,18 @@ public struct AdminRequest: Codable, Sendable, Equatable {
     public var since: String?
     /// For `history`: only the newest this many events (at most `AdminProtocol.maxHistoryEvents`, the default).
     public var limit: Int?
+    /// For `token-create`: the new token's SHA-256 (64 lowercase hex digits); the token itself is never sent.
+    public var tokenHash: String?
+    /// For `token-create`: the globs of the consoles it may see (all when absent).
+    public var vms: [String]?
+    /// For `token-create`: no URL that can write.
+    public var readOnly: Bool?
+    /// For `token-create`: seconds until it expires (never when absent).
+    public var ttl: Double?
+    /// For `token-create`: a note for people.
+    public var comment: String?
+    /// For `token-revoke`: the token's id.
+    public var token: String?
 
     public init(command: String, vm: String? = nil, label: String? = nil, bytes: Int? = nil, follow: Bool? = nil,
                 force: Bool? = nil, since: String? = nil, limit: Int? = nil) {
@@ -104,10 +116,17 @@ public struct AdminResponse: Codable, Sendable {
     public var history: HistoryAnswer?
     /// For a refusal of a reference that names several consoles: those consoles (see `VMLookup.ambiguity`).
     public var candidates: [ConsoleCandidate]?
+    /// For `token-list`: every API token, without its hash.
+    public var tokens: [APITokenInfo]?
+    /// For `token-create` and `token-revoke`: the token.
+    public var token: APITokenInfo?
 
     public init(ok: Bool, error: String? = nil, vms: [ConsoleInfo]? = nil, vm: ConsoleInfo? = nil,
                 backlog: Int? = nil, status: StatusCounters? = nil, daemon: DaemonStatus? = nil,
-                history: HistoryAnswer? = nil, candidates: [ConsoleCandidate]? = nil) {
+                history: HistoryAnswer? = nil, candidates: [ConsoleCandidate]? = nil, tokens: [APITokenInfo]? = nil,
+                token: APITokenInfo? = nil) {
+        self.tokens = tokens
+        self.token = token
         self.history = history
         self.candidates = candidates
         self.daemon = daemon

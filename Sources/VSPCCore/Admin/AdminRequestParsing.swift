@@ -22,6 +22,8 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case invalidLimit(Int)
     /// A `since` that is not an ISO 8601 time.
     case invalidSince
+    /// A field of a `token-*` command out of its bounds (what is wrong with it).
+    case invalidToken(String)
 
     public var message: String {
         switch self {
@@ -45,6 +47,8 @@ public enum AdminRequestError: Error, Equatable, Sendable {
             return "limit must be a positive number"
         case .invalidSince:
             return "since must be an ISO 8601 time"
+        case .invalidToken(let why):
+            return why
         }
     }
 }
@@ -61,10 +65,17 @@ public enum AdminCommand: Equatable, Sendable {
     case forget(vm: String, label: String, force: Bool)
     /// A VM's events (of one serial port with `label`), since a time, the newest `limit` of them.
     case history(vm: String, label: String?, since: Date?, limit: Int)
+    /// A new API token (its hash only).
+    case tokenCreate(APITokenRequest)
+    /// Every API token.
+    case tokenList
+    /// Revoke the API token with this id.
+    case tokenRevoke(id: String)
 
     /// The command names of protocol version 1, as the request's `command` spells them.
     public enum Name: String, CaseIterable, Sendable {
         case list, tail, status, forget, history
+        case tokenCreate = "token-create", tokenList = "token-list", tokenRevoke = "token-revoke"
     }
 
     /// The command of a request whose fields `AdminRequest.parse` has checked.
@@ -80,6 +91,12 @@ public enum AdminCommand: Equatable, Sendable {
             self = .history(vm: request.vm ?? "", label: request.label,
                             since: request.since.flatMap(AdminProtocol.parseTimestamp),
                             limit: min(request.limit ?? AdminProtocol.maxHistoryEvents, AdminProtocol.maxHistoryEvents))
+        case .tokenCreate:
+            self = .tokenCreate(APITokenRequest(hash: request.tokenHash ?? "", vms: request.vms ?? [],
+                                                readOnly: request.readOnly == true, ttl: request.ttl,
+                                                comment: request.comment ?? ""))
+        case .tokenList: self = .tokenList
+        case .tokenRevoke: self = .tokenRevoke(id: request.token ?? "")
         }
     }
 }
@@ -124,6 +141,37 @@ extension AdminRequest {
         if let bytes = request.bytes, bytes < 0 { return .failure(.negativeBytes(bytes)) }
         if let limit = request.limit, limit < 1 { return .failure(.invalidLimit(limit)) }
         if let since = request.since, AdminProtocol.parseTimestamp(since) == nil { return .failure(.invalidSince) }
+        if let why = checkToken(request, name) { return .failure(.invalidToken(why)) }
         return .success((request, AdminCommand(checked: request, name)))
+    }
+}
+
+extension AdminRequest {
+    /// What is wrong with the fields of a `token-*` request, or nil.
+    static func checkToken(_ request: AdminRequest, _ name: AdminCommand.Name) -> String? {
+        switch name {
+        case .tokenCreate:
+            guard let hash = request.tokenHash, APIToken.isHash(hash) else {
+                return "token-create needs tokenHash, a SHA-256 as 64 lowercase hex digits"
+            }
+            let globs = request.vms ?? []
+            if globs.count > APITokenRequest.maxGlobs { return "at most \(APITokenRequest.maxGlobs) vms globs" }
+            for glob in globs where glob.isEmpty || glob.utf8.count > APITokenRequest.maxGlobBytes
+                || glob.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                return "each vms glob must be 1 to \(APITokenRequest.maxGlobBytes) bytes, without control characters"
+            }
+            if let ttl = request.ttl, !(ttl > 0 && ttl <= APITokenRequest.maxTTL) {
+                return "ttl must be more than 0 and at most \(Int(APITokenRequest.maxTTL)) seconds"
+            }
+            if let comment = request.comment, comment.utf8.count > APITokenRequest.maxCommentBytes
+                || comment.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                return "comment must be at most \(APITokenRequest.maxCommentBytes) bytes, without control characters"
+            }
+        case .tokenRevoke:
+            guard let id = request.token, !id.isEmpty, id.utf8.count <= 64 else { return "token-revoke needs token, a token id" }
+        default:
+            break
+        }
+        return nil
     }
 }

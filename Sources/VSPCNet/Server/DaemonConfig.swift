@@ -30,6 +30,8 @@ public struct DaemonConfig: Sendable {
     public var http: Endpoint?
     /// `--http-allow`: who may use the HTTP listener.
     public var httpAllow = AddressAllowList.loopback
+    /// `--http-cert`, `--http-key` (and `--http-client-ca`): HTTPS on the HTTP listener.
+    public var httpTLS: NIOSSLContext?
     /// `--console-log-dir` and its companions; nil when console logs are off.
     public var consoleLogs: ConsoleLogSettings?
     /// `--watch`.
