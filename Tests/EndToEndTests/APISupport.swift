@@ -57,10 +57,12 @@ class APITestCase: DaemonTestCase {
     }
 
     /// Runs a program (not one of the package's), killed after 120 seconds.
-    func runCommand(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ToolResult {
+    func runCommand(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
+                    cwd: URL? = nil) throws -> ToolResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = arguments
+        if let cwd { p.currentDirectoryURL = cwd }
         if let environment { p.environment = environment }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
