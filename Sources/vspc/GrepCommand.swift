@@ -28,7 +28,7 @@ struct Grep: ParsableCommand {
         decoded as UTF-8 (a byte that is not UTF-8 becomes U+FFFD), its CR at the end removed.
 
         --since and --until select lines as `vspc log` does. Exit status: 0 when a line matched, 1 when none \
-        did, 2 on an error (a bad pattern, an unknown VM, an unreadable file).
+        did, 2 on an error (a bad pattern, an unknown VM, an unreadable file); 64 for a usage error.
         """)
 
     @Argument(help: "The pattern: an extended regular expression, or with -F a string.")
@@ -39,7 +39,8 @@ struct Grep: ParsableCommand {
     @Option(help: "Only lines before this time (same forms as --since).") var until: String?
     @Flag(name: .customShort("i"), help: "Ignore the case of ASCII letters.") var ignoreCase = false
     @Flag(name: .customShort("F"), help: "PATTERN is a plain string.") var fixed = false
-    @Option(name: .customShort("C"), help: "Print N lines of context around each match.") var context: Int = 0
+    @Option(name: .customShort("C"), help: ArgumentHelp("Print N lines of context around each match.", valueName: "N"))
+    var context: Int = 0
     @Flag(help: "JSON, one object per matching line.") var json = false
     @OptionGroup var files: ConsoleLogOptions
 
@@ -54,22 +55,22 @@ struct Grep: ParsableCommand {
             throw fail(show("\(error)"), code: 2)
         }
         let reader = ConsoleLogReader(directory: files.directory)
-        let known: [ConsoleKey]
+        let listing: ConsoleLogReader.Listing
         do {
-            known = try reader.consoles()
+            listing = try reader.listing()
         } catch {
             throw fail("cannot read the console log folder \(quoted(files.directory)): \(show(error.localizedDescription))", code: 2)
         }
         let records = files.openRecords()
         let names = ConsoleNames(records.store)
-        let targets = try consoles(known, store: records.store)
+        let targets = try consoles(listing.consoles, store: records.store)
             .sorted { (names.display($0), $0.uuid, $0.label) < (names.display($1), $1.uuid, $1.label) }
 
         let printer = GrepPrinter(names: names, json: json, context: context)
         let scanner = GrepScanner(matcher: matcher, context: context) { printer.print($0) }
         var failed = false
         for key in targets {
-            for segment in reader.segments(key) {
+            for segment in reader.segments(key, in: listing) {
                 do {
                     let ranges = try reader.ranges(of: segment, since: sinceDate, until: untilDate)
                     guard !ranges.isEmpty else { continue }

@@ -173,13 +173,13 @@ _vspc() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    list|history|tail|status|forget|help)
+    list|history|tail|log|grep|status|forget|help)
         # Offer subcommand argument completions
         "_vspc_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'list history tail status forget help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'list history tail log grep status forget help' -- "${cur}"))
         ;;
     esac
 }
@@ -247,6 +247,64 @@ _vspc_tail() {
         ;;
     '--db')
         __vspc_add_completions -f
+        return
+        ;;
+    esac
+}
+
+_vspc_log() {
+    repeating_flags=()
+    non_repeating_flags=(--timestamps --safe --follow -f --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--label --since --until --db --console-log-dir)
+    __vspc_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--label')
+        return
+        ;;
+    '--since')
+        return
+        ;;
+    '--until')
+        return
+        ;;
+    '--db')
+        __vspc_add_completions -f
+        return
+        ;;
+    '--console-log-dir')
+        __vspc_add_completions -d
+        return
+        ;;
+    esac
+}
+
+_vspc_grep() {
+    repeating_flags=()
+    non_repeating_flags=(-i -F --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--since --until -C --db --console-log-dir)
+    __vspc_offer_flags_options -1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--since')
+        return
+        ;;
+    '--until')
+        return
+        ;;
+    '-C')
+        return
+        ;;
+    '--db')
+        __vspc_add_completions -f
+        return
+        ;;
+    '--console-log-dir')
+        __vspc_add_completions -d
         return
         ;;
     esac

@@ -60,31 +60,40 @@ public struct ConsoleLogReader: Sendable {
     /// output; its index stays far below).
     static let maxIndexBytes = 64 * 1024 * 1024
 
-    /// Every console with a live or rotated data file, sorted by uuid and label.
-    public func consoles() throws -> [ConsoleKey] {
+    /// What one listing of the folder found: each console with a data file, and its rotation numbers.
+    public struct Listing: Sendable {
+        /// Sorted by uuid and label.
+        public var consoles: [ConsoleKey]
+        var rotations: [ConsoleKey: [Int]]
+    }
+
+    /// Lists the folder once (for work over many consoles).
+    public func listing() throws -> Listing {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory)
-        var keys = Set<ConsoleKey>()
+        var rotations: [ConsoleKey: [Int]] = [:]
         for name in names {
             guard let parsed = ConsoleLogFiles.parse(name), !parsed.isIndex else { continue }
-            keys.insert(parsed.key)
+            rotations[parsed.key, default: []] += parsed.rotation.map { [$0] } ?? []
         }
-        return keys.sorted { ($0.uuid, $0.label) < ($1.uuid, $1.label) }
+        let consoles = rotations.keys.sorted { ($0.uuid, $0.label) < ($1.uuid, $1.label) }
+        return Listing(consoles: consoles, rotations: rotations)
+    }
+
+    /// Every console with a live or rotated data file, sorted by uuid and label.
+    public func consoles() throws -> [ConsoleKey] {
+        try listing().consoles
     }
 
     /// A console's files, oldest first: the rotated ones from the highest number down to `.1`, then the live file.
     /// Files that cannot be opened are left out.
     public func segments(_ key: ConsoleKey) -> [Segment] {
-        var rotations: [Int] = []
-        if let names = try? FileManager.default.contentsOfDirectory(atPath: directory) {
-            for name in names {
-                guard let parsed = ConsoleLogFiles.parse(name), parsed.key == key, !parsed.isIndex,
-                    let n = parsed.rotation
-                else { continue }
-                rotations.append(n)
-            }
-        }
+        segments(key, in: (try? listing()) ?? Listing(consoles: [], rotations: [:]))
+    }
+
+    /// `segments(_:)` from a listing made before.
+    public func segments(_ key: ConsoleKey, in listing: Listing) -> [Segment] {
         var out: [Segment] = []
-        for n in rotations.sorted(by: >) {
+        for n in (listing.rotations[key] ?? []).sorted(by: >) {
             if let s = segment(key, data: ConsoleLogFiles.rotated(key, n), index: ConsoleLogFiles.rotatedIndex(key, n), rotation: n) {
                 out.append(s)
             }

@@ -1,37 +1,37 @@
 import Foundation
 import VSPCCore
-import VSPCStore
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A line `vspc grep` prints: a match or a context line.
-struct GrepLine {
-    var key: ConsoleKey
-    var segment: ConsoleLogReader.Segment
+public struct GrepLine: Sendable {
+    public var key: ConsoleKey
+    public var segment: ConsoleLogReader.Segment
     /// Where the line starts in the segment's file.
-    var offset: UInt64
-    /// The line without its `\n` (cut at `GrepScanner.maxLine`).
-    var bytes: [UInt8]
-    var isMatch: Bool
-    /// The first line after a gap: grep's `--` goes before it.
-    var startsGroup: Bool
+    public var offset: UInt64
+    /// The line without its `\n` (cut at the scanner's `maxLine`).
+    public var bytes: [UInt8]
+    public var isMatch: Bool
+    /// The first line after a gap (or of another file): grep's `--` goes before it.
+    public var startsGroup: Bool
 }
 
 /// Scans files for `vspc grep` fast: reads a range in big chunks, runs the matcher over all complete lines of a
 /// chunk at once, and finds line bounds only around hits. A line cut by a chunk's end is carried into the next
 /// chunk; a line longer than `maxLine` is searched in pieces. Context lines (`-C`) are found around hits: the
-/// lines before a hit within the chunk (or kept from the previous one), and the lines after it.
-final class GrepScanner {
-    static let chunkSize = 4 << 20
-    static let maxLine = 1 << 20
-
-    let matcher: LineMatcher
-    let context: Int
-    let emit: (GrepLine) -> Void
+/// lines before a hit within the chunk (or kept from the previous one), and the lines after it. The lines
+/// printed are grep's: every match, and with `context` N the N lines before and after each.
+public final class GrepScanner {
+    public let chunkSize: Int
+    public let maxLine: Int
+    public let matcher: LineMatcher
+    public let context: Int
+    private let emit: (GrepLine) -> Void
     private let buffer: UnsafeMutableRawBufferPointer
-    private(set) var matches = 0
+    /// Match lines found so far.
+    public private(set) var matches = 0
 
     // Per range.
     private var key = ConsoleKey(uuid: "", label: "")
@@ -43,17 +43,21 @@ final class GrepScanner {
     private var history: [(offset: UInt64, bytes: [UInt8])] = []
     private var printedAny = false
 
-    init(matcher: LineMatcher, context: Int, emit: @escaping (GrepLine) -> Void) {
+    /// `chunkSize`: bytes read at a time; `maxLine`: longer lines are searched in pieces.
+    public init(matcher: LineMatcher, context: Int, chunkSize: Int = 4 << 20, maxLine: Int = 1 << 20,
+                emit: @escaping (GrepLine) -> Void) {
         self.matcher = matcher
         self.context = max(0, context)
+        self.chunkSize = max(1, chunkSize)
+        self.maxLine = max(1, maxLine)
         self.emit = emit
-        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize + Self.maxLine, alignment: 64)
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: self.chunkSize + self.maxLine, alignment: 64)
     }
 
     deinit { buffer.deallocate() }
 
     /// Searches `range` of `segment`'s file (which starts at a line start).
-    func scan(_ key: ConsoleKey, _ segment: ConsoleLogReader.Segment, _ file: LogFile, _ range: Range<UInt64>) throws {
+    public func scan(_ key: ConsoleKey, _ segment: ConsoleLogReader.Segment, _ file: LogFile, _ range: Range<UInt64>) throws {
         self.key = key
         self.segment = segment
         printedEnd = nil
@@ -64,7 +68,7 @@ final class GrepScanner {
         var bufferOffset = range.lowerBound // the file offset of buffer[0]
         var at = range.lowerBound
         while true {
-            let want = Int(min(UInt64(Self.chunkSize), range.upperBound - at))
+            let want = Int(min(UInt64(chunkSize), range.upperBound - at))
             var got = 0
             if want > 0 {
                 got = try file.read(at: at, into: UnsafeMutableRawBufferPointer(rebasing: buffer[pending..<(pending + want)]))
@@ -74,20 +78,27 @@ final class GrepScanner {
             let atEnd = got < want || at >= range.upperBound
             if filled == 0 { return }
             let bytes = UnsafeRawPointer(base)
-            // The lines to search: up to the last line end, or everything at the end or for an overlong line.
-            var regionEnd: Int
-            var consumed: Int
+            // The lines to search: those complete in the buffer; all at the end of the range. A line that goes on
+            // is carried into the next read, unless it is longer than maxLine: it is then searched as it is.
+            let consumed: Int
+            let nl = atEnd ? nil : Self.lastNewline(bytes, 0, filled)
             if atEnd {
-                regionEnd = bytes.load(fromByteOffset: filled - 1, as: UInt8.self) == 0x0A ? filled - 1 : filled
+                let last = bytes.load(fromByteOffset: filled - 1, as: UInt8.self)
+                region(bytes, last == 0x0A ? filled - 1 : filled, bufferOffset)
                 consumed = filled
-            } else if let nl = Self.lastNewline(bytes, max(0, filled - Self.maxLine - 1), filled) {
-                regionEnd = nl
-                consumed = regionEnd + 1
+            } else if let nl, filled - nl - 1 <= maxLine {
+                region(bytes, nl, bufferOffset)
+                consumed = nl + 1
+            } else if let nl {
+                region(bytes, nl, bufferOffset)
+                region(bytes + nl + 1, filled - nl - 1, bufferOffset + UInt64(nl + 1))
+                consumed = filled
+            } else if filled <= maxLine {
+                consumed = 0
             } else {
-                regionEnd = filled
+                region(bytes, filled, bufferOffset)
                 consumed = filled
             }
-            region(bytes, regionEnd, bufferOffset)
             if atEnd { return }
             pending = filled - consumed
             if pending > 0 { memmove(base, base + consumed, pending) }
