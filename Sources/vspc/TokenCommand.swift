@@ -42,8 +42,8 @@ struct TokenCreate: AsyncParsableCommand {
         var request = AdminRequest(command: "token-create")
         request.tokenHash = Self.hash(token)
         request.vms = globs
-        request.readOnly = readOnly
-        request.ttl = ttlSeconds
+        request.tokenReadOnly = readOnly
+        request.tokenTTL = ttlSeconds
         request.comment = comment
         let response = try await admin.request(request)
         guard let info = response.token else { throw fail("the daemon sent no token") }

@@ -35,9 +35,9 @@ public struct AdminRequest: Codable, Sendable, Equatable {
     /// For `token-create`: the globs of the consoles it may see (all when absent).
     public var vms: [String]?
     /// For `token-create`: no URL that can write.
-    public var readOnly: Bool?
+    public var tokenReadOnly: Bool?
     /// For `token-create`: seconds until it expires (never when absent).
-    public var ttl: Double?
+    public var tokenTTL: Double?
     /// For `token-create`: a note for people.
     public var comment: String?
     /// For `token-revoke`: the token's id.

@@ -93,7 +93,7 @@ public enum AdminCommand: Equatable, Sendable {
                             limit: min(request.limit ?? AdminProtocol.maxHistoryEvents, AdminProtocol.maxHistoryEvents))
         case .tokenCreate:
             self = .tokenCreate(APITokenRequest(hash: request.tokenHash ?? "", vms: request.vms ?? [],
-                                                readOnly: request.readOnly == true, ttl: request.ttl,
+                                                readOnly: request.tokenReadOnly == true, ttl: request.tokenTTL,
                                                 comment: request.comment ?? ""))
         case .tokenList: self = .tokenList
         case .tokenRevoke: self = .tokenRevoke(id: request.token ?? "")
@@ -160,8 +160,8 @@ extension AdminRequest {
                 || glob.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
                 return "each vms glob must be 1 to \(APITokenRequest.maxGlobBytes) bytes, without control characters"
             }
-            if let ttl = request.ttl, !(ttl > 0 && ttl <= APITokenRequest.maxTTL) {
-                return "ttl must be more than 0 and at most \(Int(APITokenRequest.maxTTL)) seconds"
+            if let ttl = request.tokenTTL, !(ttl > 0 && ttl <= APITokenRequest.maxTTL) {
+                return "tokenTTL must be more than 0 and at most \(Int(APITokenRequest.maxTTL)) seconds"
             }
             if let comment = request.comment, comment.utf8.count > APITokenRequest.maxCommentBytes
                 || comment.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {

@@ -14,8 +14,8 @@ final class ConcentratorAPITests: XCTestCase {
         var request = AdminRequest(command: "token-create")
         request.tokenHash = hash
         request.vms = vms
-        request.readOnly = readOnly
-        request.ttl = ttl
+        request.tokenReadOnly = readOnly
+        request.tokenTTL = ttl
         request.comment = comment
         return h.admin(request).response
     }
