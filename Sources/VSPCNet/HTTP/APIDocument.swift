@@ -190,7 +190,7 @@ enum APIDocument {
         "type": "object",
         "properties": {
           "mode": {"type": "string", "enum": ["read-only", "read-write"], "description": "Default: read-write, or read-only for a read-only token"},
-          "ttl": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 86400, "description": "Seconds the URL may wait to be opened"}
+          "ttl": {"type": "integer", "minimum": 1, "maximum": 86400, "description": "Seconds the URL stays good (default: 600, as vspc url)"}
         }
       },
       "URL": {

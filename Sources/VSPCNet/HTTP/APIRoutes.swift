@@ -200,7 +200,7 @@ enum APIRoutes {
     /// The body of `POST .../urls`: `{"mode": "read-only" | "read-write", "ttl": seconds}`, both optional.
     struct URLBody: Decodable {
         var mode: String?
-        var ttl: Double?
+        var ttl: Int?
     }
 
     static func mintURL(_ request: Request, _ body: ByteBuffer?, _ console: ConsoleInfo, _ token: APIToken,
@@ -214,7 +214,7 @@ enum APIRoutes {
         }
         let mode = fields.mode ?? (token.readOnly ? "read-only" : "read-write")
         guard mode == "read-only" || mode == "read-write" else { return error(.badRequest, "mode must be read-only or read-write") }
-        if let ttl = fields.ttl, !(ttl > 0 && ttl <= 86400) { return error(.badRequest, "ttl must be more than 0 and at most 86400 seconds") }
+        if let ttl = fields.ttl, !(1...86400).contains(ttl) { return error(.badRequest, "ttl must be a whole number of seconds from 1 to 86400") }
         if mode == "read-write", token.readOnly { return error(.forbidden, "this token is read-only: ask for mode read-only") }
         guard let mint = services.mintURL else {
             return error(.notImplemented, "console URLs cannot be minted by this vspcd yet")

@@ -41,7 +41,7 @@ public struct APIURLRequest: Sendable, Equatable {
     public var console: ConsoleKey
     public var readOnly: Bool
     /// Seconds; nil: the default of `vspc url`.
-    public var ttl: Double?
+    public var ttl: Int?
     /// Who asks, for the minting's record: `api token ID` and the client certificate's subject.
     public var minter: String
 }
