@@ -280,6 +280,12 @@ struct History: AsyncParsableCommand {
         try printHistory(uuid: target.uuid, name: target.name, events: events)
     }
 
+    /// A detail as printed: a console-match's detail is the matched line already escaped by the daemon (`\x1b`), so
+    /// only controls are escaped again, and its backslashes are shown as they are.
+    static func shownDetail(_ detail: String, of kind: EventKind) -> String {
+        kind == .consoleMatch ? VisibleEscaping.escape(detail) : show(detail)
+    }
+
     func printHistory(uuid: String, name: String, events all: [ConsoleEvent]) throws {
         // Refusals are a view of their own: a key holder probing names does not fill the VM's history.
         let events = all.filter { ($0.kind == .clientRefused) == refused }
@@ -293,7 +299,7 @@ struct History: AsyncParsableCommand {
             if !e.label.isEmpty { line += "  port=\(show(e.label))" }
             if let old = e.name, old != name { line += "  name=\(show(old))" }
             if let peer = e.peer { line += "  peer=\(show(peer))" }
-            if let detail = e.detail { line += "  \(show(detail))" }
+            if let detail = e.detail { line += "  \(Self.shownDetail(detail, of: e.kind))" }
             print(line)
         }
     }

@@ -317,9 +317,11 @@ struct VSPCD: AsyncParsableCommand {
             counters.storeCommit(seconds: seconds)
             if failures > 0 { counters.storeError() }
         }
+        let logsReopened = consoleLogs != nil
         reloader.onHangUp = {
             server.reloadAuthorizedKeys()
             server.reopenConsoleLogs()
+            if logsReopened { logger.notice("SIGHUP: the console log files are reopened by name") }
         }
         reloader.onReload = { live in
             server.reconfigure(vmExpireTime: live.vmExpireTime, retention: live.retention,

@@ -27,6 +27,7 @@ final class MetricsEndToEndTests: DaemonTestCase {
     func testSeriesMoveWithConnectionsBytesAndVMotion() async throws {
         let metricsPort = try freePort()
         let daemon = try await startDaemon(["--metrics", "127.0.0.1:\(metricsPort)"])
+        try await daemon.waitForHTTP()
 
         let before = try await scrape(metricsPort)
         XCTAssertEqual(value(before, "vspc_vms_connected"), 0)

@@ -33,10 +33,10 @@ final class PlainErrorTests: DaemonTestCase {
     func testPortInUseIsSaidPlainly() async throws {
         let held = try HeldPort()
         defer { held.close() }
-        for (flag, what) in [("--metrics", "the metrics port")] {
+        for (flag, what) in [("--metrics", "the HTTP port"), ("--http", "the HTTP port")] {
             let daemon = try makeDaemon()
             daemon.extraArguments = [flag, "127.0.0.1:\(held.port)"]
-            // The admin port may answer before the metrics port fails: what counts is that vspcd then stops.
+            // The admin port may answer before the HTTP port fails: what counts is that vspcd then stops.
             do { try await daemon.start() } catch {}
             let deadline = Date().addingTimeInterval(30)
             while daemon.process?.isRunning == true, Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
