@@ -25,6 +25,9 @@ final class APITests: APITestCase {
                        "give a valid API token: Authorization: Bearer <token> (vspc token create)")
         XCTAssertEqual(try request(base, "/consoles", token: "vspc_" + String(repeating: "A", count: 43)).status, 401)
         XCTAssertEqual(try request(base, "/consoles", ["-H", "Authorization: Basic YWxpY2U6c2VjcmV0"]).status, 401)
+        // Logged once a minute per address, not per request.
+        try await daemon.waitForLog("refused a JSON API call from 127.0.0.1:")
+        XCTAssertEqual(daemon.log.components(separatedBy: "refused a JSON API call").count - 1, 1, daemon.log)
 
         let all = try createToken(daemon, ["--comment", "the test"])
         let listed = try request(base, "/consoles", token: all.token)

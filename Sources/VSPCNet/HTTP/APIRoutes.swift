@@ -100,6 +100,7 @@ enum APIRoutes {
     static func authorized(_ request: Request, _ services: APIServices, acts: Bool = false,
                            _ body: (APIToken) async throws -> (Response, ConsoleInfo?)) async -> Response {
         guard let presented = bearer(request), let token = await services.token(hash(presented)) else {
+            services.refused(request.headers[APIRequestFacts.peerField] ?? "unknown")
             var response = error(.unauthorized, "give a valid API token: Authorization: Bearer <token> (vspc token create)")
             response.headers[.wwwAuthenticate] = "Bearer realm=\"vspcd\""
             return response

@@ -18,6 +18,8 @@ public struct APIServices: Sendable {
     public var mintURL: (@Sendable (APIURLRequest) async -> Result<String, AdminError>)?
     /// A call was answered: for the audit (the concentrator decides what is recorded).
     public var audit: @Sendable (APICall) -> Void
+    /// A call came without a valid token, from this peer (logged, at most once a minute per address).
+    public var refused: @Sendable (_ peer: String) -> Void = { _ in }
 
     public init(token: @escaping @Sendable (String) async -> APIToken?,
                 consoles: @escaping @Sendable (APIToken) async -> [ConsoleInfo],

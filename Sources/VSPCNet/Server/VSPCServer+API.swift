@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import VSPCCore
 
@@ -9,7 +10,9 @@ extension VSPCServer {
         let driver = self.driver
         let loop = driver.loop
         let store = self.store
-        return APIServices(
+        let logger = self.logger
+        let refusals = NIOLockedValueBox(AddressLogLimiter())
+        var services = APIServices(
             token: { hash in
                 let now = ConcentratorDriver.now().date
                 return (try? await loop.submit { driver.read { $0.apiToken(hash: hash, at: now) } }.get()) ?? nil
@@ -28,6 +31,22 @@ extension VSPCServer {
             log: consoleLogWindow,
             audit: { call in loop.execute { driver.handle(.apiCalled(call)) } }
         )
+        services.refused = { peer in
+            let now = Int64(clamping: NIODeadline.now().uptimeNanoseconds)
+            let note = refusals.withLockedValue { $0.refusal(from: Self.address(ofPeer: peer), now: now) }
+            guard note.log else { return }
+            let more = note.suppressedBefore > 0 ? " (and \(note.suppressedBefore) more in the last minute)" : ""
+            logger.notice("refused a JSON API call from \(peer): no valid token\(more)")
+        }
+        return services
+    }
+
+    /// The address of a peer as `PeerAddress` writes it (`10.0.0.1:5000`, `[fd00::1]:5000`).
+    static func address(ofPeer peer: String) -> IPAddress? {
+        if peer.hasPrefix("["), let end = peer.firstIndex(of: "]") {
+            return IPAddress(String(peer[peer.index(after: peer.startIndex)..<end]))
+        }
+        return IPAddress(String(peer.split(separator: ":").first ?? ""))
     }
 
     /// Whether a listener's host is this machine only (a name other than localhost counts as beyond it).
