@@ -202,6 +202,25 @@ enum APIRoutes {
     struct URLBody: Decodable {
         var mode: String?
         var ttl: Int?
+
+        init(mode: String?, ttl: Int?) {
+            self.mode = mode
+            self.ttl = ttl
+        }
+
+        private enum Keys: String, CodingKey { case mode, ttl }
+
+        /// Absent fields take their defaults; a field given as `null` is refused, as the document allows none.
+        init(from decoder: any Decoder) throws {
+            let fields = try decoder.container(keyedBy: Keys.self)
+            for key in [Keys.mode, .ttl] where fields.contains(key) {
+                if try fields.decodeNil(forKey: key) {
+                    throw DecodingError.valueNotFound(Any.self, .init(codingPath: [key], debugDescription: "null"))
+                }
+            }
+            mode = try fields.decodeIfPresent(String.self, forKey: .mode)
+            ttl = try fields.decodeIfPresent(Int.self, forKey: .ttl)
+        }
     }
 
     static func mintURL(_ request: Request, _ body: ByteBuffer?, _ console: ConsoleInfo, _ token: APIToken,
