@@ -131,6 +131,10 @@ public struct APICall: Equatable, Sendable {
     /// The call acts (mints a URL): always recorded. Reads are summarised (see `APITokens.audit`).
     public var acts: Bool
 
+    /// How a console URL minted through the API names its minter: `api token ID`, then the client
+    /// certificate's subject in parentheses when there is one.
+    public static let minterPrefix = "api token "
+
     public init(tokenID: String, method: String, path: String, status: Int, peer: String, subject: String?,
                 console: ConsoleKey?, acts: Bool) {
         self.tokenID = tokenID

@@ -240,7 +240,7 @@ enum APIRoutes {
             return error(.notImplemented, "console URLs cannot be minted by this vspcd yet")
         }
         let subject = request.headers[APIRequestFacts.subjectField]
-        let minter = "api token \(token.id)" + (subject.map { " (\($0))" } ?? "")
+        let minter = APICall.minterPrefix + token.id + (subject.map { " (\($0))" } ?? "")
         let ask = APIURLRequest(console: ConsoleKey(uuid: console.uuid, label: console.label),
                                 readOnly: mode == "read-only", ttl: fields.ttl, minter: minter)
         switch await mint(ask) {
