@@ -32,6 +32,8 @@ let package = Package(
         // The HTTP listener (`--http`): console logs for Nova, metrics, health. Without its default traits, which
         // pull in swift-configuration for features vspcd does not use.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        // The browser console's WebSocket (`GET /console/<token>/ws`) on the same HTTP listener.
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         .target(name: "VSPCCore"),
@@ -60,6 +62,7 @@ let package = Package(
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

@@ -54,6 +54,19 @@ for tool in vspcd vspc; do
     run install -m 0644 "$repo/contrib/completions/$tool.fish" "$destdir$prefix/share/fish/vendor_completions.d/$tool.fish"
 done
 
+# The browser console's terminal emulator (vspcd --web-assets, default $prefix/share/vspcd/web): Debian's
+# xterm.js 3.8.1 (node-xterm, CommonJS modules) bundled into one browser file by Debian's esbuild.
+web="$destdir$prefix/share/vspcd/web"
+if [ -e /usr/share/nodejs/xterm/lib/public/Terminal.js ] && command -v esbuild >/dev/null 2>&1; then
+    run install -d -m 0755 "$web"
+    run esbuild /usr/share/nodejs/xterm/lib/public/Terminal.js --bundle --format=iife --global-name=Xterm \
+        --log-level=warning --outfile="$web/xterm.js"
+    chmod 0644 "$web/xterm.js"
+    run install -m 0644 /usr/share/nodejs/xterm/lib/xterm.css "$web/xterm.css"
+else
+    echo "install.sh: the browser console (vspc url) needs Debian's node-xterm and esbuild: apt-get install node-xterm esbuild, then run install.sh again"
+fi
+
 # The unit, and the config (an existing one is kept).
 run install -d -m 0755 "$destdir/etc/systemd/system" "$destdir/etc/vspcd"
 run install -m 0644 "$repo/contrib/systemd/vspcd.service" "$destdir/etc/systemd/system/vspcd.service"

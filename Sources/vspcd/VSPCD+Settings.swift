@@ -40,6 +40,8 @@ extension VSPCD {
         put("http-cert", httpCert.map { .string($0) })
         put("http-key", httpKey.map { .string($0) })
         put("http-client-ca", httpClientCa.map { .string($0) })
+        put("http-public-url", httpPublicUrl.map { .string($0) })
+        put("web-assets", webAssets.map { .string($0) })
         put("console-log-dir", consoleLogDir.map { .string($0) })
         put("console-log-group", consoleLogGroup.map { .string($0) })
         put("console-log-max-bytes", consoleLogMaxBytes.map { .integer($0) })

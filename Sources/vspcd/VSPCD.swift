@@ -105,7 +105,7 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. \(def("telnet-ports"))", valueName: "read-write|read-only|off"), completion: .list(["read-write", "read-only", "off"]))
     var telnetPorts: String?
 
-    @Option(help: ArgumentHelp("The HTTP listener: /console_log/<uuid> (for OpenStack Nova), /metrics, /healthz, /readyz (off by default; suggested 127.0.0.1:9779; a bare :port is on loopback).", valueName: "[host]:port"))
+    @Option(help: ArgumentHelp("The HTTP listener: /console_log/<uuid> (for OpenStack Nova), /metrics, /healthz, /readyz, and the browser console of vspc url (off by default; suggested 127.0.0.1:9779; a bare :port is on loopback).", valueName: "[host]:port"))
     var http: String?
 
     @Option(help: ArgumentHelp("Who may use the HTTP listener: CIDR[,CIDR...], or any. \(def("http-allow"))", valueName: "cidr,..."))
@@ -119,6 +119,12 @@ struct VSPCD: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("PEM CA certificate(s): HTTPS clients must show a certificate it signed; its subject is the person in the API's audit.", valueName: "pem"), completion: .file())
     var httpClientCa: String?
+
+    @Option(help: ArgumentHelp("The base of console URLs (vspc url) when vspcd sits behind a reverse proxy, e.g. https://vspc.example.com; its origin may open console WebSockets. Default: the --http listener's own address.", valueName: "url"))
+    var httpPublicUrl: String?
+
+    @Option(help: ArgumentHelp("Where the browser console's terminal emulator (xterm.js, bundled at install) is read from. \(def("web-assets"))", valueName: "dir"), completion: .directory)
+    var webAssets: String?
 
     @Option(help: ArgumentHelp("The same as --http (kept for existing set-ups).", valueName: "[host]:port"))
     var metrics: String?
@@ -242,6 +248,8 @@ struct VSPCD: AsyncParsableCommand {
         config.proxyAllow = Self.allowList(settings.proxyAllow)
         config.http = (settings.http ?? settings.metrics).flatMap { Endpoint.parse($0, defaultHost: "127.0.0.1") }
         config.httpAllow = Self.allowList(settings.httpAllow)
+        config.httpPublicURL = settings.httpPublicURL.flatMap(WebOrigin.parseBase)
+        config.webAssets = settings.webAssets
         config.watchPatterns = settings.watch.compactMap { WatchPattern.parse($0).pattern }
         do {
             config.consoleLogs = try Self.consoleLogSettings(settings, besideDB: besideDB)

@@ -77,7 +77,7 @@ final class APITests: APITestCase {
         XCTAssertEqual(document.text, file.trimmingCharacters(in: .newlines))
     }
 
-    func testAReadOnlyTokenMintsNoURLThatWrites() async throws {
+    func testATokenMintsConsoleURLsAReadOnlyOneNoneThatWrites() async throws {
         try requireCurl()
         let httpPort = try freePort()
         let daemon = try await startDaemon(["--http", "127.0.0.1:\(httpPort)"])
@@ -90,11 +90,30 @@ final class APITests: APITestCase {
         XCTAssertEqual(writes.status, 403, writes.text)
         XCTAssertEqual((writes.json() as? [String: Any])?["error"] as? String, "this token is read-only: ask for mode read-only")
         XCTAssertEqual(try request(base, "/consoles/app01/urls", token: reader.token, method: "POST", body: "{").status, 400)
+        // A read-only URL it may mint, as `vspc url` does; its mode is the token's unless asked.
+        let minted = try request(base, "/consoles/app01/urls", token: reader.token, method: "POST", body: #"{"ttl":60}"#)
+        XCTAssertEqual(minted.status, 201, minted.text)
+        let url = (minted.json() as? [String: Any])?["url"] as? String ?? ""
+        XCTAssertTrue(url.hasPrefix("http://127.0.0.1:\(httpPort)/console/"), url)
+        XCTAssertFalse(daemon.log.contains(String(url.dropFirst("http://127.0.0.1:\(httpPort)/console/".count))),
+                       "a console URL's token is never logged")
+        let writer = try createToken(daemon)
+        let writes2 = try request(base, "/consoles/app01/urls", token: writer.token, method: "POST", body: #"{"mode":"read-write"}"#)
+        XCTAssertEqual(writes2.status, 201, writes2.text)
+        // The console's history says who minted each URL: the token.
+        let mints = try await waitForEvents(daemon, "app01", kind: "console-url", count: 2)
+        XCTAssertEqual(mints.map { ($0["detail"] as? String ?? "").hasSuffix("minted-by=api token \(reader.id)") }, [true, false])
+        XCTAssertTrue((mints.last?["detail"] as? String ?? "").contains("mode=read-write"), "\(mints)")
+        XCTAssertTrue((mints.last?["detail"] as? String ?? "").hasSuffix("minted-by=api token \(writer.id)"), "\(mints)")
+        XCTAssertEqual(try request(base, "/consoles/app01/urls", token: writer.token, method: "POST", body: #"{"ttl":0}"#).status, 400)
         // Every call that acts is recorded, refused ones too.
-        let audit = try await waitForEvents(daemon, "app01", kind: "api-call", count: 2)
+        let audit = try await waitForEvents(daemon, "app01", kind: "api-call", count: 5)
         XCTAssertEqual(audit.map { $0["detail"] as? String ?? "" },
                        ["token \(reader.id): POST /api/v1/consoles/app01/urls 403",
-                        "token \(reader.id): POST /api/v1/consoles/app01/urls 400"])
+                        "token \(reader.id): POST /api/v1/consoles/app01/urls 400",
+                        "token \(reader.id): POST /api/v1/consoles/app01/urls 201",
+                        "token \(writer.id): POST /api/v1/consoles/app01/urls 201",
+                        "token \(writer.id): POST /api/v1/consoles/app01/urls 400"])
     }
 
     func testTheConsoleLogInATimeWindow() async throws {

@@ -231,6 +231,8 @@ final class AccessAttackTests: DaemonTestCase {
         let daemon = try makeDaemon(["--metrics", "127.0.0.1:\(try freePort())"])
         let metricsPort = Int(daemon.extraArguments[1].split(separator: ":")[1])!
         try await daemon.start()
+        // The admin endpoint answers before the HTTP listener is bound: wait for it.
+        try await daemon.waitForLog("HTTP on ")
         let held = try (0..<10).map { _ in try RawSocket(from: "127.0.0.2", to: metricsPort) }
         for socket in held { socket.send("GET /metr") }
         try await waitUntil("the connections beyond 8 from 127.0.0.2 answered 503") { held.filter(\.isClosedByPeer).count >= 2 }

@@ -173,7 +173,7 @@ final class DoorTests: DaemonTestCase {
         }
         let stuck = try StuckSocket(port: port)
         sockets.append(stuck)
-        try await waitForDoors(door, ["telnet": 1, "ssh": 1, "tail": 0])
+        try await waitForDoors(door, ["telnet": 1, "ssh": 1, "tail": 0, "web": 0])
         XCTAssertEqual(kill(ssh.pid, SIGSTOP), 0)
 
         // The VM floods. After each 2 MiB the daemon answers a barrier on the VM's connection, which it can do
@@ -236,7 +236,7 @@ final class DoorTests: DaemonTestCase {
         let vm = try await connectVM(door, uuid, "forget-2")
         let person = try await telnet(door, uuid)
         let session = try await attach(door, alice, "forget-2")
-        try await waitForDoors(door, ["telnet": 1, "ssh": 1, "tail": 0])
+        try await waitForDoors(door, ["telnet": 1, "ssh": 1, "tail": 0, "web": 0])
 
         let forced = try vspc(door, ["forget", "forget-2", "--force"])
         XCTAssertEqual(forced.status, 0, forced.err)
@@ -290,8 +290,8 @@ final class DoorTests: DaemonTestCase {
         let tail = try ChildProcess(Daemon.binary("vspc"),
                                     ["tail", "counted-3", "-f", "--admin", "127.0.0.1:\(door.daemon.adminPort)"], interactive: false)
         children.append(tail)
-        let status = try await waitForDoors(door, ["telnet": 1, "ssh": 1, "tail": 1])
-        XCTAssertEqual(status.clientsByDoor, ["telnet": 1, "ssh": 1, "tail": 1])
+        let status = try await waitForDoors(door, ["telnet": 1, "ssh": 1, "tail": 1, "web": 0])
+        XCTAssertEqual(status.clientsByDoor, ["telnet": 1, "ssh": 1, "tail": 1, "web": 0])
         XCTAssertEqual(status.telnetClients, 1)
         XCTAssertEqual(status.sshClients, 1)
         XCTAssertEqual(status.tailFollowers, 1)

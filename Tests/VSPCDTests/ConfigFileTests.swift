@@ -136,6 +136,7 @@ final class ConfigFileTests: XCTestCase {
         expected.httpCert = "/etc/vspcd/http-cert.pem"
         expected.httpKey = "/etc/vspcd/http-key.pem"
         expected.httpClientCa = "/etc/vspcd/http-client-ca.pem"
+        expected.httpPublicURL = "https://vspc.example.com"
         expected.ssh = ":6781"
         expected.sshHostKey = "/var/lib/vspcd/ssh_host_ed25519_key"
         expected.sshAuthorizedKeys = "/var/lib/vspcd/authorized_keys"

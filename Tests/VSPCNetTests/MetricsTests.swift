@@ -92,11 +92,11 @@ final class MetricsTests: XCTestCase {
         })
         XCTAssertEqual(names, Set(Self.everySeries).subtracting(["vspc_vmotion_window_seconds", "vspc_store_commit_seconds"])
             .union(histogramParts))
-        // 7 disconnect reasons, 5 results, 5 drop reasons, 3 doors, all present from the start.
+        // 7 disconnect reasons, 5 results, 5 drop reasons, every door, all present from the start.
         XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_vm_disconnects_total{") }.count, DisconnectReason.allCases.count)
         XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_vmotions_total{") }.count, 5)
         XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_clients_dropped_total{") }.count, DropReason.allCases.count)
-        XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_clients{") }.count, 3)
+        XCTAssertEqual(samples.filter { $0.hasPrefix("vspc_clients{") }.count, Door.all.count)
     }
 
     func testConsoleLogAndWatchSeriesFollowTheSnapshots() {

@@ -173,13 +173,13 @@ _vspc() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    list|history|tail|log|grep|status|forget|help)
+    list|history|tail|log|grep|status|forget|url|help)
         # Offer subcommand argument completions
         "_vspc_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'list history tail log grep status forget help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'list history tail log grep status forget url help' -- "${cur}"))
         ;;
     esac
 }
@@ -338,6 +338,27 @@ _vspc_forget() {
         return
         ;;
     '--label')
+        return
+        ;;
+    esac
+}
+
+_vspc_url() {
+    repeating_flags=()
+    non_repeating_flags=(--debug --read-only --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--admin --label --ttl)
+    __vspc_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--admin')
+        return
+        ;;
+    '--label')
+        return
+        ;;
+    '--ttl')
         return
         ;;
     esac

@@ -10,6 +10,8 @@ public enum AdminProtocol {
     public static let maxRequestBytes = 64 * 1024
     /// The most events one `history` answer carries (the newest ones).
     public static let maxHistoryEvents = 10_000
+    /// A console URL's time to live when `url` gives none (seconds).
+    public static let defaultURLTTL = 600
 }
 
 public struct AdminRequest: Codable, Sendable, Equatable {
@@ -42,9 +44,15 @@ public struct AdminRequest: Codable, Sendable, Equatable {
     public var comment: String?
     /// For `token-revoke`: the token's id.
     public var token: String?
+    /// For `url`: a read-only session.
+    public var readOnly: Bool?
+    /// For `url`: the link's time to live in seconds (`AdminProtocol.defaultURLTTL` when absent).
+    public var ttl: Int?
 
     public init(command: String, vm: String? = nil, label: String? = nil, bytes: Int? = nil, follow: Bool? = nil,
-                force: Bool? = nil, since: String? = nil, limit: Int? = nil) {
+                force: Bool? = nil, since: String? = nil, limit: Int? = nil, readOnly: Bool? = nil, ttl: Int? = nil) {
+        self.readOnly = readOnly
+        self.ttl = ttl
         self.since = since
         self.limit = limit
         self.version = AdminProtocol.version
@@ -120,6 +128,12 @@ public struct AdminResponse: Codable, Sendable {
     public var tokens: [APITokenInfo]?
     /// For `token-create` and `token-revoke`: the token.
     public var token: APITokenInfo?
+    /// For `url`: the one-time console URL (only its minter sees it), its token's id, when it expires (ISO
+    /// 8601, UTC) and its mode.
+    public var url: String?
+    public var tokenID: String?
+    public var expires: String?
+    public var mode: AccessMode?
 
     public init(ok: Bool, error: String? = nil, vms: [ConsoleInfo]? = nil, vm: ConsoleInfo? = nil,
                 backlog: Int? = nil, status: StatusCounters? = nil, daemon: DaemonStatus? = nil,

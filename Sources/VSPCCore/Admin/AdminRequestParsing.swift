@@ -24,6 +24,8 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case invalidSince
     /// A field of a `token-*` command out of its bounds (what is wrong with it).
     case invalidToken(String)
+    /// A `ttl` out of 1...`ConsoleTokens.maxTTL`.
+    case invalidTTL(Int)
 
     public var message: String {
         switch self {
@@ -49,6 +51,8 @@ public enum AdminRequestError: Error, Equatable, Sendable {
             return "since must be an ISO 8601 time"
         case .invalidToken(let why):
             return why
+        case .invalidTTL:
+            return "ttl must be from 1 second to \(ConsoleTokens.maxTTL / 3600) hours"
         }
     }
 }
@@ -72,9 +76,12 @@ public enum AdminCommand: Equatable, Sendable {
     /// Revoke the API token with this id.
     case tokenRevoke(id: String)
 
+    /// A one-time browser URL for a console (`label` nil: any label), good for `ttl` seconds.
+    case url(vm: String, label: String?, readOnly: Bool, ttl: Int)
+
     /// The command names of protocol version 1, as the request's `command` spells them.
     public enum Name: String, CaseIterable, Sendable {
-        case list, tail, status, forget, history
+        case list, tail, status, forget, history, url
         case tokenCreate = "token-create", tokenList = "token-list", tokenRevoke = "token-revoke"
     }
 
@@ -97,6 +104,9 @@ public enum AdminCommand: Equatable, Sendable {
                                                 comment: request.comment ?? ""))
         case .tokenList: self = .tokenList
         case .tokenRevoke: self = .tokenRevoke(id: request.token ?? "")
+        case .url:
+            self = .url(vm: request.vm ?? "", label: request.label, readOnly: request.readOnly == true,
+                        ttl: request.ttl ?? AdminProtocol.defaultURLTTL)
         }
     }
 }
@@ -134,7 +144,7 @@ extension AdminRequest {
             return .failure(.unknownCommand(String(clipped)))
         }
         if let vm = request.vm, vm.utf8.count > maxVMBytes { return .failure(.vmTooLong(vm.utf8.count)) }
-        if name == .tail || name == .forget || name == .history, (request.vm ?? "").isEmpty {
+        if name == .tail || name == .forget || name == .history || name == .url, (request.vm ?? "").isEmpty {
             return .failure(.missingVM(command: request.command))
         }
         if let label = request.label, !SerialPortLabel.isValid(label) { return .failure(.invalidLabel) }
@@ -142,6 +152,7 @@ extension AdminRequest {
         if let limit = request.limit, limit < 1 { return .failure(.invalidLimit(limit)) }
         if let since = request.since, AdminProtocol.parseTimestamp(since) == nil { return .failure(.invalidSince) }
         if let why = checkToken(request, name) { return .failure(.invalidToken(why)) }
+        if let ttl = request.ttl, !(1...ConsoleTokens.maxTTL).contains(ttl) { return .failure(.invalidTTL(ttl)) }
         return .success((request, AdminCommand(checked: request, name)))
     }
 }

@@ -85,7 +85,13 @@ public enum ConcentratorEvent: Sendable {
     /// its open sessions read-only.
     case keysReloaded(AuthorizedKeys, timeZone: TimeZone)
 
-    case adminConnected(ConnectionID, peer: String = "local")
+    /// `uid`: the peer's user id on the admin Unix socket (`SO_PEERCRED`), who mints console URLs there; nil
+    /// over TCP, where the minter is `admin-tcp PEER`.
+    case adminConnected(ConnectionID, peer: String = "local", uid: UInt32? = nil)
+    /// The token the driver made for this connection's `url` request (after `.makeToken`), the SHA-256 of it
+    /// (hex), the URL base (`--http-public-url`, else the HTTP listener's address; nil: no HTTP listener), and
+    /// the minter's user name (for a uid). Only the hash is kept; the token goes into the answer, to the minter.
+    case tokenMade(ConnectionID, token: String, hash: String, base: String?, userName: String? = nil)
     case adminLine(ConnectionID, [UInt8])
     /// The admin client sent a line longer than `AdminProtocol.maxRequestBytes`.
     case adminLineTooLong(ConnectionID)
@@ -117,6 +123,8 @@ public struct SessionRequest: Sendable {
         case listener(ListenerRef)
         /// A name: `VM`, `VM#label`, a uuid in any spelling or a unique prefix, or `list` (see `SSHTarget`).
         case name(String)
+        /// This console (a console URL's).
+        case console(ConsoleKey)
     }
 
     /// Who is asking.
@@ -125,6 +133,9 @@ public struct SessionRequest: Sendable {
         case anonymous
         /// The holder of this authorized key.
         case key(AuthorizedKey, fingerprint: String)
+        /// The browser holding the one-time console URL whose token has this hash (hex): its grant says the
+        /// console, the mode and who minted it.
+        case token(ConsoleTokens.Grant, hash: String)
     }
 
     public var target: Target
@@ -146,6 +157,11 @@ public struct SessionRequest: Sendable {
 public enum ConcentratorAction: Equatable, Sendable {
     /// Bytes for one connection, already encoded for its leg.
     case send(ConnectionID, [UInt8])
+    /// A one-line notice for a door that shows them apart from the console's bytes (`Door.noticesApart`).
+    case notice(ConnectionID, String)
+    /// Make a console URL's token for this admin connection's `url` request; answer with `tokenMade`.
+    /// `uid`: the minter's, whose user name the driver looks up (off the loop) and gives back.
+    case makeToken(ConnectionID, uid: UInt32?)
     /// The same bytes for several connections (one buffer, many channels).
     case broadcast([ConnectionID], [UInt8])
     /// Close a connection; with `flush`, after what was queued for it has been written.

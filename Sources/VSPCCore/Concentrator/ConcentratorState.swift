@@ -190,6 +190,8 @@ struct ClientConnection {
     let identity: Identity?
     /// The authorized_keys line that let the person in (re-checked when the file is reloaded).
     var key: AuthorizedKey?
+    /// The one-time console URL that let the person in (the web door): its token's id and who minted it.
+    var token: (id: String, minter: String, hash: String)?
     let since: Date
     /// How what the person sends is read: the door's `input`.
     var input: InputReader
@@ -221,12 +223,14 @@ struct ClientConnection {
 enum InputReader {
     case telnet(ClientLinkStateMachine)
     case escapeMenu(EscapeMenu)
+    case raw
     case none
 
     init(_ input: Door.Input) {
         switch input {
         case .telnet: self = .telnet(ClientLinkStateMachine())
         case .escapeMenu: self = .escapeMenu(EscapeMenu())
+        case .raw: self = .raw
         case .none: self = .none
         }
     }
@@ -243,6 +247,10 @@ struct AdminConnection {
     var reserved = false
     /// A `history` request waiting for the records.
     var history: PendingHistory?
+    /// The peer's user id on the admin Unix socket (nil over TCP): who mints console URLs.
+    var uid: UInt32?
+    /// A `url` request waiting for the driver's token.
+    var minting: PendingMint?
 }
 
 /// A removed assignment whose delete has not committed yet: its port stays reserved until it has, so a failed

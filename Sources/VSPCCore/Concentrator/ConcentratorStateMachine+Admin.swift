@@ -2,8 +2,8 @@ import Foundation
 
 /// The admin endpoint: one JSON request line, one JSON answer line, then raw console bytes for `tail`.
 extension ConcentratorStateMachine {
-    mutating func adminConnected(_ id: ConnectionID, peer: String) {
-        admins[id] = AdminConnection(id: id, peer: peer)
+    mutating func adminConnected(_ id: ConnectionID, peer: String, uid: UInt32? = nil) {
+        admins[id] = AdminConnection(id: id, peer: peer, uid: uid)
         if reserveDescriptors(1) {
             admins[id]?.reserved = true
         } else {
@@ -55,6 +55,8 @@ extension ConcentratorStateMachine {
             respond(id, AdminResponse(ok: true, tokens: apiTokens.all.map { $0.info(at: now.date) }), thenClose: true)
         case let .tokenRevoke(token):
             revokeToken(id, token)
+        case let .url(vm, label, readOnly, ttl):
+            mintURL(id, vm: vm, label: label, mode: readOnly ? .readOnly : .readWrite, ttl: ttl)
         }
     }
 

@@ -7,24 +7,28 @@ extension ConcentratorStateMachine {
     mutating func sessionStarted(_ id: ConnectionID, door: Door, peer: String, request asked: SessionRequest) {
         if !door.opening.isEmpty { emit(.send(id, door.opening)) }
         guard let request = rightsInForce(id, door: door, peer: peer, asked),
-              let key = consoleAsked(id, door: door, peer: peer, request: request) else { return }
+              let key = consoleAsked(id, door: door, peer: peer, request: request) else { return releaseToken(asked) }
         let identity = request.principal.identity
         guard door.descriptors == 0 || reserveDescriptors(door.descriptors) else {
             log(.error, "refused client \(peer) of \(consoles[key]?.name ?? key.description): open-file limit nearly reached")
+            releaseToken(asked)
             return refuse(id, door: door, reason: .fdLimit)
         }
         let mode = request.principal.mode(telnetPorts: config.telnetPorts)
         var client = ClientConnection(id: id, console: key, peer: peer, door: door, mode: mode, identity: identity,
                                       since: now.date)
         if case let .key(line, _) = request.principal { client.key = line }
+        if case let .token(grant, hash) = request.principal { client.token = (grant.id, grant.minter, hash) }
         attachClient(client)
         guard let console = consoles[key] else { return }
-        if door.replayOnAttach, config.replayBytes > 0, config.scrollbackBytes > 0 {
-            let replay = console.scrollback.contents(last: config.replayBytes)
+        let replayBytes = door.replaysScrollback ? config.scrollbackBytes : config.replayBytes
+        if door.replayOnAttach, replayBytes > 0, config.scrollbackBytes > 0 {
+            let replay = console.scrollback.contents(last: replayBytes)
             if !replay.isEmpty { emit(.send(id, door.frame(replay))) }
         }
         let label = console.key.label.isEmpty ? "" : "#" + console.key.label
-        notice(id, "connected to \(DisplayText.escape(console.name))\(label) (\(console.vm == nil ? "down" : "up")); Ctrl-] ? for the menu\(mode == .readOnly ? "; read-only" : "")")
+        let menu = door.input == .escapeMenu ? "; Ctrl-] ? for the menu" : ""
+        notice(id, "connected to \(DisplayText.escape(console.name))\(label) (\(console.vm == nil ? "down" : "up"))\(menu)\(mode == .readOnly ? "; read-only" : "")")
     }
 
     /// The request with the key's rights in force: a connection authenticated before a reload of the keys gets
@@ -50,6 +54,13 @@ extension ConcentratorStateMachine {
         let identity = request.principal.identity
         let newline = request.terminal ? "\r\n" : "\n"
         switch request.target {
+        case .console(let key):
+            guard consoles[key] != nil else {
+                log(.info, "refused client \(peer): the console of its URL is gone")
+                refuse(id, door: door, reason: .expired)
+                return nil
+            }
+            return key
         case .listener(let listener):
             guard let console = consoles[listener.console], console.listener.ref == listener else {
                 log(.info, "refused client \(peer): the assignment of \(consoles[listener.console]?.name ?? listener.console.description) has expired")
@@ -176,6 +187,7 @@ extension ConcentratorStateMachine {
     func auditDetail(_ client: ClientConnection, mode: String? = nil) -> String {
         var detail = "door=\(client.door.name) mode=\(mode ?? client.mode.rawValue)"
         if let identity = client.identity { detail += " key=\(identity.comment) \(identity.fingerprint)" }
+        if let token = client.token { detail += " token=\(token.id) minted-by=\(DisplayText.escape(token.minter))" }
         return detail
     }
 
@@ -204,6 +216,14 @@ extension ConcentratorStateMachine {
                 case .command(let command):
                     escapeCommand(command, current)
                 }
+            }
+        case .raw:
+            // The browser's page of a read-only session sends nothing; whatever comes is dropped here too.
+            if mayWrite(client) {
+                clientInput(client, bytes)
+            } else if !client.warnedReadOnly {
+                clients[id]?.warnedReadOnly = true
+                notice(id, readOnlyReason(client))
             }
         case .none:
             break
@@ -249,6 +269,7 @@ extension ConcentratorStateMachine {
 
     /// A one-line notice, on the doors that show them (the telnet ports carry console bytes only).
     mutating func notice(_ id: ConnectionID, _ text: String) {
+        if let door = clients[id]?.door, door.notices, door.noticesApart { return emit(.notice(id, text)) }
         guard let bytes = clients[id]?.door.notice(text) else { return }
         emit(.send(id, bytes))
     }
@@ -287,6 +308,7 @@ extension ConcentratorStateMachine {
     mutating func clientClosed(_ id: ConnectionID) {
         guard let client = clients.removeValue(forKey: id) else { return }
         descriptorsInUse -= client.door.descriptors
+        if let token = client.token { tokens.release(hash: token.hash, now: monotonicNow) }
         let key = client.console
         guard consoles[key]?.clients.remove(id) != nil else { return }
         let time = monotonicNow
@@ -399,6 +421,7 @@ extension SessionRequest.Principal {
         switch self {
         case .anonymous: return true
         case let .key(key, _): return key.permits(vmName: console.name, uuid: console.key.uuid)
+        case let .token(grant, _): return grant.console == console.key
         }
     }
 
@@ -407,6 +430,7 @@ extension SessionRequest.Principal {
         switch self {
         case .anonymous: return telnetPorts == .readOnly ? .readOnly : .readWrite
         case let .key(key, _): return key.readOnly ? .readOnly : .readWrite
+        case let .token(grant, _): return grant.mode
         }
     }
 }

@@ -231,6 +231,7 @@ extension ConcentratorStateMachine {
         emitRecord(ConsoleEvent(kind: .vmDisconnect, time: now.date, uuid: key.uuid, label: key.label,
                                 name: consoles[key]?.name, peer: peer, detail: reason.detail,
                                 reason: .disconnect(reason)))
+        statusLine(.vmDisconnect, key)
     }
 
     /// Output from the VM: to every person, every follower and the scrollback.

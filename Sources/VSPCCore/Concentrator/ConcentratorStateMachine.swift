@@ -36,6 +36,8 @@ public struct ConcentratorStateMachine {
     /// holds). A session opened later on a connection authenticated before (OpenSSH multiplexing) gets these
     /// rights, not the ones taken at authentication.
     var keysInForce: (keys: AuthorizedKeys, timeZone: TimeZone)?
+    /// The one-time console URLs (`vspc url`), by their token's hash.
+    public internal(set) var tokens = ConsoleTokens()
     /// Refusals recorded this minute, per connection (`peer ADDRESS`) and per key (`key FINGERPRINT`).
     var refusalBudgets: [String: EventBudget] = [:]
     static let refusalsPerMinute = 10
@@ -87,7 +89,8 @@ public struct ConcentratorStateMachine {
         case let .clientEnded(id, reason): if let client = clients[id] { dropClient(client, reason: reason, end: false) }
         case let .keysReloaded(keys, timeZone): keysReloaded(keys, timeZone: timeZone)
         case let .clientClosed(id): clientClosed(id)
-        case let .adminConnected(id, peer): adminConnected(id, peer: peer)
+        case let .adminConnected(id, peer, uid): adminConnected(id, peer: peer, uid: uid)
+        case let .tokenMade(id, token, hash, base, name): tokenMade(id, token: token, hash: hash, base: base, userName: name)
         case let .adminLine(id, line): adminLine(id, line)
         case let .adminLineTooLong(id): adminLineTooLong(id)
         case let .adminClosed(id): adminClosed(id)
@@ -154,6 +157,7 @@ public struct ConcentratorStateMachine {
                          window: UInt64? = nil) {
         emitRecord(ConsoleEvent(kind: kind, time: now.date, uuid: key.uuid, label: key.label,
                                 name: consoles[key]?.name, peer: peer, detail: detail, window: window))
+        statusLine(kind, key)
     }
 
     mutating func record(_ kind: EventKind, uuid: String? = nil, label: String = "", name: String? = nil,
@@ -245,6 +249,7 @@ public struct ConcentratorStateMachine {
         case .deleteRetry(let key): deleteAssignment(key)
         case .expirySweep:
             expireIdleConsoles()
+            tokens.sweep(now: monotonicNow)
             schedule(.expirySweep, seconds: config.expirySweepInterval)
         case .scrollbackSave:
             saveScrollback(final: false)

@@ -1,4 +1,4 @@
-/// A way people reach a console (telnet on its port, SSH, `vspc tail -f`, and later the web), as a value with
+/// A way people reach a console (telnet on its port, SSH, `vspc tail -f`, a browser), as a value with
 /// its capabilities. The concentrator asks the door, never which door it is: a new door is one more value here
 /// and one sink in the driver.
 public struct Door: Hashable, Sendable, CustomStringConvertible {
@@ -23,6 +23,8 @@ public struct Door: Hashable, Sendable, CustomStringConvertible {
         case telnet
         /// Raw bytes with the `Ctrl-]` escape menu (`EscapeMenu`).
         case escapeMenu
+        /// Raw bytes, every one for the VM: no escape menu (the browser's page has its own controls).
+        case raw
         /// Nothing: a reader only.
         case none
     }
@@ -56,6 +58,12 @@ public struct Door: Hashable, Sendable, CustomStringConvertible {
     public let whenBehind: WhenBehind
     /// The last `--replay` bytes of scrollback are sent when a person attaches.
     public let replayOnAttach: Bool
+    /// Notices travel apart from the console's bytes (the browser shows them on a status line outside the
+    /// terminal): the machine emits them as `.notice` actions instead of bytes in the stream.
+    public var noticesApart = false
+    /// The attach replays the whole scrollback, not only the last `--replay` bytes (the browser's terminal keeps
+    /// its own scrollback).
+    public var replaysScrollback = false
 
     public var description: String { name }
 
@@ -66,11 +74,15 @@ public struct Door: Hashable, Sendable, CustomStringConvertible {
     public static let tail = Door(name: "tail", framing: .raw, input: .none, notices: false,
                                   ending: .close, descriptors: 0, whenBehind: .disconnect, replayOnAttach: false)
 
+    public static let web = Door(name: "web", framing: .raw, input: .raw, notices: true, ending: .close,
+                                 descriptors: 1, whenBehind: .disconnect, replayOnAttach: true, noticesApart: true,
+                                 replaysScrollback: true)
+
     /// The default bound of a reader's backlog, on either kind of door (`--disconnect-backlog`, `--skip-backlog`).
     public static let defaultBacklog = 1 << 20
 
     /// Every door, in the order status and metrics list them.
-    public static let all: [Door] = [.telnet, .ssh, .tail]
+    public static let all: [Door] = [.telnet, .ssh, .tail, .web]
 
     public static func named(_ name: String) -> Door? { all.first { $0.name == name } }
 
@@ -82,7 +94,7 @@ public struct Door: Hashable, Sendable, CustomStringConvertible {
 
     /// A one-line notice as the reader sees it; nil on doors that carry console bytes only.
     public func notice(_ text: String) -> [UInt8]? {
-        notices ? Array("\r\n[vspcd: \(text)]\r\n".utf8) : nil
+        notices && !noticesApart ? Array("\r\n[vspcd: \(text)]\r\n".utf8) : nil
     }
 
     /// The line put where a reader that fell behind skipped `count` bytes.

@@ -40,6 +40,8 @@ public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, Expressi
     public static let clientBreak: EventKind = "client-break"
     /// A person listed the consoles its key may reach (`ssh list@host`).
     public static let clientList: EventKind = "client-list"
+    /// A one-time console URL was minted (`vspc url`): its token's id, mode, expiry and who minted it.
+    public static let consoleURL: EventKind = "console-url"
     public static let exclusiveTaken: EventKind = "write-exclusive-taken"
     public static let exclusiveReleased: EventKind = "write-exclusive-released"
     public static let vmotionBegin: EventKind = "vmotion-begin"
@@ -76,7 +78,7 @@ public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, Expressi
         .vmotionPeerRejected, .vmotionComplete, .vmotionCompleteRejected, .vmotionAbort,
         .vmotionAbortIgnored, .vmotionExpired, .vmotionSourceClosed, .vmotionDestinationClosed,
         .vmTakeoverRefused, .eventsSuppressed, .daemonStart, .daemonStop,
-        .consoleMatch, .apiCall, .apiTokenCreated, .apiTokenRevoked,
+        .consoleMatch, .consoleURL, .apiCall, .apiTokenCreated, .apiTokenRevoked,
     ]
 
     /// The level of the log line derived from an event of this kind (info for a kind this version does not know).
@@ -89,8 +91,10 @@ public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, Expressi
                      .clientDetach, .clientList, .apiCall, .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort,
                      .vmotionSourceClosed] { levels[kind] = .info }
         for kind in [EventKind.exclusiveTaken, .exclusiveReleased, .clientRefused, .clientAccessChanged, .clientBreak,
-                     .portAssigned, .portForgotten, .daemonStart, .daemonStop, .consoleMatch,
-                     .apiTokenCreated, .apiTokenRevoked] { levels[kind] = .notice }
+                     .portAssigned, .portForgotten, .daemonStart, .daemonStop, .consoleMatch, .consoleURL,
+                     .apiTokenCreated, .apiTokenRevoked] {
+            levels[kind] = .notice
+        }
         for kind in [EventKind.clientDropped, .clientSkipped, .vmTakeoverRefused, .eventsSuppressed, .vmotionNotNow,
                      .vmotionPeerRejected, .vmotionCompleteRejected, .vmotionAbortIgnored, .vmotionExpired,
                      .vmotionDestinationClosed, .portRefused] { levels[kind] = .warning }

@@ -54,6 +54,10 @@ public struct DaemonSettings: Equatable, Sendable {
     public var httpCert: String?
     public var httpKey: String?
     public var httpClientCa: String?
+    /// `--http-public-url`: the base of console URLs when vspcd sits behind a reverse proxy.
+    public var httpPublicURL: String?
+    /// `--web-assets`: where the browser console's terminal emulator is read from.
+    public var webAssets = "/usr/local/share/vspcd/web"
 
     public init() {}
 
@@ -82,6 +86,8 @@ public struct DaemonSettings: Equatable, Sendable {
             if case .failure(let error) = AddressAllowList.parse($0) { return error.message }
             return nil
         }),
+        .optionalString("http-public-url", \.httpPublicURL, check: { WebOrigin.parseBase($0) == nil ? "must be http://HOST[:PORT][/PATH] or https://..." : nil }),
+        .string("web-assets", \.webAssets, check: nonEmpty),
         .number("vm-stuck-timeout", \.vmStuckTimeout, check: positive(upTo: 86400, unit: "seconds")),
         .number("takeover-probe-timeout", \.takeoverProbeTimeout, check: positive(upTo: 600, unit: "seconds")),
         .optionalString("metrics", \.metrics, check: {

@@ -40,6 +40,9 @@ final class ConcentratorDriver: @unchecked Sendable {
     /// The console log files among them, for metrics.
     var consoleLogs: (any ConsoleOutputSink)?
     private var pendingOrder: [ConnectionID] = []
+    /// The base of console URLs (`--http-public-url`, else the HTTP listener's address once bound; nil: no
+    /// HTTP listener, so no console URLs).
+    var webBase: String?
 
     init(config: DaemonConfig, store: any RecordBackend, logger: Logger, loop: EventLoop, metrics: VSPCMetrics) {
         self.network = config
@@ -92,6 +95,12 @@ final class ConcentratorDriver: @unchecked Sendable {
         pendingOrder.removeAll(keepingCapacity: true)
     }
 
+    /// A request the machine answers at once and in place (a console URL's page or WebSocket), on the loop.
+    func answer<T>(_ body: (inout ConcentratorStateMachine) -> T) -> T {
+        loop.preconditionInEventLoop()
+        return body(&machine)
+    }
+
     /// A question for the machine (list, status), answered on the loop.
     func read<T>(_ body: (ConcentratorStateMachine) -> T) -> T {
         loop.preconditionInEventLoop()
@@ -111,6 +120,19 @@ final class ConcentratorDriver: @unchecked Sendable {
                 pendingOrder.append(id)
             } else {
                 pending[id]!.writeBytes(bytes)
+            }
+        case let .notice(id, text):
+            flushPending(id)
+            sinks[id]?.notice(text)
+        case let .makeToken(id, uid):
+            // The token from the system's generator, and the minter's user name (the password database may be
+            // on the network): off the loop.
+            let base = webBase
+            let loop = self.loop
+            reads.async { [weak self] in
+                let made = WebConsoleSecrets.makeToken()
+                let name = uid.flatMap(WebConsoleSecrets.userName)
+                loop.execute { self?.handle(.tokenMade(id, token: made.token, hash: made.hash, base: base, userName: name)) }
             }
         case let .broadcast(ids, bytes):
             let buffer = ByteBuffer(bytes: bytes)

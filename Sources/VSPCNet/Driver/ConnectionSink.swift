@@ -15,6 +15,13 @@ protocol ConnectionSink: AnyObject {
     func setReading(_ on: Bool)
     /// Closes the connection under it with everything it carries (an SSH connection and all its sessions).
     func closeTransport()
+    /// A one-line notice shown apart from the console's bytes (`Door.noticesApart`).
+    func notice(_ text: String)
+}
+
+extension ConnectionSink {
+    /// Doors without a place of their own for notices get them inline, as `Door.notice` frames them.
+    func notice(_ text: String) { write(ByteBuffer(string: "\r\n[vspcd: \(text)]\r\n")) }
 }
 
 /// A NIO channel. Its back-pressure is the channel's water marks: the handler reports writability to the machine.

@@ -2,7 +2,6 @@ import HummingbirdCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOHTTP1
 import VSPCCore
 
 /// Who may open a connection to the HTTP listener: `--http-allow`, and bounds on the connections served at once,
@@ -108,13 +107,9 @@ struct AdmittedChannel<Inner: ServerChildChannel>: ServerChildChannel {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        let value = inner.setup(channel: channel, logger: logger)
-        guard decision == .admitted else { return value }
-        return value.flatMapThrowing { value in
-            let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try channel.pipeline.syncOperations.addHandler(HTTPCloseUnlessKeptAlive(), position: .after(decoder))
-            return value
-        }
+        // HTTP/1.0 without keep-alive is closed once answered by the WebSocket upgrade's channel (`HTTP1KeepAlive`),
+        // which takes its handler away when a WebSocket takes the connection over.
+        return inner.setup(channel: channel, logger: logger)
     }
 
     func handle(value: Value, logger: Logger) async {

@@ -1,6 +1,5 @@
 import HTTPTypes
 import NIOCore
-import NIOHTTP1
 import NIOHTTPTypes
 
 /// Answers a connection the listener will not serve (not in `--http-allow`, or past the connection limits) with
@@ -95,22 +94,5 @@ final class HTTPRequestMarks: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func clock(_ context: ChannelHandlerContext) -> HTTPRequestClock? {
         try? context.pipeline.syncOperations.handler(type: HTTPRequestClock.self)
-    }
-}
-
-/// A request that does not keep its connection (HTTP/1.0 without `Connection: keep-alive`, or any request saying
-/// `Connection: close`) is marked `Connection: close` exactly, the one spelling after which the server closes the
-/// connection once it has answered. It sits right behind the HTTP/1 decoder, where the request's version is known.
-final class HTTPCloseUnlessKeptAlive: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .head(var head) = unwrapInboundIn(data), !head.isKeepAlive else {
-            context.fireChannelRead(data)
-            return
-        }
-        head.headers.replaceOrAdd(name: "Connection", value: "close")
-        context.fireChannelRead(wrapInboundOut(.head(head)))
     }
 }

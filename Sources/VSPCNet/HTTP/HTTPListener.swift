@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import HummingbirdWebSocket
 import Logging
 import ServiceLifecycle
 import NIOConcurrencyHelpers
@@ -26,6 +27,8 @@ public struct HTTPServices: Sendable {
     public var consoleLog: (@Sendable (ConsoleKey, Int?) throws -> [UInt8]?)?
     /// The JSON API (`/api/v1`); nil: only its document is served.
     public var api: APIServices?
+    /// The browser console (`/console/<token>`); nil: not served.
+    var web: WebConsole?
 
     public init(snapshot: @escaping @Sendable () async -> MetricsSnapshot,
                 healthy: @escaping @Sendable () async -> Bool,
@@ -93,11 +96,14 @@ public final class HTTPListener: Sendable {
         decoder.maxHeaderListSize = limits.maxHeaderBytes
         decoder.maxHeaderFieldCount = 64
         let channelConfiguration = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [HTTPRequestMarks(maxBodyBytes: limits.maxBodyBytes), APIRequestFacts()], idleTimeout: nil,
-            httpDecoderConfiguration: decoder)
+            additionalChannelHandlers: [HTTPRequestMarks(maxBodyBytes: limits.maxBodyBytes), WebConsolePeerHeader(), APIRequestFacts()],
+            idleTimeout: nil, httpDecoderConfiguration: decoder)
+        // HTTP/1.1, and the browser console's WebSocket upgrade (`WebConsoleSocket`).
+        let upgrade = HTTP1WebSocketUpgradeChannel.Configuration(http1: channelConfiguration, ws: WebConsoleSocket.configuration)
+        let shouldUpgrade = WebConsoleSocket.shouldUpgrade(services.web)
         let server = HTTPServerBuilder { responder in
-            AdmittedChannel(inner: APITLSChannel(inner: HTTP1Channel(responder: responder, configuration: channelConfiguration), tls: tls),
-                            admission: admission)
+            AdmittedChannel(inner: APITLSChannel(inner: WebConsoleUpgradeChannel(inner: HTTP1WebSocketUpgradeChannel(
+                responder: responder, configuration: upgrade, shouldUpgrade: shouldUpgrade)), tls: tls), admission: admission)
         }
         var quiet = logger
         quiet.logLevel = .critical
@@ -177,6 +183,7 @@ public final class HTTPListener: Sendable {
             try await Self.consoleLog(request, context, services: services, pool: pool)
         }
         APIRoutes.add(to: router, services: services.api, pool: pool)
+        WebConsoleRoutes.add(to: router, services: services, pool: pool)
         return router
     }
 

@@ -36,7 +36,7 @@ final class ConcentratorChannelHandler: ChannelInboundHandler {
         case .telnet(let ref):
             driver.handle(.sessionStarted(id, door: .telnet, peer: peer,
                                           request: SessionRequest(target: .listener(ref), principal: .anonymous)))
-        case .admin: driver.handle(.adminConnected(id, peer: peer))
+        case .admin: driver.handle(.adminConnected(id, peer: peer, uid: WebConsoleSecrets.peerUID(context.channel)))
         }
         context.fireChannelActive()
     }

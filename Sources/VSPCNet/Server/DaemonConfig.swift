@@ -32,6 +32,10 @@ public struct DaemonConfig: Sendable {
     public var httpAllow = AddressAllowList.loopback
     /// `--http-cert`, `--http-key` (and `--http-client-ca`): HTTPS on the HTTP listener.
     public var httpTLS: NIOSSLContext?
+    /// `--http-public-url`: the base of console URLs behind a reverse proxy (nil: the listener's own address).
+    public var httpPublicURL: WebOrigin.Base?
+    /// `--web-assets`: the folder of the browser console's terminal emulator.
+    public var webAssets = "/usr/local/share/vspcd/web"
     /// `--console-log-dir` and its companions; nil when console logs are off.
     public var consoleLogs: ConsoleLogSettings?
     /// `--watch`.

@@ -29,6 +29,18 @@ extension VSPCServer {
                 try store.events(uuid: key.uuid, label: key.label, since: since, limit: limit)
             },
             log: consoleLogWindow,
+            mintURL: { ask in
+                // As `vspc url` does, through the admin command `url`, from a connection inside the daemon whose
+                // peer names the token (the minter in the URL's records).
+                let request = AdminRequest(command: "url", vm: ask.console.uuid, label: ask.console.label,
+                                           readOnly: ask.readOnly, ttl: ask.ttl)
+                let answer = try? await loop.flatSubmit { driver.adminAnswer(request, peer: ask.minter) }.get()
+                guard let answer = answer ?? nil else { return .failure(AdminError("vspcd did not answer in time")) }
+                guard answer.ok, let url = answer.url else {
+                    return .failure(AdminError(answer.error ?? "vspcd minted no URL"))
+                }
+                return .success(url)
+            },
             audit: { call in loop.execute { driver.handle(.apiCalled(call)) } }
         )
         services.refused = { peer in

@@ -147,6 +147,8 @@ public final class VSPCServer: @unchecked Sendable {
         if let endpoint = config.http {
             var services = httpServices()
             services.api = apiServices()
+            services.web = WebConsole(driver: driver, publicBase: config.httpPublicURL, assets: config.webAssets,
+                                      backlog: config.clientBufferLimit + config.scrollbackBytes)
             let listener = HTTPListener(metrics: metrics, services: services, allow: config.httpAllow, logger: logger)
             // A listener that cannot open throws a `ListenError` of its own.
             let port = try await listener.start(host: endpoint.host, port: endpoint.port, tls: config.httpTLS)
@@ -155,7 +157,13 @@ public final class VSPCServer: @unchecked Sendable {
                 logger.warning("the HTTP listener on \(endpoint.host) is reachable beyond this host without TLS: API tokens and console logs cross the network in clear (give --http-cert and --http-key)")
             }
             let base = "\(config.httpTLS == nil ? "http" : "https")://\(Endpoint(host: endpoint.host, port: port))"
-            logger.notice("HTTP on \(base): /metrics, /healthz, /readyz\(consoleLogReader != nil ? ", /console_log/<uuid>" : ""), /api/v1")
+            // Console URLs (`vspc url`) start with this.
+            let webBase = config.httpPublicURL?.text ?? base
+            try await driver.loop.submit { driver.webBase = webBase }.get()
+            if !FileManager.default.fileExists(atPath: URL(fileURLWithPath: config.webAssets).appendingPathComponent("xterm.js").path) {
+                logger.warning("the browser console's terminal emulator is not in \(config.webAssets) (--web-assets): its page says which packages to install (node-xterm, esbuild) and how to bundle it")
+            }
+            logger.notice("HTTP on \(base): /metrics, /healthz, /readyz\(consoleLogReader != nil ? ", /console_log/<uuid>" : ""), /api/v1, /console/<token> (console URLs start \(webBase))")
         }
         let detail = "proxy \(config.proxyHost):\(proxyPort ?? 0)"
         try await driver.loop.submit { driver.handle(.started(detail: detail)) }.get()

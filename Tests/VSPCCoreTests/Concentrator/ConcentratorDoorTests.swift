@@ -194,7 +194,7 @@ final class ConcentratorDoorTests: XCTestCase {
         _ = start(h, .ssh, "web01", as: "bob")
         _ = h.admin(AdminRequest(command: "tail", vm: "web01", follow: true))
         let status = h.machine.daemonStatus()
-        XCTAssertEqual(status.clientsByDoor, ["telnet": 1, "ssh": 2, "tail": 1])
+        XCTAssertEqual(status.clientsByDoor, ["telnet": 1, "ssh": 2, "tail": 1, "web": 0])
         XCTAssertEqual([status.telnetClients, status.sshClients, status.tailFollowers], [1, 2, 1])
     }
 }

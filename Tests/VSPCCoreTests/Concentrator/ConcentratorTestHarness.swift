@@ -77,6 +77,13 @@ final class ConcentratorHarness {
     private struct Deadline { var at: UInt64; var order: Int }
     private var armed: [TimerID: Deadline] = [:]
     private var outputs: [ConnectionID: [UInt8]] = [:]
+    /// Notices shown apart from the console's bytes (the web door's status line), by connection.
+    var notices: [ConnectionID: [String]] = [:]
+    /// Tokens made for `url` requests (`token1`, `token2`, ...), and the URL base the driver gives with them.
+    var tokensMade = 0
+    var tokenBase: String? = "http://vspc.example:8080"
+    /// The hash the harness's driver gives for a token (tests need no real SHA-256).
+    static func hash(_ token: String) -> String { "hash-" + String(token.reversed()) }
     /// Every console's output as handed to the log files and watch patterns (`keepsOutput`).
     private(set) var consoleOutput: [ConsoleKey: [UInt8]] = [:]
     private var reportedClosed: Set<ConnectionID> = []
@@ -94,6 +101,9 @@ final class ConcentratorHarness {
     }
 
     var config: ConcentratorConfig { machine.config }
+
+    /// A console URL's page or WebSocket request, answered in place on the machine (as the driver does).
+    func answer<T>(_ body: (inout ConcentratorStateMachine, Now) -> T) -> T { body(&machine, clock.now) }
 
     @discardableResult
     func start(assignments: [Assignment] = [], scrollback: [ConsoleKey: [UInt8]] = [:],
@@ -167,6 +177,12 @@ final class ConcentratorHarness {
             }
         case .record, .log, .query:
             break
+        case let .notice(id, text):
+            notices[id, default: []].append(text)
+        case .makeToken(let id, _):
+            tokensMade += 1
+            let token = "token\(tokensMade)"
+            followUps.append(.tokenMade(id, token: token, hash: Self.hash(token), base: tokenBase))
         }
     }
 
