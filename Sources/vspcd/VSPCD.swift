@@ -105,7 +105,7 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. \(def("telnet-ports"))", valueName: "read-write|read-only|off"), completion: .list(["read-write", "read-only", "off"]))
     var telnetPorts: String?
 
-    @Option(help: ArgumentHelp("The HTTP listener: /console_log/<uuid> (for OpenStack Nova), /metrics, /healthz, /readyz, and the browser console of vspc url (off by default; suggested 127.0.0.1:9779; a bare :port is on loopback).", valueName: "[host]:port"))
+    @Option(help: ArgumentHelp("The HTTP listener: /console_log/<uuid> (for OpenStack Nova), /metrics, /healthz, /readyz, the JSON API /api/v1 and the browser console of vspc url (off by default; suggested 127.0.0.1:9779; a bare :port is on loopback).", valueName: "[host]:port"))
     var http: String?
 
     @Option(help: ArgumentHelp("Who may use the HTTP listener: CIDR[,CIDR...], or any. \(def("http-allow"))", valueName: "cidr,..."))
