@@ -104,6 +104,8 @@ let package = Package(
             dependencies: [
                 "VSPCCore", "VSPCClient", "VSPCStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // `vspc token create` hashes the token it makes (SHA-256): only the hash reaches the daemon.
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(

@@ -17,6 +17,25 @@ extension Store {
         }
     }
 
+    /// The JSON API's tokens, oldest first.
+    public func loadTokens() throws -> [APIToken] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT id, hash, vms, read_only, comment, created_at, expires_at, revoked_at FROM api_token
+                ORDER BY created_at, id
+                """).map { row in
+                let vms: String = row["vms"]
+                let expires: Double? = row["expires_at"]
+                let revoked: Double? = row["revoked_at"]
+                return APIToken(id: row["id"], hash: row["hash"], vms: vms.split(separator: "\n").map(String.init),
+                                readOnly: row["read_only"], comment: row["comment"],
+                                createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                                expiresAt: expires.map(Date.init(timeIntervalSince1970:)),
+                                revokedAt: revoked.map(Date.init(timeIntervalSince1970:)))
+            }
+        }
+    }
+
     /// Events oldest first. With `limit`, the newest `limit` matching events (still oldest first).
     /// `uuid` nil = all VMs; `label` nil = all labels; `since` is inclusive.
     public func events(uuid: String?, label: String? = nil, since: Date? = nil, limit: Int? = nil) throws -> [ConsoleEvent] {

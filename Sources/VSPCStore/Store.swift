@@ -271,6 +271,8 @@ public final class Store: RecordBackend, @unchecked Sendable {
         case let .saveScrollback(u, l, _, _): return "saveScrollback \(u)/\(l)"
         case let .appendScrollback(u, l, _, _, _): return "appendScrollback \(u)/\(l)"
         case .prune: return "prune"
+        case let .saveToken(t): return "saveToken \(t.id)"
+        case let .revokeToken(id, _): return "revokeToken \(id)"
         }
     }
 
@@ -325,6 +327,16 @@ public final class Store: RecordBackend, @unchecked Sendable {
                         (SELECT id FROM event ORDER BY ts DESC, id DESC LIMIT -1 OFFSET ?)
                     """, arguments: [max(0, count)])
             }
+        case let .saveToken(t):
+            try db.execute(sql: """
+                INSERT INTO api_token (id, hash, vms, read_only, comment, created_at, expires_at, revoked_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [t.id, t.hash, t.vms.joined(separator: "\n"), t.readOnly, t.comment,
+                                 t.createdAt.timeIntervalSince1970, t.expiresAt?.timeIntervalSince1970,
+                                 t.revokedAt?.timeIntervalSince1970])
+        case let .revokeToken(id, at):
+            try db.execute(sql: "UPDATE api_token SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+                           arguments: [at.timeIntervalSince1970, id])
         }
     }
 }

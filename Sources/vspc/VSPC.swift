@@ -10,7 +10,8 @@ struct VSPC: AsyncParsableCommand {
         commandName: "vspc",
         abstract: "Query a running vspcd: list VM serial ports, show their history, tail their consoles.",
         version: VSPCVersion.current,
-        subcommands: [List.self, History.self, Tail.self, Log.self, Grep.self, Status.self, Forget.self, URLCommand.self],
+        subcommands: [List.self, History.self, Tail.self, Log.self, Grep.self, Status.self, Forget.self, URLCommand.self,
+                      Token.self],
         defaultSubcommand: List.self)
 }
 

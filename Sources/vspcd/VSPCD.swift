@@ -105,11 +105,20 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The per-VM telnet ports: read-write (as vSPC.py), read-only, or off. \(def("telnet-ports"))", valueName: "read-write|read-only|off"), completion: .list(["read-write", "read-only", "off"]))
     var telnetPorts: String?
 
-    @Option(help: ArgumentHelp("The HTTP listener: /console_log/<uuid> (for OpenStack Nova), /metrics, /healthz, /readyz, and the browser console of vspc url (off by default; suggested 127.0.0.1:9779; a bare :port is on loopback).", valueName: "[host]:port"))
+    @Option(help: ArgumentHelp("The HTTP listener: /console_log/<uuid> (for OpenStack Nova), /metrics, /healthz, /readyz, the JSON API /api/v1 and the browser console of vspc url (off by default; suggested 127.0.0.1:9779; a bare :port is on loopback).", valueName: "[host]:port"))
     var http: String?
 
     @Option(help: ArgumentHelp("Who may use the HTTP listener: CIDR[,CIDR...], or any. \(def("http-allow"))", valueName: "cidr,..."))
     var httpAllow: String?
+
+    @Option(help: ArgumentHelp("PEM certificate (chain): the HTTP listener speaks HTTPS only. Needs --http-key.", valueName: "pem"), completion: .file())
+    var httpCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key for --http-cert.", valueName: "pem"), completion: .file())
+    var httpKey: String?
+
+    @Option(help: ArgumentHelp("PEM CA certificate(s): HTTPS clients must show a certificate it signed; its subject is the person in the API's audit.", valueName: "pem"), completion: .file())
+    var httpClientCa: String?
 
     @Option(help: ArgumentHelp("The base of console URLs (vspc url) when vspcd sits behind a reverse proxy, e.g. https://vspc.example.com; its origin may open console WebSockets. Default: the --http listener's own address.", valueName: "url"))
     var httpPublicUrl: String?
@@ -262,6 +271,15 @@ struct VSPCD: AsyncParsableCommand {
         }
         config.descriptorLimit = raiseDescriptorLimit(logger: logger)
 
+        if let cert = settings.httpCert, let key = settings.httpKey {
+            do {
+                config.httpTLS = try TLSSetup.makeServerContext(certificatePath: cert, keyPath: key,
+                                                                clientCAPath: settings.httpClientCa, minimumVersion: .tlsv12)
+            } catch {
+                logger.critical("--http-cert: \(error)")
+                throw ExitCode(2)
+            }
+        }
         if settings.ssl, let sslCert = settings.sslCert, let sslKey = settings.sslKey {
             do {
                 config.tls = try TLSSetup.makeServerContext(certificatePath: sslCert, keyPath: sslKey)
@@ -299,6 +317,9 @@ struct VSPCD: AsyncParsableCommand {
         let reader = config.consoleLogs.map { ConsoleLogReader(directory: $0.directory) }
         let server = VSPCServer(config: config, store: store, logger: logger, consoleLogs: consoleLogs,
                                 consoleLogReader: reader.map { reader in { @Sendable key, bytes in try reader.tail(key, bytes: bytes) } })
+        server.consoleLogWindow = reader.map { reader in
+            { @Sendable key, since, until, limit in try Self.readLog(reader, key, since: since, until: until, limit: limit) }
+        }
         let counters = server.metrics
         store.commitObserver = { seconds, failures in
             counters.storeCommit(seconds: seconds)
@@ -336,7 +357,7 @@ struct VSPCD: AsyncParsableCommand {
 
     /// The assignments and scrollback the daemon had when it stopped.
     static func loadSaved(_ store: any StartupRecords, scrollback: Bool) throws -> SavedState {
-        var saved = SavedState(assignments: try store.loadAssignments(), scrollback: [:])
+        var saved = SavedState(assignments: try store.loadAssignments(), scrollback: [:], tokens: try store.loadTokens())
         if scrollback {
             for s in try store.allScrollback() { saved.scrollback[ConsoleKey(uuid: s.uuid, label: s.label)] = s.data }
         }

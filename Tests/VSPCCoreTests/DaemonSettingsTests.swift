@@ -98,7 +98,8 @@ final class DaemonSettingsTests: XCTestCase {
         let names = DaemonSettings.keys.map(\.name)
         XCTAssertEqual(Set(names).count, names.count)
         for name in names where !["ssl-cert", "ssl-key", "proxy-allow", "metrics", "ssh", "ssh-host-key", "ssh-authorized-keys",
-                                             "console-log-dir", "console-log-group", "http", "http-public-url"].contains(name) {
+                                             "console-log-dir", "console-log-group", "http", "http-cert", "http-key",
+                                             "http-client-ca", "http-public-url"].contains(name) {
             XCTAssertNotNil(DaemonSettings().value(of: name), name)
         }
         XCTAssertEqual(DaemonSettings.defaultText("proxy"), ":6779")

@@ -23,6 +23,7 @@ final class ConcentratorDriverTests: XCTestCase {
         func close() {}
         func loadAssignments() throws -> [Assignment] { [] }
         func allScrollback() throws -> [(uuid: String, label: String, data: [UInt8])] { [] }
+        func loadTokens() throws -> [APIToken] { [] }
         func events(uuid: String?, label: String?, since: Date?, limit: Int?) throws -> [ConsoleEvent] { [] }
         func knownConsoles() throws -> [ConsoleCandidate] { [] }
         func scrollback(uuid: String, label: String) throws -> [UInt8]? { nil }

@@ -173,13 +173,13 @@ _vspc() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    list|history|tail|log|grep|status|forget|url|help)
+    list|history|tail|log|grep|status|forget|url|token|help)
         # Offer subcommand argument completions
         "_vspc_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'list history tail log grep status forget url help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'list history tail log grep status forget url token help' -- "${cur}"))
         ;;
     esac
 }
@@ -359,6 +359,83 @@ _vspc_url() {
         return
         ;;
     '--ttl')
+        return
+        ;;
+    esac
+}
+
+_vspc_token() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __vspc_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    create|list|revoke)
+        # Offer subcommand argument completions
+        "_vspc_token_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'create list revoke' -- "${cur}"))
+        ;;
+    esac
+}
+
+_vspc_token_create() {
+    repeating_flags=()
+    non_repeating_flags=(--debug --read-only --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--admin --vms --ttl --comment)
+    __vspc_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--admin')
+        return
+        ;;
+    '--vms')
+        return
+        ;;
+    '--ttl')
+        return
+        ;;
+    '--comment')
+        return
+        ;;
+    esac
+}
+
+_vspc_token_list() {
+    repeating_flags=()
+    non_repeating_flags=(--debug --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--admin)
+    __vspc_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--admin')
+        return
+        ;;
+    esac
+}
+
+_vspc_token_revoke() {
+    repeating_flags=()
+    non_repeating_flags=(--debug --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--admin)
+    __vspc_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--admin')
         return
         ;;
     esac

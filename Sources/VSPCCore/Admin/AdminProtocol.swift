@@ -32,6 +32,18 @@ public struct AdminRequest: Codable, Sendable, Equatable {
     public var since: String?
     /// For `history`: only the newest this many events (at most `AdminProtocol.maxHistoryEvents`, the default).
     public var limit: Int?
+    /// For `token-create`: the new token's SHA-256 (64 lowercase hex digits); the token itself is never sent.
+    public var tokenHash: String?
+    /// For `token-create`: the globs of the consoles it may see (all when absent).
+    public var vms: [String]?
+    /// For `token-create`: no URL that can write.
+    public var tokenReadOnly: Bool?
+    /// For `token-create`: seconds until it expires (never when absent).
+    public var tokenTTL: Double?
+    /// For `token-create`: a note for people.
+    public var comment: String?
+    /// For `token-revoke`: the token's id.
+    public var token: String?
     /// For `url`: a read-only session.
     public var readOnly: Bool?
     /// For `url`: the link's time to live in seconds (`AdminProtocol.defaultURLTTL` when absent).
@@ -112,6 +124,10 @@ public struct AdminResponse: Codable, Sendable {
     public var history: HistoryAnswer?
     /// For a refusal of a reference that names several consoles: those consoles (see `VMLookup.ambiguity`).
     public var candidates: [ConsoleCandidate]?
+    /// For `token-list`: every API token, without its hash.
+    public var tokens: [APITokenInfo]?
+    /// For `token-create` and `token-revoke`: the token.
+    public var token: APITokenInfo?
     /// For `url`: the one-time console URL (only its minter sees it), its token's id, when it expires (ISO
     /// 8601, UTC) and its mode.
     public var url: String?
@@ -121,7 +137,10 @@ public struct AdminResponse: Codable, Sendable {
 
     public init(ok: Bool, error: String? = nil, vms: [ConsoleInfo]? = nil, vm: ConsoleInfo? = nil,
                 backlog: Int? = nil, status: StatusCounters? = nil, daemon: DaemonStatus? = nil,
-                history: HistoryAnswer? = nil, candidates: [ConsoleCandidate]? = nil) {
+                history: HistoryAnswer? = nil, candidates: [ConsoleCandidate]? = nil, tokens: [APITokenInfo]? = nil,
+                token: APITokenInfo? = nil) {
+        self.tokens = tokens
+        self.token = token
         self.history = history
         self.candidates = candidates
         self.daemon = daemon

@@ -22,6 +22,8 @@ public enum AdminRequestError: Error, Equatable, Sendable {
     case invalidLimit(Int)
     /// A `since` that is not an ISO 8601 time.
     case invalidSince
+    /// A field of a `token-*` command out of its bounds (what is wrong with it).
+    case invalidToken(String)
     /// A `ttl` out of 1...`ConsoleTokens.maxTTL`.
     case invalidTTL(Int)
 
@@ -47,6 +49,8 @@ public enum AdminRequestError: Error, Equatable, Sendable {
             return "limit must be a positive number"
         case .invalidSince:
             return "since must be an ISO 8601 time"
+        case .invalidToken(let why):
+            return why
         case .invalidTTL:
             return "ttl must be from 1 second to \(ConsoleTokens.maxTTL / 3600) hours"
         }
@@ -65,12 +69,20 @@ public enum AdminCommand: Equatable, Sendable {
     case forget(vm: String, label: String, force: Bool)
     /// A VM's events (of one serial port with `label`), since a time, the newest `limit` of them.
     case history(vm: String, label: String?, since: Date?, limit: Int)
+    /// A new API token (its hash only).
+    case tokenCreate(APITokenRequest)
+    /// Every API token.
+    case tokenList
+    /// Revoke the API token with this id.
+    case tokenRevoke(id: String)
+
     /// A one-time browser URL for a console (`label` nil: any label), good for `ttl` seconds.
     case url(vm: String, label: String?, readOnly: Bool, ttl: Int)
 
     /// The command names of protocol version 1, as the request's `command` spells them.
     public enum Name: String, CaseIterable, Sendable {
         case list, tail, status, forget, history, url
+        case tokenCreate = "token-create", tokenList = "token-list", tokenRevoke = "token-revoke"
     }
 
     /// The command of a request whose fields `AdminRequest.parse` has checked.
@@ -86,6 +98,12 @@ public enum AdminCommand: Equatable, Sendable {
             self = .history(vm: request.vm ?? "", label: request.label,
                             since: request.since.flatMap(AdminProtocol.parseTimestamp),
                             limit: min(request.limit ?? AdminProtocol.maxHistoryEvents, AdminProtocol.maxHistoryEvents))
+        case .tokenCreate:
+            self = .tokenCreate(APITokenRequest(hash: request.tokenHash ?? "", vms: request.vms ?? [],
+                                                readOnly: request.tokenReadOnly == true, ttl: request.tokenTTL,
+                                                comment: request.comment ?? ""))
+        case .tokenList: self = .tokenList
+        case .tokenRevoke: self = .tokenRevoke(id: request.token ?? "")
         case .url:
             self = .url(vm: request.vm ?? "", label: request.label, readOnly: request.readOnly == true,
                         ttl: request.ttl ?? AdminProtocol.defaultURLTTL)
@@ -133,7 +151,38 @@ extension AdminRequest {
         if let bytes = request.bytes, bytes < 0 { return .failure(.negativeBytes(bytes)) }
         if let limit = request.limit, limit < 1 { return .failure(.invalidLimit(limit)) }
         if let since = request.since, AdminProtocol.parseTimestamp(since) == nil { return .failure(.invalidSince) }
+        if let why = checkToken(request, name) { return .failure(.invalidToken(why)) }
         if let ttl = request.ttl, !(1...ConsoleTokens.maxTTL).contains(ttl) { return .failure(.invalidTTL(ttl)) }
         return .success((request, AdminCommand(checked: request, name)))
+    }
+}
+
+extension AdminRequest {
+    /// What is wrong with the fields of a `token-*` request, or nil.
+    static func checkToken(_ request: AdminRequest, _ name: AdminCommand.Name) -> String? {
+        switch name {
+        case .tokenCreate:
+            guard let hash = request.tokenHash, APIToken.isHash(hash) else {
+                return "token-create needs tokenHash, a SHA-256 as 64 lowercase hex digits"
+            }
+            let globs = request.vms ?? []
+            if globs.count > APITokenRequest.maxGlobs { return "at most \(APITokenRequest.maxGlobs) vms globs" }
+            for glob in globs where glob.isEmpty || glob.utf8.count > APITokenRequest.maxGlobBytes
+                || glob.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                return "each vms glob must be 1 to \(APITokenRequest.maxGlobBytes) bytes, without control characters"
+            }
+            if let ttl = request.tokenTTL, !(ttl > 0 && ttl <= APITokenRequest.maxTTL) {
+                return "tokenTTL must be more than 0 and at most \(Int(APITokenRequest.maxTTL)) seconds"
+            }
+            if let comment = request.comment, comment.utf8.count > APITokenRequest.maxCommentBytes
+                || comment.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                return "comment must be at most \(APITokenRequest.maxCommentBytes) bytes, without control characters"
+            }
+        case .tokenRevoke:
+            guard let id = request.token, !id.isEmpty, id.utf8.count <= 64 else { return "token-revoke needs token, a token id" }
+        default:
+            break
+        }
+        return nil
     }
 }

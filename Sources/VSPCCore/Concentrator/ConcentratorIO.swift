@@ -109,6 +109,10 @@ public enum ConcentratorEvent: Sendable {
     case queryAnswered(ConnectionID, RecordAnswer)
     /// A line a console printed matched the watch pattern named `pattern` (`--watch`); matched off the event loop.
     case consoleLineMatched(ConsoleKey, pattern: String, line: [UInt8])
+    /// The API tokens in the database, read at start-up (after `start`).
+    case tokensLoaded([APIToken])
+    /// A call of the JSON API was answered: for the audit.
+    case apiCalled(APICall)
 }
 
 /// What a person arriving through a door asks for, and who they are.

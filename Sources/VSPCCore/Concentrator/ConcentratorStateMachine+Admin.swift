@@ -49,6 +49,12 @@ extension ConcentratorStateMachine {
             forget(id, vm: vm, label: label, force: force)
         case let .history(vm, label, since, limit):
             history(id, PendingHistory(query: vm, label: label, since: since, limit: limit))
+        case let .tokenCreate(request):
+            createToken(id, request)
+        case .tokenList:
+            respond(id, AdminResponse(ok: true, tokens: apiTokens.all.map { $0.info(at: now.date) }), thenClose: true)
+        case let .tokenRevoke(token):
+            revokeToken(id, token)
         case let .url(vm, label, readOnly, ttl):
             mintURL(id, vm: vm, label: label, mode: readOnly ? .readOnly : .readWrite, ttl: ttl)
         }

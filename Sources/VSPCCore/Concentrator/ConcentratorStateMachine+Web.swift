@@ -25,8 +25,10 @@ extension ConcentratorStateMachine {
 
     mutating func tokenMade(_ id: ConnectionID, token: String, hash: String, base: String?, userName: String?) {
         guard let admin = admins[id], let pending = admin.minting else { return }
-        // `uid 1000 (alice)` over the Unix socket; `admin-tcp 127.0.0.1:41234` over TCP.
-        let minter = admin.uid.map { uid in "uid \(uid)" + (userName.map { " (\($0))" } ?? "") } ?? "admin-tcp \(admin.peer)"
+        // `uid 1000 (alice)` over the Unix socket; `admin-tcp 127.0.0.1:41234` over TCP; `api token ID` for the
+        // JSON API (its request comes from inside the daemon, with that peer; no network peer is spelled so).
+        let minter = admin.uid.map { uid in "uid \(uid)" + (userName.map { " (\($0))" } ?? "") }
+            ?? (admin.peer.hasPrefix(APICall.minterPrefix) ? admin.peer : "admin-tcp \(admin.peer)")
         admins[id]?.minting = nil
         guard let base else {
             return respond(id, AdminResponse(ok: false, error: "console URLs need the HTTP listener: start vspcd with --http"),

@@ -55,6 +55,8 @@ public struct ConcentratorStateMachine {
     var assignmentMinute = Int64.min
     /// Addresses that have carried a console since start-up (they may use the pool's reserve).
     var knownAddresses: Set<IPAddress> = []
+    /// The JSON API's tokens (hashes only), and the budgets of their read audit.
+    public internal(set) var apiTokens = APITokens()
 
     /// The event being handled: its time, and the actions decided so far.
     var now = Now(monotonic: 0, date: Date(timeIntervalSince1970: 0))
@@ -99,6 +101,8 @@ public struct ConcentratorStateMachine {
         case let .writeCompleted(token, error): writeCompleted(token, error: error)
         case let .queryAnswered(id, answer): queryAnswered(id, answer)
         case let .consoleLineMatched(key, pattern, line): consoleLineMatched(key, pattern: pattern, line: line)
+        case let .tokensLoaded(tokens): apiTokens = APITokens(tokens)
+        case let .apiCalled(call): apiCalled(call)
         }
         defer { out = [] }
         return out

@@ -60,6 +60,10 @@ public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, Expressi
     public static let eventsSuppressed: EventKind = "events-suppressed"
     /// A console line matched a watch pattern (`--watch NAME=REGEX`).
     public static let consoleMatch: EventKind = "console-match"
+    /// A call of the JSON API (calls that act each; reads summarised, see `APITokens.audit`).
+    public static let apiCall: EventKind = "api-call"
+    public static let apiTokenCreated: EventKind = "api-token-created"
+    public static let apiTokenRevoked: EventKind = "api-token-revoked"
     public static let daemonStart: EventKind = "daemon-start"
     public static let daemonStop: EventKind = "daemon-stop"
 
@@ -74,7 +78,7 @@ public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, Expressi
         .vmotionPeerRejected, .vmotionComplete, .vmotionCompleteRejected, .vmotionAbort,
         .vmotionAbortIgnored, .vmotionExpired, .vmotionSourceClosed, .vmotionDestinationClosed,
         .vmTakeoverRefused, .eventsSuppressed, .daemonStart, .daemonStop,
-        .consoleMatch, .consoleURL,
+        .consoleMatch, .consoleURL, .apiCall, .apiTokenCreated, .apiTokenRevoked,
     ]
 
     /// The level of the log line derived from an event of this kind (info for a kind this version does not know).
@@ -84,10 +88,11 @@ public struct EventKind: RawRepresentable, Hashable, Codable, Sendable, Expressi
         var levels: [EventKind: LogLevel] = [:]
         for kind in [EventKind.vmotionBegin] { levels[kind] = .debug }
         for kind in [EventKind.vmConnect, .vmDisconnect, .nameChange, .portReused, .portExpired, .clientAttach,
-                     .clientDetach, .clientList, .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort,
+                     .clientDetach, .clientList, .apiCall, .vmotionGoahead, .vmotionPeer, .vmotionComplete, .vmotionAbort,
                      .vmotionSourceClosed] { levels[kind] = .info }
         for kind in [EventKind.exclusiveTaken, .exclusiveReleased, .clientRefused, .clientAccessChanged, .clientBreak,
-                     .portAssigned, .portForgotten, .daemonStart, .daemonStop, .consoleMatch, .consoleURL] {
+                     .portAssigned, .portForgotten, .daemonStart, .daemonStop, .consoleMatch, .consoleURL,
+                     .apiTokenCreated, .apiTokenRevoked] {
             levels[kind] = .notice
         }
         for kind in [EventKind.clientDropped, .clientSkipped, .vmTakeoverRefused, .eventsSuppressed, .vmotionNotNow,

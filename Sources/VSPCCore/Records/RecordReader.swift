@@ -10,6 +10,8 @@ public protocol StartupRecords: AnyObject, Sendable {
     func loadAssignments() throws -> [Assignment]
     /// Every console's saved scrollback.
     func allScrollback() throws -> [(uuid: String, label: String, data: [UInt8])]
+    /// The JSON API's tokens (hashes only), revoked ones included.
+    func loadTokens() throws -> [APIToken]
 }
 
 /// The event history, for `vspc history`: read offline by `vspc`, or by the daemon for its admin clients.

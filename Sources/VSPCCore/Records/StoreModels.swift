@@ -47,4 +47,8 @@ public enum StoreOp: Sendable, Equatable {
     /// Delete events older than maxAge (relative to now) and beyond the newest maxCount, and the scrollback,
     /// older than maxAge, of VM serial ports that no longer hold a port.
     case prune(Retention)
+    /// Insert an API token (its hash, never the token).
+    case saveToken(APIToken)
+    /// Mark an API token revoked.
+    case revokeToken(id: String, at: Date)
 }

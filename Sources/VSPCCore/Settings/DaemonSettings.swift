@@ -50,6 +50,10 @@ public struct DaemonSettings: Equatable, Sendable {
     public var watch: [String] = []
     public var http: String?
     public var httpAllow = "127.0.0.0/8,::1"
+    /// `--http-cert`, `--http-key`: HTTPS on the HTTP listener; `--http-client-ca`: client certificates required.
+    public var httpCert: String?
+    public var httpKey: String?
+    public var httpClientCa: String?
     /// `--http-public-url`: the base of console URLs when vspcd sits behind a reverse proxy.
     public var httpPublicURL: String?
     /// `--web-assets`: where the browser console's terminal emulator is read from.
@@ -125,6 +129,9 @@ public struct DaemonSettings: Equatable, Sendable {
             if case .failure(let error) = AddressAllowList.parse($0) { return error.message }
             return nil
         }),
+        .optionalString("http-cert", \.httpCert),
+        .optionalString("http-key", \.httpKey),
+        .optionalString("http-client-ca", \.httpClientCa),
     ]
 
     public static func key(named name: String) -> SettingKey? { keys.first { $0.name == name } }

@@ -107,6 +107,16 @@ extension ResolvedSettings {
         if s.replay > s.scrollback {
             throw error("replay", "must not be more than scrollback (\(s.scrollback))")
         }
+        if (s.httpCert == nil) != (s.httpKey == nil) {
+            throw error(s.httpCert == nil ? "http-key" : "http-cert",
+                        "needs \(spelled(s.httpCert == nil ? "http-cert" : "http-key", like: s.httpCert == nil ? "http-key" : "http-cert")) too")
+        }
+        if s.httpClientCa != nil, s.httpCert == nil {
+            throw error("http-client-ca", "needs \(spelled("http-cert", like: "http-client-ca")) and \(spelled("http-key", like: "http-client-ca"))")
+        }
+        if s.httpCert != nil, s.http == nil, s.metrics == nil {
+            throw error("http-cert", "is only used with \(spelled("http", like: "http-cert"))")
+        }
         if s.ssl {
             for key in ["ssl-cert", "ssl-key"] where s.value(of: key) == nil {
                 throw error("ssl", "needs \(spelled("ssl-cert", like: "ssl")) PEM and \(spelled("ssl-key", like: "ssl")) PEM")

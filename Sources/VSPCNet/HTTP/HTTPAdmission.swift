@@ -2,7 +2,6 @@ import HummingbirdCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOHTTP1
 import VSPCCore
 
 /// Who may open a connection to the HTTP listener: `--http-allow`, and bounds on the connections served at once,
@@ -108,8 +107,8 @@ struct AdmittedChannel<Inner: ServerChildChannel>: ServerChildChannel {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        // HTTP/1.0 without keep-alive is closed once answered by the inner channel (`HTTP1KeepAlive`, which
-        // leaves the pipeline when a WebSocket takes the connection over).
+        // HTTP/1.0 without keep-alive is closed once answered by the WebSocket upgrade's channel (`HTTP1KeepAlive`),
+        // which takes its handler away when a WebSocket takes the connection over.
         return inner.setup(channel: channel, logger: logger)
     }
 

@@ -1,6 +1,5 @@
 import HTTPTypes
 import NIOCore
-import NIOHTTP1
 import NIOHTTPTypes
 
 /// Answers a connection the listener will not serve (not in `--http-allow`, or past the connection limits) with

@@ -8,6 +8,7 @@ import ServiceLifecycle
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import VSPCClient
 import VSPCCore
 
@@ -24,6 +25,8 @@ public struct HTTPServices: Sendable {
     public var knows: @Sendable (ConsoleKey) async -> Bool
     /// A console's live log, or its last N bytes; nil when it has none (blocking: run on the listener's pool).
     public var consoleLog: (@Sendable (ConsoleKey, Int?) throws -> [UInt8]?)?
+    /// The JSON API (`/api/v1`); nil: only its document is served.
+    public var api: APIServices?
     /// The browser console (`/console/<token>`); nil: not served.
     var web: WebConsole?
 
@@ -73,7 +76,8 @@ public final class HTTPListener: Sendable {
     }
 
     /// Binds `host:port` (port 0 picks a free one) and returns the bound port; a `ListenError` if it cannot.
-    public func start(host: String, port: Int) async throws -> Int {
+    /// With `tls`, every connection is HTTPS (`--http-cert`, `--http-key`, `--http-client-ca`).
+    public func start(host: String, port: Int, tls: NIOSSLContext? = nil) async throws -> Int {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
@@ -92,14 +96,14 @@ public final class HTTPListener: Sendable {
         decoder.maxHeaderListSize = limits.maxHeaderBytes
         decoder.maxHeaderFieldCount = 64
         let channelConfiguration = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [HTTPRequestMarks(maxBodyBytes: limits.maxBodyBytes), WebConsolePeerHeader()],
+            additionalChannelHandlers: [HTTPRequestMarks(maxBodyBytes: limits.maxBodyBytes), WebConsolePeerHeader(), APIRequestFacts()],
             idleTimeout: nil, httpDecoderConfiguration: decoder)
         // HTTP/1.1, and the browser console's WebSocket upgrade (`WebConsoleSocket`).
         let upgrade = HTTP1WebSocketUpgradeChannel.Configuration(http1: channelConfiguration, ws: WebConsoleSocket.configuration)
         let shouldUpgrade = WebConsoleSocket.shouldUpgrade(services.web)
         let server = HTTPServerBuilder { responder in
-            AdmittedChannel(inner: WebConsoleUpgradeChannel(inner: HTTP1WebSocketUpgradeChannel(
-                responder: responder, configuration: upgrade, shouldUpgrade: shouldUpgrade)), admission: admission)
+            AdmittedChannel(inner: APITLSChannel(inner: WebConsoleUpgradeChannel(inner: HTTP1WebSocketUpgradeChannel(
+                responder: responder, configuration: upgrade, shouldUpgrade: shouldUpgrade)), tls: tls), admission: admission)
         }
         var quiet = logger
         quiet.logLevel = .critical
@@ -178,6 +182,7 @@ public final class HTTPListener: Sendable {
         get("console_log/:uuid") { request, context -> Response in
             try await Self.consoleLog(request, context, services: services, pool: pool)
         }
+        APIRoutes.add(to: router, services: services.api, pool: pool)
         WebConsoleRoutes.add(to: router, services: services, pool: pool)
         return router
     }
@@ -223,10 +228,13 @@ public final class HTTPListener: Sendable {
     }
 }
 
-/// Every resource of the listener is read-only: `HEAD` is answered as `GET` without the body, and any other
-/// method gets 405 with `Allow: GET, HEAD`.
+/// Every resource of the listener outside `/api/` and `/console/` is read-only: `HEAD` is answered as `GET`
+/// without the body, and any other method gets 405 with `Allow: GET, HEAD`.
 struct GetOnlyMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path.hasPrefix("/api/") || request.uri.path.hasPrefix("/console/") {
+            return try await next(request, context)
+        }
         switch request.method {
         case .get:
             return try await next(request, context)

@@ -30,6 +30,8 @@ public struct DaemonConfig: Sendable {
     public var http: Endpoint?
     /// `--http-allow`: who may use the HTTP listener.
     public var httpAllow = AddressAllowList.loopback
+    /// `--http-cert`, `--http-key` (and `--http-client-ca`): HTTPS on the HTTP listener.
+    public var httpTLS: NIOSSLContext?
     /// `--http-public-url`: the base of console URLs behind a reverse proxy (nil: the listener's own address).
     public var httpPublicURL: WebOrigin.Base?
     /// `--web-assets`: the folder of the browser console's terminal emulator.

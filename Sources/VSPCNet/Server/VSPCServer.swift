@@ -12,9 +12,12 @@ import VSPCCore
 public struct SavedState: Sendable {
     public var assignments: [Assignment]
     public var scrollback: [ConsoleKey: [UInt8]]
-    public init(assignments: [Assignment], scrollback: [ConsoleKey: [UInt8]]) {
+    /// The JSON API's tokens (hashes only).
+    public var tokens: [APIToken]
+    public init(assignments: [Assignment], scrollback: [ConsoleKey: [UInt8]], tokens: [APIToken] = []) {
         self.assignments = assignments
         self.scrollback = scrollback
+        self.tokens = tokens
     }
 }
 
@@ -35,6 +38,8 @@ public final class VSPCServer: @unchecked Sendable {
     private let outputSinks: [any ConsoleOutputSink]
     /// Reads a console's live log for `/console_log` (nil: console logs off).
     private let consoleLogReader: (@Sendable (ConsoleKey, Int?) throws -> [UInt8]?)?
+    /// Reads a console's log in a time window for the JSON API, at most `limit + 1` bytes (nil: logs off).
+    public var consoleLogWindow: (@Sendable (ConsoleKey, Date?, Date?, Int) throws -> [UInt8])?
     let ssh = NIOLockedValueBox<SSHState?>(nil)
     private var proxyChannel: Channel?
     private var adminChannel: Channel?
@@ -86,6 +91,7 @@ public final class VSPCServer: @unchecked Sendable {
         let scrollback = config.scrollbackBytes > 0 ? saved.scrollback.mapValues { Array($0.suffix(self.config.scrollbackBytes)) } : [:]
         try await driver.loop.submit {
             driver.handle(.start(assignments: saved.assignments, scrollback: scrollback, descriptorBaseline: baseline))
+            driver.handle(.tokensLoaded(saved.tokens))
         }.get()
 
         let tls = config.tls
@@ -140,20 +146,24 @@ public final class VSPCServer: @unchecked Sendable {
         try await startSSH()
         if let endpoint = config.http {
             var services = httpServices()
+            services.api = apiServices()
             services.web = WebConsole(driver: driver, publicBase: config.httpPublicURL, assets: config.webAssets,
                                       backlog: config.clientBufferLimit + config.scrollbackBytes)
             let listener = HTTPListener(metrics: metrics, services: services, allow: config.httpAllow, logger: logger)
             // A listener that cannot open throws a `ListenError` of its own.
-            let port = try await listener.start(host: endpoint.host, port: endpoint.port)
+            let port = try await listener.start(host: endpoint.host, port: endpoint.port, tls: config.httpTLS)
             httpListener = listener
-            let base = "http://\(Endpoint(host: endpoint.host, port: port))"
+            if config.httpTLS == nil, !Self.isLoopback(endpoint.host) {
+                logger.warning("the HTTP listener on \(endpoint.host) is reachable beyond this host without TLS: API tokens and console logs cross the network in clear (give --http-cert and --http-key)")
+            }
+            let base = "\(config.httpTLS == nil ? "http" : "https")://\(Endpoint(host: endpoint.host, port: port))"
             // Console URLs (`vspc url`) start with this.
             let webBase = config.httpPublicURL?.text ?? base
             try await driver.loop.submit { driver.webBase = webBase }.get()
             if !FileManager.default.fileExists(atPath: URL(fileURLWithPath: config.webAssets).appendingPathComponent("xterm.js").path) {
                 logger.warning("the browser console's terminal emulator is not in \(config.webAssets) (--web-assets): its page says which packages to install (node-xterm, esbuild) and how to bundle it")
             }
-            logger.notice("HTTP on \(base): /metrics, /healthz, /readyz\(consoleLogReader != nil ? ", /console_log/<uuid>" : ""), /console/<token> (console URLs start \(webBase))")
+            logger.notice("HTTP on \(base): /metrics, /healthz, /readyz\(consoleLogReader != nil ? ", /console_log/<uuid>" : ""), /api/v1, /console/<token> (console URLs start \(webBase))")
         }
         let detail = "proxy \(config.proxyHost):\(proxyPort ?? 0)"
         try await driver.loop.submit { driver.handle(.started(detail: detail)) }.get()
