@@ -59,30 +59,7 @@ class APITestCase: DaemonTestCase {
     /// Runs a program (not one of the package's), killed after 120 seconds.
     func runCommand(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
                     cwd: URL? = nil) throws -> ToolResult {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        if let cwd { p.currentDirectoryURL = cwd }
-        if let environment { p.environment = environment }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let errBox = DataBox()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errBox.append(err.fileHandleForReading.readDataToEndOfFile())
-            group.leave()
-        }
-        let pid = p.processIdentifier
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 300, execute: watchdog)
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        watchdog.cancel()
-        return ToolResult(status: p.terminationStatus, out: outData, err: String(decoding: errBox.value, as: UTF8.self))
+        try Daemon.runProcess(path, arguments, environment: environment, cwd: cwd, timeout: 300)
     }
 
     /// The names in a JSON array of consoles.

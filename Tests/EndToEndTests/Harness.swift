@@ -184,10 +184,17 @@ final class Daemon {
     /// Runs a tool with its stdout as raw bytes; stderr is drained alongside so neither pipe can fill up and
     /// stall it, and the tool is killed after `timeout` seconds.
     static func runTool(_ tool: String, _ arguments: [String], cwd: URL? = nil, timeout: Double = 60) throws -> ToolResult {
+        try runProcess(binary(tool), arguments, cwd: cwd, timeout: timeout)
+    }
+
+    /// Runs any program to its end (killed after `timeout` seconds), with its output and errors read whole.
+    static func runProcess(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
+                           cwd: URL? = nil, timeout: Double = 60) throws -> ToolResult {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary(tool))
+        p.executableURL = URL(fileURLWithPath: path)
         p.arguments = arguments
         if let cwd { p.currentDirectoryURL = cwd }
+        if let environment { p.environment = environment }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
