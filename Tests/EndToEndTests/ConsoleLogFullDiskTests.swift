@@ -4,53 +4,8 @@ import XCTest
 
 /// A full disk under the console logs (issue 16) takes nothing from the console: the log folder lives on a small
 /// tmpfs that the test fills (the database stays on the ordinary disk).
-final class ConsoleLogFullDiskTests: DaemonTestCase {
-    var mountPoint: URL!
-    var daemon: Daemon!
-
-    override func setUp() async throws {
-        try await super.setUp()
-        daemon = try makeDaemon()
-        mountPoint = daemon.directory.appendingPathComponent("disk")
-        try FileManager.default.createDirectory(at: mountPoint, withIntermediateDirectories: true)
-        let mount = Process()
-        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
-        mount.arguments = ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]
-        mount.standardError = FileHandle.nullDevice
-        try mount.run()
-        mount.waitUntilExit()
-        if mount.terminationStatus != 0 {
-            mountPoint = nil
-            // Under CI nothing is skipped.
-            if ProcessInfo.processInfo.environment["CI"] != nil {
-                XCTFail("cannot mount a tmpfs under CI: the console log full-disk test needs root")
-                return
-            }
-            throw XCTSkip("cannot mount a tmpfs here (needs root)")
-        }
-    }
-
-    /// The daemon goes before its disk: the base class then prints its log (kept outside the tmpfs) and removes it.
-    override func tearDown() async throws {
-        if let p = daemon?.process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
-        if let mountPoint {
-            let umount = Process()
-            umount.executableURL = URL(fileURLWithPath: "/bin/umount")
-            umount.arguments = ["-l", mountPoint.path]
-            try? umount.run()
-            umount.waitUntilExit()
-        }
-        try await super.tearDown()
-    }
-
-    /// Fills the file system with one file until it refuses more.
-    private func fill(_ path: String) {
-        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        let chunk = [UInt8](repeating: 0x55, count: 4096)
-        while chunk.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) > 0 {}
-    }
+final class ConsoleLogFullDiskTests: TmpfsTestCase {
+    override var tmpfsSize: String { "2m" }
 
     func testAFullLogDiskLosesNoConsoleBytesAndTheLogResumesWhenThereIsRoom() async throws {
         guard let mountPoint else { return }
