@@ -31,7 +31,7 @@ public struct APIToken: Codable, Sendable, Equatable {
         self.revokedAt = revokedAt
     }
 
-    /// The id of the token whose hash is `hash`.
+    /// The id of the token whose hash is `hash`: its first 12 hex digits (console-URL tokens are named the same way).
     public static func id(ofHash hash: String) -> String { String(hash.prefix(12)) }
 
     /// Whether `text` is a SHA-256 as tokens are stored: 64 lowercase hex digits.

@@ -108,7 +108,7 @@ public struct ConsoleTokens: Sendable {
                               now: Int64) -> Result<Grant, Refusal> {
         if entries.count >= Self.maxTokens { sweep(now: now, keepExpired: 0) }
         guard entries.count < Self.maxTokens else { return .failure(.full) }
-        let grant = Grant(id: String(hash.prefix(12)), console: console, mode: mode, minter: minter)
+        let grant = Grant(id: APIToken.id(ofHash: hash), console: console, mode: mode, minter: minter)
         let seconds = Int64(min(max(ttl, 1), Self.maxTTL))
         entries[hash] = Entry(grant: grant, expires: now + seconds * 1_000_000_000, phase: .fresh)
         return .success(grant)

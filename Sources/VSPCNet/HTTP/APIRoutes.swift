@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -99,7 +98,7 @@ enum APIRoutes {
     /// Runs `body` with the request's token, or answers 401; then hands the call to the audit.
     static func authorized(_ request: Request, _ services: APIServices, acts: Bool = false,
                            _ body: (APIToken) async throws -> (Response, ConsoleInfo?)) async -> Response {
-        guard let presented = bearer(request), let token = await services.token(hash(presented)) else {
+        guard let presented = bearer(request), let token = await services.token(WebConsoleSecrets.hash(presented)) else {
             services.refused(request.headers[APIRequestFacts.peerField] ?? "unknown")
             var response = error(.unauthorized, "give a valid API token: Authorization: Bearer <token> (vspc token create)")
             response.headers[.wwwAuthenticate] = "Bearer realm=\"vspcd\""
@@ -126,11 +125,6 @@ enum APIRoutes {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
         let token = parts[1].trimmingCharacters(in: .whitespaces)
         return token.isEmpty ? nil : token
-    }
-
-    /// SHA-256 of a token, 64 lowercase hex digits (as `vspc token create` sends it to the daemon).
-    static func hash(_ token: String) -> String {
-        SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     /// Resolves `{vm}` (and `?label=`) among the consoles the token sees: 404 or 409 otherwise.

@@ -24,7 +24,8 @@ enum WebConsoleSecrets {
             .replacingOccurrences(of: "=", with: "")
     }
 
-    /// SHA-256 as 64 lowercase hex digits.
+    /// SHA-256 as 64 lowercase hex digits: how console-URL and API tokens are kept (`vspc token create` sends
+    /// the same hash of its token to the daemon).
     static func hash(_ text: String) -> String {
         SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
     }
