@@ -70,6 +70,8 @@ public struct ConcentratorConfig: Sendable {
     /// The zone of the times people read on the doors (the escape menu's `w`): the daemon sets its own; the core
     /// never reads the system's.
     public var timeZone = TimeZone(identifier: "UTC") ?? TimeZone(secondsFromGMT: 0)!
+    /// Several daemons sharing PostgreSQL: this node's part (nil: one daemon alone, SQLite or PostgreSQL).
+    public var cluster: ClusterConfig?
     /// This daemon's version, for `vspc status`.
     public var version = "dev"
 

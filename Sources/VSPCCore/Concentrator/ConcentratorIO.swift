@@ -46,6 +46,10 @@ public enum TimerID: Hashable, Sendable {
     case expirySweep
     case scrollbackSave
     case prune
+    /// This node's heartbeat (with `config.cluster`).
+    case heartbeat
+    /// Claim a console again after a claim failed (the database was down).
+    case claimRetry(ConsoleKey)
 }
 
 /// A store write whose outcome the concentrator waits for.
@@ -113,6 +117,8 @@ public enum ConcentratorEvent: Sendable {
     case tokensLoaded([APIToken])
     /// A call of the JSON API was answered: for the audit.
     case apiCalled(APICall)
+    /// Word from the other daemons sharing the database (`--db postgresql://`).
+    case cluster(ClusterNews)
 }
 
 /// What a person arriving through a door asks for, and who they are.
@@ -136,6 +142,9 @@ public struct SessionRequest: Sendable {
         /// The browser holding the one-time console URL whose token has this hash (hex): its grant says the
         /// console, the mode and who minted it.
         case token(ConsoleTokens.Grant, hash: String)
+        /// Another node of the cluster, feeding its own people from this console (over the internal link,
+        /// authenticated by its certificate or by being on loopback).
+        case node(String)
     }
 
     public var target: Target
@@ -186,4 +195,6 @@ public enum ConcentratorAction: Equatable, Sendable {
     case log(LogLevel, String)
     /// Read the records for this admin connection, off the event loop; answer with `queryAnswered`.
     case query(ConnectionID, RecordQuery)
+    /// Ask the cluster (only with `config.cluster`); the answer comes back as `.cluster(ClusterNews)`.
+    case cluster(ClusterRequest)
 }

@@ -422,6 +422,8 @@ extension SessionRequest.Principal {
         case .anonymous: return true
         case let .key(key, _): return key.permits(vmName: console.name, uuid: console.key.uuid)
         case let .token(grant, _): return grant.console == console.key
+        // The other node decided who its people are and what they may do; it asks for one console by key.
+        case .node: return true
         }
     }
 
@@ -431,6 +433,7 @@ extension SessionRequest.Principal {
         case .anonymous: return telnetPorts == .readOnly ? .readOnly : .readWrite
         case let .key(key, _): return key.readOnly ? .readOnly : .readWrite
         case let .token(grant, _): return grant.mode
+        case .node: return .readWrite
         }
     }
 }

@@ -103,6 +103,7 @@ public struct ConcentratorStateMachine {
         case let .consoleLineMatched(key, pattern, line): consoleLineMatched(key, pattern: pattern, line: line)
         case let .tokensLoaded(tokens): apiTokens = APITokens(tokens)
         case let .apiCalled(call): apiCalled(call)
+        case let .cluster(news): clusterNews(news)
         }
         defer { out = [] }
         return out
@@ -257,6 +258,8 @@ public struct ConcentratorStateMachine {
         case .prune:
             emit(.persist([.prune(config.retention)], token: nil))
             schedule(.prune, seconds: config.pruneInterval)
+        case .heartbeat: heartbeat()
+        case .claimRetry(let key): claimRetry(key)
         }
     }
 

@@ -77,6 +77,11 @@ public struct Door: Hashable, Sendable, CustomStringConvertible {
     public static let web = Door(name: "web", framing: .raw, input: .raw, notices: true, ending: .close,
                                  descriptors: 1, whenBehind: .disconnect, replayOnAttach: true, noticesApart: true,
                                  replaysScrollback: true)
+    /// Another node of the cluster, feeding its own people from a console this node owns: the exact bytes, its
+    /// people's input for the VM, no notices (the other node shows its own). Behind: disconnected, and the other
+    /// node opens the feed again.
+    public static let node = Door(name: "node", framing: .raw, input: .raw, notices: false, ending: .close,
+                                  descriptors: 1, whenBehind: .disconnect, replayOnAttach: false)
 
     /// The default bound of a reader's backlog, on either kind of door (`--disconnect-backlog`, `--skip-backlog`).
     public static let defaultBacklog = 1 << 20

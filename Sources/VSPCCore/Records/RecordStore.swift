@@ -23,16 +23,26 @@ public struct StoreFailure: Error, Equatable, Sendable, CustomStringConvertible 
         case readOnly
         /// Another process holds the database too long.
         case busy
+        /// PostgreSQL: the database cannot be reached (a cluster node keeps serving, and queues).
+        case unreachable
+        /// PostgreSQL: an assignment that another node holds differently (see `assignedPort`), or a port that
+        /// another console holds (`assignedPort` nil).
+        case conflict
+        /// PostgreSQL: the write was made under an epoch that is no longer the console's (a stale owner).
+        case fenced
         case other
     }
 
     public var kind: Kind
     /// The store's own words, for the log.
     public var message: String
+    /// With `conflict`: the port the database holds for this console (another node assigned it first).
+    public var assignedPort: Int?
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, assignedPort: Int? = nil) {
         self.kind = kind
         self.message = message
+        self.assignedPort = assignedPort
     }
 
     public var description: String { message }

@@ -43,6 +43,8 @@ final class ConcentratorDriver: @unchecked Sendable {
     /// The base of console URLs (`--http-public-url`, else the HTTP listener's address once bound; nil: no
     /// HTTP listener, so no console URLs).
     var webBase: String?
+    /// Runs the machine's cluster requests (`--db postgresql://`); nil for one daemon alone.
+    var cluster: (any ClusterRunner)?
 
     init(config: DaemonConfig, store: any RecordBackend, logger: Logger, loop: EventLoop, metrics: VSPCMetrics) {
         self.network = config
@@ -195,6 +197,8 @@ final class ConcentratorDriver: @unchecked Sendable {
                 let answer = Self.read(query, from: store)
                 loop.execute { self?.handle(.queryAnswered(id, answer)) }
             }
+        case .cluster(let request):
+            cluster?.run(request)
         }
     }
 

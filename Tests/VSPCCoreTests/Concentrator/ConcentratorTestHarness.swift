@@ -129,6 +129,9 @@ final class ConcentratorHarness {
         return result
     }
 
+    /// What the machine asked of the cluster, in order (answered by the test with `.cluster(news)`).
+    var clusterRequests: [ClusterRequest] = []
+
     private func carryOut(_ action: ConcentratorAction) {
         switch action {
         case let .send(id, bytes):
@@ -183,6 +186,8 @@ final class ConcentratorHarness {
             tokensMade += 1
             let token = "token\(tokensMade)"
             followUps.append(.tokenMade(id, token: token, hash: Self.hash(token), base: tokenBase))
+        case .cluster(let request):
+            clusterRequests.append(request)
         }
     }
 
