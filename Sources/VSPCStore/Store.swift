@@ -273,6 +273,7 @@ public final class Store: RecordBackend, @unchecked Sendable {
         case .prune: return "prune"
         case let .saveToken(t): return "saveToken \(t.id)"
         case let .revokeToken(id, _): return "revokeToken \(id)"
+        case let .fenced(key, owner, ops): return "fenced \(key) \(owner.node)@\(owner.epoch): \(ops.map(opName))"
         }
     }
 
@@ -337,6 +338,9 @@ public final class Store: RecordBackend, @unchecked Sendable {
         case let .revokeToken(id, at):
             try db.execute(sql: "UPDATE api_token SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
                            arguments: [at.timeIntervalSince1970, id])
+        case let .fenced(_, _, ops):
+            // One daemon alone owns every console: nothing to fence.
+            for inner in ops { try apply(inner, db) }
         }
     }
 }

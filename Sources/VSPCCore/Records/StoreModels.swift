@@ -51,4 +51,7 @@ public enum StoreOp: Sendable, Equatable {
     case saveToken(APIToken)
     /// Mark an API token revoked.
     case revokeToken(id: String, at: Date)
+    /// PostgreSQL, several daemons: `ops` (for `key`) apply only while `owner` still holds the console at that
+    /// epoch; a stale owner's write fails with `StoreFailure.Kind.fenced`. One daemon alone (SQLite): applied.
+    indirect case fenced(ConsoleKey, Owner, [StoreOp])
 }
