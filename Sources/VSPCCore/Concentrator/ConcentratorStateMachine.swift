@@ -58,6 +58,9 @@ public struct ConcentratorStateMachine {
     /// The JSON API's tokens (hashes only), and the budgets of their read audit.
     public internal(set) var apiTokens = APITokens()
 
+    /// Several daemons sharing PostgreSQL (`config.cluster`): owners, nodes, feeds.
+    var cluster = ClusterState()
+
     /// The event being handled: its time, and the actions decided so far.
     var now = Now(monotonic: 0, date: Date(timeIntervalSince1970: 0))
     var out: [ConcentratorAction] = []

@@ -1,0 +1,29 @@
+import Foundation
+
+/// What the concentrator knows of the cluster (`config.cluster`): who owns which console, the nodes, and the
+/// feeds of consoles owned elsewhere that this node's people read.
+struct ClusterState {
+    /// Every console's owner, as the claims and notifications said.
+    var owners: [ConsoleKey: Owner] = [:]
+    /// The nodes, by name, from the last heartbeat's answer.
+    var nodes: [String: NodeStatus] = [:]
+    /// Feeds this node opened to consoles' owners, by console; and the console of each feed connection.
+    var feeds: [ConsoleKey: FeedState] = [:]
+    var feedConsoles: [ConnectionID: ConsoleKey] = [:]
+    /// Feed connections are numbered by the core, downwards from -1, apart from the driver's ids (which are > 0).
+    var nextFeedID: ConnectionID = -1
+
+    mutating func makeFeedID() -> ConnectionID {
+        defer { nextFeedID -= 1 }
+        return nextFeedID
+    }
+}
+
+/// A feed of a console from its owner, on this node's connection `id`.
+struct FeedState {
+    var id: ConnectionID
+    var owner: Owner
+    /// The owner accepted (`feedOpened`); before that, input waits in `pendingInput` (bounded).
+    var open = false
+    var pendingInput: [UInt8] = []
+}
