@@ -29,6 +29,11 @@ public enum RecordBackends {
         return store
     }
 
+    /// The cluster's shared records, for a daemon whose `--db` is a PostgreSQL URL (`node`: `--node`).
+    public static func openCluster(_ location: String, node: String) throws -> any ClusterRecords {
+        throw RecordBackendError.unsupported(scheme: urlScheme(location) ?? "file")
+    }
+
     /// For reading beside a running daemon or without one (`vspc history`, offline `vspc tail`): never
     /// creates, migrates or writes; the records must exist.
     public static func openForReading(_ location: String) throws -> any RecordReader {

@@ -139,6 +139,8 @@ public protocol ClusterRecords: AnyObject, Sendable {
     func claim(_ key: ConsoleKey, node: String) throws -> Owner
     /// Every owner.
     func owners() throws -> [ConsoleKey: Owner]
+    /// One assignment as committed (after an `assignment` notification), nil if it is gone.
+    func assignment(_ key: ConsoleKey) throws -> Assignment?
     /// Whether `owner` still holds the console (the fence of a write).
     func holds(_ key: ConsoleKey, _ owner: Owner) throws -> Bool
     func publish(_ vmotion: SharedVMotion) throws
