@@ -12,6 +12,8 @@ struct ClusterState {
     var feedConsoles: [ConnectionID: ConsoleKey] = [:]
     /// Feed connections are numbered by the core, downwards from -1, apart from the driver's ids (which are > 0).
     var nextFeedID: ConnectionID = -1
+    /// This node's claims, the assignments it waits for, and the limits of their log lines.
+    var ownership = OwnershipState()
 
     mutating func makeFeedID() -> ConnectionID {
         defer { nextFeedID -= 1 }

@@ -410,8 +410,12 @@ extension ConcentratorStateMachine {
         } ?? nil
         vms[id]?.role = .carrying(key)
         if let address = vm.address, knownAddresses.count < 65536 { knownAddresses.insert(address) }
-        if created {
+        if created, config.cluster != nil {
+            awaitAssignment(key)
+        } else if created {
             bind(key, isNew: true)
+        } else if config.cluster != nil {
+            clusterCarries(key, peer: vm.peer)
         } else if let port = consoles[key]?.port {
             record(.vmConnect, key, peer: vm.peer, detail: "port \(port)")
         }
