@@ -13,7 +13,7 @@ func formatNodes(_ s: DaemonStatus, width: Int) -> [String] {
     var rows = [["NAME", "LINK", "STATE", "HEARTBEAT", "CONSOLES"]]
     for n in nodes {
         let age = n.heartbeatAge.map { "\(Int($0.rounded(.down)))s ago" } ?? "-"
-        rows.append([show(n.name) + (n.name == node ? " *" : ""), show(n.link), n.alive ? "alive" : "dead", age,
+        rows.append([show(n.name), show(n.link), n.alive ? "alive" : "dead", age,
                      "\(n.consoles)"])
     }
     var widths = rows[0].map(\.count)

@@ -31,8 +31,8 @@ extension ConcentratorStateMachine {
         schedule(.heartbeat, seconds: cluster.heartbeatInterval)
     }
 
-    /// Consoles whose VM connection is here and which this node holds (its leases).
-    var consolesOwnedHere: Int {
+    /// Consoles whose VM connection is here and which this node holds (its leases; `vspc_cluster_leases`).
+    public var consolesOwnedHere: Int {
         guard let node = nodeName else { return 0 }
         return consoles.values.reduce(0) { count, console in
             console.vm != nil && cluster.owners[console.key]?.node == node ? count + 1 : count
@@ -44,6 +44,12 @@ extension ConcentratorStateMachine {
         for node in nodes { byName[node.name] = node }
         cluster.nodes = byName
         cluster.ownership.nodesAt = monotonicNow
+    }
+
+    /// The nodes the last heartbeat's answer gave, alive and dead (`vspc_cluster_nodes`).
+    public var clusterNodeCounts: (alive: Int, dead: Int) {
+        let alive = cluster.nodes.values.filter(\.alive).count
+        return (alive, cluster.nodes.count - alive)
     }
 
     /// The nodes for `vspc status`, sorted by name, each with the age of its heartbeat. The age is measured

@@ -184,9 +184,13 @@ final class ClusterAdminTests: XCTestCase {
         XCTAssertEqual(daemon?.nodes?.map(\.alive), [true, true])
         XCTAssertEqual(daemon?.nodes?.map(\.heartbeatAge), [1.5, 5.5])
         XCTAssertEqual(daemon?.nodes?.map(\.consoles), [0, 2])
+        XCTAssertEqual(h.machine.clusterNodeCounts.alive, 2)
+        XCTAssertEqual(h.machine.clusterNodeCounts.dead, 0)
         h.bringUpVM()
+        XCTAssertEqual(h.machine.consolesOwnedHere, 0)
         h.news(.claimed(keyA, Owner(node: "a", epoch: 1)))
         XCTAssertEqual(h.list().map(\.owner), ["a"])
+        XCTAssertEqual(h.machine.consolesOwnedHere, 1)
     }
 
     func testOneDaemonAloneHasNoNodesNoOwnersAndIgnoresClusterNews() throws {
