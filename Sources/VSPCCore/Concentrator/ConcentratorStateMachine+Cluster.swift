@@ -99,6 +99,8 @@ struct OwnershipState {
 
 /// A new console's assignment on its way to the database: the ports found held by other consoles so far.
 struct WaitingAssignment {
+    /// A console new here (its VM is refused if the database cannot be reached), not one written again.
+    var isNew = true
     var attempts = 0
     var taken: Set<Int> = []
 }

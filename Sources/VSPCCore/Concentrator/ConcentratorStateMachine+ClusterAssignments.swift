@@ -27,6 +27,7 @@ extension ConcentratorStateMachine {
     mutating func clusterAssignmentWritten(_ key: ConsoleKey, error: StoreFailure?) -> Bool {
         guard let console = consoles[key] else { return true }
         let waiting = cluster.ownership.waiting[key] != nil
+        let isNew = cluster.ownership.waiting[key]?.isNew == true
         switch (error?.kind, error?.assignedPort) {
         case (nil, _) where waiting:
             assignmentCommitted(key)
@@ -39,7 +40,7 @@ extension ConcentratorStateMachine {
             if waiting { assignmentCommitted(key) } else { markPersisted(key) }
         case (.conflict?, nil):
             nextPort(key)
-        case (.unreachable?, _) where waiting:
+        case (.unreachable?, _) where isNew:
             refuseWaiting(key, detail: "the database is unreachable; no new port can be assigned",
                           log: "the database is unreachable (\(error?.message ?? "")); the VM is refused until it returns")
         default:
@@ -71,7 +72,7 @@ extension ConcentratorStateMachine {
     /// console tries the next free one at once (32 tries at most, then its VM is refused).
     mutating func nextPort(_ key: ConsoleKey) {
         guard let console = consoles[key] else { return }
-        var waiting = cluster.ownership.waiting[key] ?? WaitingAssignment()
+        var waiting = cluster.ownership.waiting[key] ?? WaitingAssignment(isNew: false)
         waiting.attempts += 1
         waiting.taken.insert(console.port)
         guard waiting.attempts < 32, let port = pool.allocate(excluding: waiting.taken) else {
@@ -158,6 +159,9 @@ extension ConcentratorStateMachine {
 
     /// Another node's console, unknown here: known (no VM), its port reserved and bound.
     mutating func adoptAssignment(_ a: Assignment, _ key: ConsoleKey) {
+        guard (1...65535).contains(a.port) else {
+            return log(.error, "the database gives VM \(a.name) (\(key)) port \(a.port), which is no TCP port; ignored")
+        }
         if let pending = pendingDeletes.removeValue(forKey: key) {
             // Removed here, assigned again elsewhere: this node's delete is abandoned.
             emit(.cancel(.deleteRetry(key)))

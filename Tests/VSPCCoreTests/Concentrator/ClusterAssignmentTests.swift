@@ -148,6 +148,29 @@ final class ClusterAssignmentTests: XCTestCase {
         XCTAssertTrue(h.take().persistedOps.contains { if case .upsertAssignment(let a) = $0 { return a.uuid == UUIDs.a }; return false })
     }
 
+    func testAConnectedConsoleRemovedElsewhereIsWrittenAgainAndKeptThroughAnOutage() {
+        let h = ConcentratorHarness(config: .clusterTests)
+        let vm = h.bringUpVM()
+        h.news(.claimed(keyA, Owner(node: "a", epoch: 1)))
+        h.assignmentReply = { _ in .hold }
+        h.news(.assignments([], removed: [keyA]))
+        guard let rewrite = assignmentWrites(h).last, assignmentWrites(h).count == 2 else { return XCTFail("not written again") }
+        // Its port went to another console meanwhile: the next port; then the database is out of reach.
+        h.send(.writeCompleted(rewrite.token, error: StoreFailure(.conflict, "port taken")))
+        XCTAssertNil(h.listeners[keyA])
+        guard let moved = assignmentWrites(h).last else { return XCTFail("no write") }
+        XCTAssertEqual(moved.port, 20001)
+        h.send(.writeCompleted(moved.token, error: StoreFailure(.unreachable, "connection refused")))
+        XCTAssertNil(h.closed[vm], "a known console is never refused")
+        XCTAssertTrue(h.isArmed(.persistRetry(keyA)))
+        h.advance(by: 1)
+        guard let retry = assignmentWrites(h).last, assignmentWrites(h).count == 4 else { return XCTFail("no retry") }
+        h.completeWrite(retry.token)
+        XCTAssertEqual(h.listeners[keyA]?.port, 20001)
+        XCTAssertEqual(h.list().map(\.port), [20001])
+        XCTAssertNil(h.closed[vm])
+    }
+
     func testAWaitingConsoleCommittedByAnotherNodeTakesItsPort() {
         let h = ConcentratorHarness(config: .clusterTests)
         h.assignmentReply = { _ in .hold }
