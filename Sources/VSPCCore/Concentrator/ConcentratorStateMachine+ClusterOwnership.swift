@@ -110,12 +110,14 @@ extension ConcentratorStateMachine {
 
     /// The scrollback saves of a cluster node: only consoles it owns, each in a write of its own fenced by its
     /// claim (so a fenced write names its console). Consoles owned elsewhere (or by nobody known) are saved by
-    /// their owner, not here.
+    /// their owner, not here; a console carried here whose claim is not answered yet keeps what it printed
+    /// (bounded by its ring) for its first save once it is.
     mutating func saveScrollbackFenced(final: Bool) {
         guard let node = nodeName else { return }
         let due = consoles.values.filter { $0.scrollbackDirty && (final || !scrollbackSaving.contains($0.key)) }
         for key in due.map(\.key).sorted(by: { $0.description < $1.description }) {
             guard let owner = cluster.owners[key], owner.node == node else {
+                if cluster.owners[key] == nil, carriedHere(key) != nil { continue }
                 consoles.modify(key) {
                     $0.scrollbackUnsaved = 0
                     $0.scrollbackRewrite = false

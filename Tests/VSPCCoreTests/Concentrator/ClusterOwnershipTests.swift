@@ -166,6 +166,15 @@ final class ClusterOwnershipTests: XCTestCase {
         h.advance(by: 2)
         XCTAssertEqual(h.take().persistedOps.filter { if case .fenced = $0 { return true }; return false }.count, 0,
                        "no owner known: nothing saved until the new claim is answered")
+        h.news(.claimed(keyA, Owner(node: "a", epoch: 5)))
+        h.advance(by: 2)
+        let fenced = h.take().persistedOps.compactMap { op -> (Owner, [StoreOp])? in
+            if case let .fenced(_, owner, inner) = op { return (owner, inner) }
+            return nil
+        }
+        XCTAssertEqual(fenced.map(\.0), [Owner(node: "a", epoch: 5)])
+        guard case let .appendScrollback(_, _, data, _, _)? = fenced.first?.1.first else { return XCTFail("no append") }
+        XCTAssertEqual(data, Array("more".utf8), "what it printed before its claim was answered is saved")
     }
 
     func testConsolesOwnedElsewhereDoNotExpireHere() {
