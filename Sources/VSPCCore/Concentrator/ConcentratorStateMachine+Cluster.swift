@@ -5,7 +5,10 @@ import Foundation
 extension ConcentratorStateMachine {
     mutating func clusterNews(_ news: ClusterNews) {
         guard config.cluster != nil else { return }
-        _ = news
+        // Cross-node vMotion and feeds (+ClusterVMotion, +ClusterFeed).
+        if clusterMoveNews(news) { return }
+        // TEMPORARY until the ownership handler: owners, claims and nodes, for the feeds (see +ClusterFeed).
+        applyOwnersForFeeds(news)
     }
 
     mutating func heartbeat() {
