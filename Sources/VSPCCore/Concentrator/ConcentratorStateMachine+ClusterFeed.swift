@@ -45,6 +45,19 @@ extension ConcentratorStateMachine {
         for key in keys.sorted(by: { $0.description < $1.description }) { reconcileFeed(key, replay: true) }
     }
 
+    /// Feeds open now (`vspc_cluster_forwarded_sessions`): `outgoing`, this node's people read consoles owned
+    /// elsewhere (one feed per console); `incoming`, other nodes read consoles owned here.
+    public var forwardedSessions: (outgoing: Int, incoming: Int) {
+        (cluster.feeds.values.filter { $0.closed == nil }.count, clients.values.filter { $0.door == .node }.count)
+    }
+
+    /// The epoch the driver's ACCEPT names for a feed of the console this node serves: this node's claim as
+    /// the owners map knows it (nil: not known to be this node's yet).
+    public func feedAcceptEpoch(_ key: ConsoleKey) -> Int64? {
+        guard let me = config.cluster?.node, let owner = cluster.owners[key], owner.node == me else { return nil }
+        return owner.epoch
+    }
+
     /// The people here, without other nodes' feeds (those read from the owner, not through this node).
     func localPeople(_ key: ConsoleKey) -> [ConnectionID] {
         (consoles[key]?.clients ?? []).filter { clients[$0]?.door != .node }.sorted()

@@ -92,6 +92,8 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertEqual(b.takeRequests(), [.openFeed(-1, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: nil)])
         let aFeedB = a.feedSession(from: "b", key, sinceEpoch: nil)
         XCTAssertEqual(a.takeOutput(aFeedB), [], "nothing asked from a claim, nothing replayed")
+        XCTAssertEqual(a.machine.forwardedSessions.incoming, 1)
+        XCTAssertEqual(b.machine.forwardedSessions.outgoing, 1)
         b.news(.feedOpened(-1, owner: owner("a", 1)))
         let aPerson = a.connectClient(key, peer: "192.0.2.7:40001")
         XCTAssertEqual(a.takeOutput(aPerson), Wire.clientOpening)
@@ -301,6 +303,27 @@ final class ClusterVMotionTests: XCTestCase {
         a.advance(by: 30)
         XCTAssertEqual(a.takeRequests(), [.withdrawVMotion(key, sequence: second)])
         XCTAssertEqual(a.status()["migrating"], "0")
+    }
+
+    /// Source and destination on the same node of a cluster: the migration is shared first, and withdrawn on
+    /// COMPLETE; no feed.
+    func testLocalVMotionInAClusterIsSharedThenWithdrawn() {
+        let secret = expectedSecret(seed: 0x5EED)
+        let (a, source) = nodeA()
+        let person = a.connectClient(key)
+        a.vm(source, says: ESXi.begin(sequence))
+        a.news(.vmotionPublished(key, generation: 1))
+        XCTAssertEqual(a.takeOutput(source), Wire.vmware(Wire.goahead, sequence + secret))
+        a.client(person, types: Array("x".utf8))
+        let dest = a.connectDestination(cookie: sequence + secret)
+        a.takeRequests()
+        a.vm(dest, says: ESXi.complete(sequence))
+        XCTAssertEqual(a.takeRequests().filter {
+            if case .withdrawVMotion = $0 { return true }
+            return false
+        }, [.withdrawVMotion(key, sequence: sequence)])
+        XCTAssertEqual(a.takeOutput(dest).suffix(1), Array("x".utf8))
+        XCTAssertEqual(a.machine.forwardedSessions.outgoing, 0)
     }
 
     /// One daemon: no request, no waiting, and the cluster's news and feeds do nothing.
