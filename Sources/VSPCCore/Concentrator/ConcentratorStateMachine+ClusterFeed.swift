@@ -58,6 +58,14 @@ extension ConcentratorStateMachine {
         return owner.epoch
     }
 
+    /// How a person attaching is told the console is: up (here, or on the owner node its feed comes from), or
+    /// down.
+    func upOrDown(_ console: ConsoleState) -> String {
+        if console.vm != nil { return "up" }
+        guard let feed = cluster.feeds[console.key], feed.closed == nil else { return "down" }
+        return "up on node \(feed.owner.node)"
+    }
+
     /// The people here, without other nodes' feeds (those read from the owner, not through this node).
     func localPeople(_ key: ConsoleKey) -> [ConnectionID] {
         (consoles[key]?.clients ?? []).filter { clients[$0]?.door != .node }.sorted()

@@ -30,7 +30,7 @@ extension ConcentratorStateMachine {
         }
         let label = console.key.label.isEmpty ? "" : "#" + console.key.label
         let menu = door.input == .escapeMenu ? "; Ctrl-] ? for the menu" : ""
-        notice(id, "connected to \(DisplayText.escape(console.name))\(label) (\(console.vm == nil ? "down" : "up"))\(menu)\(mode == .readOnly ? "; read-only" : "")")
+        notice(id, "connected to \(DisplayText.escape(console.name))\(label) (\(upOrDown(console)))\(menu)\(mode == .readOnly ? "; read-only" : "")")
     }
 
     /// The request with the key's rights in force: a connection authenticated before a reload of the keys gets

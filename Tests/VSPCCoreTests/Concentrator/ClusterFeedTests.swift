@@ -33,7 +33,7 @@ final class ClusterFeedTests: XCTestCase {
         }
         h.send(.sessionStarted(id, door: .ssh, peer: "192.0.2.9:50000",
                                request: SessionRequest(target: .listener(listener.ref), principal: .anonymous)))
-        _ = h.takeOutput(id)
+        XCTAssertEqual(h.takeOutput(id), Array("\r\n[vspcd: connected to web01 (up on node o); Ctrl-] ? for the menu]\r\n".utf8))
         return id
     }
 
