@@ -5,6 +5,8 @@ import Foundation
 extension ConcentratorStateMachine {
     mutating func clusterNews(_ news: ClusterNews) {
         guard config.cluster != nil else { return }
+        // Cross-node vMotion and feeds (+ClusterVMotion, +ClusterFeed).
+        if clusterMoveNews(news) { return }
         switch news {
         case .nodes(let nodes): nodesNews(nodes)
         case let .owners(owners, full): ownersNews(owners, full: full)
@@ -12,7 +14,7 @@ extension ConcentratorStateMachine {
         case let .claimed(key, owner): claimed(key, owner)
         case let .failed(.claim(key), failure): claimFailed(key, failure)
         case .failed, .vmotionPublished, .vmotionFound, .feedOpened, .feedBytes, .feedClosed:
-            break
+            break // handled by clusterMoveNews, or a failure of a request nobody waits for
         }
     }
 
@@ -44,6 +46,7 @@ extension ConcentratorStateMachine {
         for node in nodes { byName[node.name] = node }
         cluster.nodes = byName
         cluster.ownership.nodesAt = monotonicNow
+        nodesChanged()
     }
 
     /// The nodes the last heartbeat's answer gave, alive and dead (`vspc_cluster_nodes`).

@@ -40,7 +40,16 @@ extension ConcentratorStateMachine {
             if known.node != owner.node { staleOwnerSeen(key, known) }
             return
         }
+        setOwner(key, owner)
+    }
+
+    /// Keeps a console's owner, and lets the feeds and migrations follow (before any stale check, so a
+    /// migration's source ends as moved, not as stale).
+    mutating func setOwner(_ key: ConsoleKey, _ owner: Owner?) {
+        let old = cluster.owners[key]
+        guard old != owner else { return }
         cluster.owners[key] = owner
+        ownerChanged(key, old: old, new: owner)
     }
 
     mutating func claimFailed(_ key: ConsoleKey, _ failure: StoreFailure) {
@@ -68,14 +77,14 @@ extension ConcentratorStateMachine {
             // claim of its own may have committed after the database was read).
             for (key, known) in cluster.owners where owners[key] == nil {
                 if known.node == node, carriedHere(key) != nil { continue }
-                cluster.owners[key] = nil
+                setOwner(key, nil)
             }
         }
         for key in owners.keys.sorted(by: { $0.description < $1.description }) {
             guard let owner = owners[key] else { continue }
             let known = cluster.owners[key]
             if let known, known.epoch > owner.epoch { continue } // an older hint
-            cluster.owners[key] = owner
+            setOwner(key, owner)
             guard owner.node != node else { continue }
             // A claim of this node's own is on its way: its answer says whose epoch is newer (`claimed`).
             if cluster.ownership.claimsInFlight.contains(key) { continue }
@@ -136,7 +145,7 @@ extension ConcentratorStateMachine {
         guard let node = nodeName else { return }
         for key in keys {
             let known = cluster.owners[key]
-            if known?.node == node { cluster.owners[key] = nil }
+            if known?.node == node { setOwner(key, nil) }
             staleOwnerSeen(key, known?.node == node ? nil : known)
         }
     }
