@@ -24,8 +24,9 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     func makeLink(_ node: String, host: FakeLinkHost, tls: ClusterLinkTLS? = nil, clientTLS: NIOSSLContext? = nil,
-                  helloTimeout: TimeAmount = .seconds(5)) async throws -> ClusterLink {
+                  helloTimeout: TimeAmount = .seconds(5), maxUnauthenticated: Int = 64) async throws -> ClusterLink {
         var settings = ClusterLinkSettings(node: node, listen: Endpoint(host: "127.0.0.1", port: 0))
+        settings.maxUnauthenticated = maxUnauthenticated
         settings.serverTLS = tls?.server
         settings.clientTLS = clientTLS ?? tls?.client
         settings.helloTimeout = helloTimeout
@@ -182,6 +183,21 @@ final class ClusterLinkTests: XCTestCase {
         XCTAssertEqual(try LinkFrameDecoder.next(&buffer), .close("no HELLO within 0.1 s"))
         let unauthenticated = try await owner.loop.submit { owner.unauthenticated }.get()
         XCTAssertEqual(unauthenticated, 0)
+    }
+
+    func testConnectionsWithoutHelloAreBounded() async throws {
+        let ownerHost = FakeLinkHost(loop: group.next())
+        let owner = try await makeLink("a", host: ownerHost, maxUnauthenticated: 1)
+        let port = try XCTUnwrap(owner.port)
+        let silent = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).get()
+        for _ in 0..<1000 where try await owner.loop.submit({ owner.unauthenticated }).get() < 1 { usleep(10_000) }
+        // The second one is closed at once, without a word (the first still waits for its HELLO).
+        let answer = try await Self.exchange(port: port, send: ByteBuffer(), group: group)
+        XCTAssertEqual(answer, [])
+        let counts = try await owner.loop.submit { (owner.unauthenticated, owner.connections) }.get()
+        XCTAssertEqual(counts.0, 1)
+        XCTAssertEqual(counts.1, 1)
+        try await silent.close()
     }
 
     func testFramesParseAndRefuseWhatIsMalformed() throws {
