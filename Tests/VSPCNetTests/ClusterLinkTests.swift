@@ -38,12 +38,12 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     /// Owner A serves the console (its core writes a greeting at once); B opens a feed and talks both ways.
-    func roundTrip(tls: ClusterLinkTLS?) async throws {
+    func roundTrip(tls: ClusterLinkTLS?, readerTLS: ClusterLinkTLS? = nil) async throws {
         let ownerHost = FakeLinkHost(loop: group.next())
         ownerHost.onSession = { _, sink in sink.write(ByteBuffer(string: "login: ")) }
         let readerHost = FakeLinkHost(loop: group.next())
         let owner = try await makeLink("a", host: ownerHost, tls: tls)
-        let reader = try await makeLink("b", host: readerHost, tls: tls)
+        let reader = try await makeLink("b", host: readerHost, tls: readerTLS ?? tls)
         let port = try XCTUnwrap(owner.port)
         let key = self.key
         reader.loop.execute { reader.openFeed(-1, key, node: "a", link: "127.0.0.1:\(port)", sinceEpoch: 6) }
@@ -98,10 +98,13 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     func testAFeedRoundTripWithMutualTLS() async throws {
-        let files = try Self.certificates()
-        try await roundTrip(tls: ClusterLinkTLS.load(certificatePath: files.appendingPathComponent("a-cert.pem").path,
-                                                     keyPath: files.appendingPathComponent("a-key.pem").path,
-                                                     caPath: files.appendingPathComponent("ca.pem").path))
+        let files = try certificates()
+        func tls(_ node: String) throws -> ClusterLinkTLS {
+            try ClusterLinkTLS.load(certificatePath: files.appendingPathComponent("\(node)-cert.pem").path,
+                                    keyPath: files.appendingPathComponent("\(node)-key.pem").path,
+                                    caPath: files.appendingPathComponent("ca.pem").path)
+        }
+        try await roundTrip(tls: tls("a"), readerTLS: tls("b"))
     }
 
     func testTheReaderClosingEndsTheOwnersSession() async throws {
@@ -142,7 +145,7 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     func testANodeWithoutACertificateIsRefused() async throws {
-        let files = try Self.certificates()
+        let files = try certificates()
         let tls = try ClusterLinkTLS.load(certificatePath: files.appendingPathComponent("a-cert.pem").path,
                                           keyPath: files.appendingPathComponent("a-key.pem").path,
                                           caPath: files.appendingPathComponent("ca.pem").path)
@@ -241,6 +244,12 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     /// A CA and two node certificates it signed (a, b), made with openssl in a fresh folder.
+    func certificates() throws -> URL {
+        let folder = try Self.certificates()
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        return folder
+    }
+
     static func certificates() throws -> URL {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
