@@ -28,11 +28,10 @@ final class ClusterServerTests: XCTestCase {
         XCTAssertNil(snapshot.storeQueue)
 
         // A node asks for a console this one does not have: the concentrator refuses, and the link says so.
-        var hello = ByteBuffer()
-        LinkFrame.hello(LinkHello(node: "b", uuid: "564d0a0b0c0d0e0f1011121314151617", label: "", sinceEpoch: nil)).write(to: &hello)
+        let hello = ByteBuffer(bytes: try ClusterLinkCodec.encode(.hello(.init(node: "b", uuid: "564d0a0b0c0d0e0f1011121314151617",
+                                                                                 label: "", sinceEpoch: nil))))
         let answer = try await ClusterLinkTests.exchange(port: port, send: hello, group: server.group)
-        var buffer = ByteBuffer(bytes: answer)
-        guard case .close? = try LinkFrameDecoder.next(&buffer) else { return XCTFail("\(answer)") }
+        guard case .close? = try ClusterLinkTests.frames(answer).first else { return XCTFail("\(answer)") }
         await server.shutdown()
     }
 }

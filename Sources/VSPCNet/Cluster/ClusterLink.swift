@@ -90,9 +90,7 @@ final class ClusterLink: @unchecked Sendable {
         }
     }
 
-    static func decoder() -> ByteToMessageHandler<LinkFrameDecoder> {
-        ByteToMessageHandler(LinkFrameDecoder(), maximumBufferSize: 2 * (LinkFrame.maxPayload + LinkFrame.headerLength))
-    }
+    static func decoder() -> LinkFrameHandler { LinkFrameHandler() }
 
     /// Counts a new incoming connection, or refuses it past the bounds. On the loop.
     private func admit(_ channel: Channel) -> Bool {
@@ -126,7 +124,7 @@ final class ClusterLink: @unchecked Sendable {
         guard channels.count < settings.maxConnections else {
             return fail("too many cluster link connections (\(channels.count))")
         }
-        let hello = LinkHello(node: settings.node, uuid: key.uuid, label: key.label, sinceEpoch: sinceEpoch)
+        let hello = ClusterLinkFrame.Hello(node: settings.node, uuid: key.uuid, label: key.label, sinceEpoch: sinceEpoch)
         let tls = settings.clientTLS
         ClientBootstrap(group: loop)
             .connectTimeout(settings.connectTimeout)
@@ -167,13 +165,13 @@ final class ClusterLink: @unchecked Sendable {
 final class LinkSink: ConnectionSink {
     let channel: Channel
     /// The ACCEPT still to send (owner's side), before any DATA.
-    var accept: LinkFrame?
+    var accept: ClusterLinkFrame?
     /// The core closed it (not the peer).
     private(set) var closedHere = false
     /// The last notice the core gave it: the CLOSE's reason.
     private var lastNotice: String?
 
-    init(_ channel: Channel, accept: LinkFrame? = nil) {
+    init(_ channel: Channel, accept: ClusterLinkFrame? = nil) {
         self.channel = channel
         self.accept = accept
     }
@@ -181,13 +179,13 @@ final class LinkSink: ConnectionSink {
     func sendAccept() {
         guard let frame = accept else { return }
         accept = nil
-        channel.writeAndFlush(frame.buffer, promise: nil)
+        channel.writeAndFlush(LinkWire.buffer(frame), promise: nil)
     }
 
     func write(_ buffer: ByteBuffer) {
         guard !closedHere else { return }
         sendAccept()
-        channel.writeAndFlush(LinkFrame.data(Array(buffer.readableBytesView)).buffer, promise: nil)
+        channel.writeAndFlush(LinkWire.data(buffer), promise: nil)
     }
 
     func close(flush: Bool) {
@@ -195,7 +193,7 @@ final class LinkSink: ConnectionSink {
         closedHere = true
         let channel = self.channel
         let reason = accept != nil ? (lastNotice ?? "refused") : (lastNotice ?? "closed")
-        channel.writeAndFlush(LinkFrame.close(reason).buffer).whenComplete { _ in channel.close(promise: nil) }
+        channel.writeAndFlush(LinkWire.close(reason)).whenComplete { _ in channel.close(promise: nil) }
         channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
     }
 

@@ -6,7 +6,7 @@ import VSPCCore
 /// The owner's side of a link connection: another node asks for a feed of a console (HELLO); the session is a
 /// person on the `node` door, whose raw input goes to the VM. It decides nothing: the core accepts or closes.
 final class LinkOwnerHandler: ChannelInboundHandler {
-    typealias InboundIn = LinkFrame
+    typealias InboundIn = ClusterLinkFrame
 
     private let link: ClusterLink
     private var id: ConnectionID?
@@ -23,7 +23,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
         let channel = context.channel
         let timeout = link.settings.helloTimeout
         helloTimer = context.eventLoop.scheduleTask(in: timeout) {
-            channel.writeAndFlush(LinkFrame.close("no HELLO within \(Self.seconds(timeout)) s").buffer)
+            channel.writeAndFlush(LinkWire.close("no HELLO within \(Self.seconds(timeout)) s"))
                 .whenComplete { _ in channel.close(promise: nil) }
         }
         context.fireChannelActive()
@@ -34,6 +34,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
         switch frame {
         case .hello(let hello):
             guard id == nil, let host = link.host else { return refuse(context, "unexpected HELLO") }
+            guard !hello.node.isEmpty, !hello.uuid.isEmpty else { return refuse(context, "malformed HELLO") }
             started(hello, context: context, host: host)
         case .data(let bytes):
             guard let id, let host = link.host else { return refuse(context, "DATA before HELLO") }
@@ -45,7 +46,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
         }
     }
 
-    private func started(_ hello: LinkHello, context: ChannelHandlerContext, host: any ClusterLinkHost) {
+    private func started(_ hello: ClusterLinkFrame.Hello, context: ChannelHandlerContext, host: any ClusterLinkHost) {
         helloTimer?.cancel()
         helloTimer = nil
         if waitingForHello {
@@ -54,7 +55,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
         }
         let key = ConsoleKey(uuid: hello.uuid, label: hello.label)
         let id = host.makeID()
-        let accept = LinkFrame.accept(node: link.settings.node, epoch: link.ownerEpoch(key) ?? 0)
+        let accept = ClusterLinkFrame.accept(.init(node: link.settings.node, epoch: link.ownerEpoch(key) ?? 0))
         let sink = LinkSink(context.channel, accept: accept)
         self.id = id
         self.sink = sink
@@ -72,7 +73,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
 
     private func refuse(_ context: ChannelHandlerContext, _ reason: String) {
         let channel = context.channel
-        channel.writeAndFlush(LinkFrame.close(reason).buffer).whenComplete { _ in channel.close(promise: nil) }
+        channel.writeAndFlush(LinkWire.close(reason)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -96,7 +97,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         link.logger.debug("cluster link connection \(id.map { "\($0)" } ?? "-"): \(error)")
-        if let error = error as? LinkFrameError { return refuse(context, error.description) }
+        if let error = error as? ClusterLinkError { return refuse(context, error.description) }
         context.close(promise: nil)
     }
 }
@@ -105,10 +106,10 @@ final class LinkOwnerHandler: ChannelInboundHandler {
 /// to the core as `.feedOpened` / `.feedBytes` / `.feedClosed`. The core's `.send`/`.close` on the feed's id
 /// reach the connection through its sink (DATA frames, CLOSE).
 final class LinkFeedHandler: ChannelInboundHandler {
-    typealias InboundIn = LinkFrame
+    typealias InboundIn = ClusterLinkFrame
 
     private let id: ConnectionID
-    private let hello: LinkHello
+    private let hello: ClusterLinkFrame.Hello
     private let owner: String
     private let link: ClusterLink
     private var sink: LinkSink?
@@ -116,7 +117,7 @@ final class LinkFeedHandler: ChannelInboundHandler {
     private var reason: String?
     private var acceptTimer: Scheduled<Void>?
 
-    init(id: ConnectionID, hello: LinkHello, owner: String, link: ClusterLink) {
+    init(id: ConnectionID, hello: ClusterLinkFrame.Hello, owner: String, link: ClusterLink) {
         self.id = id
         self.hello = hello
         self.owner = owner
@@ -127,7 +128,7 @@ final class LinkFeedHandler: ChannelInboundHandler {
         let sink = LinkSink(context.channel)
         self.sink = sink
         link.host?.register(id, sink)
-        context.writeAndFlush(wrapOutboundOut(LinkFrame.hello(hello).buffer), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(LinkWire.buffer(.hello(hello))), promise: nil)
         let timeout = link.settings.helloTimeout
         let channel = context.channel
         acceptTimer = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
@@ -141,12 +142,12 @@ final class LinkFeedHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case let .accept(node, epoch):
+        case .accept(let accept):
             guard !opened else { return protocolError(context, "a second ACCEPT") }
             acceptTimer?.cancel()
             opened = true
             link.read(1)
-            link.host?.handle(.cluster(.feedOpened(id, owner: Owner(node: node, epoch: epoch))))
+            link.host?.handle(.cluster(.feedOpened(id, owner: Owner(node: accept.node, epoch: accept.epoch))))
         case .data(let bytes):
             guard opened else { return protocolError(context, "DATA before ACCEPT") }
             link.host?.handle(.cluster(.feedBytes(id, bytes)))
@@ -161,7 +162,7 @@ final class LinkFeedHandler: ChannelInboundHandler {
     private func protocolError(_ context: ChannelHandlerContext, _ what: String) {
         reason = "node \(owner) broke the link protocol (\(what))"
         let channel = context.channel
-        channel.writeAndFlush(LinkFrame.close(what).buffer).whenComplete { _ in channel.close(promise: nil) }
+        channel.writeAndFlush(LinkWire.close(what)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -179,7 +180,7 @@ final class LinkFeedHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if reason == nil {
-            reason = error is LinkFrameError ? "node \(owner) broke the link protocol (\(error))" : "the link to node \(owner) failed: \(error)"
+            reason = error is ClusterLinkError ? "node \(owner) broke the link protocol (\(error))" : "the link to node \(owner) failed: \(error)"
         }
         context.close(promise: nil)
     }
