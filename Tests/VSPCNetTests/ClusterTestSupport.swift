@@ -123,8 +123,12 @@ final class FakeLinkHost: ClusterLinkHost, @unchecked Sendable {
     var sinks: [ConnectionID: ConnectionSink] = [:]
     let events = Collected<ConcentratorEvent>()
     var onSession: ((ConnectionID, ConnectionSink) -> Void)?
+    /// What the core would say this node's epoch of a console is, for ACCEPT.
+    var acceptEpoch: Int64? = 7
 
     init(loop: EventLoop) { self.loop = loop }
+
+    func feedAcceptEpoch(_ key: ConsoleKey) -> Int64? { acceptEpoch }
 
     func makeID() -> ConnectionID {
         next += 1

@@ -73,11 +73,6 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
         queue.async { self.carryOut(request) }
     }
 
-    /// The epoch at which this node holds `key`, as far as its claims and the notifications said.
-    func ownEpoch(_ key: ConsoleKey) -> Int64? {
-        view.withLockedValue { view in view.owners[key].flatMap { $0.node == config.node ? $0.epoch : nil } }
-    }
-
     /// Consoles this node owns, nodes alive and dead, cross-node migrations by result.
     var statistics: (leases: Int, alive: Int, dead: Int, vmotions: [String: Int]) {
         view.withLockedValue { view in

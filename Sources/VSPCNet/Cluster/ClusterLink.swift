@@ -14,9 +14,13 @@ protocol ClusterLinkHost: AnyObject {
     func register(_ id: ConnectionID, _ sink: ConnectionSink)
     func unregister(_ id: ConnectionID)
     func handle(_ event: ConcentratorEvent)
+    /// The epoch an ACCEPT of a feed of `key` names: this node's claim as the core knows it (nil: none yet).
+    func feedAcceptEpoch(_ key: ConsoleKey) -> Int64?
 }
 
-extension ConcentratorDriver: ClusterLinkHost {}
+extension ConcentratorDriver: ClusterLinkHost {
+    func feedAcceptEpoch(_ key: ConsoleKey) -> Int64? { read { $0.feedAcceptEpoch(key) } }
+}
 
 /// How the internal link listens and connects (`--cluster-listen`, `--cluster-cert/-key/-ca`) and its bounds.
 struct ClusterLinkSettings {
@@ -44,8 +48,6 @@ final class ClusterLink: @unchecked Sendable {
     weak var host: (any ClusterLinkHost)?
     let loop: EventLoop
     let logger: Logger
-    /// The epoch at which this node owns a console, for ACCEPT (the agent's view of the claims).
-    var ownerEpoch: @Sendable (ConsoleKey) -> Int64? = { _ in nil }
     private var server: Channel?
     private var channels: [ObjectIdentifier: Channel] = [:]
     private(set) var unauthenticated = 0
@@ -161,25 +163,26 @@ final class ClusterLink: @unchecked Sendable {
     }
 }
 
-/// A link connection seen from the core: DATA frames out; on the owner's side, ACCEPT before the first one.
+/// A link connection seen from the core: DATA frames out; on the owner's side, ACCEPT before the first one,
+/// and CLOSE with the reason when the core ends it.
 final class LinkSink: ConnectionSink {
     let channel: Channel
-    /// The ACCEPT still to send (owner's side), before any DATA.
-    var accept: ClusterLinkFrame?
+    /// The ACCEPT still to send (owner's side), made when it goes.
+    private var accept: (() -> ClusterLinkFrame)?
     /// The core closed it (not the peer).
     private(set) var closedHere = false
     /// The last notice the core gave it: the CLOSE's reason.
     private var lastNotice: String?
 
-    init(_ channel: Channel, accept: ClusterLinkFrame? = nil) {
+    init(_ channel: Channel, accept: (() -> ClusterLinkFrame)? = nil) {
         self.channel = channel
         self.accept = accept
     }
 
     func sendAccept() {
-        guard let frame = accept else { return }
+        guard let make = accept else { return }
         accept = nil
-        channel.writeAndFlush(LinkWire.buffer(frame), promise: nil)
+        channel.writeAndFlush(LinkWire.buffer(make()), promise: nil)
     }
 
     func write(_ buffer: ByteBuffer) {
@@ -192,7 +195,8 @@ final class LinkSink: ConnectionSink {
         guard !closedHere else { return }
         closedHere = true
         let channel = self.channel
-        let reason = accept != nil ? (lastNotice ?? "refused") : (lastNotice ?? "closed")
+        // Closed before ACCEPT: the core refused the feed (it serves only consoles this node owns).
+        let reason = lastNotice ?? (accept != nil ? "not the owner" : "closed")
         channel.writeAndFlush(LinkWire.close(reason)).whenComplete { _ in channel.close(promise: nil) }
         channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
     }

@@ -53,17 +53,23 @@ final class LinkOwnerHandler: ChannelInboundHandler {
             waitingForHello = false
             link.helloArrived()
         }
-        let key = ConsoleKey(uuid: hello.uuid, label: hello.label)
+        let key = hello.key
         let id = host.makeID()
-        let accept = ClusterLinkFrame.accept(.init(node: link.settings.node, epoch: link.ownerEpoch(key) ?? 0))
-        let sink = LinkSink(context.channel, accept: accept)
+        // ACCEPT names the epoch of this node's claim as the core knows it when ACCEPT goes (before the first
+        // DATA, which may be the replay since that claim).
+        let node = link.settings.node
+        let sink = LinkSink(context.channel) { [weak host] in
+            .accept(.init(node: node, epoch: host?.feedAcceptEpoch(key) ?? 0))
+        }
         self.id = id
         self.sink = sink
         host.register(id, sink)
         let address = context.channel.remoteAddress.map(PeerAddress.describe) ?? "?"
         host.handle(.sessionStarted(id, door: .node, peer: "node \(hello.node) (\(address))",
-                                    request: SessionRequest(target: .console(key), principal: .node(hello.node))))
-        // The core closes a session it refuses at once; one it took gets its ACCEPT now if no DATA carried it.
+                                    request: SessionRequest(target: .console(key), principal: .node(hello.node),
+                                                            sinceEpoch: hello.sinceEpoch)))
+        // The core refuses a session by closing it at once (the sink sends CLOSE "not the owner"); one it took
+        // gets its ACCEPT now if no DATA carried it already.
         if !sink.closedHere {
             sink.sendAccept()
             counted = true

@@ -37,7 +37,6 @@ extension VSPCServer {
         let link = try await driver.loop.submit {
             ClusterLink(settings: settings, host: driver, logger: self.logger)
         }.get()
-        link.ownerEpoch = { [weak agent] key in agent?.ownEpoch(key) }
         agent.openFeed = { [weak link] id, key, node, address, since in
             guard let link else { return }
             link.loop.execute { link.openFeed(id, key, node: node, link: address, sinceEpoch: since) }
