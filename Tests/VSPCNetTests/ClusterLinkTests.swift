@@ -124,6 +124,26 @@ final class ClusterLinkTests: XCTestCase {
         XCTAssertFalse(readerHost.events.all.contains { if case .cluster(.feedClosed) = $0 { return true }; return false })
     }
 
+    func testAFeedTheCoreClosesWhileItConnectsEndsQuietly() async throws {
+        let ownerHost = FakeLinkHost(loop: group.next())
+        let readerHost = FakeLinkHost(loop: group.next())
+        let owner = try await makeLink("a", host: ownerHost)
+        let reader = try await makeLink("b", host: readerHost)
+        let port = try XCTUnwrap(owner.port)
+        let key = self.key
+        try await reader.loop.submit {
+            reader.openFeed(-4, key, node: "a", link: "127.0.0.1:\(port)", sinceEpoch: nil)
+            // The core's close in the same turn of the loop reaches the feed's sink.
+            readerHost.sinks[-4]?.close(flush: false)
+        }.get()
+        // Once connected, the connection closes and the sink goes.
+        for _ in 0..<1000 where try await reader.loop.submit({ readerHost.sinks[-4] != nil }).get() { usleep(10_000) }
+        let gone = try await reader.loop.submit { readerHost.sinks[-4] == nil }.get()
+        XCTAssertTrue(gone)
+        XCTAssertFalse(readerHost.events.all.contains { if case .cluster = $0 { return true }; return false })
+        XCTAssertFalse(ownerHost.events.all.contains { if case .sessionStarted = $0 { return true }; return false })
+    }
+
     func testARefusedSessionAndAnUnreachableOwnerCloseTheFeed() async throws {
         let ownerHost = FakeLinkHost(loop: group.next())
         // The core refuses a feed of a console this node does not own by closing the session at once.

@@ -116,7 +116,8 @@ final class ClusterLink: @unchecked Sendable {
     func read(_ delta: Int) { feedsRead += delta }
 
     /// Opens a feed of `key` from its owner `node` at `link` on connection `id` (the core's negative id).
-    /// On the loop. Its outcome comes back as `.feedOpened` / `.feedBytes` / `.feedClosed`.
+    /// On the loop. Its outcome comes back as `.feedOpened` / `.feedBytes` / `.feedClosed`. The feed's sink is
+    /// registered at once, so that the core's `.close` reaches the feed even while it connects.
     func openFeed(_ id: ConnectionID, _ key: ConsoleKey, node: String, link: String, sinceEpoch: Int64?) {
         guard let host else { return }
         func fail(_ reason: String) { host.handle(.cluster(.feedClosed(id, reason: reason))) }
@@ -128,13 +129,15 @@ final class ClusterLink: @unchecked Sendable {
         }
         let hello = ClusterLinkFrame.Hello(node: settings.node, uuid: key.uuid, label: key.label, sinceEpoch: sinceEpoch)
         let tls = settings.clientTLS
+        let sink = LinkSink(nil)
+        host.register(id, sink)
         ClientBootstrap(group: loop)
             .connectTimeout(settings.connectTimeout)
             .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: settings.waterMark)
             .channelInitializer { [self] channel in
-                let handler = LinkFeedHandler(id: id, hello: hello, owner: node, link: self)
+                let handler = LinkFeedHandler(id: id, hello: hello, owner: node, link: self, sink: sink)
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil))
@@ -149,7 +152,8 @@ final class ClusterLink: @unchecked Sendable {
                 case .success(let channel): self?.track(channel)
                 case .failure(let error):
                     self?.logger.debug("cluster link: connecting to node \(node) at \(link): \(error)")
-                    fail("cannot reach node \(node) at \(link): \(error)")
+                    host.unregister(id)
+                    if !sink.closedHere { fail("cannot reach node \(node) at \(link): \(error)") }
                 }
             }
     }
@@ -166,7 +170,8 @@ final class ClusterLink: @unchecked Sendable {
 /// A link connection seen from the core: DATA frames out; on the owner's side, ACCEPT before the first one,
 /// and CLOSE with the reason when the core ends it.
 final class LinkSink: ConnectionSink {
-    let channel: Channel
+    /// The connection; nil while a feed still connects (the core sends on a feed only once it opened).
+    private(set) var channel: Channel?
     /// The ACCEPT still to send (owner's side), made when it goes.
     private var accept: (() -> ClusterLinkFrame)?
     /// The core closed it (not the peer).
@@ -174,19 +179,25 @@ final class LinkSink: ConnectionSink {
     /// The last notice the core gave it: the CLOSE's reason.
     private var lastNotice: String?
 
-    init(_ channel: Channel, accept: (() -> ClusterLinkFrame)? = nil) {
+    init(_ channel: Channel?, accept: (() -> ClusterLinkFrame)? = nil) {
         self.channel = channel
         self.accept = accept
     }
 
+    /// A feed's connection is up. False: the core closed the feed meanwhile (the connection is to be closed).
+    func attach(_ channel: Channel) -> Bool {
+        self.channel = channel
+        return !closedHere
+    }
+
     func sendAccept() {
-        guard let make = accept else { return }
+        guard let make = accept, let channel else { return }
         accept = nil
         channel.writeAndFlush(LinkWire.buffer(make()), promise: nil)
     }
 
     func write(_ buffer: ByteBuffer) {
-        guard !closedHere else { return }
+        guard !closedHere, let channel else { return }
         sendAccept()
         channel.writeAndFlush(LinkWire.data(buffer), promise: nil)
     }
@@ -194,7 +205,7 @@ final class LinkSink: ConnectionSink {
     func close(flush: Bool) {
         guard !closedHere else { return }
         closedHere = true
-        let channel = self.channel
+        guard let channel else { return }
         // Closed before ACCEPT: the core refused the feed (it serves only consoles this node owns).
         let reason = lastNotice ?? (accept != nil ? "not the owner" : "closed")
         channel.writeAndFlush(LinkWire.close(reason)).whenComplete { _ in channel.close(promise: nil) }
@@ -205,7 +216,7 @@ final class LinkSink: ConnectionSink {
     func closeTransport() { close(flush: true) }
 
     func setReading(_ on: Bool) {
-        let channel = self.channel
+        guard let channel else { return }
         channel.setOption(ChannelOptions.autoRead, value: on).whenSuccess { if on { channel.read() } }
     }
 

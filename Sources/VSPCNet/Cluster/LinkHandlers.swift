@@ -110,7 +110,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
 
 /// The reading side of a feed: this node connected to a console's owner, said HELLO, and hands what comes back
 /// to the core as `.feedOpened` / `.feedBytes` / `.feedClosed`. The core's `.send`/`.close` on the feed's id
-/// reach the connection through its sink (DATA frames, CLOSE).
+/// reach the connection through its sink (DATA frames, CLOSE), registered when the feed was asked for.
 final class LinkFeedHandler: ChannelInboundHandler {
     typealias InboundIn = ClusterLinkFrame
 
@@ -118,22 +118,25 @@ final class LinkFeedHandler: ChannelInboundHandler {
     private let hello: ClusterLinkFrame.Hello
     private let owner: String
     private let link: ClusterLink
-    private var sink: LinkSink?
+    private let sink: LinkSink
     private var opened = false
     private var reason: String?
     private var acceptTimer: Scheduled<Void>?
 
-    init(id: ConnectionID, hello: ClusterLinkFrame.Hello, owner: String, link: ClusterLink) {
+    init(id: ConnectionID, hello: ClusterLinkFrame.Hello, owner: String, link: ClusterLink, sink: LinkSink) {
         self.id = id
         self.hello = hello
         self.owner = owner
         self.link = link
+        self.sink = sink
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let sink = LinkSink(context.channel)
-        self.sink = sink
-        link.host?.register(id, sink)
+        // The core closed the feed while it was connecting: it ends here, without a word.
+        guard sink.attach(context.channel) else {
+            context.fireChannelActive()
+            return context.close(promise: nil)
+        }
         context.writeAndFlush(wrapOutboundOut(LinkWire.buffer(.hello(hello))), promise: nil)
         let timeout = link.settings.helloTimeout
         let channel = context.channel
@@ -177,7 +180,7 @@ final class LinkFeedHandler: ChannelInboundHandler {
         if let host = link.host {
             host.unregister(id)
             // A feed the core closed itself needs no answer.
-            if sink?.closedHere != true {
+            if !sink.closedHere {
                 host.handle(.cluster(.feedClosed(id, reason: reason ?? "the link to node \(owner) closed")))
             }
         }

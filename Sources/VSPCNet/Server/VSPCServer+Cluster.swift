@@ -39,7 +39,11 @@ extension VSPCServer {
         }.get()
         agent.openFeed = { [weak link] id, key, node, address, since in
             guard let link else { return }
-            link.loop.execute { link.openFeed(id, key, node: node, link: address, sinceEpoch: since) }
+            // The driver asks on the loop: at once, so that the feed's sink is there for the core's next action.
+            guard link.loop.inEventLoop else {
+                return link.loop.execute { link.openFeed(id, key, node: node, link: address, sinceEpoch: since) }
+            }
+            link.openFeed(id, key, node: node, link: address, sinceEpoch: since)
         }
         try await link.start()
         clusterLink = link
