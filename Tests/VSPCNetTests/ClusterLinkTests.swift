@@ -81,9 +81,6 @@ final class ClusterLinkTests: XCTestCase {
             return []
         }
         XCTAssertEqual(stream, Array("login: ".utf8) + big)
-        let counts = try await owner.loop.submit { (owner.feedsServed, reader.feedsRead) }.get()
-        XCTAssertEqual(counts.0, 1)
-        XCTAssertEqual(counts.1, 1)
 
         // The owner's core ends the session: the reader hears why.
         ownerHost.withSink(id) { sink in

@@ -35,4 +35,11 @@ final class ClusterMetricsTests: XCTestCase {
         lines = text(metrics, snapshot)
         XCTAssertTrue(lines.contains(#"vspc_cluster_vmotions_total{result="complete"} 5"#), "\(lines.sorted())")
     }
+
+    func testACrossNodeVMotionIsToldByItsTwoNodes() {
+        func complete(_ detail: String) -> ConsoleEvent { ConsoleEvent(kind: .vmotionComplete, detail: detail) }
+        XCTAssertTrue(ConcentratorDriver.crossNode(complete("source 10.0.0.5:443 on node a, destination 10.0.0.6:443 on node b, window 12 ms")))
+        XCTAssertFalse(ConcentratorDriver.crossNode(complete("source 10.0.0.5:443, destination 10.0.0.6:443, window 12 ms")))
+        XCTAssertFalse(ConcentratorDriver.crossNode(ConsoleEvent(kind: .vmotionComplete)))
+    }
 }

@@ -28,22 +28,14 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
     /// On `queue`: the finds still waiting.
     private var finds: [Int: Find] = [:]
     private var nextFind = 0
-    /// On `queue`: the consoles whose migration a find found here (for the cross-node count at their claim).
-    private var found: Set<ConsoleKey> = []
-    private let view = NIOLockedValueBox(View())
+    /// Finds that gave up at their deadline (`vspc_cluster_vmotions_total{result="notfound"}`).
+    private let notFound = NIOLockedValueBox(0)
 
     private struct Find {
         var id: ConnectionID
         var cookie: [UInt8]
         var deadline: DispatchTime
         var request: ClusterRequest
-    }
-
-    /// What the agent saw, for metrics and ACCEPT: owners, nodes, cross-node migrations.
-    struct View {
-        var owners: [ConsoleKey: Owner] = [:]
-        var nodes: [NodeStatus] = []
-        var vmotions: [String: Int] = [:]
     }
 
     init(records: any ClusterRecords, config: ClusterConfig, logger: Logger,
@@ -73,13 +65,8 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
         queue.async { self.carryOut(request) }
     }
 
-    /// Consoles this node owns, nodes alive and dead, cross-node migrations by result.
-    var statistics: (leases: Int, alive: Int, dead: Int, vmotions: [String: Int]) {
-        view.withLockedValue { view in
-            (view.owners.values.filter { $0.node == config.node }.count, view.nodes.filter(\.alive).count,
-             view.nodes.filter { !$0.alive }.count, view.vmotions)
-        }
-    }
+    /// Cross-node migrations whose PEER found no published row before the deadline.
+    var vmotionsNotFound: Int { notFound.withLockedValue { $0 } }
 
     // MARK: on `queue`
 
@@ -89,21 +76,15 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
             case .heartbeat(let consoles):
                 let nodes = try records.heartbeat(node: config.node, link: config.linkAddress, consoles: consoles,
                                                   leaseTimeout: config.leaseTimeout)
-                view.withLockedValue { $0.nodes = nodes }
                 deliver(.nodes(nodes))
             case .claim(let key):
                 let owner = try records.claim(key, node: config.node)
-                view.withLockedValue { view in
-                    view.owners[key] = owner
-                    if self.found.remove(key) != nil { view.vmotions["complete", default: 0] += 1 }
-                }
                 deliver(.claimed(key, owner))
             case let .publishVMotion(shared, generation):
                 try records.publish(shared)
                 deliver(.vmotionPublished(shared.key, generation: generation))
             case let .findVMotion(id, cookie, until):
                 if let shared = try records.findVMotion(cookie: cookie, secretLength: ConcentratorStateMachine.secretLength) {
-                    foundHere(shared)
                     return deliver(.vmotionFound(id, shared))
                 }
                 let deadline = DispatchTime.now() + .nanoseconds(Int(max(0, min(until, 3600)) * 1e9))
@@ -125,11 +106,6 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
         }
     }
 
-    private func foundHere(_ shared: SharedVMotion) {
-        found.insert(shared.key)
-        if found.count > 100_000 { found.removeAll() }
-    }
-
     private func schedulePoll(_ find: Int) {
         timers.asyncAfter(deadline: .now() + pollInterval) { [weak self] in
             guard let self else { return }
@@ -143,7 +119,6 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
         do {
             if let shared = try records.findVMotion(cookie: find.cookie, secretLength: ConcentratorStateMachine.secretLength) {
                 finds[number] = nil
-                foundHere(shared)
                 return deliver(.vmotionFound(find.id, shared))
             }
         } catch {
@@ -152,7 +127,7 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
         }
         if DispatchTime.now() >= find.deadline {
             finds[number] = nil
-            view.withLockedValue { $0.vmotions["notfound", default: 0] += 1 }
+            notFound.withLockedValue { $0 += 1 }
             return deliver(.vmotionFound(find.id, nil))
         }
         schedulePoll(number)
@@ -161,7 +136,6 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
     private func noticed(_ notice: ClusterNotice) {
         switch notice {
         case let .owner(key, owner):
-            view.withLockedValue { $0.owners[key] = owner }
             deliver(.owners([key: owner], full: false))
         case let .assignment(key, deleted):
             if deleted { return deliver(.assignments([], removed: [key])) }
@@ -190,7 +164,6 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
     private func rereadOwners() {
         do {
             let owners = try records.owners()
-            view.withLockedValue { $0.owners = owners }
             deliver(.owners(owners, full: true))
         } catch {
             logger.warning("cluster: cannot read the consoles' owners: \(storeFailure(error))")

@@ -51,9 +51,6 @@ final class ClusterLink: @unchecked Sendable {
     private var server: Channel?
     private var channels: [ObjectIdentifier: Channel] = [:]
     private(set) var unauthenticated = 0
-    /// Feeds this node serves to other nodes (accepted), and feeds it reads from owners (open).
-    private(set) var feedsServed = 0
-    private(set) var feedsRead = 0
 
     init(settings: ClusterLinkSettings, host: any ClusterLinkHost, logger: Logger) {
         self.settings = settings
@@ -112,8 +109,6 @@ final class ClusterLink: @unchecked Sendable {
     }
 
     func helloArrived() { unauthenticated -= 1 }
-    func served(_ delta: Int) { feedsServed += delta }
-    func read(_ delta: Int) { feedsRead += delta }
 
     /// Opens a feed of `key` from its owner `node` at `link` on connection `id` (the core's negative id).
     /// On the loop. Its outcome comes back as `.feedOpened` / `.feedBytes` / `.feedClosed`. The feed's sink is

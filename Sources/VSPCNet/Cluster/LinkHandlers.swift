@@ -12,7 +12,6 @@ final class LinkOwnerHandler: ChannelInboundHandler {
     private var id: ConnectionID?
     private var sink: LinkSink?
     private var helloTimer: Scheduled<Void>?
-    private var counted = false
     private var waitingForHello = true
 
     init(link: ClusterLink) { self.link = link }
@@ -70,11 +69,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
                                                             sinceEpoch: hello.sinceEpoch)))
         // The core refuses a session by closing it at once (the sink sends CLOSE "not the owner"); one it took
         // gets its ACCEPT now if no DATA carried it already.
-        if !sink.closedHere {
-            sink.sendAccept()
-            counted = true
-            link.served(1)
-        }
+        if !sink.closedHere { sink.sendAccept() }
     }
 
     private func refuse(_ context: ChannelHandlerContext, _ reason: String) {
@@ -93,7 +88,6 @@ final class LinkOwnerHandler: ChannelInboundHandler {
             waitingForHello = false
             link.helloArrived()
         }
-        if counted { link.served(-1) }
         if let id, let host = link.host {
             host.unregister(id)
             host.handle(.clientClosed(id))
@@ -155,7 +149,6 @@ final class LinkFeedHandler: ChannelInboundHandler {
             guard !opened else { return protocolError(context, "a second ACCEPT") }
             acceptTimer?.cancel()
             opened = true
-            link.read(1)
             link.host?.handle(.cluster(.feedOpened(id, owner: Owner(node: accept.node, epoch: accept.epoch))))
         case .data(let bytes):
             guard opened else { return protocolError(context, "DATA before ACCEPT") }
@@ -176,7 +169,6 @@ final class LinkFeedHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         acceptTimer?.cancel()
-        if opened { link.read(-1) }
         if let host = link.host {
             host.unregister(id)
             // A feed the core closed itself needs no answer.

@@ -20,6 +20,8 @@ final class ConcentratorDriver: @unchecked Sendable {
     private var suppressedReported = 0
     /// Counts already added to the Prometheus counters, by reason (the machine keeps the totals).
     private var disconnectsReported = EndTallies()
+    /// Cross-node vMotions completed here (this node the destination): `vspc_cluster_vmotions_total{result="complete"}`.
+    private(set) var crossNodeVMotions = 0
     private var machine: ConcentratorStateMachine
     /// Every connection the machine knows, by its id: channels and SSH sessions alike.
     private var sinks: [ConnectionID: ConnectionSink] = [:]
@@ -222,6 +224,7 @@ final class ConcentratorDriver: @unchecked Sendable {
         switch event.kind {
         case .vmotionComplete:
             metrics.vmotion(.complete)
+            if Self.crossNode(event) { crossNodeVMotions += 1 }
             if let window = event.window { metrics.vmotionWindow(seconds: Double(window) / 1e9) }
         case .vmotionAbort: metrics.vmotion(.abort)
         case .vmotionNotNow: metrics.vmotion(.notnow)
@@ -229,6 +232,12 @@ final class ConcentratorDriver: @unchecked Sendable {
         case .vmotionPeerRejected, .vmotionCompleteRejected: metrics.vmotion(.rejected)
         default: break
         }
+    }
+
+    /// A cross-node vMotion's completion names the node of its source and of its destination
+    /// ("source P on node A, destination Q on node B, ..."); a local one names none.
+    static func crossNode(_ event: ConsoleEvent) -> Bool {
+        (event.detail ?? "").components(separatedBy: " on node ").count > 2
     }
 
     /// The gauges, read on the loop at scrape time; the counters the machine keeps (suppressed events, how

@@ -56,12 +56,19 @@ extension VSPCServer {
         await clusterLink?.stop()
     }
 
-    /// The cluster's gauges and counts for a scrape, on the loop (nil: one daemon alone).
+    /// The cluster's gauges and counts for a scrape, on the loop (nil: one daemon alone): leases, nodes and feeds
+    /// as the core knows them; cross-node vMotions completed here, and those whose row was not found in time.
     func clusterStatistics() -> ClusterStatistics? {
         guard let agent = clusterAgent else { return nil }
-        let s = agent.statistics
-        return ClusterStatistics(leases: s.leases, nodesAlive: s.alive, nodesDead: s.dead,
-                                 feedsIn: clusterLink?.feedsRead ?? 0, feedsOut: clusterLink?.feedsServed ?? 0,
-                                 vmotions: s.vmotions)
+        let driver = self.driver
+        var statistics = driver.read { machine in
+            let nodes = machine.clusterNodeCounts
+            let feeds = machine.forwardedSessions
+            // `in`: feeds this node reads for its people (outgoing connections); `out`: feeds it serves.
+            return ClusterStatistics(leases: machine.consolesOwnedHere, nodesAlive: nodes.alive, nodesDead: nodes.dead,
+                                     feedsIn: feeds.outgoing, feedsOut: feeds.incoming)
+        }
+        statistics.vmotions = ["complete": driver.crossNodeVMotions, "notfound": agent.vmotionsNotFound]
+        return statistics
     }
 }
