@@ -237,7 +237,9 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         commitObserver?(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, results.filter { $0 != nil }.count)
         var lastFailure: String?
         for (i, unit) in batch.enumerated() {
-            if let err = results[i] {
+            // A conflict (another node assigned first) or a fence (another node claimed since) is the cluster
+            // working as meant: the core settles it and says so; only real failures are logged here.
+            if let err = results[i], ![.conflict, .fenced].contains((err as? StoreFailure)?.kind) {
                 unloggedFailures += 1
                 lastFailure = "\(unit.ops.map(Self.opName).joined(separator: ", ")): \(err)"
             }
