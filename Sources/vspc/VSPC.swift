@@ -11,7 +11,7 @@ struct VSPC: AsyncParsableCommand {
         abstract: "Query a running vspcd: list VM serial ports, show their history, tail their consoles.",
         version: VSPCVersion.current,
         subcommands: [List.self, History.self, Tail.self, Log.self, Grep.self, Status.self, Forget.self, URLCommand.self,
-                      Token.self],
+                      Token.self, MigrateDB.self],
         defaultSubcommand: List.self)
 }
 

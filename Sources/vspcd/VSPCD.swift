@@ -320,7 +320,7 @@ struct VSPCD: AsyncParsableCommand {
         let store: any RecordBackend
         let saved: SavedState
         do {
-            store = try RecordBackends.openForDaemon(settings.db)
+            store = try RecordBackends.openForDaemon(settings.db, node: config.concentrator.cluster?.node)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)

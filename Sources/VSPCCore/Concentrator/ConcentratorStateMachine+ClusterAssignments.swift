@@ -85,6 +85,17 @@ extension ConcentratorStateMachine {
         cluster.ownership.waiting[key] = waiting
         consoles[key]?.port = port
         persistAssignment(key)
+        bindWaiting(on: console.port)
+    }
+
+    /// The console the database gives `port`, if it waits here for the port to be left: it binds now.
+    mutating func bindWaiting(on port: Int) {
+        guard let waiting = consoles.values.first(where: { $0.port == port && $0.persisted && $0.listener.ref == nil }),
+              !consoles.values.contains(where: { $0.port == port && $0.key != waiting.key && $0.listener.ref != nil })
+        else { return }
+        pool.reserve(port)
+        emit(.cancel(.listenerRetry(waiting.key)))
+        bind(waiting.key, isNew: false)
     }
 
     /// A new console whose assignment cannot commit: its VM is refused (`port-refused`), the console goes.
@@ -127,6 +138,7 @@ extension ConcentratorStateMachine {
         pool.reserve(port)
         consoles[key]?.port = port
         if listening { bind(key, isNew: false) }
+        bindWaiting(on: console.port)
         return true
     }
 
@@ -174,7 +186,9 @@ extension ConcentratorStateMachine {
         let holder = consoles.values.first { $0.port == a.port }
         consoles[key] = console
         pool.reserve(a.port)
-        if let holder {
+        // A console of this node's whose own write is still on its way holds the port only in memory (it binds
+        // once committed): its write meets the conflict and moves it. Only a bound holder makes this one wait.
+        if let holder, holder.listener.ref != nil {
             log(.error, "port \(a.port) is held here by VM \(holder.name) (\(holder.key)), but the database gives it to VM \(a.name) (\(key)); its listener waits")
             consoles[key]?.listenerError = "port \(a.port) is held here by VM \(holder.name)"
             schedule(.listenerRetry(key), seconds: config.retryInterval)

@@ -73,6 +73,28 @@ final class ClusterAssignmentTests: XCTestCase {
         XCTAssertEqual(h.status()["freePorts"], "7")
     }
 
+    /// Two nodes pick the same free port at once: the other node's assignment arrives while this node's own
+    /// write of that port is on its way. The other node's console binds at once (this node's console is not
+    /// bound before its commit); this node's write meets the conflict and moves on.
+    func testAnotherNodesAssignmentOfAPortThisNodeIsStillWritingBindsAtOnce() {
+        let h = ConcentratorHarness(config: .clusterTests)
+        h.assignmentReply = { _ in .hold }
+        h.bringUpVM()
+        guard let first = assignmentWrites(h).last else { return XCTFail("no assignment write") }
+        XCTAssertEqual(first.port, 20000)
+        let date = MockClock.originDate
+        h.news(.assignments([Assignment(uuid: UUIDs.b, name: "db01", port: 20000, createdAt: date, lastSeen: date)],
+                            removed: []))
+        XCTAssertEqual(h.listeners[keyB]?.port, 20000)
+        h.send(.writeCompleted(first.token, error: StoreFailure(.conflict, "port taken")))
+        guard let second = assignmentWrites(h).last else { return XCTFail("no second write") }
+        XCTAssertEqual(second.port, 20001)
+        h.completeWrite(second.token)
+        XCTAssertEqual(h.listeners[keyA]?.port, 20001)
+        XCTAssertEqual(h.listeners[keyB]?.port, 20000)
+        XCTAssertEqual(Set(h.list().map(\.port)), [20000, 20001])
+    }
+
     func testThirtyTwoConflictsRefuseTheVM() {
         var config = ConcentratorConfig.clusterTests
         config.portRange = 20000...20099
