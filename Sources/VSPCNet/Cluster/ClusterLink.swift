@@ -148,7 +148,9 @@ final class ClusterLink: @unchecked Sendable {
                 case .failure(let error):
                     self?.logger.debug("cluster link: connecting to node \(node) at \(link): \(error)")
                     host.unregister(id)
-                    if !sink.closedHere { fail("cannot reach node \(node) at \(link): \(error)") }
+                    // The system's words ("connection refused"); SwiftNIO's at debug level above.
+                    let why = SocketErrorText.errnoCode(of: error).map { String(cString: strerror($0)).lowercased() } ?? "\(error)"
+                    if !sink.closedHere { fail("cannot reach node \(node) at \(link): \(why)") }
                 }
             }
     }
