@@ -79,8 +79,14 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
     }
 
     deinit {
-        // Not waited for: the last reference may go on the group's own thread.
-        group.shutdownGracefully(queue: .global()) { _ in }
+        // A reader nobody closed (`vspc` offline) closes here; on the group's own thread nothing may wait.
+        if group.next().inEventLoop {
+            group.shutdownGracefully(queue: .global()) { _ in }
+        } else {
+            writer.close()
+            reader.close()
+            try? group.syncShutdownGracefully()
+        }
     }
 
     public func failure(of error: any Error) -> StoreFailure {
