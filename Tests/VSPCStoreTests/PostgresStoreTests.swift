@@ -194,3 +194,21 @@ func pgWrite(_ store: any RecordStore, _ op: StoreOp) -> Error? {
     done.wait()
     return box.get(0)
 }
+
+final class PostgresMigrationTests: XCTestCase {
+    /// Daemons starting at once: the advisory lock lets one migrate; the others find the schema applied.
+    func testConcurrentOpensMigrateOnce() throws {
+        let db = try PostgresTestDatabase(self)
+        let errors = PGResults()
+        DispatchQueue.concurrentPerform(iterations: 4) { i in
+            do {
+                let store = try RecordBackends.openForDaemon(db.url, node: "n\(i)")
+                store.close()
+            } catch {
+                errors.set(i, error)
+            }
+        }
+        for i in 0..<4 { XCTAssertNil(errors.get(i)) }
+        XCTAssertEqual(try db.rows("SELECT name FROM schema_version"), ["0001_initial.sql"])
+    }
+}
