@@ -216,7 +216,12 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         var results = [Error?](repeating: nil, count: batch.count)
         do {
-            results = try write(batch)
+            do {
+                results = try write(batch, savepoints: false)
+            } catch let failure as StoreFailure where failure.kind != .unreachable {
+                // An event failed outside a savepoint (it never should): again, each write in its own.
+                results = try write(batch, savepoints: true)
+            }
         } catch let failure as StoreFailure where failure.kind == .unreachable {
             wentAway(batch, failure)
             commitObserver?(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, batch.count)
@@ -284,13 +289,18 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         }
     }
 
-    /// One transaction for the batch, a savepoint per unit. Throws `.unreachable` if the connection goes.
-    private func write(_ batch: [Unit]) throws -> [Error?] {
+    /// One transaction for the batch, a savepoint per unit (but events alone, which nothing refuses, unless
+    /// `savepoints`). Throws `.unreachable` if the connection goes.
+    private func write(_ batch: [Unit], savepoints: Bool) throws -> [Error?] {
         try writer.run { conn in
             var results = [Error?](repeating: nil, count: batch.count)
             try writer.query(conn, "BEGIN")
             do {
                 for (i, unit) in batch.enumerated() where !unit.ops.isEmpty {
+                    if !savepoints && unit.events == unit.ops.count {
+                        for op in unit.ops { try apply(op, conn) }
+                        continue
+                    }
                     try writer.query(conn, "SAVEPOINT unit")
                     do {
                         for op in unit.ops { try apply(op, conn) }
