@@ -157,7 +157,11 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         if !readOnly { flush() }
         lock.lock()
         closed = true
+        let lost = outageSince != nil ? pending.count : 0
         lock.unlock()
+        if lost > 0 {
+            logger.warning("store: \(lost) queued write\(lost == 1 ? "" : "s") not made: the database at \(url.redacted) is still unreachable")
+        }
         writer.close()
         reader.close()
     }
