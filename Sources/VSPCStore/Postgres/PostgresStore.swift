@@ -298,13 +298,25 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
     private func write(_ batch: [Unit], savepoints: Bool) throws -> [Error?] {
         try writer.run { conn in
             var results = [Error?](repeating: nil, count: batch.count)
+            // Events in a row are inserted together, a few hundred rows a statement.
+            var events: [ConsoleEvent] = []
+            func insertEvents() throws {
+                var start = 0
+                while start < events.count {
+                    let end = min(start + 400, events.count)
+                    try writer.query(conn, insertEventRows(events[start..<end], node: node))
+                    start = end
+                }
+                events.removeAll()
+            }
             try writer.query(conn, "BEGIN")
             do {
                 for (i, unit) in batch.enumerated() where !unit.ops.isEmpty {
                     if !savepoints && unit.events == unit.ops.count {
-                        for op in unit.ops { try apply(op, conn) }
+                        for case let .event(e) in unit.ops { events.append(e) }
                         continue
                     }
+                    try insertEvents()
                     try writer.query(conn, "SAVEPOINT unit")
                     do {
                         for op in unit.ops { try apply(op, conn) }
@@ -316,6 +328,7 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
                         try writer.query(conn, "ROLLBACK TO SAVEPOINT unit")
                     }
                 }
+                try insertEvents()
                 try writer.query(conn, "COMMIT")
             } catch {
                 let failure = PostgresErrors.failure(error, url: url)
