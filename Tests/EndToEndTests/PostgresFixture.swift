@@ -11,13 +11,13 @@ enum PostgresFixture {
     /// The server's URL, or a skip (a failure under CI).
     static func serverURL(_ what: String) throws -> String {
         if let url = environment["VSPC_TEST_POSTGRES_URL"], !url.isEmpty { return url }
-        try unavailable("\(what): set VSPC_TEST_POSTGRES_URL to a PostgreSQL server (install Debian's postgresql; .ci/run starts one)")
+        throw unavailable("\(what): set VSPC_TEST_POSTGRES_URL to a PostgreSQL server (install Debian's postgresql; .ci/run starts one)")
     }
 
-    /// Skips with `message`; under CI the test fails as well.
-    static func unavailable(_ message: String) throws -> Never {
+    /// A skip with `message`, to throw; under CI the test fails as well.
+    static func unavailable(_ message: String) -> Error {
         if environment["CI"] != nil { XCTFail(message) }
-        throw XCTSkip(message)
+        return XCTSkip(message)
     }
 
     /// The folder of PostgreSQL's programs (initdb, pg_ctl, psql): `VSPC_TEST_PG_BIN`, else the newest
@@ -31,7 +31,7 @@ enum PostgresFixture {
             let bin = "\(root)/\(version)/bin"
             if FileManager.default.isExecutableFile(atPath: "\(bin)/initdb") { return bin }
         }
-        try unavailable("\(what): PostgreSQL's programs are missing (install Debian's postgresql, or set VSPC_TEST_PG_BIN)")
+        throw unavailable("\(what): PostgreSQL's programs are missing (install Debian's postgresql, or set VSPC_TEST_PG_BIN)")
     }
 
     /// `psql` beside the server's programs when there is one, else the client's.
@@ -45,7 +45,7 @@ enum PostgresFixture {
     /// Runs one SQL command with psql against `url` and returns its rows (unaligned, `|` between fields).
     @discardableResult
     static func sql(_ url: String, _ command: String, timeout: Double = 30) throws -> [String] {
-        let result = try Daemon.runProcess(psql, ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", command],
+        let result = try runProgram(psql, ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", command],
                                            timeout: timeout)
         guard result.status == 0 else {
             throw SimError("psql \(command.debugDescription) failed (\(result.status)): \(result.err)")
@@ -110,7 +110,7 @@ final class PrivatePostgres {
         if getuid() == 0 {
             guard let user = getpwnam("postgres") else {
                 try? FileManager.default.removeItem(at: directory)
-                try PostgresFixture.unavailable("\(what): no user postgres (install Debian's postgresql)")
+                throw PostgresFixture.unavailable("\(what): no user postgres (install Debian's postgresql)")
             }
             chown(directory.path, user.pointee.pw_uid, user.pointee.pw_gid)
         }
@@ -122,8 +122,8 @@ final class PrivatePostgres {
     private func run(_ program: String, _ arguments: [String], timeout: Double = 60) throws {
         let path = "\(bin)/\(program)"
         let result = getuid() == 0
-            ? try Daemon.runProcess("/usr/sbin/runuser", ["-u", "postgres", "--", path] + arguments, timeout: timeout)
-            : try Daemon.runProcess(path, arguments, timeout: timeout)
+            ? try runProgram("/usr/sbin/runuser", ["-u", "postgres", "--", path] + arguments, timeout: timeout)
+            : try runProgram(path, arguments, timeout: timeout)
         guard result.status == 0 else {
             throw SimError("\(program) \(arguments) failed (\(result.status)): \(result.text) \(result.err)\n\(log)")
         }
