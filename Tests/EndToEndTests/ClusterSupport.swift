@@ -208,15 +208,30 @@ class ClusterTestCase: DaemonTestCase {
         let mustSee = expected.count - syncEnd(expected)
         let tail = Array(expected.suffix(min(16, mustSee)))
         for (i, person) in people.enumerated() {
-            try await waitUntil("person \(i + 1) to see \(what)", timeout: timeout) {
-                let seen = person.data
-                return seen.count >= expected.count || (seen.count >= mustSee && Array(seen.suffix(tail.count)) == tail)
+            do {
+                try await waitUntil("person \(i + 1) to see \(what)", timeout: timeout) {
+                    let seen = person.data
+                    return seen.count >= expected.count || (seen.count >= mustSee && Array(seen.suffix(tail.count)) == tail)
+                }
+            } catch {
+                throw SimError("\(error): \(Self.compare(person.data, expected))")
             }
             let seen = person.data
             XCTAssertLessThanOrEqual(seen.count, expected.count, "person \(i + 1) saw more than was printed (\(what))")
             XCTAssertEqual(seen, Array(expected.suffix(seen.count)), "person \(i + 1): \(what), byte for byte, once")
             XCTAssertGreaterThanOrEqual(seen.count, mustSee, "person \(i + 1) missed bytes (\(what))")
         }
+    }
+
+    /// What differs between what a person saw and the stream it should be a suffix of, in a few words.
+    static func compare(_ seen: [UInt8], _ expected: [UInt8]) -> String {
+        let aligned = Array(expected.suffix(seen.count))
+        let firstDifference = zip(seen, aligned).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        let end = String(decoding: seen.suffix(80), as: UTF8.self).debugDescription
+        return "saw \(seen.count) of \(expected.count) bytes; "
+            + (seen.count > expected.count ? "more than printed; "
+               : firstDifference.map { "differs from the printed stream's suffix at \($0); " } ?? "a suffix of the printed stream; ")
+            + "its end: \(end)"
     }
 
     /// Where the sync lines at the start of `expected` end.
