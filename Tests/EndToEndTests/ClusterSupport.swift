@@ -96,10 +96,11 @@ class ClusterTestCase: DaemonTestCase {
         return client
     }
 
-    /// The VM's port, once `node` lists it (its assignment is committed: every node knows it then).
+    /// The VM's port, once `node` lists it with its port listening (its assignment is committed: every node knows
+    /// it then, and binds its port).
     func port(_ node: Daemon, _ uuid: String) async throws -> Int {
-        let vms = try await node.waitForList("\(uuid) on \(node.host)", timeout: 60) {
-            $0.contains { $0.uuid == uuid && $0.saved != false }
+        let vms = try await node.waitForList("\(uuid) listening on \(node.host)", timeout: 60) {
+            $0.contains { $0.uuid == uuid && $0.saved != false && $0.listening }
         }
         return vms.first { $0.uuid == uuid }!.port
     }
@@ -153,7 +154,12 @@ class ClusterTestCase: DaemonTestCase {
     /// `vspc history VM --json --db URL`: the VM's events as the database has them (read offline), each a JSON
     /// object; in the order printed (oldest first).
     func history(_ vm: String, db: PostgresDatabase) throws -> [[String: Any]] {
-        let result = try Daemon.runTool("vspc", ["history", vm, "--json", "--db", db.url])
+        var result = try Daemon.runTool("vspc", ["history", vm, "--json", "--db", db.url])
+        for _ in 0..<2 where result.status != 0 {
+            // Once more: a failed run is reported below if the next ones fail too.
+            print("vspc history \(vm) --db failed (\(result.status)), again: \(result.err)")
+            result = try Daemon.runTool("vspc", ["history", vm, "--json", "--db", db.url])
+        }
         guard result.status == 0 else { throw SimError("vspc history \(vm) --db \(db.url) failed: \(result.err)") }
         guard let array = try JSONSerialization.jsonObject(with: result.out) as? [[String: Any]] else {
             throw SimError("vspc history --json is not an array: \(result.text)")
