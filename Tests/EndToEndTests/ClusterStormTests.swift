@@ -26,14 +26,12 @@ final class ClusterStormTests: ClusterTestCase {
         return storm
     }
 
-    /// uuid -> port once `node` lists every VM of the storm.
+    /// uuid -> port once `node` lists every VM of the storm with its port listening there.
     func ports(_ node: Daemon, _ storm: VMotionStorm) async throws -> [String: Int] {
-        var ports: [String: Int] = [:]
-        try await waitUntil("\(node.host) to list the storm's \(storm.vms.count) VMs", timeout: 120) {
-            ports = try self.listedPorts(node)
-            return storm.vms.allSatisfy { ports[$0.uuid] != nil }
+        let listed = try await node.waitForList("\(node.host) to list the storm's \(storm.vms.count) VMs, listening", timeout: 120) { vms in
+            storm.vms.allSatisfy { vm in vms.contains { $0.uuid == vm.uuid && $0.listening && $0.saved != false } }
         }
-        return ports
+        return Dictionary(listed.map { ($0.uuid, $0.port) }, uniquingKeysWith: { a, _ in a })
     }
 
     // MARK: - c. the storm
@@ -46,6 +44,8 @@ final class ClusterStormTests: ClusterTestCase {
         let storm = makeStorm(nodes, count: count)
         try await storm.connectAll()
         let ports = try await self.ports(nodes[1], storm)
+        let portsOnN1 = try await self.ports(nodes[0], storm)
+        XCTAssertEqual(portsOnN1, ports, "the same ports on both daemons")
 
         // Each VM's person is on the daemon the VM does not start on: its console is forwarded from the start.
         var people: [SimulatedClient] = []
