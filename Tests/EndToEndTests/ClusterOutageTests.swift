@@ -71,8 +71,9 @@ final class ClusterOutageTests: ClusterTestCase {
         XCTAssertFalse(a1.closed || a2.closed || b2.closed, "the people stayed through the outage")
 
         // And new VMs get ports again.
-        let after = try await connectVM(n1, testUUID(7), "outage-after")
+        let uuidAfter = testUUID(7)
+        let after = try await connectVM(n1, uuidAfter, "outage-after")
         XCTAssertFalse(after.closed)
-        _ = try await port(n2, testUUID(7))
+        _ = try await port(n2, uuidAfter)
     }
 }

@@ -152,15 +152,17 @@ class ClusterTestCase: DaemonTestCase {
     }
 
     /// `vspc history VM --json --db URL`: the VM's events as the database has them (read offline), each a JSON
-    /// object; in the order printed (oldest first).
-    func history(_ vm: String, db: PostgresDatabase) throws -> [[String: Any]] {
-        var result = try Daemon.runTool("vspc", ["history", vm, "--json", "--db", db.url])
+    /// object; in the order printed (oldest first). With `node`: `vspc history VM --json --admin NODE` instead, the
+    /// shared events as that daemon reads them.
+    func history(_ vm: String, db: PostgresDatabase, via node: Daemon? = nil) throws -> [[String: Any]] {
+        let arguments = ["history", vm, "--json"] + (node.map { ["--admin", "\($0.host):\($0.adminPort)"] } ?? ["--db", db.url])
+        var result = try Daemon.runTool("vspc", arguments)
         for _ in 0..<2 where result.status != 0 {
             // Once more: a failed run is reported below if the next ones fail too.
-            print("vspc history \(vm) --db failed (\(result.status)), again: \(result.err)")
-            result = try Daemon.runTool("vspc", ["history", vm, "--json", "--db", db.url])
+            print("vspc \(arguments) failed (\(result.status)), again: \(result.err.prefix(300))")
+            result = try Daemon.runTool("vspc", arguments)
         }
-        guard result.status == 0 else { throw SimError("vspc history \(vm) --db \(db.url) failed: \(result.err)") }
+        guard result.status == 0 else { throw SimError("vspc \(arguments) failed: \(result.err)") }
         guard let array = try JSONSerialization.jsonObject(with: result.out) as? [[String: Any]] else {
             throw SimError("vspc history --json is not an array: \(result.text)")
         }
