@@ -67,8 +67,12 @@ final class ClusterStormTests: ClusterTestCase {
         for (i, (vm, person)) in zip(storm.vms, people).enumerated() {
             vm.printNext("done")
             let printed = vm.printed
-            try await waitUntil("\(vm.name)'s person to see its last line", timeout: 120) {
-                person.data.count >= printed.count - mustSeeFrom[i] && person.data.suffix(8) == printed.suffix(8)
+            do {
+                try await waitUntil("\(vm.name)'s person to see its last line", timeout: 120) {
+                    person.data.count >= printed.count - mustSeeFrom[i] && person.data.suffix(8) == printed.suffix(8)
+                }
+            } catch {
+                throw SimError("\(error) (its \(vm.completed) vMotions done): \(Self.compare(person.data, printed))")
             }
             let seen = person.data
             XCTAssertEqual(seen, Array(printed.suffix(seen.count)), "\(vm.name): the person's bytes are the VM's, once, in order")
