@@ -72,7 +72,11 @@ final class ClusterStormTests: ClusterTestCase {
                     person.data.count >= printed.count - mustSeeFrom[i] && person.data.suffix(8) == printed.suffix(8)
                 }
             } catch {
-                throw SimError("\(error) (its \(vm.completed) vMotions done): \(Self.compare(person.data, printed))")
+                let seenText = String(decoding: person.data, as: UTF8.self)
+                let missing = String(decoding: printed.dropFirst(mustSeeFrom[i]), as: UTF8.self)
+                    .components(separatedBy: "\r\n").filter { !$0.isEmpty && !seenText.contains($0 + "\r\n") }
+                throw SimError("\(error) (its \(vm.completed) vMotions done): \(Self.compare(person.data, printed)); "
+                               + "lines it did not see: \(missing)")
             }
             let seen = person.data
             XCTAssertEqual(seen, Array(printed.suffix(seen.count)), "\(vm.name): the person's bytes are the VM's, once, in order")
