@@ -107,7 +107,8 @@ one=$work/one.txt two=$work/two.txt
 printf '%-40s %14s %14s\n' "" "1 daemon" "2 daemons"
 printf '%-40s %14s %14s\n' "connect rate (VMs/s)" "$(field connect_rate "$one")" "$(field connect_rate "$two")"
 printf '%-40s %14s %14s\n' "vMotion rate (/s, asked $RATE)" "$(field migration_rate "$one")" "$(field migration_rate "$two")"
-printf '%-40s %14s %14s\n' "failed vMotions" "$(field failed "$one")" "$(field failed "$two")"
+printf '%-40s %14s %14s\n' "failed vMotions (of them NOTNOW)" "$(field failed "$one") ($(field notnow "$one"))" \
+    "$(field failed "$two") ($(field notnow "$two"))"
 printf '%-40s %14s %14s\n' "vMotion window median (ms)" "$(field local_median_ms "$one")" "$(field cross_median_ms "$two")"
 printf '%-40s %14s %14s\n' "vMotion window p99 (ms)" "$(field local_p99_ms "$one")" "$(field cross_p99_ms "$two")"
 printf '%-40s %14s %14s\n' "added by crossing daemons, median (ms)" "" \

@@ -80,7 +80,10 @@ public final class StormVM: @unchecked Sendable {
 /// What a storm measured.
 public struct StormStats: Sendable {
     public var migrations = 0
+    /// vMotions that failed, NOTNOW answers included.
     public var failed = 0
+    /// Of those, BEGINs answered with NOTNOW (the VM stays; it tries again a little later, as ESXi would).
+    public var notNow = 0
     public var seconds: Double = 0
     /// Durations (BEGIN sent to COMPLETE sent) of the vMotions between two concentrators, and of those to the same.
     public var crossNode: [Double] = []
@@ -101,6 +104,7 @@ public struct StormStats: Sendable {
     mutating func merge(_ other: StormStats) {
         migrations += other.migrations
         failed += other.failed
+        notNow += other.notNow
         crossNode += other.crossNode
         local += other.local
         failures += other.failures.prefix(max(0, 10 - failures.count))
@@ -216,11 +220,19 @@ public final class VMotionStorm: @unchecked Sendable {
                     vm.connection = nil
                     break
                 }
-                source.abortVMotion()
+                if "\(error)".contains(Self.notNowText) {
+                    stats.notNow += 1
+                    try? await Task.sleep(nanoseconds: 50_000_000)
+                } else {
+                    source.abortVMotion()
+                }
             }
         }
         return stats
     }
+
+    /// What `SimulatedVM.migrate` throws for a NOTNOW.
+    static let notNowText = "VMOTION-NOTNOW"
 
     public func closeAll() {
         for vm in vms { vm.connection?.close() }
@@ -229,7 +241,8 @@ public final class VMotionStorm: @unchecked Sendable {
     /// One line: the counts, the rate, the windows.
     public static func describe(_ stats: StormStats) -> String {
         func ms(_ v: Double?) -> String { v.map { String(format: "%.1f", $0 * 1000) } ?? "-" }
-        return String(format: "vmotion: %d in %.1f s (%.1f/s), failed %d; ", stats.migrations, stats.seconds, stats.rate, stats.failed)
+        return String(format: "vmotion: %d in %.1f s (%.1f/s), failed %d (NOTNOW %d); ", stats.migrations, stats.seconds,
+                      stats.rate, stats.failed, stats.notNow)
             + "cross-node window median \(ms(StormStats.quantile(stats.crossNode, 0.5))) ms p99 \(ms(StormStats.quantile(stats.crossNode, 0.99))) ms (\(stats.crossNode.count)); "
             + "local window median \(ms(StormStats.quantile(stats.local, 0.5))) ms p99 \(ms(StormStats.quantile(stats.local, 0.99))) ms (\(stats.local.count))"
     }

@@ -58,8 +58,8 @@ struct Storm: AsyncParsableCommand {
         print(VMotionStorm.describe(stats))
         for failure in stats.failures { print("failed: \(failure)") }
         storm.closeAll()
-        print(String(format: "result daemons=%d vms=%d connect_rate=%.1f migrations=%d failed=%d migration_rate=%.1f",
-                     hosts.addresses.count, count, connectRate, stats.migrations, stats.failed, stats.rate)
+        print(String(format: "result daemons=%d vms=%d connect_rate=%.1f migrations=%d failed=%d notnow=%d migration_rate=%.1f",
+                     hosts.addresses.count, count, connectRate, stats.migrations, stats.failed, stats.notNow, stats.rate)
               + " cross_median_ms=\(percentileText(stats.crossNode, 0.5)) cross_p99_ms=\(percentileText(stats.crossNode, 0.99))"
               + " local_median_ms=\(percentileText(stats.local, 0.5)) local_p99_ms=\(percentileText(stats.local, 0.99))")
     }
