@@ -11,7 +11,7 @@ struct VSPC: AsyncParsableCommand {
         abstract: "Query a running vspcd: list VM serial ports, show their history, tail their consoles.",
         version: VSPCVersion.current,
         subcommands: [List.self, History.self, Tail.self, Log.self, Grep.self, Status.self, Forget.self, URLCommand.self,
-                      Token.self],
+                      Token.self, MigrateDB.self],
         defaultSubcommand: List.self)
 }
 
@@ -102,12 +102,14 @@ struct List: AsyncParsableCommand {
         if json {
             try printJSON(vms)
         } else if table {
-            var rows = [["NAME", "LABEL", "UUID", "PORT", "VM", "CLIENTS", "SINCE"]]
+            // Several daemons: the owning node, in a column of its own (only when some console has one).
+            let owners = vms.contains { $0.owner != nil }
+            var rows = [["NAME", "LABEL", "UUID", "PORT", "VM", "CLIENTS", "SINCE"] + (owners ? ["OWNER"] : [])]
             for vm in vms {
                 let state = vm.migrating ? "vmotion" : (vm.connected ? "up" : "down")
                 let port = "\(vm.port)" + (vm.listening || vm.listenError == nil ? "" : "!") + (vm.saved == false ? "*" : "")
                 rows.append([show(vm.name), show(vm.label), show(UUIDSpelling.classic(vm.uuid)), port, state,
-                             "\(vm.clients)", localTime(vm.since)])
+                             "\(vm.clients)", localTime(vm.since)] + (owners ? [vm.owner.map(show) ?? "-"] : []))
             }
             printTable(rows)
             if vms.contains(where: { !$0.listening && $0.listenError != nil }) {
@@ -193,7 +195,8 @@ func formatStatus(_ s: DaemonStatus) -> String {
         ("events", "\(s.eventsSuppressed) suppressed by per-connection limits"),
     ]
     let width = rows.map(\.0.count).max() ?? 0
-    return rows.map { $0.0.padding(toLength: width + 2, withPad: " ", startingAt: 0) + $0.1 }.joined(separator: "\n")
+    let lines = rows.map { $0.0.padding(toLength: width + 2, withPad: " ", startingAt: 0) + $0.1 }
+    return (lines + formatNodes(s, width: width)).joined(separator: "\n")
 }
 
 /// 93784 s as "1d 2h 3m"; under a minute as "42s".

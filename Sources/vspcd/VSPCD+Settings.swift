@@ -65,6 +65,12 @@ extension VSPCD {
         put("ssh-idle-timeout", sshIdleTimeout.map { .number($0) })
         put("ssh-keepalive-interval", sshKeepaliveInterval.map { .number($0) })
         put("ssh-keepalive-count-max", sshKeepaliveCountMax.map { .integer($0) })
+        put("node", node.map { .string($0) })
+        put("lease-timeout", leaseTimeout.map { .number($0) })
+        put("cluster-listen", clusterListen.map { .string($0) })
+        put("cluster-cert", clusterCert.map { .string($0) })
+        put("cluster-key", clusterKey.map { .string($0) })
+        put("cluster-ca", clusterCa.map { .string($0) })
         return given
     }
 

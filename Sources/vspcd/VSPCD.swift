@@ -45,7 +45,7 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: "Seconds without VM and without client after which a VM's port returns to the pool. \(def("vm-expire-time"))")
     var vmExpireTime: Double?
 
-    @Option(help: "SQLite database file. \(def("db"))", completion: .file())
+    @Option(help: "SQLite database file, or a postgresql:// URL shared by several daemons (a cluster). \(def("db"))", completion: .file())
     var db: String?
 
     @Option(help: "Service URI accepted in ESXi's DO-PROXY (its ?port=LABEL suffix names a serial port). \(def("service-uri"))")
@@ -186,6 +186,24 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Keepalives in a row an SSH client may leave unanswered before it is dropped. \(def("ssh-keepalive-count-max"))", valueName: "n"))
     var sshKeepaliveCountMax: Int?
 
+    @Option(help: ArgumentHelp("This daemon's name among the daemons sharing a PostgreSQL --db. Default: the host name.", valueName: "name"))
+    var node: String?
+
+    @Option(help: ArgumentHelp("Seconds after its last heartbeat that a daemon of a cluster is dead and its consoles go to the others. \(def("lease-timeout"))", valueName: "seconds"))
+    var leaseTimeout: Double?
+
+    @Option(help: ArgumentHelp("The internal link between the daemons of a cluster, [host]:port. Default: the --listen-host host, port 6781. In the clear only on loopback; elsewhere give --cluster-cert, --cluster-key and --cluster-ca.", valueName: "[host]:port"))
+    var clusterListen: String?
+
+    @Option(help: ArgumentHelp("PEM certificate (chain) of this daemon on the cluster link (TLS 1.2+, mutual). Needs --cluster-key and --cluster-ca.", valueName: "pem"), completion: .file())
+    var clusterCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key for --cluster-cert.", valueName: "pem"), completion: .file())
+    var clusterKey: String?
+
+    @Option(help: ArgumentHelp("PEM CA certificate(s) that signed every daemon's --cluster-cert: both ends of the link must show one.", valueName: "pem"), completion: .file())
+    var clusterCa: String?
+
     @Flag(help: ArgumentHelp("Print every setting that has a default, as `key = value` lines of TOML, and exit (contrib/update-sample-config.sh writes them into the sample config).", visibility: .hidden))
     var printDefaults = false
 
@@ -289,11 +307,20 @@ struct VSPCD: AsyncParsableCommand {
             }
         }
 
+        if Self.isClusterDatabase(settings.db) {
+            do {
+                try Self.configureCluster(settings, &config)
+            } catch {
+                logger.critical("\(error)")
+                throw ExitCode(2)
+            }
+        }
+
         // One daemon per database: the backend takes its lock before it opens, and holds it until `close()`.
         let store: any RecordBackend
         let saved: SavedState
         do {
-            store = try RecordBackends.openForDaemon(settings.db)
+            store = try RecordBackends.openForDaemon(settings.db, node: config.concentrator.cluster?.node)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)
@@ -305,7 +332,17 @@ struct VSPCD: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(2)
         }
-        logger.notice("vspcd \(VSPCVersion.current) starting; database \(settings.db)\(self.config.map { "; config \($0)" } ?? "")")
+        var clusterRecords: (any ClusterRecords)?
+        if let cluster = config.concentrator.cluster {
+            do {
+                clusterRecords = try RecordBackends.openCluster(settings.db, node: cluster.node)
+            } catch {
+                logger.critical("\(error)")
+                throw ExitCode(2)
+            }
+        }
+        let nodeText = config.concentrator.cluster.map { "; cluster node \($0.node), link \($0.linkAddress)" } ?? ""
+        logger.notice("vspcd \(VSPCVersion.current) starting; database \(Self.loggable(settings.db))\(nodeText)\(self.config.map { "; config \($0)" } ?? "")")
         let consoleLogs: ConsoleLogWriter?
         do {
             consoleLogs = try config.consoleLogs.map { try ConsoleLogWriter(settings: $0, logger: logger) }
@@ -317,6 +354,7 @@ struct VSPCD: AsyncParsableCommand {
         let reader = config.consoleLogs.map { ConsoleLogReader(directory: $0.directory) }
         let server = VSPCServer(config: config, store: store, logger: logger, consoleLogs: consoleLogs,
                                 consoleLogReader: reader.map { reader in { @Sendable key, bytes in try reader.tail(key, bytes: bytes) } })
+        server.clusterRecords = clusterRecords
         server.consoleLogWindow = reader.map { reader in
             { @Sendable key, since, until, limit in try Self.readLog(reader, key, since: since, until: until, limit: limit) }
         }

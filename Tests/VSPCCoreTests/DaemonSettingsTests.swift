@@ -99,7 +99,8 @@ final class DaemonSettingsTests: XCTestCase {
         XCTAssertEqual(Set(names).count, names.count)
         for name in names where !["ssl-cert", "ssl-key", "proxy-allow", "metrics", "ssh", "ssh-host-key", "ssh-authorized-keys",
                                              "console-log-dir", "console-log-group", "http", "http-cert", "http-key",
-                                             "http-client-ca", "http-public-url"].contains(name) {
+                                             "http-client-ca", "http-public-url", "node", "cluster-listen", "cluster-cert",
+                                             "cluster-key", "cluster-ca"].contains(name) {
             XCTAssertNotNil(DaemonSettings().value(of: name), name)
         }
         XCTAssertEqual(DaemonSettings.defaultText("proxy"), ":6779")

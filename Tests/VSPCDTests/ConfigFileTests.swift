@@ -140,6 +140,11 @@ final class ConfigFileTests: XCTestCase {
         expected.ssh = ":6781"
         expected.sshHostKey = "/var/lib/vspcd/ssh_host_ed25519_key"
         expected.sshAuthorizedKeys = "/var/lib/vspcd/authorized_keys"
+        expected.node = "vspc-a"
+        expected.clusterListen = "10.0.0.11:6781"
+        expected.clusterCert = "/etc/vspcd/cluster-cert.pem"
+        expected.clusterKey = "/etc/vspcd/cluster-key.pem"
+        expected.clusterCa = "/etc/vspcd/cluster-ca.pem"
         // ssl stays false, so the certificate keys must stay commented out in real use: check them apart.
         let withoutCert = ConfigFileContents(path: contents.path, settings: contents.settings.filter { !$0.key.hasPrefix("ssl-") })
         XCTAssertEqual(try DaemonSettings.resolve(file: withoutCert, commandLine: [:]).settings.db, expected.db)

@@ -29,11 +29,9 @@ final class RecordBackendsTests: XCTestCase {
         XCTAssertNoThrow(try RecordBackends.openForDaemon(path).close(), "close() released the lock")
     }
 
-    func testServerURLsAreRefusedClearly() {
+    func testUnknownServerURLsAreRefusedClearly() {
         for (url, text) in [
-            ("postgresql://vspc:secret@db.example/vspcd", "--db postgresql://...: PostgreSQL is not supported yet; give a SQLite database file path"),
-            ("postgres://db/vspcd", "--db postgres://...: PostgreSQL is not supported yet; give a SQLite database file path"),
-            ("mysql://db/x", "--db mysql://...: unknown database URL scheme; give a SQLite database file path"),
+            ("mysql://vspc:secret@db/x", "--db mysql://...: unknown database URL scheme; give a SQLite database file path or a postgresql:// URL"),
         ] {
             XCTAssertThrowsError(try RecordBackends.openForDaemon(url)) { XCTAssertEqual("\($0)", text) }
             XCTAssertThrowsError(try RecordBackends.openForReading(url)) { error in
@@ -41,8 +39,43 @@ final class RecordBackendsTests: XCTestCase {
                 XCTAssertFalse("\(error)".contains("secret"))
             }
         }
+        XCTAssertThrowsError(try RecordBackends.openCluster("/var/lib/vspcd/vspcd.db", node: "a")) { error in
+            XCTAssertEqual(error as? RecordBackendError, .clusterNeedsPostgres)
+        }
         XCTAssertNil(RecordBackends.urlScheme("/var/lib/vspcd/vspcd.db"))
         XCTAssertNil(RecordBackends.urlScheme("./odd://name.db"))
+    }
+
+    func testPostgresURLsParseAndNeverShowThePassword() throws {
+        let url = try PostgresURL("postgresql://vspc:s%40cret@db.example:6432/vspcd?sslmode=require")
+        XCTAssertEqual(url.user, "vspc")
+        XCTAssertEqual(url.password, "s@cret")
+        XCTAssertEqual(url.host, "db.example")
+        XCTAssertEqual(url.port, 6432)
+        XCTAssertEqual(url.database, "vspcd")
+        XCTAssertEqual(url.sslMode, .require)
+        XCTAssertEqual(url.redacted, "postgresql://vspc:***@db.example:6432/vspcd?sslmode=require")
+        XCTAssertEqual("\(url)", url.redacted)
+        let short = try PostgresURL("postgres://vspc@[::1]/db")
+        XCTAssertEqual(short.host, "::1")
+        XCTAssertEqual(short.port, 5432)
+        XCTAssertEqual(short.sslMode, .prefer)
+        XCTAssertEqual(short.redacted, "postgresql://vspc@[::1]:5432/db")
+        XCTAssertEqual(try PostgresURL("postgresql://vspc@h").database, "vspc")
+        XCTAssertEqual(RecordBackends.redacted("postgresql://u:pw@h/d"), "postgresql://u:***@h:5432/d")
+        XCTAssertEqual(PostgresURL.redact("cannot reach postgresql://u:pw@h:1/d now"), "cannot reach postgresql://u:***@h:1/d now")
+        for bad in ["postgresql://secret@h/d?sslmode=maybe", "postgresql://:secret@h/d", "postgresql://u:secret@h/d?x=1",
+                    "postgresql://u:secret@h:70000/d"] {
+            XCTAssertThrowsError(try PostgresURL(bad), bad) { error in
+                XCTAssertFalse("\(error)".contains("secret") && !bad.hasPrefix("postgresql://secret"), "\(error)")
+            }
+        }
+        // A server that is not there: unreachable, in words without the password.
+        let port = try PrivatePostgres.freePort()
+        XCTAssertThrowsError(try RecordBackends.openForDaemon("postgresql://u:secret@127.0.0.1:\(port)/d?sslmode=disable")) { error in
+            XCTAssertFalse("\(error)".contains("secret"), "\(error)")
+            XCTAssertTrue("\(error)".contains("postgresql://u:***@127.0.0.1:\(port)/d"), "\(error)")
+        }
     }
 
     func testFailureKinds() throws {

@@ -165,7 +165,7 @@ _vspcd() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--ssl -v --verbose -d --debug --version -h --help)
     local -a repeating_options=(--watch)
-    local -a non_repeating_options=(--config --proxy --admin --listen-host --port-range-start --port-range-end --vm-expire-time --db --service-uri --ssl-cert --ssl-key --vmotion-timeout --proxy-allow --vm-stuck-timeout --takeover-probe-timeout --disconnect-backlog --skip-backlog --identify-timeout --proxy-max-unidentified --proxy-max-unidentified-per-address --new-ports-per-minute --port-reserve-percent --ssh --ssh-host-key --ssh-authorized-keys --telnet-ports --http --http-allow --http-cert --http-key --http-client-ca --http-public-url --web-assets --metrics --console-log-dir --console-log-group --console-log-max-bytes --console-log-keep --console-log-max-age-days --scrollback --replay --event-max-age-days --event-max-count --log-format --ssh-max-startups --ssh-per-source-max-startups --ssh-per-source-max-failures --ssh-idle-timeout --ssh-keepalive-interval --ssh-keepalive-count-max)
+    local -a non_repeating_options=(--config --proxy --admin --listen-host --port-range-start --port-range-end --vm-expire-time --db --service-uri --ssl-cert --ssl-key --vmotion-timeout --proxy-allow --vm-stuck-timeout --takeover-probe-timeout --disconnect-backlog --skip-backlog --identify-timeout --proxy-max-unidentified --proxy-max-unidentified-per-address --new-ports-per-minute --port-reserve-percent --ssh --ssh-host-key --ssh-authorized-keys --telnet-ports --http --http-allow --http-cert --http-key --http-client-ca --http-public-url --web-assets --metrics --console-log-dir --console-log-group --console-log-max-bytes --console-log-keep --console-log-max-age-days --scrollback --replay --event-max-age-days --event-max-count --log-format --ssh-max-startups --ssh-per-source-max-startups --ssh-per-source-max-failures --ssh-idle-timeout --ssh-keepalive-interval --ssh-keepalive-count-max --node --lease-timeout --cluster-listen --cluster-cert --cluster-key --cluster-ca)
     __vspcd_offer_flags_options 0
 
     # Offer option value completions
@@ -334,6 +334,27 @@ _vspcd() {
         return
         ;;
     '--ssh-keepalive-count-max')
+        return
+        ;;
+    '--node')
+        return
+        ;;
+    '--lease-timeout')
+        return
+        ;;
+    '--cluster-listen')
+        return
+        ;;
+    '--cluster-cert')
+        __vspcd_add_completions -f
+        return
+        ;;
+    '--cluster-key')
+        __vspcd_add_completions -f
+        return
+        ;;
+    '--cluster-ca')
+        __vspcd_add_completions -f
         return
         ;;
     esac

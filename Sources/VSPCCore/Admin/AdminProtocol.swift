@@ -88,11 +88,14 @@ public struct ConsoleInfo: Codable, Sendable, Equatable {
     /// The assignment is committed to the database (false while the disk refuses writes; vspcd retries).
     /// Absent from daemons before this field existed, which listed only saved assignments.
     public var saved: Bool?
+    /// Several daemons: the node that owns the console (absent from one daemon alone, or when nobody does).
+    public var owner: String?
 
     public init(name: String, uuid: String, label: String, port: Int, connected: Bool, clients: Int,
                 since: String?, listening: Bool, listenError: String? = nil, migrating: Bool, peer: String?,
-                saved: Bool? = true) {
+                saved: Bool? = true, owner: String? = nil) {
         self.saved = saved
+        self.owner = owner
         self.name = name
         self.uuid = uuid
         self.label = label
@@ -258,6 +261,9 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     /// Listed consoles whose port could not be bound (another process holds it, or the bind was refused): their
     /// ports count as used, yet nothing of the daemon listens there.
     public var notListening: Int?
+    /// Several daemons: this daemon's node name, and every node with its heartbeat (absent from one daemon alone).
+    public var node: String?
+    public var nodes: [NodeStatus]?
 
     public init(version: String, startedAt: String, uptimeSeconds: Int, consoles: Int, connected: Int, migrating: Int,
                 telnetClients: Int, tailFollowers: Int, portsUsed: Int, portsFree: Int, portRangeStart: Int,

@@ -12,6 +12,8 @@ struct ClusterState {
     var feedConsoles: [ConnectionID: ConsoleKey] = [:]
     /// Feed connections are numbered by the core, downwards from -1, apart from the driver's ids (which are > 0).
     var nextFeedID: ConnectionID = -1
+    /// This node's claims, the assignments it waits for, and the limits of their log lines.
+    var ownership = OwnershipState()
 
     mutating func makeFeedID() -> ConnectionID {
         defer { nextFeedID -= 1 }
@@ -23,7 +25,25 @@ struct ClusterState {
 struct FeedState {
     var id: ConnectionID
     var owner: Owner
-    /// The owner accepted (`feedOpened`); before that, input waits in `pendingInput` (bounded).
+    /// The owner accepted (`feedOpened`); before that, input waits in `pendingInput` (bounded like the vMotion
+    /// hold buffer; what did not fit is counted in `pendingDropped`).
     var open = false
     var pendingInput: [UInt8] = []
+    var pendingDropped = 0
+    /// The feed ended (why): its people stay, waiting for the VM, until an owner news names a live owner.
+    var closed: String?
+
+    init(id: ConnectionID, owner: Owner) {
+        self.id = id
+        self.owner = owner
+    }
+
+    /// Keeps input for the owner until the feed is open; returns how many bytes did not fit.
+    mutating func hold(_ bytes: [UInt8], limit: Int) -> Int {
+        let room = max(0, limit - pendingInput.count)
+        pendingInput.append(contentsOf: bytes.prefix(room))
+        let dropped = bytes.count - min(room, bytes.count)
+        pendingDropped += dropped
+        return dropped
+    }
 }

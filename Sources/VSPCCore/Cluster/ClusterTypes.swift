@@ -45,6 +45,8 @@ public struct NodeStatus: Sendable, Equatable, Codable {
     public var consoles: Int
     /// Its heartbeat is younger than the lease timeout (by the database's clock).
     public var alive: Bool
+    /// For `vspc status`: seconds since its heartbeat, as the answering daemon measures it (nil elsewhere).
+    public var heartbeatAge: Double?
 
     public init(name: String, link: String, startedAt: Date, heartbeat: Date, consoles: Int, alive: Bool) {
         self.name = name

@@ -153,12 +153,17 @@ public struct SessionRequest: Sendable {
     public var terminal: Bool
     /// A command to run instead of the console (`ssh VM@host CMD`): refused, since a console runs none.
     public var command: String?
+    /// A feed from another node (`.node`): the owner's epoch since whose claim it wants the console's output (the
+    /// HELLO's `sinceEpoch`); nil: from now.
+    public var sinceEpoch: Int64?
 
-    public init(target: Target, principal: Principal, terminal: Bool = true, command: String? = nil) {
+    public init(target: Target, principal: Principal, terminal: Bool = true, command: String? = nil,
+                sinceEpoch: Int64? = nil) {
         self.target = target
         self.principal = principal
         self.terminal = terminal
         self.command = command
+        self.sinceEpoch = sinceEpoch
     }
 }
 

@@ -41,6 +41,9 @@ struct ConsoleState {
     var scrollbackRewrite = false
     /// Something to save.
     var scrollbackDirty: Bool { scrollbackUnsaved > 0 || scrollbackRewrite }
+    /// Bytes the VM printed since its connection here began to carry the console (this node's claim, with
+    /// `config.cluster`), at most the ring's capacity: what a feed asking from that claim gets first.
+    var printedSinceClaim = 0
 
     init(key: ConsoleKey, name: String, port: Int, persisted: Bool, createdAt: Date, since: Date,
          config: ConcentratorConfig) {
@@ -104,6 +107,10 @@ struct VMConnection {
     var readingForLiveness = false
     /// Events about this connection waiting for its uuid (a vMotion destination sends PEER before its uuid).
     var deferred: [ConsoleEvent] = []
+    /// With `config.cluster`: the cookie of its PEER that no local migration knew, while the database is asked.
+    var findingVMotion: [UInt8]?
+    /// With `config.cluster`: the migration begun on another node that this destination was accepted for.
+    var remoteVMotion: SharedVMotion?
     /// How many events and log lines it may still cause this minute.
     var budget = EventBudget()
 

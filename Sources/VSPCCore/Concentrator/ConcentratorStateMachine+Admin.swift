@@ -135,6 +135,8 @@ extension ConcentratorStateMachine {
         status.sshClients = byDoor[Door.ssh.name] ?? 0
         status.notListening = listed.filter { !$0.isListening && $0.listenerError != nil }.count
         status.clientsByDoor = byDoor
+        status.node = nodeName
+        status.nodes = nodeStatuses()
         return status
     }
 
@@ -156,7 +158,8 @@ extension ConcentratorStateMachine {
         ConsoleInfo(name: c.name, uuid: c.key.uuid, label: c.key.label, port: c.port, connected: c.vm != nil,
                     clients: c.clients.count, since: AdminProtocol.timestamp(c.since), listening: c.isListening,
                     listenError: c.isListening ? nil : c.listenerError,
-                    migrating: migrations.isPending(c.key), peer: c.vm.flatMap { vms[$0]?.peer }, saved: c.persisted)
+                    migrating: migrations.isPending(c.key), peer: c.vm.flatMap { vms[$0]?.peer }, saved: c.persisted,
+                    owner: ownerName(c.key))
     }
 
     /// The console a person means: `VMLookup.choose` over the listed consoles with that label (any label when

@@ -8,6 +8,7 @@ extension ConcentratorStateMachine {
         if !door.opening.isEmpty { emit(.send(id, door.opening)) }
         guard let request = rightsInForce(id, door: door, peer: peer, asked),
               let key = consoleAsked(id, door: door, peer: peer, request: request) else { return releaseToken(asked) }
+        guard acceptsFeed(id, door: door, peer: peer, key: key, request: request) else { return }
         let identity = request.principal.identity
         guard door.descriptors == 0 || reserveDescriptors(door.descriptors) else {
             log(.error, "refused client \(peer) of \(consoles[key]?.name ?? key.description): open-file limit nearly reached")
@@ -20,6 +21,7 @@ extension ConcentratorStateMachine {
         if case let .key(line, _) = request.principal { client.key = line }
         if case let .token(grant, hash) = request.principal { client.token = (grant.id, grant.minter, hash) }
         attachClient(client)
+        clusterSessionStarted(id, key: key, request: request)
         guard let console = consoles[key] else { return }
         let replayBytes = door.replaysScrollback ? config.scrollbackBytes : config.replayBytes
         if door.replayOnAttach, replayBytes > 0, config.scrollbackBytes > 0 {
@@ -28,7 +30,7 @@ extension ConcentratorStateMachine {
         }
         let label = console.key.label.isEmpty ? "" : "#" + console.key.label
         let menu = door.input == .escapeMenu ? "; Ctrl-] ? for the menu" : ""
-        notice(id, "connected to \(DisplayText.escape(console.name))\(label) (\(console.vm == nil ? "down" : "up"))\(menu)\(mode == .readOnly ? "; read-only" : "")")
+        notice(id, "connected to \(DisplayText.escape(console.name))\(label) (\(upOrDown(console)))\(menu)\(mode == .readOnly ? "; read-only" : "")")
     }
 
     /// The request with the key's rights in force: a connection authenticated before a reload of the keys gets
@@ -286,6 +288,7 @@ extension ConcentratorStateMachine {
         switch migrations.clientInput(key, bytes) {
         case .forward:
             guard let vm = console.vm else {
+                if feedInput(key, bytes) { return }
                 log(.debug, "input from \(client.peer) discarded: \(console.name) is not connected")
                 return
             }
@@ -321,6 +324,7 @@ extension ConcentratorStateMachine {
         if client.skippedUnrecorded > 0 { recordSkip(client) }
         record(.clientDetach, key, peer: client.peer, detail: auditDetail(client))
         noticeAll(key, except: id, "\(client.who) detached")
+        feedPeopleChanged(key)
     }
 
     /// Drops a person (recorded once, with the reason; the detach follows when the connection closes), so the VM

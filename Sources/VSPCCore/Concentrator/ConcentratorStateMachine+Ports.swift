@@ -101,6 +101,7 @@ extension ConcentratorStateMachine {
 
     mutating func assignmentWritten(_ key: ConsoleKey, generation: Int, error: StoreFailure?) {
         guard let console = consoles[key], console.assignmentGeneration == generation else { return }
+        if config.cluster != nil, clusterAssignmentWritten(key, error: error) { return }
         if let error {
             consoles[key]?.persistFailures += 1
             storeFailed(error)
@@ -181,7 +182,8 @@ extension ConcentratorStateMachine {
             StoreOp.touchAssignment(uuid: $0.key.uuid, label: $0.key.label, name: $0.name, at: now.date)
         }
         if !touches.isEmpty { emit(.persist(touches, token: nil)) }
-        for console in ordered where isIdle(console) && console.persisted && monotonicNow - console.lastActivity > limit {
+        for console in ordered where isIdle(console) && console.persisted && monotonicNow - console.lastActivity > limit
+            && !ownedElsewhere(console.key) {
             record(.portExpired, console.key, detail: "port \(console.port)")
             removeConsole(console.key)
         }
@@ -192,34 +194,41 @@ extension ConcentratorStateMachine {
     /// waits in memory. `final` (at shutdown) saves every dirty console regardless.
     mutating func saveScrollback(final: Bool) {
         guard config.scrollbackBytes > 0 else { return }
+        if config.cluster != nil { return saveScrollbackFenced(final: final) }
         var ops: [StoreOp] = []
         var keys: [ConsoleKey] = []
         // Only the consoles that printed are sorted (every 2 s, over a fleet).
         let due = consoles.values.filter { $0.scrollbackDirty && (final || !scrollbackSaving.contains($0.key)) }
         for key in due.map(\.key).sorted(by: { $0.description < $1.description }) {
-            guard let console = consoles.modify(key, { console -> ConsoleState in
-                defer {
-                    console.scrollbackUnsaved = 0
-                    console.scrollbackRewrite = false
-                }
-                return console
-            }) else { continue }
+            guard let op = takeScrollbackOp(key) else { continue }
             keys.append(key)
-            if console.scrollbackRewrite {
-                ops.append(.saveScrollback(uuid: key.uuid, label: key.label, data: console.scrollback.contents(), at: now.date))
-            } else {
-                // Only what was printed since the last save: disk writes grow with output, not ring size.
-                ops.append(.appendScrollback(uuid: key.uuid, label: key.label,
-                                             data: console.scrollback.contents(last: console.scrollbackUnsaved),
-                                             keep: config.scrollbackBytes, at: now.date))
-            }
+            ops.append(op)
         }
         guard !ops.isEmpty else { return }
         scrollbackSaving.formUnion(keys)
         emit(.persist(ops, token: .scrollback(keys)))
     }
 
+    /// The console's next scrollback write, and it is marked saved: after a failed save the whole ring, else
+    /// only what was printed since the last save (disk writes grow with output, not ring size).
+    mutating func takeScrollbackOp(_ key: ConsoleKey) -> StoreOp? {
+        guard let console = consoles.modify(key, { console -> ConsoleState in
+            defer {
+                console.scrollbackUnsaved = 0
+                console.scrollbackRewrite = false
+            }
+            return console
+        }) else { return nil }
+        if console.scrollbackRewrite {
+            return .saveScrollback(uuid: key.uuid, label: key.label, data: console.scrollback.contents(), at: now.date)
+        }
+        return .appendScrollback(uuid: key.uuid, label: key.label,
+                                 data: console.scrollback.contents(last: console.scrollbackUnsaved),
+                                 keep: config.scrollbackBytes, at: now.date)
+    }
+
     mutating func scrollbackWritten(_ keys: [ConsoleKey], error: StoreFailure?) {
+        if error?.kind == .fenced, config.cluster != nil { return scrollbackFenced(keys) }
         scrollbackSaving.subtract(keys)
         if error != nil {
             // Try again next time, rewriting the whole ring: what this save carried is not on disk.

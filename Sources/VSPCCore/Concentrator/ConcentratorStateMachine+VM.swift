@@ -195,7 +195,9 @@ extension ConcentratorStateMachine {
             if let pending = migrations.pending(key), !shuttingDown {
                 // ESXi closes the source as the destination completes: not the VM going down.
                 record(.vmotionSourceClosed, key, peer: vm.peer)
-                if pending.destination == nil {
+                // With `config.cluster` the destination may be on another node: the window (or the owners news
+                // of its COMPLETE there) ends the migration.
+                if pending.destination == nil, config.cluster == nil {
                     // No destination to complete it: the migration ends now, and its held input is released.
                     emit(.cancel(.vmotion(key, generation: pending.generation)))
                     vmotionExpired(key, generation: pending.generation, reason: "source closed with no destination")
@@ -215,6 +217,8 @@ extension ConcentratorStateMachine {
                 vms[contender]?.role = .negotiating(early)
                 attach(contender, key: key, name: name, early: early)
             }
+            // The VM went away here: if another node owns the console, the people here read it from there.
+            reconcileFeed(key, replay: true)
         case .destination(let key, _):
             migrations.update(key) { $0.connectionClosed(id) }
             record(.vmotionDestinationClosed, key, peer: vm.peer, detail: "closed before VMOTION-COMPLETE")
@@ -255,14 +259,18 @@ extension ConcentratorStateMachine {
         }
     }
 
-    mutating func broadcast(_ key: ConsoleKey, _ bytes: [UInt8]) {
+    /// `fromFeed`: the bytes came from the console's owner on another node, which alone logs and saves them.
+    mutating func broadcast(_ key: ConsoleKey, _ bytes: [UInt8], fromFeed: Bool = false) {
         guard !bytes.isEmpty else { return }
-        if config.keepsOutput { emit(.consoleOutput(key, bytes)) }
+        if config.keepsOutput, !fromFeed { emit(.consoleOutput(key, bytes)) }
         let scrollback = config.scrollbackBytes
         guard let people = consoles.modify(key, { console -> Set<ConnectionID> in
             if scrollback > 0 {
                 console.scrollback.append(bytes)
-                console.scrollbackUnsaved = min(scrollback, console.scrollbackUnsaved + bytes.count)
+                if !fromFeed {
+                    console.scrollbackUnsaved = min(scrollback, console.scrollbackUnsaved + bytes.count)
+                    console.printedSinceClaim = min(scrollback, console.printedSinceClaim + bytes.count)
+                }
             }
             return console.clients
         }), !people.isEmpty else { return }
@@ -401,6 +409,7 @@ extension ConcentratorStateMachine {
         let (date, time) = (now.date, monotonicNow)
         let parked = consoles.modify(key) { console -> (bytes: [UInt8], until: Int64)? in
             console.vm = id
+            console.printedSinceClaim = 0
             console.since = date
             console.lastActivity = time
             // A new console's port is decided by its bind: its vm-connect waits for it (`settlePort`).
@@ -409,9 +418,14 @@ extension ConcentratorStateMachine {
             return console.parkedInput
         } ?? nil
         vms[id]?.role = .carrying(key)
+        reconcileFeed(key, replay: false) // the VM is here: a feed of the console from another node ends
         if let address = vm.address, knownAddresses.count < 65536 { knownAddresses.insert(address) }
-        if created {
+        if created, config.cluster != nil {
+            awaitAssignment(key)
+        } else if created {
             bind(key, isNew: true)
+        } else if config.cluster != nil {
+            clusterCarries(key, peer: vm.peer)
         } else if let port = consoles[key]?.port {
             record(.vmConnect, key, peer: vm.peer, detail: "port \(port)")
         }

@@ -9,9 +9,16 @@ extension ConcentratorStateMachine {
     }
 
     /// The window's timer of a migration that ended before it fired.
+    /// With `config.cluster`, the migration's row goes too.
     mutating func cancelWindow(_ key: ConsoleKey, _ ended: VMotionStateMachine.Pending?) {
         guard let ended else { return }
         emit(.cancel(.vmotion(key, generation: ended.generation)))
+        withdrawShared(key, ended)
+    }
+
+    mutating func withdrawShared(_ key: ConsoleKey, _ ended: VMotionStateMachine.Pending?) {
+        guard config.cluster != nil, let ended else { return }
+        emit(.cluster(.withdrawVMotion(key, sequence: ended.sequence)))
     }
 
     /// Whether the console can be forgotten for idleness: no VM, nobody attached, and no migration pending.
@@ -65,6 +72,9 @@ extension ConcentratorStateMachine {
                      sourcePeer: vm.peer)
         }).result {
         case let .goahead(payload, generation):
+            if config.cluster != nil {
+                return publishVMotion(key, sequence: sequence, secret: secret, generation: generation, source: id)
+            }
             // Writes are ordered: everything queued for the VM leaves before the GOAHEAD.
             emit(.send(id, VMwareCommand.message(VMwareCommand.vmotionGoahead, payload)))
             record(.vmotionGoahead, key, peer: vm.peer, detail: "sequence \(hex(sequence)), source \(vm.peer)")
@@ -84,6 +94,7 @@ extension ConcentratorStateMachine {
             return
         }
         guard let key = migrations.console(forCookie: cookie, secretLength: Self.secretLength) else {
+            if findRemoteVMotion(id, cookie: cookie) { return }
             emit(.send(id, reject))
             record(.vmotionPeerRejected, connection: id, detail: "unknown cookie")
             return
@@ -108,6 +119,7 @@ extension ConcentratorStateMachine {
             record(.vmotionCompleteRejected, connection: id, detail: "no accepted VMOTION-PEER")
             return
         }
+        if let shared = vm.remoteVMotion { return completeRemoteVMotion(id, shared, sequence: sequence, early: early) }
         switch migrations.update(key, { $0.complete(sequence: sequence, from: id, now: now.monotonic) }) {
         case (.switched(let handoff), let ended):
             cancelWindow(key, ended)
@@ -116,6 +128,7 @@ extension ConcentratorStateMachine {
                 if source == handoff.close { closeVM(source, reason: .migrated) }
             }
             consoles[key]?.vm = id
+            consoles[key]?.printedSinceClaim = 0
             vms[id]?.role = .carrying(key)
             vms[id]?.link.adoptedByVMotion()
             flushEarlyOutput(early, to: key)
@@ -152,6 +165,7 @@ extension ConcentratorStateMachine {
         guard consoles[key] != nil else { return }
         let (expired, ended) = migrations.update(key) { $0.expire(generation: generation, now: now.monotonic) }
         guard let handoff = expired else { return }
+        withdrawShared(key, ended)
         closeRetired(handoff.close)
         let current = consoles[key]?.vm
         if let current, current == handoff.resumeOn {

@@ -206,6 +206,7 @@ public struct ConcentratorStateMachine {
         schedule(.expirySweep, seconds: config.expirySweepInterval)
         if config.scrollbackBytes > 0 { schedule(.scrollbackSave, seconds: config.scrollbackSaveInterval) }
         schedule(.prune, seconds: config.pruneDelay)
+        clusterStarted()
     }
 
     /// Saves the scrollback and closes every listener and connection; timers are cancelled by the driver.

@@ -22,6 +22,9 @@ public enum DisconnectReason: String, CaseIterable, Sendable, Codable {
     case migrated
     /// The daemon is stopping.
     case shutdown
+    /// Several daemons: another node claimed the console (a newer VM connection reached it), so this node's
+    /// connection is stale. Its event's detail names the node and its epoch.
+    case ownedElsewhere = "owned_elsewhere"
 
     /// The detail of its `vm-disconnect` event.
     public var detail: String {
@@ -36,6 +39,7 @@ public enum DisconnectReason: String, CaseIterable, Sendable, Codable {
         case .disallowed: return "no longer in --proxy-allow"
         case .migrated: return "migrated"
         case .shutdown: return "daemon stopping"
+        case .ownedElsewhere: return "owned by another node"
         }
     }
 }

@@ -12,6 +12,16 @@ public protocol RecordStore: AnyObject, Sendable {
     var commitObserver: (@Sendable (_ seconds: Double, _ failures: Int) -> Void)? { get set }
     /// Flushes, then lets go of what the store holds for its one daemon (a lock); at the daemon's end.
     func close()
+    /// Writes waiting to be committed (a PostgreSQL backend queues while the database is away); nil: the
+    /// backend does not say (`vspc_store_queue_writes`).
+    var queuedWrites: Int? { get }
+    /// Seconds the oldest queued write has waited; nil: none waits, or the backend does not say.
+    var oldestQueuedWriteAge: Double? { get }
+}
+
+extension RecordStore {
+    public var queuedWrites: Int? { nil }
+    public var oldestQueuedWriteAge: Double? { nil }
 }
 
 /// Why the store did not take a write, as the core sees it.

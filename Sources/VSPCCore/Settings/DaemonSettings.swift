@@ -58,6 +58,19 @@ public struct DaemonSettings: Equatable, Sendable {
     public var httpPublicURL: String?
     /// `--web-assets`: where the browser console's terminal emulator is read from.
     public var webAssets = "/usr/local/share/vspcd/web"
+    /// `--node`: this daemon's name in a cluster (`--db postgresql://...`); nil means the host name.
+    public var node: String?
+    /// `--lease-timeout`: seconds after its last heartbeat that a node is dead and its consoles ownerless.
+    public var leaseTimeout: Double = 10
+    /// `--cluster-listen`: the internal link between nodes; nil means the `--listen-host` host, port 6781.
+    public var clusterListen: String?
+    /// `--cluster-cert`, `--cluster-key`, `--cluster-ca`: mutual TLS on the internal link (all three or none).
+    public var clusterCert: String?
+    public var clusterKey: String?
+    public var clusterCa: String?
+
+    /// The internal link's port when `--cluster-listen` does not give one (6780 is the admin port).
+    public static let defaultClusterPort = 6781
 
     public init() {}
 
@@ -132,6 +145,17 @@ public struct DaemonSettings: Equatable, Sendable {
         .optionalString("http-cert", \.httpCert),
         .optionalString("http-key", \.httpKey),
         .optionalString("http-client-ca", \.httpClientCa),
+        .optionalString("node", \.node, check: {
+            $0.count <= 128 && $0.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value < 127 })
+                ? nil : "must be at most 128 printable ASCII characters without spaces"
+        }),
+        .number("lease-timeout", \.leaseTimeout, check: positive(upTo: 3600, unit: "seconds")),
+        .optionalString("cluster-listen", \.clusterListen, check: {
+            Endpoint.parse($0, defaultHost: "127.0.0.1") == nil ? "must be [host]:port" : nil
+        }),
+        .optionalString("cluster-cert", \.clusterCert),
+        .optionalString("cluster-key", \.clusterKey),
+        .optionalString("cluster-ca", \.clusterCa),
     ]
 
     public static func key(named name: String) -> SettingKey? { keys.first { $0.name == name } }

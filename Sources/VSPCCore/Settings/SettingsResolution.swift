@@ -117,6 +117,11 @@ extension ResolvedSettings {
         if s.httpCert != nil, s.http == nil, s.metrics == nil {
             throw error("http-cert", "is only used with \(spelled("http", like: "http-cert"))")
         }
+        let clusterTLS = ["cluster-cert", "cluster-key", "cluster-ca"]
+        if let given = clusterTLS.first(where: { s.value(of: $0) != nil }),
+           let missing = clusterTLS.first(where: { s.value(of: $0) == nil }) {
+            throw error(given, "needs \(spelled(missing, like: given)) too: the cluster link's TLS takes cluster-cert, cluster-key and cluster-ca together")
+        }
         if s.ssl {
             for key in ["ssl-cert", "ssl-key"] where s.value(of: key) == nil {
                 throw error("ssl", "needs \(spelled("ssl-cert", like: "ssl")) PEM and \(spelled("ssl-key", like: "ssl")) PEM")

@@ -15,6 +15,10 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var consoleLog: ConsoleLogStatistics?
     /// Console lines that matched each watch pattern, since start.
     public var consoleMatches: [String: Int] = [:]
+    /// Several daemons (`--db postgresql://`): leases, nodes, feeds, cross-node migrations (nil: one daemon).
+    public var cluster: ClusterStatistics?
+    /// Writes the store holds uncommitted and the oldest one's age in seconds (nil: the store does not say).
+    public var storeQueue: StoreQueueStatistics?
 
     public init(
         vmsConnected: Int = 0,
@@ -28,6 +32,39 @@ public struct MetricsSnapshot: Sendable, Equatable {
         self.clientsByDoor = clientsByDoor
         self.portsFree = portsFree
         self.vmotionsInProgress = vmotionsInProgress
+    }
+}
+
+/// The store's queue of uncommitted writes: `vspc_store_queue_writes`, `vspc_store_lag_seconds`.
+public struct StoreQueueStatistics: Sendable, Equatable {
+    public var writes: Int
+    public var lagSeconds: Double
+    public init(writes: Int, lagSeconds: Double) {
+        self.writes = writes
+        self.lagSeconds = lagSeconds
+    }
+}
+
+/// What this node of a cluster holds and sees, at scrape time.
+public struct ClusterStatistics: Sendable, Equatable {
+    /// Consoles this node owns.
+    public var leases: Int
+    public var nodesAlive: Int
+    public var nodesDead: Int
+    /// Feeds this node reads from other owners (in), and serves to other nodes (out).
+    public var feedsIn: Int
+    public var feedsOut: Int
+    /// Cross-node vMotions seen here, by result (`complete`: found here and claimed; `notfound`: no row in time).
+    public var vmotions: [String: Int]
+
+    public init(leases: Int = 0, nodesAlive: Int = 0, nodesDead: Int = 0, feedsIn: Int = 0, feedsOut: Int = 0,
+                vmotions: [String: Int] = [:]) {
+        self.leases = leases
+        self.nodesAlive = nodesAlive
+        self.nodesDead = nodesDead
+        self.feedsIn = feedsIn
+        self.feedsOut = feedsOut
+        self.vmotions = vmotions
     }
 }
 

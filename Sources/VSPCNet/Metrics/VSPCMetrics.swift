@@ -51,6 +51,9 @@ public final class VSPCMetrics: @unchecked Sendable {  // its `var`s are guarded
     private var logReported = ConsoleLogStatistics()
     private var matches: [String: Counter] = [:]
     private var matchesReported: [String: Int] = [:]
+    /// The cluster's and the store queue's series, made at the first snapshot that has them (under `renderLock`).
+    private var clusterSeries: ClusterSeries?
+    private var storeSeries: (writes: Gauge, lag: Gauge)?
 
     /// - Parameter version: the value of `vspc_build_info{version}`.
     public init(version: String) {
@@ -193,6 +196,17 @@ public final class VSPCMetrics: @unchecked Sendable {  // its `var`s are guarded
                 logQueued.set(to: Double(log.queuedBytes))
                 logReported = log
             }
+            if let cluster = snapshot.cluster { observe(cluster) }
+            if let queue = snapshot.storeQueue {
+                let series = storeSeries ?? (
+                    writes: registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "vspc_store_queue_writes", unitName: "",
+                                                                         helpText: "Database writes queued, not committed yet."), labels: []),
+                    lag: registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "vspc_store_lag_seconds", unitName: "",
+                                                                         helpText: "Age of the oldest queued database write."), labels: []))
+                storeSeries = series
+                series.writes.set(to: Double(queue.writes))
+                series.lag.set(to: queue.lagSeconds)
+            }
             for (pattern, count) in snapshot.consoleMatches where count > matchesReported[pattern, default: 0] {
                 matchCounter(pattern).increment(by: Int64(count - matchesReported[pattern, default: 0]))
                 matchesReported[pattern] = count
@@ -204,5 +218,51 @@ public final class VSPCMetrics: @unchecked Sendable {  // its `var`s are guarded
     /// `exposition(snapshot:process:)` with the process series read now. Reads /proc: call it off the event loop.
     public func exposition(snapshot: MetricsSnapshot) -> [UInt8] {
         exposition(snapshot: snapshot, process: ProcessStats.read())
+    }
+
+    /// Under `renderLock`.
+    private func observe(_ cluster: ClusterStatistics) {
+        let series = clusterSeries ?? ClusterSeries(registry)
+        clusterSeries = series
+        series.leases.set(to: Double(cluster.leases))
+        series.alive.set(to: Double(cluster.nodesAlive))
+        series.dead.set(to: Double(cluster.nodesDead))
+        series.feedsIn.set(to: Double(cluster.feedsIn))
+        series.feedsOut.set(to: Double(cluster.feedsOut))
+        for (result, count) in cluster.vmotions where ClusterSeries.results.contains(result) {
+            let reported = series.reported[result, default: 0]
+            if count > reported, let counter = series.vmotions[result] {
+                counter.increment(by: Int64(count - reported))
+                series.reported[result] = count
+            }
+        }
+    }
+}
+
+/// The series of a cluster node (`--db postgresql://`): made only in cluster mode.
+private final class ClusterSeries {
+    static let results = ["complete", "notfound"]
+    let leases: Gauge
+    let alive: Gauge
+    let dead: Gauge
+    let feedsIn: Gauge
+    let feedsOut: Gauge
+    let vmotions: [String: Counter]
+    var reported: [String: Int] = [:]
+
+    init(_ registry: PrometheusCollectorRegistry) {
+        func gauge(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> Gauge {
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+        }
+        leases = gauge("vspc_cluster_leases", "Consoles this node owns.")
+        alive = gauge("vspc_cluster_nodes", "Nodes of the cluster, by state.", [("state", "alive")])
+        dead = gauge("vspc_cluster_nodes", "Nodes of the cluster, by state.", [("state", "dead")])
+        feedsIn = gauge("vspc_cluster_feeds", "Forwarded sessions: feeds this node reads (in) and serves (out).", [("direction", "in")])
+        feedsOut = gauge("vspc_cluster_feeds", "Forwarded sessions: feeds this node reads (in) and serves (out).", [("direction", "out")])
+        vmotions = Dictionary(uniqueKeysWithValues: Self.results.map {
+            ($0, registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "vspc_cluster_vmotions_total", unitName: "",
+                                                                        helpText: "Cross-node vMotions seen by the destination's node, by result."),
+                                      labels: [("result", $0)]))
+        })
     }
 }

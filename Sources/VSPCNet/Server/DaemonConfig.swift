@@ -47,6 +47,8 @@ public struct DaemonConfig: Sendable {
     /// `--ssh-keepalive-interval` (seconds, 0: off) and `--ssh-keepalive-count-max`.
     public var sshKeepaliveInterval: Double = 15
     public var sshKeepaliveCountMax = 3
+    /// `--cluster-listen` and its TLS: the internal link, with `concentrator.cluster` (nil: one daemon alone).
+    public var clusterLink: ClusterLinkConfig?
 
     public init() {}
 

@@ -43,6 +43,10 @@ public final class VSPCServer: @unchecked Sendable {
     let ssh = NIOLockedValueBox<SSHState?>(nil)
     private var proxyChannel: Channel?
     private var adminChannel: Channel?
+    /// The cluster's shared records (`--db postgresql://...`), set before `start`; nil for one daemon alone.
+    public var clusterRecords: (any ClusterRecords)?
+    var clusterAgent: ClusterAgent?
+    var clusterLink: ClusterLink?
 
     /// - Parameters:
     ///   - consoleLogs: where every console's output is written (nil: console logs off).
@@ -89,6 +93,7 @@ public final class VSPCServer: @unchecked Sendable {
         let driver = self.driver
         let baseline = Self.openDescriptors() + 2 // + the proxy and admin listeners about to open
         let scrollback = config.scrollbackBytes > 0 ? saved.scrollback.mapValues { Array($0.suffix(self.config.scrollbackBytes)) } : [:]
+        try await prepareCluster()
         try await driver.loop.submit {
             driver.handle(.start(assignments: saved.assignments, scrollback: scrollback, descriptorBaseline: baseline))
             driver.handle(.tokensLoaded(saved.tokens))
@@ -144,6 +149,7 @@ public final class VSPCServer: @unchecked Sendable {
             : "per-VM telnet ports (\(config.telnetPorts.rawValue)) on \(config.listenHost), range \(config.portRangeStart)-\(config.portRangeEnd)"
         logger.notice("admin endpoint on \(adminWhere); \(telnet)")
         try await startSSH()
+        try await startCluster()
         if let endpoint = config.http {
             var services = httpServices()
             services.api = apiServices()
@@ -218,8 +224,16 @@ public final class VSPCServer: @unchecked Sendable {
         let driver = self.driver
         let ready = self.ready
         let loop = driver.loop
+        let store = self.store
         return HTTPServices(
-            snapshot: { (try? await loop.submit { driver.metricsSnapshot() }.get()) ?? MetricsSnapshot() },
+            snapshot: { [weak self] in
+                (try? await loop.submit {
+                    var snapshot = driver.metricsSnapshot()
+                    snapshot.cluster = self?.clusterStatistics()
+                    snapshot.storeQueue = store.queuedWrites.map { StoreQueueStatistics(writes: $0, lagSeconds: store.oldestQueuedWriteAge ?? 0) }
+                    return snapshot
+                }.get()) ?? MetricsSnapshot()
+            },
             healthy: {
                 // The loop answers a no-op within two seconds, or it is stuck.
                 let answered = loop.submit { true }
@@ -255,6 +269,7 @@ public final class VSPCServer: @unchecked Sendable {
         try? await adminChannel?.close()
         await stopSSH()
         await httpListener?.stop()
+        await stopCluster()
         try? await driver.loop.submit { driver.shutdown() }.get()
         // Let the closes just started run to the end (their channelInactive events record the disconnects).
         try? await driver.loop.submit {}.get()

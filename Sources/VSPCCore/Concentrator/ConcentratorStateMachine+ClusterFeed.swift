@@ -1,0 +1,228 @@
+import Foundation
+
+/// Feeds (`config.cluster`): people on this node reading a console that another live node owns. One feed per
+/// console, opened for its first person here and closed with its last; its bytes are broadcast as the VM's
+/// would be (but not logged to files: only the owner does that), and the people's input goes to the owner.
+/// On the owner a feed is a person on the `.node` door, first given what the console printed since the claim
+/// it asks from.
+extension ConcentratorStateMachine {
+    /// The news of cross-node vMotion and feeds; false for news handled elsewhere (+Cluster.swift).
+    mutating func clusterMoveNews(_ news: ClusterNews) -> Bool {
+        switch news {
+        case let .vmotionPublished(key, generation): vmotionPublished(key, generation: generation)
+        case let .vmotionFound(id, shared): vmotionFound(id, shared)
+        case let .feedOpened(id, owner): feedOpened(id, owner: owner)
+        case let .feedBytes(id, bytes): feedBytes(id, bytes)
+        case let .feedClosed(id, reason): feedClosed(id, reason: reason)
+        case let .failed(.publishVMotion(shared, generation), failure):
+            vmotionPublishFailed(shared, generation: generation, failure)
+        case let .failed(.findVMotion(id, _, _), _): vmotionFound(id, nil)
+        case let .failed(.openFeed(id, _, _, _, _), failure): feedClosed(id, reason: failure.message)
+        default: return false
+        }
+        return true
+    }
+
+    /// The owner of a console changed (`cluster.owners[key]` already says `new`). The ownership handler calls
+    /// this for every owner that changed, by a claim of this node or another's, before it looks for stale VM
+    /// connections. A migration of the console pending here ends (it completed on the new owner) and its held
+    /// input goes to the feed; feeders of it here are sent to the new owner; the feed follows the owner.
+    mutating func ownerChanged(_ key: ConsoleKey, old: Owner?, new: Owner?) {
+        guard let me = config.cluster?.node, consoles[key] != nil else { return }
+        var held: [UInt8] = []
+        if let new, new.node != me {
+            held = migratedAway(key, to: new)
+            endNodeSessions(key, owner: new)
+        }
+        reconcileFeed(key, replay: true, input: held)
+    }
+
+    /// The nodes changed (a heartbeat's answer): feeds follow the owners that are alive.
+    mutating func nodesChanged() {
+        guard config.cluster != nil else { return }
+        var keys = Set(cluster.feeds.keys)
+        for console in consoles.values where console.vm == nil && !console.clients.isEmpty { keys.insert(console.key) }
+        for key in keys.sorted(by: { $0.description < $1.description }) { reconcileFeed(key, replay: true) }
+    }
+
+    /// Feeds open now (`vspc_cluster_forwarded_sessions`): `outgoing`, this node's people read consoles owned
+    /// elsewhere (one feed per console); `incoming`, other nodes read consoles owned here.
+    public var forwardedSessions: (outgoing: Int, incoming: Int) {
+        (cluster.feeds.values.filter { $0.closed == nil }.count, clients.values.filter { $0.door == .node }.count)
+    }
+
+    /// The epoch the driver's ACCEPT names for a feed of the console this node serves: this node's claim as
+    /// the owners map knows it (nil: not known to be this node's yet).
+    public func feedAcceptEpoch(_ key: ConsoleKey) -> Int64? {
+        guard let me = config.cluster?.node, let owner = cluster.owners[key], owner.node == me else { return nil }
+        return owner.epoch
+    }
+
+    /// How a person attaching is told the console is: up (here, or on the owner node its feed comes from), or
+    /// down.
+    func upOrDown(_ console: ConsoleState) -> String {
+        if console.vm != nil { return "up" }
+        guard let feed = cluster.feeds[console.key], feed.closed == nil else { return "down" }
+        return "up on node \(feed.owner.node)"
+    }
+
+    /// The people here, without other nodes' feeds (those read from the owner, not through this node).
+    func localPeople(_ key: ConsoleKey) -> [ConnectionID] {
+        (consoles[key]?.clients ?? []).filter { clients[$0]?.door != .node }.sorted()
+    }
+
+    /// Opens, keeps, moves or closes the console's feed: it is wanted while people are here (or input waits for
+    /// the owner), the VM is not here, and another node that is alive owns it. `replay`: a feed opened now asks
+    /// for what the owner printed since its claim (people were reading already); otherwise from now.
+    mutating func reconcileFeed(_ key: ConsoleKey, replay: Bool, input: [UInt8] = []) {
+        guard let me = config.cluster?.node, let console = consoles[key] else { return }
+        let owner = cluster.owners[key].flatMap { owner -> Owner? in
+            owner.node != me && console.vm == nil && cluster.nodes[owner.node]?.alive == true ? owner : nil
+        }
+        let people = !localPeople(key).isEmpty
+        if let feed = cluster.feeds[key] {
+            let keep = feed.closed == nil && (people || !feed.pendingInput.isEmpty || !input.isEmpty)
+                && owner?.node == feed.owner.node
+            if keep {
+                if !input.isEmpty { feedInput(key, input) }
+                return
+            }
+            closeFeed(key)
+            if feed.closed == nil, people, owner == nil, console.vm == nil, cluster.owners[key]?.node != me {
+                // The owner is gone (its lease ran out): the people stay, waiting for the VM.
+                waitForOwner(key, feed.owner, reason: "owner node \(feed.owner.node) is no longer alive")
+                return
+            }
+            if feed.closed != nil, people, owner == nil { cluster.feeds[key] = feed }
+        }
+        guard let owner, people || !input.isEmpty else { return }
+        openFeed(key, from: owner, sinceEpoch: replay ? owner.epoch : nil, input: input)
+    }
+
+    mutating func openFeed(_ key: ConsoleKey, from owner: Owner, sinceEpoch: Int64?, input: [UInt8]) {
+        guard let link = cluster.nodes[owner.node]?.link else { return }
+        let id = cluster.makeFeedID()
+        var feed = FeedState(id: id, owner: owner)
+        _ = feed.hold(input, limit: config.vmotionHoldLimit)
+        cluster.feeds[key] = feed
+        cluster.feedConsoles[id] = key
+        emit(.cluster(.openFeed(id, key, node: owner.node, link: link, sinceEpoch: sinceEpoch)))
+    }
+
+    /// Forgets the console's feed, closing its connection if it is still open.
+    mutating func closeFeed(_ key: ConsoleKey) {
+        guard let feed = cluster.feeds.removeValue(forKey: key) else { return }
+        guard feed.closed == nil else { return }
+        cluster.feedConsoles[feed.id] = nil
+        emit(.close(feed.id, flush: true))
+    }
+
+    /// The feed is gone: its people stay, told so, until an owners news names a live owner.
+    mutating func waitForOwner(_ key: ConsoleKey, _ owner: Owner, reason: String) {
+        var feed = FeedState(id: 0, owner: owner)
+        feed.closed = reason
+        cluster.feeds[key] = feed
+        log(.info, "feed of \(consoles[key]?.name ?? key.description) from node \(owner.node) ended: \(reason)")
+        noticeAll(key, except: nil, "console owner node \(owner.node) is gone; waiting for the VM")
+    }
+
+    mutating func feedOpened(_ id: ConnectionID, owner: Owner) {
+        guard let key = cluster.feedConsoles[id], cluster.feeds[key]?.id == id else { return }
+        guard let (pending, dropped) = cluster.feeds.modify(key, { feed -> ([UInt8], Int) in
+            defer {
+                feed.pendingInput = []
+                feed.pendingDropped = 0
+            }
+            feed.open = true
+            feed.owner = owner
+            return (feed.pendingInput, feed.pendingDropped)
+        }) else { return }
+        if dropped > 0 {
+            log(.warning, "feed of \(consoles[key]?.name ?? key.description): \(dropped) bytes of client input for it exceeded the hold buffer before it opened, and were discarded")
+        }
+        if !pending.isEmpty { emit(.send(id, pending)) }
+        // A feed opened only to hand over held input ends once it is sent.
+        reconcileFeed(key, replay: true)
+    }
+
+    /// Console output from the owner: to the people here and the scrollback, as the VM's would be.
+    mutating func feedBytes(_ id: ConnectionID, _ bytes: [UInt8]) {
+        guard let key = cluster.feedConsoles[id], cluster.feeds[key]?.id == id else { return }
+        let time = monotonicNow
+        consoles[key]?.lastActivity = time
+        broadcast(key, bytes, fromFeed: true)
+    }
+
+    mutating func feedClosed(_ id: ConnectionID, reason: String) {
+        guard let key = cluster.feedConsoles.removeValue(forKey: id), let feed = cluster.feeds[key], feed.id == id
+        else { return }
+        cluster.feeds[key] = nil
+        guard !localPeople(key).isEmpty else { return }
+        waitForOwner(key, feed.owner, reason: reason)
+    }
+
+    /// A person's input for a console whose VM is not here: sent on its feed, or kept until the feed opens.
+    /// False: there is no feed to take it.
+    @discardableResult
+    mutating func feedInput(_ key: ConsoleKey, _ bytes: [UInt8]) -> Bool {
+        guard config.cluster != nil, let feed = cluster.feeds[key], feed.closed == nil else { return false }
+        if feed.open {
+            emit(.send(feed.id, bytes))
+            return true
+        }
+        // What does not fit is counted, and logged once the feed opens.
+        let limit = config.vmotionHoldLimit
+        cluster.feeds.modify(key) { _ = $0.hold(bytes, limit: limit) }
+        return true
+    }
+
+    /// A person attached (or left): the console's feed follows its people.
+    mutating func feedPeopleChanged(_ key: ConsoleKey) {
+        guard config.cluster != nil else { return }
+        // People already waiting here (a closed feed) have read it all along: they get what they missed.
+        reconcileFeed(key, replay: cluster.feeds[key] != nil)
+    }
+
+    /// Other nodes' feeds of a console another node owns now: closed (they open one to the new owner).
+    mutating func endNodeSessions(_ key: ConsoleKey, owner: Owner) {
+        for id in consoles[key]?.clients.sorted() ?? [] where clients[id]?.door == .node {
+            log(.info, "closing the feed of \(consoles[key]?.name ?? key.description) for \(clients[id]?.peer ?? "?"): node \(owner.node) owns it now")
+            emit(.close(id, flush: true))
+        }
+    }
+
+    // MARK: the owner's side
+
+    /// A feed asked by another node: served by the console's owner only (the node whose VM connection carries
+    /// it, or that holds it). False: refused (the session ends).
+    mutating func acceptsFeed(_ id: ConnectionID, door: Door, peer: String, key: ConsoleKey,
+                              request: SessionRequest) -> Bool {
+        guard case .node(let node) = request.principal else { return true }
+        if let me = config.cluster?.node, consoles[key]?.vm != nil || cluster.owners[key]?.node == me { return true }
+        log(.info, "refused the feed of \(consoles[key]?.name ?? key.description) for node \(node) (\(peer)): not the owner")
+        refuse(id, door: door, reason: .expired)
+        return false
+    }
+
+    /// A feed from the claim at `sinceEpoch` first gets what the console printed since this node's claim.
+    mutating func replaySinceClaim(_ id: ConnectionID, key: ConsoleKey, sinceEpoch: Int64?) {
+        guard let since = sinceEpoch, let me = config.cluster?.node, let console = consoles[key],
+              console.printedSinceClaim > 0 else { return }
+        let known = cluster.owners[key].flatMap { $0.node == me ? $0.epoch : nil }
+        // This node's claim may still be on its way (the owners map names an older claim): the VM is here, so a
+        // newer epoch asked for is that claim's.
+        guard known == since || (console.vm != nil && known ?? .min < since) else { return }
+        emit(.send(id, console.scrollback.contents(last: console.printedSinceClaim)))
+    }
+
+    /// A person's session began: a feed from another node gets the replay it asked for; a person here on a
+    /// console owned elsewhere gets the console's feed.
+    mutating func clusterSessionStarted(_ id: ConnectionID, key: ConsoleKey, request: SessionRequest) {
+        guard config.cluster != nil else { return }
+        if case .node = request.principal {
+            replaySinceClaim(id, key: key, sinceEpoch: request.sinceEpoch)
+        } else {
+            feedPeopleChanged(key)
+        }
+    }
+}

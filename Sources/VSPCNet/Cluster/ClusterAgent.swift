@@ -1,0 +1,210 @@
+import Dispatch
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import VSPCCore
+
+/// Runs the concentrator's cluster requests against the shared records (`ClusterRecords`, which may block) on
+/// a serial queue of its own, never on the event loop, and hands each outcome back as `ClusterNews` through
+/// `deliver` (the daemon's: `loop.execute { driver.handle(.cluster(news)) }`). It also turns the records'
+/// notifications into news, and opens feeds through the internal link. It decides nothing.
+final class ClusterAgent: ClusterRunner, @unchecked Sendable {
+    let records: any ClusterRecords
+    let config: ClusterConfig
+    let logger: Logger
+    private let deliver: @Sendable (ClusterNews) -> Void
+    private let queue = DispatchQueue(label: "vspcd.cluster", qos: .userInitiated)
+    /// Polls of pending finds are timed here, apart from `queue`, so that waiting never blocks a request.
+    private let timers = DispatchQueue(label: "vspcd.cluster.timers")
+    /// Every assignment, for a re-read after the database connection came back (nil: not re-read).
+    var reloadAssignments: (@Sendable () throws -> [Assignment])?
+    /// What a records error means (the backend's `failure(of:)`); any error it cannot name is `.unreachable`.
+    var failure: (@Sendable (any Error) -> StoreFailure)?
+    /// The internal link, for `.openFeed` (set before the first request).
+    var openFeed: (@Sendable (ConnectionID, ConsoleKey, String, String, Int64?) -> Void)?
+    /// How often a pending find looks again.
+    var pollInterval: DispatchTimeInterval = .milliseconds(20)
+
+    /// On `queue`: the finds still waiting.
+    private var finds: [Int: Find] = [:]
+    private var nextFind = 0
+    /// On `queue`: the consoles whose migration a find found here (for the cross-node count at their claim).
+    private var found: Set<ConsoleKey> = []
+    private let view = NIOLockedValueBox(View())
+
+    private struct Find {
+        var id: ConnectionID
+        var cookie: [UInt8]
+        var deadline: DispatchTime
+        var request: ClusterRequest
+    }
+
+    /// What the agent saw, for metrics and ACCEPT: owners, nodes, cross-node migrations.
+    struct View {
+        var owners: [ConsoleKey: Owner] = [:]
+        var nodes: [NodeStatus] = []
+        var vmotions: [String: Int] = [:]
+    }
+
+    init(records: any ClusterRecords, config: ClusterConfig, logger: Logger,
+         deliver: @escaping @Sendable (ClusterNews) -> Void) {
+        self.records = records
+        self.config = config
+        self.logger = logger
+        self.deliver = deliver
+    }
+
+    /// Starts listening to the records' notifications, then reads every owner (news `.owners(full: true)`).
+    func start() throws {
+        try records.listen { [weak self] notice in
+            guard let self else { return }
+            self.queue.async { self.noticed(notice) }
+        }
+        queue.async { self.rereadOwners() }
+    }
+
+    func run(_ request: ClusterRequest) {
+        if case let .openFeed(id, key, node, link, since) = request {
+            guard let openFeed else {
+                return deliver(.feedClosed(id, reason: "this node has no cluster link"))
+            }
+            return openFeed(id, key, node, link, since)
+        }
+        queue.async { self.carryOut(request) }
+    }
+
+    /// The epoch at which this node holds `key`, as far as its claims and the notifications said.
+    func ownEpoch(_ key: ConsoleKey) -> Int64? {
+        view.withLockedValue { view in view.owners[key].flatMap { $0.node == config.node ? $0.epoch : nil } }
+    }
+
+    /// Consoles this node owns, nodes alive and dead, cross-node migrations by result.
+    var statistics: (leases: Int, alive: Int, dead: Int, vmotions: [String: Int]) {
+        view.withLockedValue { view in
+            (view.owners.values.filter { $0.node == config.node }.count, view.nodes.filter(\.alive).count,
+             view.nodes.filter { !$0.alive }.count, view.vmotions)
+        }
+    }
+
+    // MARK: on `queue`
+
+    private func carryOut(_ request: ClusterRequest) {
+        do {
+            switch request {
+            case .heartbeat(let consoles):
+                let nodes = try records.heartbeat(node: config.node, link: config.linkAddress, consoles: consoles,
+                                                  leaseTimeout: config.leaseTimeout)
+                view.withLockedValue { $0.nodes = nodes }
+                deliver(.nodes(nodes))
+            case .claim(let key):
+                let owner = try records.claim(key, node: config.node)
+                view.withLockedValue { view in
+                    view.owners[key] = owner
+                    if self.found.remove(key) != nil { view.vmotions["complete", default: 0] += 1 }
+                }
+                deliver(.claimed(key, owner))
+            case let .publishVMotion(shared, generation):
+                try records.publish(shared)
+                deliver(.vmotionPublished(shared.key, generation: generation))
+            case let .findVMotion(id, cookie, until):
+                if let shared = try records.findVMotion(cookie: cookie, secretLength: ConcentratorStateMachine.secretLength) {
+                    foundHere(shared)
+                    return deliver(.vmotionFound(id, shared))
+                }
+                let deadline = DispatchTime.now() + .nanoseconds(Int(max(0, min(until, 3600)) * 1e9))
+                nextFind += 1
+                finds[nextFind] = Find(id: id, cookie: cookie, deadline: deadline, request: request)
+                schedulePoll(nextFind)
+            case let .withdrawVMotion(key, sequence):
+                try records.withdrawVMotion(key, sequence: sequence)
+            case .openFeed:
+                break
+            }
+        } catch {
+            let failure = storeFailure(error)
+            if case .withdrawVMotion = request {
+                logger.warning("cluster: could not withdraw a finished vMotion from the database: \(failure)")
+                return
+            }
+            deliver(.failed(request, failure))
+        }
+    }
+
+    private func foundHere(_ shared: SharedVMotion) {
+        found.insert(shared.key)
+        if found.count > 100_000 { found.removeAll() }
+    }
+
+    private func schedulePoll(_ find: Int) {
+        timers.asyncAfter(deadline: .now() + pollInterval) { [weak self] in
+            guard let self else { return }
+            self.queue.async { self.look(find) }
+        }
+    }
+
+    /// Looks again for one pending find: answers it when found or when its time is up, else polls again.
+    private func look(_ number: Int) {
+        guard let find = finds[number] else { return }
+        do {
+            if let shared = try records.findVMotion(cookie: find.cookie, secretLength: ConcentratorStateMachine.secretLength) {
+                finds[number] = nil
+                foundHere(shared)
+                return deliver(.vmotionFound(find.id, shared))
+            }
+        } catch {
+            // The database may come back before the deadline: keep looking.
+            logger.debug("cluster: looking up a vMotion: \(storeFailure(error))")
+        }
+        if DispatchTime.now() >= find.deadline {
+            finds[number] = nil
+            view.withLockedValue { $0.vmotions["notfound", default: 0] += 1 }
+            return deliver(.vmotionFound(find.id, nil))
+        }
+        schedulePoll(number)
+    }
+
+    private func noticed(_ notice: ClusterNotice) {
+        switch notice {
+        case let .owner(key, owner):
+            view.withLockedValue { $0.owners[key] = owner }
+            deliver(.owners([key: owner], full: false))
+        case let .assignment(key, deleted):
+            if deleted { return deliver(.assignments([], removed: [key])) }
+            do {
+                if let assignment = try records.assignment(key) {
+                    deliver(.assignments([assignment], removed: []))
+                } else {
+                    deliver(.assignments([], removed: [key]))
+                }
+            } catch {
+                logger.warning("cluster: cannot read the assignment of \(key.uuid) \(key.label): \(storeFailure(error))")
+            }
+        case .vmotion:
+            for number in finds.keys.sorted() { look(number) }
+        case .reconnected:
+            rereadOwners()
+            guard let reloadAssignments else { return }
+            do {
+                deliver(.assignments(try reloadAssignments(), removed: []))
+            } catch {
+                logger.warning("cluster: cannot re-read the assignments: \(storeFailure(error))")
+            }
+        }
+    }
+
+    private func rereadOwners() {
+        do {
+            let owners = try records.owners()
+            view.withLockedValue { $0.owners = owners }
+            deliver(.owners(owners, full: true))
+        } catch {
+            logger.warning("cluster: cannot read the consoles' owners: \(storeFailure(error))")
+        }
+    }
+
+    private func storeFailure(_ error: any Error) -> StoreFailure {
+        if let failure = error as? StoreFailure { return failure }
+        if let named = failure?(error), named.kind != .other { return named }
+        return StoreFailure(.unreachable, "the cluster database cannot be reached: \(error)")
+    }
+}

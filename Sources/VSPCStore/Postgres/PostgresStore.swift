@@ -1,0 +1,325 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import VSPCCore
+
+/// The records in PostgreSQL (`--db postgresql://...`), shared by several daemons (nodes). The same contract as
+/// the SQLite `Store`: `enqueue` never blocks; one writer applies what is queued in one transaction per batch
+/// (a savepoint per enqueue, so one failing write does not void the others) and calls each completion.
+///
+/// When the database goes away the writes wait: events, touches and prunes stay queued (events bounded by
+/// `maxQueuedEvents`, the oldest left out and counted) and are retried, 0.5 s then up to 5 s apart, until the
+/// database answers again; the other writes (assignments, scrollback, tokens) fail at once with
+/// `StoreFailure(.unreachable)` so the core decides. One log line when the database goes, one when caught up.
+public final class PostgresStore: RecordBackend, @unchecked Sendable {
+    public let url: PostgresURL
+    /// The node whose events these are (`--node`), stored with each event.
+    public let node: String
+    public let readOnly: Bool
+    public let maxQueuedEvents: Int
+    let group: MultiThreadedEventLoopGroup
+    let writer: PostgresLink
+    let reader: PostgresLink
+    let logger: Logger
+
+    private struct Unit {
+        var ops: [StoreOp]
+        var completion: (@Sendable (Error?) -> Void)?
+        var queuedAt: UInt64
+        /// Kept and retried while the database is away (events, touches, prunes), rather than failed.
+        var waits: Bool
+        var events: Int
+    }
+    private let lock = NSLock()
+    private var pending: [Unit] = []
+    private var drainScheduled = false
+    private let writerQueue = DispatchQueue(label: "vspcd.store.postgres.writer", qos: .utility)
+    private var queuedEvents = 0
+    /// Of `queuedEvents`, those in the batch the writer is applying.
+    private var inFlightEvents = 0
+    private var droppedEvents = 0
+    /// Since when the database has been unreachable (uptime ns); nil while it answers.
+    private var outageSince: UInt64?
+    private var retryDelay = 0.5
+    private var unloggedFailures = 0
+    private var lastFailureLog: UInt64?
+    private var closed = false
+    public var commitObserver: (@Sendable (_ seconds: Double, _ failures: Int) -> Void)?
+
+    /// Connects, and (unless `readOnly`) applies the migrations under an advisory lock.
+    public init(url: PostgresURL, node: String, readOnly: Bool = false, maxQueuedEvents: Int = 50_000,
+                logger: Logger = Logger(label: "vspcd.store")) throws {
+        self.url = url
+        self.node = node
+        self.readOnly = readOnly
+        self.maxQueuedEvents = maxQueuedEvents
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var quiet = Logger(label: "vspcd.store.postgres")
+        quiet.logLevel = .critical
+        do {
+            writer = try PostgresLink(url: url, group: group, logger: quiet)
+            reader = try PostgresLink(url: url, group: group, logger: quiet)
+            if readOnly {
+                try reader.run { conn in
+                    let rows = try reader.query(conn, "SELECT to_regclass('public.assignments') IS NOT NULL AND to_regclass('public.events') IS NOT NULL")
+                    guard try rows.first?.decode(Bool.self) == true else {
+                        throw StoreFailure(.other, "not a vspcd database (schema missing)")
+                    }
+                }
+            } else {
+                try writer.run { conn in try PostgresMigrations.apply(writer, conn) }
+            }
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw StoreError.cannotOpen(path: url.redacted, reason: "\(error)")
+        }
+    }
+
+    deinit {
+        // Not waited for: the last reference may go on the group's own thread.
+        group.shutdownGracefully(queue: .global()) { _ in }
+    }
+
+    public func failure(of error: any Error) -> StoreFailure {
+        PostgresErrors.failure(error, url: url)
+    }
+
+    /// Writes waiting for the database, and the age in seconds of the oldest (0 when none): the store's lag.
+    public var backlog: (writes: Int, oldestSeconds: Double) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let first = pending.first else { return (0, 0) }
+        return (pending.count, Double(DispatchTime.now().uptimeNanoseconds &- first.queuedAt) / 1e9)
+    }
+
+    /// Whether the writer last found the database unreachable.
+    public var isUnreachable: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return outageSince != nil
+    }
+
+    // MARK: Writes
+
+    public func enqueue(_ ops: [StoreOp], completion: (@Sendable (Error?) -> Void)? = nil) {
+        if readOnly && !ops.isEmpty {
+            let err = StoreError.readOnly(path: url.redacted)
+            writerQueue.async { completion?(err) }
+            return
+        }
+        let events = Self.eventCount(ops)
+        let waits = ops.allSatisfy(Self.waits)
+        lock.lock()
+        if outageSince != nil, !waits || ops.isEmpty {
+            // The database is away: the core decides what to do with a write that cannot wait.
+            lock.unlock()
+            let failure = StoreFailure(.unreachable, "the database at \(url.redacted) is unreachable; the write was not made")
+            writerQueue.async { completion?(failure) }
+            return
+        }
+        queuedEvents += events
+        pending.append(Unit(ops: ops, completion: completion, queuedAt: DispatchTime.now().uptimeNanoseconds,
+                            waits: waits, events: events))
+        let left = events > 0 ? trimLocked(counting: inFlightEvents) : []
+        let schedule = !drainScheduled && outageSince == nil
+        if schedule { drainScheduled = true }
+        lock.unlock()
+        if !left.isEmpty {
+            writerQueue.async { for completion in left { completion?(StoreError.queueFull) } }
+        }
+        if schedule {
+            writerQueue.async { self.drain() }
+        }
+    }
+
+    public func enqueue(_ op: StoreOp, completion: (@Sendable (Error?) -> Void)? = nil) {
+        enqueue([op], completion: completion)
+    }
+
+    /// Blocks until everything enqueued before the call is committed or has failed (while the database is
+    /// away: returns at once, the waiting writes still queued).
+    public func flush() {
+        let sem = DispatchSemaphore(value: 0)
+        enqueue([StoreOp](), completion: { _ in sem.signal() })
+        sem.wait()
+    }
+
+    public func close() {
+        if !readOnly { flush() }
+        lock.lock()
+        closed = true
+        lock.unlock()
+        writer.close()
+        reader.close()
+    }
+
+    /// Over the bound: the oldest queued events-only writes go, counted. The batch in the writer's hands
+    /// (`inFlight` events) is left out of the count, and trimmed if it comes back. Returns the completions to
+    /// be told `queueFull`. Holds `lock`.
+    private func trimLocked(counting inFlight: Int = 0) -> [(@Sendable (Error?) -> Void)?] {
+        var left: [(@Sendable (Error?) -> Void)?] = []
+        while queuedEvents - inFlight > maxQueuedEvents,
+              let oldest = pending.firstIndex(where: { $0.events > 0 && $0.events == $0.ops.count }) {
+            let unit = pending.remove(at: oldest)
+            queuedEvents -= unit.events
+            droppedEvents += unit.events
+            left.append(unit.completion)
+        }
+        return left
+    }
+
+    /// Writes that may wait for the database (and are retried) rather than fail at once when it is away.
+    static func waits(_ op: StoreOp) -> Bool {
+        switch op {
+        case .event, .touchAssignment, .prune: return true
+        default: return false
+        }
+    }
+
+    static func eventCount(_ ops: [StoreOp]) -> Int {
+        ops.reduce(0) { n, op in if case .event = op { return n + 1 }; return n }
+    }
+
+    /// Runs on `writerQueue`: commits everything queued so far in one transaction.
+    private func drain() {
+        lock.lock()
+        var batch = pending
+        pending.removeAll(keepingCapacity: true)
+        drainScheduled = false
+        if droppedEvents > 0 {
+            let dropped = droppedEvents
+            droppedEvents = 0
+            let event = ConsoleEvent(kind: .eventsSuppressed,
+                                     detail: "… \(dropped) more suppressed while the database was unreachable or slow")
+            batch.append(Unit(ops: [.event(event)], completion: nil, queuedAt: DispatchTime.now().uptimeNanoseconds,
+                              waits: true, events: 1))
+            queuedEvents += 1
+        }
+        inFlightEvents = batch.reduce(0) { $0 + $1.events }
+        let isClosed = closed
+        let away = outageSince != nil
+        lock.unlock()
+        // Nothing to write: done, unless the database is away (then an empty transaction asks whether it is back).
+        if batch.allSatisfy({ $0.ops.isEmpty }) && (!away || isClosed) {
+            for unit in batch { unit.completion?(nil) }
+            return
+        }
+        let started = DispatchTime.now().uptimeNanoseconds
+        var results = [Error?](repeating: nil, count: batch.count)
+        do {
+            results = try write(batch)
+        } catch let failure as StoreFailure where failure.kind == .unreachable {
+            wentAway(batch, failure)
+            commitObserver?(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, batch.count)
+            return
+        } catch {
+            let failure = PostgresErrors.failure(error, url: url)
+            results = batch.map { $0.ops.isEmpty ? nil : failure }
+        }
+        lock.lock()
+        queuedEvents -= batch.reduce(0) { $0 + $1.events }
+        inFlightEvents = 0
+        let since = outageSince
+        outageSince = nil
+        retryDelay = 0.5
+        // More may have queued while the database was away: go on at once.
+        let more = !pending.isEmpty && !drainScheduled
+        if more { drainScheduled = true }
+        lock.unlock()
+        if let since {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - since) / 1e9
+            logger.notice("store: the database at \(url.redacted) is back: caught up after \(String(format: "%.1f", seconds)) s, \(batch.count) write\(batch.count == 1 ? "" : "s")")
+        }
+        if more { writerQueue.async { self.drain() } }
+        commitObserver?(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, results.filter { $0 != nil }.count)
+        var lastFailure: String?
+        for (i, unit) in batch.enumerated() {
+            // A conflict (another node assigned first) or a fence (another node claimed since) is the cluster
+            // working as meant: the core settles it and says so; only real failures are logged here.
+            if let err = results[i], ![.conflict, .fenced].contains((err as? StoreFailure)?.kind) {
+                unloggedFailures += 1
+                lastFailure = "\(unit.ops.map(Self.opName).joined(separator: ", ")): \(err)"
+            }
+            unit.completion?(results[i])
+        }
+        let now = DispatchTime.now().uptimeNanoseconds
+        if let lastFailure, lastFailureLog.map({ now - $0 >= 60_000_000_000 }) ?? true {
+            logger.error("store: \(unloggedFailures) write\(unloggedFailures == 1 ? "" : "s") failed (last: \(lastFailure))")
+            unloggedFailures = 0
+            lastFailureLog = now
+        }
+    }
+
+    /// The database went away during `batch`: the writes that may wait go back to the head of the queue, the
+    /// others fail, and the writer tries again later.
+    private func wentAway(_ batch: [Unit], _ failure: StoreFailure) {
+        let kept = batch.filter { $0.waits && !$0.ops.isEmpty }
+        let failed = batch.filter { !($0.waits && !$0.ops.isEmpty) }
+        lock.lock()
+        let first = outageSince == nil
+        if first { outageSince = DispatchTime.now().uptimeNanoseconds }
+        queuedEvents -= failed.reduce(0) { $0 + $1.events }
+        inFlightEvents = 0
+        pending.insert(contentsOf: kept, at: 0)
+        let left = trimLocked()
+        let delay = retryDelay
+        retryDelay = min(retryDelay * 2, 5)
+        let queued = pending.count
+        let isClosed = closed
+        lock.unlock()
+        if first {
+            logger.warning("store: \(failure.message); keeping \(queued) write\(queued == 1 ? "" : "s") queued and retrying until it is back")
+        }
+        for unit in failed { unit.completion?(unit.ops.isEmpty ? nil : failure) }
+        for completion in left { completion?(StoreError.queueFull) }
+        if !isClosed {
+            writerQueue.asyncAfter(deadline: .now() + delay) { self.drain() }
+        }
+    }
+
+    /// One transaction for the batch, a savepoint per unit. Throws `.unreachable` if the connection goes.
+    private func write(_ batch: [Unit]) throws -> [Error?] {
+        try writer.run { conn in
+            var results = [Error?](repeating: nil, count: batch.count)
+            try writer.query(conn, "BEGIN")
+            do {
+                for (i, unit) in batch.enumerated() where !unit.ops.isEmpty {
+                    try writer.query(conn, "SAVEPOINT unit")
+                    do {
+                        for op in unit.ops { try apply(op, conn) }
+                        try writer.query(conn, "RELEASE SAVEPOINT unit")
+                    } catch {
+                        let failure = PostgresErrors.failure(error, url: url)
+                        if failure.kind == .unreachable { throw failure }
+                        results[i] = failure
+                        try writer.query(conn, "ROLLBACK TO SAVEPOINT unit")
+                    }
+                }
+                try writer.query(conn, "COMMIT")
+            } catch {
+                let failure = PostgresErrors.failure(error, url: url)
+                if failure.kind != .unreachable { _ = try? writer.query(conn, "ROLLBACK") }
+                throw failure
+            }
+            return results
+        }
+    }
+
+    static func opName(_ op: StoreOp) -> String {
+        switch op {
+        case let .upsertAssignment(a): return "upsertAssignment \(a.uuid)/\(a.label) port \(a.port)"
+        case let .deleteAssignment(u, l): return "deleteAssignment \(u)/\(l)"
+        case let .touchAssignment(u, l, _, _): return "touchAssignment \(u)/\(l)"
+        case let .event(e): return "event \(e.kind)"
+        case let .saveScrollback(u, l, _, _): return "saveScrollback \(u)/\(l)"
+        case let .appendScrollback(u, l, _, _, _): return "appendScrollback \(u)/\(l)"
+        case .prune: return "prune"
+        case let .saveToken(t): return "saveToken \(t.id)"
+        case let .revokeToken(id, _): return "revokeToken \(id)"
+        case let .fenced(key, owner, ops): return "fenced \(key) \(owner.node)@\(owner.epoch): \(ops.map(opName))"
+        }
+    }
+}

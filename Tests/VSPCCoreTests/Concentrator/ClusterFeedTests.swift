@@ -1,0 +1,182 @@
+import Foundation
+import XCTest
+@testable import VSPCCore
+
+/// Feeds: people on node a reading web01, which node o (or p) owns; and the owner's side of a feed.
+final class ClusterFeedTests: XCTestCase {
+    let key = ConsoleKey(uuid: UUIDs.a, label: "")
+    let assignment = Assignment(uuid: UUIDs.a, name: "web01", port: 20000, createdAt: MockClock.originDate,
+                                lastSeen: MockClock.originDate)
+
+    /// Node a, knowing web01 from the shared assignment, owned by o at epoch 3; a, o and p alive.
+    func nodeA(_ tweak: (inout ConcentratorConfig) -> Void = { _ in }) -> ConcentratorHarness {
+        var config = ConcentratorConfig.clusterNode("a")
+        tweak(&config)
+        let a = ConcentratorHarness(config: config, assignments: [assignment])
+        a.news(.nodes([TestNodes.status("a"), TestNodes.status("o"), TestNodes.status("p")]))
+        a.news(.owners([key: Owner(node: "o", epoch: 3)], full: false))
+        a.take()
+        a.takeRequests()
+        return a
+    }
+
+    func openFeed(_ id: ConnectionID, _ node: String, since: Int64?) -> ClusterRequest {
+        .openFeed(id, key, node: node, link: TestNodes.link(node), sinceEpoch: since)
+    }
+
+    /// A person on the SSH door (which shows notices), on the console's port.
+    func sshPerson(_ h: ConcentratorHarness) -> ConnectionID {
+        let id = h.newConnection(.client)
+        guard let listener = h.listeners[key] else {
+            XCTFail("no listener")
+            return id
+        }
+        h.send(.sessionStarted(id, door: .ssh, peer: "192.0.2.9:50000",
+                               request: SessionRequest(target: .listener(listener.ref), principal: .anonymous)))
+        XCTAssertEqual(h.takeOutput(id), Array("\r\n[vspcd: connected to web01 (up on node o); Ctrl-] ? for the menu]\r\n".utf8))
+        return id
+    }
+
+    func testFeedOpensWithTheFirstPersonAndClosesWithTheLast() {
+        let a = nodeA()
+        let first = a.connectClient(key)
+        XCTAssertEqual(a.takeRequests(), [openFeed(-1, "o", since: nil)])
+        let second = a.connectClient(key, peer: "192.0.2.7:40002")
+        XCTAssertEqual(a.takeRequests(), [])
+        a.take()
+        a.send(.clientClosed(first))
+        XCTAssertFalse(a.take().contains(.close(-1, flush: true)))
+        a.send(.clientClosed(second))
+        XCTAssertTrue(a.take().contains(.close(-1, flush: true)))
+        // Bytes of the closed feed are nobody's.
+        a.news(.feedBytes(-1, Array("late".utf8)))
+        XCTAssertEqual(a.take().io, [])
+        a.connectClient(key)
+        XCTAssertEqual(a.takeRequests(), [openFeed(-2, "o", since: nil)])
+    }
+
+    func testNoFeedForAConsoleOwnedHereOrByADeadNode() {
+        let a = nodeA()
+        a.news(.nodes([TestNodes.status("a"), TestNodes.status("o", alive: false)]))
+        a.connectClient(key)
+        XCTAssertEqual(a.takeRequests(), [])
+        let b = nodeA()
+        b.news(.owners([key: Owner(node: "a", epoch: 4)], full: false))
+        b.connectClient(key)
+        XCTAssertEqual(b.takeRequests(), [])
+    }
+
+    func testBytesReachThePeopleAndTheirInputGoesToTheOwner() {
+        let a = nodeA {
+            $0.keepsOutput = true
+            $0.vmotionHoldLimit = 6
+        }
+        let person = a.connectClient(key)
+        _ = a.takeOutput(person)
+        // Before the owner accepts, input waits (bounded like the vMotion hold buffer).
+        a.client(person, types: Array("abcd".utf8))
+        a.client(person, types: Array("efgh".utf8))
+        XCTAssertEqual(a.takeOutput(-1), [])
+        a.take()
+        a.news(.feedOpened(-1, owner: Owner(node: "o", epoch: 3)))
+        XCTAssertEqual(a.takeOutput(-1), Array("abcdef".utf8))
+        XCTAssertEqual(a.take().logs.map(\.message),
+                       ["feed of web01: 2 bytes of client input for it exceeded the hold buffer before it opened, and were discarded"])
+        a.client(person, types: [0x78, 0xFF, 0xFF])
+        XCTAssertEqual(a.takeOutput(-1), [0x78, 0xFF], "raw on the feed: the link frames it")
+
+        a.news(.feedBytes(-1, [0x41, 0xFF, 0x42]))
+        XCTAssertEqual(a.takeOutput(person), [0x41, 0xFF, 0xFF, 0x42])
+        XCTAssertNil(a.consoleOutput[key], "only the owner logs the console's output")
+        a.take()
+        a.advance(by: 2)
+        XCTAssertEqual(a.take().persistedOps, [], "only the owner saves the scrollback")
+    }
+
+    func testOwnerGoneNoticeThenTheFeedFollowsTheNewOwner() {
+        let a = nodeA()
+        let person = sshPerson(a)
+        XCTAssertEqual(a.takeRequests(), [openFeed(-1, "o", since: nil)])
+        a.news(.feedOpened(-1, owner: Owner(node: "o", epoch: 3)))
+        a.news(.feedClosed(-1, reason: "connection reset"))
+        let notice = { (node: String) in Array("\r\n[vspcd: console owner node \(node) is gone; waiting for the VM]\r\n".utf8) }
+        XCTAssertEqual(a.takeOutput(person), notice("o"))
+        XCTAssertEqual(a.takeRequests(), [], "reopened only when an owner is named")
+        a.client(person, types: Array("lost".utf8))
+        XCTAssertEqual(a.takeOutput(-1), [])
+
+        // The VM reconnected to p, which claimed it: the people here read it from p, from that claim on.
+        a.news(.owners([key: Owner(node: "p", epoch: 4)], full: false))
+        XCTAssertEqual(a.takeRequests(), [openFeed(-2, "p", since: 4)])
+        a.news(.feedOpened(-2, owner: Owner(node: "p", epoch: 4)))
+
+        // p's lease runs out: the feed is closed here and the people told; p alive again: reopened.
+        a.take()
+        a.news(.nodes([TestNodes.status("a"), TestNodes.status("p", alive: false)]))
+        XCTAssertTrue(a.take().contains(.close(-2, flush: true)))
+        XCTAssertEqual(a.takeOutput(person), notice("p"))
+        a.news(.nodes([TestNodes.status("a"), TestNodes.status("p")]))
+        XCTAssertEqual(a.takeRequests(), [openFeed(-3, "p", since: 4)])
+        // A late close of the old feed changes nothing.
+        a.news(.feedClosed(-2, reason: "closed"))
+        XCTAssertEqual(a.takeOutput(person), [])
+    }
+
+    func testFeedFollowsTheOwnerAndEndsWhenTheVMIsHere() {
+        let a = nodeA()
+        a.connectClient(key)
+        a.news(.feedOpened(-1, owner: Owner(node: "o", epoch: 3)))
+        a.takeRequests()
+        a.take()
+        a.news(.owners([key: Owner(node: "p", epoch: 5)], full: false))
+        XCTAssertTrue(a.take().contains(.close(-1, flush: true)))
+        XCTAssertEqual(a.takeRequests(), [openFeed(-2, "p", since: 5)])
+        // A claim on the same node (a vMotion within p) keeps the feed; an older claim arriving late is ignored.
+        a.news(.owners([key: Owner(node: "p", epoch: 6)], full: false))
+        a.news(.owners([key: Owner(node: "o", epoch: 4)], full: false))
+        XCTAssertEqual(a.takeRequests(), [])
+        XCTAssertEqual(a.take().io, [])
+        // The VM connects here: the feed ends at once.
+        a.bringUpVM(peer: "10.0.0.7:900")
+        XCTAssertTrue(a.take().contains(.close(-2, flush: true)))
+        a.takeRequests()
+        a.news(.claimed(key, Owner(node: "a", epoch: 7)))
+        XCTAssertEqual(a.takeRequests(), [])
+    }
+
+    func testOwnerSideReplaysWhatWasPrintedSinceTheClaimAskedFor() {
+        let b = ConcentratorHarness(config: .clusterNode("b"))
+        b.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        let first = b.bringUpVM(peer: "10.0.0.1:900")
+        b.vm(first, says: Array("zero".utf8))
+        b.news(.claimed(key, Owner(node: "b", epoch: 1)))
+        XCTAssertEqual(b.takeOutput(b.feedSession(from: "a", key, sinceEpoch: 1)), Array("zero".utf8))
+
+        // The VM reconnects (claimed again at epoch 2); before the claim's answer, its epoch is asked for.
+        b.send(.vmClosed(first))
+        let vm = b.bringUpVM(peer: "10.0.0.1:901")
+        _ = b.takeOutput(vm)
+        b.vm(vm, says: Array("one".utf8))
+        XCTAssertEqual(b.takeOutput(b.feedSession(from: "a", key, sinceEpoch: 2)), Array("one".utf8))
+        XCTAssertEqual(b.machine.feedAcceptEpoch(key), 1)
+        b.news(.claimed(key, Owner(node: "b", epoch: 2)))
+        XCTAssertEqual(b.machine.feedAcceptEpoch(key), 2)
+        let current = b.feedSession(from: "a", key, sinceEpoch: 2)
+        let fromNow = b.feedSession(from: "a", key, sinceEpoch: nil)
+        let stale = b.feedSession(from: "a", key, sinceEpoch: 1)
+        XCTAssertEqual(b.takeOutput(current), Array("one".utf8))
+        XCTAssertEqual(b.takeOutput(fromNow), [])
+        XCTAssertEqual(b.takeOutput(stale), [])
+        b.vm(vm, says: [0x74, 0xFF, 0xFF])
+        for id in [current, fromNow, stale] { XCTAssertEqual(b.takeOutput(id), [0x74, 0xFF], "raw console bytes") }
+        b.client(current, types: [0x41, 0xFF])
+        XCTAssertEqual(b.takeOutput(vm), [0x41, 0xFF, 0xFF], "to the VM, telnet-escaped")
+    }
+
+    func testANodeThatDoesNotOwnTheConsoleRefusesItsFeed() {
+        let a = nodeA()
+        let session = a.feedSession(from: "p", key, sinceEpoch: nil)
+        XCTAssertEqual(a.closed[session], false)
+        XCTAssertFalse(a.take().recordKinds.contains(.clientAttach))
+    }
+}

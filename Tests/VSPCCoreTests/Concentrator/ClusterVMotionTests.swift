@@ -1,0 +1,350 @@
+import Foundation
+import XCTest
+@testable import VSPCCore
+
+/// The nodes of the tests: their internal links.
+enum TestNodes {
+    static func link(_ name: String) -> String {
+        let host = ["a": "127.0.0.2", "b": "127.0.0.3", "o": "127.0.0.4", "p": "127.0.0.5"][name] ?? "127.0.0.9"
+        return "\(host):6781"
+    }
+
+    static func status(_ name: String, alive: Bool = true) -> NodeStatus {
+        NodeStatus(name: name, link: link(name), startedAt: MockClock.originDate, heartbeat: MockClock.originDate,
+                   consoles: 0, alive: alive)
+    }
+}
+
+extension ConcentratorConfig {
+    /// `forTests`, as node `name` of a cluster.
+    static func clusterNode(_ name: String) -> ConcentratorConfig {
+        var c = ConcentratorConfig.forTests
+        c.cluster = ClusterConfig(node: name, linkAddress: TestNodes.link(name))
+        return c
+    }
+}
+
+extension ConcentratorHarness {
+    /// The cluster requests since the last call (without heartbeats, which tick regardless), and forgets them.
+    @discardableResult
+    func takeRequests() -> [ClusterRequest] {
+        defer { clusterRequests = [] }
+        return clusterRequests.filter {
+            if case .heartbeat = $0 { return false }
+            return true
+        }
+    }
+
+    /// Another node's feed of the console, as the driver starts it from a HELLO on the internal link.
+    @discardableResult
+    func feedSession(from node: String, _ key: ConsoleKey, sinceEpoch: Int64?) -> ConnectionID {
+        let id = newConnection(.client)
+        send(.sessionStarted(id, door: .node, peer: "node \(node) (\(TestNodes.link(node)))",
+                             request: SessionRequest(target: .console(key), principal: .node(node), sinceEpoch: sinceEpoch)))
+        return id
+    }
+}
+
+/// vMotion between two nodes, each a machine of its own; the test carries the requests and the news between
+/// them (and the internal link's bytes) by hand, as the runners and the link would.
+final class ClusterVMotionTests: XCTestCase {
+    let key = ConsoleKey(uuid: UUIDs.a, label: "")
+    let sequence: [UInt8] = [0x44, 0xFF, 0x87, 0xF1]
+    let assignment = Assignment(uuid: UUIDs.a, name: "web01", port: 20000, createdAt: MockClock.originDate,
+                                lastSeen: MockClock.originDate)
+
+    func owner(_ node: String, _ epoch: Int64) -> Owner { Owner(node: node, epoch: epoch) }
+
+    /// Node a with web01 on `source` (claimed at epoch 1), both nodes alive.
+    func nodeA(seed: UInt64 = 0x5EED) -> (ConcentratorHarness, ConnectionID) {
+        let a = ConcentratorHarness(config: .clusterNode("a"), seed: seed)
+        a.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        let source = a.bringUpVM(peer: "10.0.0.1:900")
+        a.news(.claimed(key, owner("a", 1)))
+        _ = a.takeOutput(source)
+        a.take()
+        a.takeRequests()
+        return (a, source)
+    }
+
+    func nodeB(assignments: [Assignment]) -> ConcentratorHarness {
+        let b = ConcentratorHarness(config: .clusterNode("b"), seed: 99, assignments: assignments)
+        b.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        b.news(.owners([key: owner("a", 1)], full: false))
+        b.take()
+        return b
+    }
+
+    func shared(_ secret: [UInt8], at date: Date = MockClock.originDate) -> SharedVMotion {
+        SharedVMotion(key: key, name: "web01", port: 20000, sequence: sequence, secret: secret, sourceNode: "a",
+                      sourcePeer: "10.0.0.1:900", begunAt: date)
+    }
+
+    /// A person on each node (b's fed from a), typing during the window on both; the VM moves from a to b;
+    /// every byte typed reaches the VM once, and every byte it prints reaches both people once.
+    func testCrossNodeVMotionLosesNoByte() {
+        let secret = expectedSecret(seed: 0x5EED)
+        let (a, source) = nodeA()
+        let b = nodeB(assignments: [assignment])
+        let bPerson = b.connectClient(key, peer: "192.0.2.8:40002")
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-1, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: nil)])
+        let aFeedB = a.feedSession(from: "b", key, sinceEpoch: nil)
+        XCTAssertEqual(a.takeOutput(aFeedB), [], "nothing asked from a claim, nothing replayed")
+        XCTAssertEqual(a.machine.forwardedSessions.incoming, 1)
+        XCTAssertEqual(b.machine.forwardedSessions.outgoing, 1)
+        b.news(.feedOpened(-1, owner: owner("a", 1)))
+        let aPerson = a.connectClient(key, peer: "192.0.2.7:40001")
+        XCTAssertEqual(a.takeOutput(aPerson), Wire.clientOpening)
+        XCTAssertEqual(b.takeOutput(bPerson), Wire.clientOpening)
+
+        a.vm(source, says: Array("before\r\n".utf8))
+        b.news(.feedBytes(-1, a.takeOutput(aFeedB)))
+
+        // BEGIN: the GOAHEAD waits for the migration to be in the database.
+        a.vm(source, says: ESXi.begin(sequence))
+        XCTAssertEqual(a.takeRequests(), [.publishVMotion(shared(secret), generation: 1)])
+        XCTAssertEqual(a.takeOutput(source), [])
+        XCTAssertTrue(a.isArmed(.vmotion(key, generation: 1)))
+        a.take()
+        a.news(.vmotionPublished(key, generation: 1))
+        XCTAssertEqual(a.takeOutput(source), Wire.vmware(Wire.goahead, sequence + secret))
+        XCTAssertEqual(a.take().recordKinds, [.vmotionGoahead])
+
+        // The window: both people type; a holds it all (b's comes over b's feed).
+        a.client(aPerson, types: Array("ls;".utf8))
+        b.client(bPerson, types: Array("pwd;".utf8))
+        a.client(aFeedB, types: b.takeOutput(-1))
+        XCTAssertEqual(a.takeOutput(source), [], "input in the window is held")
+
+        // The destination reaches b, which finds the migration in the database.
+        a.advance(by: 0.25)
+        b.advance(by: 0.25)
+        let dest = b.connectVM(peer: "10.0.0.2:902")
+        b.negotiate(dest)
+        _ = b.takeOutput(dest)
+        b.vm(dest, says: ESXi.peer(sequence + secret))
+        XCTAssertEqual(b.takeRequests(), [.findVMotion(dest, cookie: sequence + secret, until: 30)])
+        XCTAssertEqual(b.takeOutput(dest), [])
+        b.take()
+        b.news(.vmotionFound(dest, shared(secret)))
+        XCTAssertEqual(b.takeOutput(dest), Wire.vmware(Wire.peerOK, sequence))
+        XCTAssertEqual(b.records.map(\.detail), ["source 10.0.0.1:900 on node a, destination 10.0.0.2:902"])
+        b.vm(dest, says: ESXi.vcUUID(UUIDs.a))
+        b.vm(dest, says: ESXi.name("web01"))
+        b.vm(dest, says: Array("early ".utf8))
+        a.vm(source, says: Array("tail\r\n".utf8))
+        b.news(.feedBytes(-1, a.takeOutput(aFeedB)))
+        XCTAssertEqual(b.takeOutput(dest), [])
+
+        // COMPLETE on b: b claims the console; its own feed from a ends.
+        a.advance(by: 0.25)
+        b.advance(by: 0.25)
+        b.take()
+        b.vm(dest, says: ESXi.complete(sequence))
+        XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)])
+        let actions = b.take()
+        XCTAssertTrue(actions.contains(.close(-1, flush: true)))
+        let complete = actions.records.first { $0.kind == .vmotionComplete }
+        XCTAssertEqual(complete?.detail, "source 10.0.0.1:900 on node a, destination 10.0.0.2:902 on node b, window 500.0 ms")
+        XCTAssertEqual(complete?.window, 500_000_000)
+        b.vm(dest, says: Array("hello\r\n".utf8))
+        b.news(.claimed(key, owner("b", 2)))
+
+        // a learns the new owner: its migration ends, the source closes, its people are fed from b.
+        a.news(.owners([key: owner("b", 2)], full: false))
+        let moved = a.take()
+        XCTAssertEqual(a.closed[source], false)
+        XCTAssertEqual(a.closed[aFeedB], true, "b reads the console from itself now")
+        XCTAssertFalse(a.isArmed(.vmotion(key, generation: 1)))
+        XCTAssertEqual(moved.records.filter { $0.kind == .vmotionSourceClosed }.map(\.detail),
+                       ["moved to node b at epoch 2, window 500.0 ms"])
+        XCTAssertFalse(moved.recordKinds.contains(.vmDisconnect))
+        XCTAssertEqual(a.takeRequests(), [.openFeed(-1, key, node: "b", link: "127.0.0.3:6781", sinceEpoch: 2)])
+        a.news(.feedOpened(-1, owner: owner("b", 2)))
+        let held = a.takeOutput(-1)
+        XCTAssertEqual(held, Array("ls;pwd;".utf8))
+
+        // On b, a's feed gets what the VM printed since b's claim, then the held input goes to the VM.
+        let bFeedA = b.feedSession(from: "a", key, sinceEpoch: 2)
+        a.news(.feedBytes(-1, b.takeOutput(bFeedA)))
+        b.client(bFeedA, types: held)
+        b.vm(dest, says: Array("more".utf8))
+        a.news(.feedBytes(-1, b.takeOutput(bFeedA)))
+
+        XCTAssertEqual(b.takeOutput(dest), Array("ls;pwd;".utf8), "typed in the window, delivered once")
+        XCTAssertEqual(a.takeOutput(source), [])
+        let printed = Array("before\r\ntail\r\nearly hello\r\nmore".utf8)
+        XCTAssertEqual(a.takeOutput(aPerson), printed)
+        XCTAssertEqual(b.takeOutput(bPerson), printed)
+        XCTAssertNil(a.consoleOutput[key], "keepsOutput is off in these tests")
+    }
+
+    /// ESXi closes the source as the destination completes: a keeps the migration (and its held input) until
+    /// the owners news comes.
+    func testSourceClosedBeforeTheOwnersNewsKeepsTheHeldInput() {
+        let secret = expectedSecret(seed: 0x5EED)
+        let (a, source) = nodeA()
+        let aPerson = a.connectClient(key)
+        a.vm(source, says: ESXi.begin(sequence))
+        a.news(.vmotionPublished(key, generation: 1))
+        a.client(aPerson, types: Array("typed".utf8))
+        a.take()
+        a.send(.vmClosed(source))
+        XCTAssertEqual(a.take().recordKinds, [.vmotionSourceClosed])
+        XCTAssertTrue(a.isArmed(.vmotion(key, generation: 1)), "the destination may be on another node")
+        a.takeRequests()
+        a.news(.owners([key: owner("b", 2)], full: false))
+        XCTAssertFalse(a.isArmed(.vmotion(key, generation: 1)))
+        XCTAssertEqual(a.takeRequests(), [.openFeed(-1, key, node: "b", link: "127.0.0.3:6781", sinceEpoch: 2)])
+        a.news(.feedOpened(-1, owner: owner("b", 2)))
+        XCTAssertEqual(a.takeOutput(-1), Array("typed".utf8))
+        _ = secret
+    }
+
+    /// A migration whose held input has no person left here still hands it over, then the feed closes.
+    func testHeldInputWithNobodyLeftIsHandedOverThenTheFeedCloses() {
+        let (a, source) = nodeA()
+        let aPerson = a.connectClient(key)
+        a.vm(source, says: ESXi.begin(sequence))
+        a.news(.vmotionPublished(key, generation: 1))
+        a.client(aPerson, types: Array("bye".utf8))
+        a.send(.clientClosed(aPerson))
+        a.takeRequests()
+        a.news(.owners([key: owner("b", 2)], full: false))
+        XCTAssertEqual(a.takeRequests(), [.openFeed(-1, key, node: "b", link: "127.0.0.3:6781", sinceEpoch: 2)])
+        a.take()
+        a.news(.feedOpened(-1, owner: owner("b", 2)))
+        XCTAssertEqual(a.take().io, [.send(-1, Array("bye".utf8)), .close(-1, flush: true)])
+    }
+
+    func testPublicationFailureSaysNotNowAndReleasesTheHeldInput() {
+        let secret = expectedSecret(seed: 0x5EED)
+        let (a, source) = nodeA()
+        let aPerson = a.connectClient(key)
+        a.vm(source, says: ESXi.begin(sequence))
+        a.client(aPerson, types: Array("x".utf8))
+        XCTAssertEqual(a.takeOutput(source), [])
+        a.take()
+        a.news(.failed(.publishVMotion(shared(secret), generation: 1), StoreFailure(.unreachable, "connection refused")))
+        XCTAssertEqual(a.takeOutput(source), Wire.vmware(Wire.notNow, sequence) + Array("x".utf8))
+        let actions = a.take()
+        XCTAssertEqual(actions.records.map(\.kind), [.vmotionNotNow])
+        XCTAssertEqual(actions.records.first?.detail, "the migration could not be shared with the other nodes: connection refused")
+        XCTAssertFalse(a.isArmed(.vmotion(key, generation: 1)))
+        XCTAssertEqual(a.status()["migrating"], "0")
+        // A late publication of it sends nothing; input goes straight to the VM again.
+        a.news(.vmotionPublished(key, generation: 1))
+        a.client(aPerson, types: Array("y".utf8))
+        XCTAssertEqual(a.takeOutput(source), Array("y".utf8))
+    }
+
+    func testFindMissIsRejectedLikeAnUnknownCookie() {
+        let b = nodeB(assignments: [assignment])
+        let dest = b.connectVM(peer: "10.0.0.2:902")
+        b.negotiate(dest)
+        _ = b.takeOutput(dest)
+        let cookie = sequence + [1, 2, 3, 4, 5, 6, 7, 8]
+        b.vm(dest, says: ESXi.peer(cookie))
+        XCTAssertEqual(b.takeRequests(), [.findVMotion(dest, cookie: cookie, until: 30)])
+        XCTAssertTrue(b.isArmed(.identify(dest)), "the connection waits, its identify timer running")
+        b.news(.vmotionFound(dest, nil))
+        XCTAssertEqual(b.takeOutput(dest), Wire.peerRefused)
+        b.take()
+        b.vm(dest, says: ESXi.vcUUID(UUIDs.a))
+        XCTAssertEqual(b.records.map(\.detail), ["unknown cookie"])
+        XCTAssertEqual(b.records.map(\.kind), [.vmotionPeerRejected])
+
+        // A failed look-up, and a row for another cookie, are refused the same way.
+        let second = b.connectVM(peer: "10.0.0.2:903")
+        b.negotiate(second)
+        _ = b.takeOutput(second)
+        b.vm(second, says: ESXi.peer(cookie))
+        b.news(.failed(.findVMotion(second, cookie: cookie, until: 30), StoreFailure(.unreachable, "down")))
+        XCTAssertEqual(b.takeOutput(second), Wire.peerRefused)
+        let third = b.connectVM(peer: "10.0.0.2:904")
+        b.negotiate(third)
+        _ = b.takeOutput(third)
+        b.vm(third, says: ESXi.peer(cookie))
+        b.news(.vmotionFound(third, shared([9, 9, 9, 9, 9, 9, 9, 9])))
+        XCTAssertEqual(b.takeOutput(third), Wire.peerRefused)
+        b.advance(by: 15)
+        XCTAssertEqual(b.closed[third], false, "closed by its identify timer")
+    }
+
+    func testDestinationOnANodeThatDidNotKnowTheConsoleBindsItsPort() {
+        let secret = expectedSecret(seed: 0x5EED)
+        let b = ConcentratorHarness(config: .clusterNode("b"), seed: 99)
+        let dest = b.connectVM(peer: "10.0.0.2:902")
+        b.negotiate(dest)
+        b.vm(dest, says: ESXi.peer(sequence + secret))
+        b.take()
+        b.news(.vmotionFound(dest, shared(secret)))
+        XCTAssertEqual(b.listeners[key]?.port, 20000)
+        XCTAssertEqual(b.list().map(\.name), ["web01"])
+        // The port is the console's: a new VM gets another one.
+        b.bringUpVM(UUIDs.b, name: "db01", peer: "10.0.0.3:900")
+        XCTAssertEqual(b.listeners[ConsoleKey(uuid: UUIDs.b, label: "")]?.port, 20001)
+    }
+
+    func testAbortAndExpiryWithdrawTheSharedMigration() {
+        let (a, source) = nodeA()
+        a.vm(source, says: ESXi.begin(sequence))
+        a.news(.vmotionPublished(key, generation: 1))
+        a.takeRequests()
+        a.vm(source, says: ESXi.abort)
+        XCTAssertEqual(a.takeRequests(), [.withdrawVMotion(key, sequence: sequence)])
+
+        let second: [UInt8] = [0x45, 0x01, 0x02, 0x03]
+        a.vm(source, says: ESXi.begin(second))
+        guard case .publishVMotion(_, let generation)? = a.takeRequests().first else { return XCTFail("not published") }
+        a.news(.vmotionPublished(key, generation: generation))
+        a.advance(by: 30)
+        XCTAssertEqual(a.takeRequests(), [.withdrawVMotion(key, sequence: second)])
+        XCTAssertEqual(a.status()["migrating"], "0")
+    }
+
+    /// Source and destination on the same node of a cluster: the migration is shared first, and withdrawn on
+    /// COMPLETE; no feed.
+    func testLocalVMotionInAClusterIsSharedThenWithdrawn() {
+        let secret = expectedSecret(seed: 0x5EED)
+        let (a, source) = nodeA()
+        let person = a.connectClient(key)
+        a.vm(source, says: ESXi.begin(sequence))
+        a.news(.vmotionPublished(key, generation: 1))
+        XCTAssertEqual(a.takeOutput(source), Wire.vmware(Wire.goahead, sequence + secret))
+        a.client(person, types: Array("x".utf8))
+        let dest = a.connectDestination(cookie: sequence + secret)
+        a.takeRequests()
+        a.vm(dest, says: ESXi.complete(sequence))
+        XCTAssertEqual(a.takeRequests().filter {
+            if case .withdrawVMotion = $0 { return true }
+            return false
+        }, [.withdrawVMotion(key, sequence: sequence)])
+        XCTAssertEqual(a.takeOutput(dest).suffix(1), Array("x".utf8))
+        XCTAssertEqual(a.machine.forwardedSessions.outgoing, 0)
+    }
+
+    /// One daemon: no request, no waiting, and the cluster's news and feeds do nothing.
+    func testNothingOfItWithoutACluster() {
+        let h = ConcentratorHarness()
+        let source = h.bringUpVM()
+        _ = h.takeOutput(source)
+        let person = h.connectClient(key)
+        h.vm(source, says: ESXi.begin(sequence))
+        XCTAssertEqual(h.takeOutput(source), Wire.vmware(Wire.goahead, sequence + expectedSecret(seed: 0x5EED)))
+        let dest = h.connectVM(peer: "10.0.0.2:902")
+        h.negotiate(dest)
+        _ = h.takeOutput(dest)
+        h.vm(dest, says: ESXi.peer(sequence + [0, 0, 0, 0, 0, 0, 0, 0]))
+        XCTAssertEqual(h.takeOutput(dest), Wire.peerRefused)
+        h.take()
+        h.news(.owners([key: Owner(node: "b", epoch: 9)], full: false))
+        h.news(.nodes([TestNodes.status("b")]))
+        h.news(.feedBytes(-1, Array("x".utf8)))
+        h.send(.vmClosed(source))
+        XCTAssertEqual(h.clusterRequests, [])
+        let node = h.feedSession(from: "b", key, sinceEpoch: 1)
+        XCTAssertEqual(h.closed[node], false, "no feeds without a cluster")
+        _ = person
+    }
+}
