@@ -61,7 +61,9 @@ final class ClusterStormTests: ClusterTestCase {
         let stats = await storm.run(seconds: seconds, rate: rate)
         print("ClusterStormTests: \(VMotionStorm.describe(stats)) (target \(rate)/s over \(count) VMs)")
         XCTAssertGreaterThan(stats.migrations, 0)
-        XCTAssertEqual(stats.failed, 0, "failed vMotions: \(stats.failures)")
+        // NOTNOW is the daemons' answer when a vMotion cannot start now (the VM stays and tries again): counted and
+        // printed above; every other failure is an error.
+        XCTAssertEqual(stats.failed - stats.notNow, 0, "failed vMotions: \(stats.failures)")
 
         // Every person saw every byte its VM printed since the sync, once, in order.
         for (i, (vm, person)) in zip(storm.vms, people).enumerated() {
