@@ -185,11 +185,15 @@ public final class SimulatedVM: SimConnection, @unchecked Sendable {
 
     /// A whole vMotion as ESXi performs it: BEGIN on this (source) connection, the destination connects with
     /// PEER, sends COMPLETE, and the source closes. Returns the destination, which now carries the console.
+    /// `host`/`port`: the destination's concentrator (another daemon's address for a vMotion across daemons).
+    /// `duringWindow` runs once the destination's PEER is accepted and before COMPLETE: the source still carries
+    /// the console then (e.g. it prints).
     public func migrate(to host: String = "127.0.0.1", port: Int, sequence: [UInt8]? = nil, tls: Bool = false,
-                        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> SimulatedVM {
+                        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, timeout: Double = 10,
+                        duringWindow: (@Sendable (SimulatedVM, SimulatedVM) async throws -> Void)? = nil) async throws -> SimulatedVM {
         var rng = SystemRandomNumberGenerator()
         let seq = sequence ?? (0..<4).map { _ in UInt8.random(in: 0...255, using: &rng) }
-        guard case .goahead(let secret) = try await beginVMotion(sequence: seq) else {
+        guard case .goahead(let secret) = try await beginVMotion(sequence: seq, timeout: timeout) else {
             throw SimError("the server answered VMOTION-NOTNOW")
         }
         let destination = try await SimulatedVM.connect(host: host, port: port, uuid: uuid, name: name,
@@ -200,7 +204,16 @@ public final class SimulatedVM: SimConnection, @unchecked Sendable {
             destination.close()
             throw SimError("the server rejected VMOTION-PEER")
         }
-        try await destination.wait("the uuid request") { destination.messages.contains { $0.first == VMwareCommand.getVMName } }
+        do {
+            try await destination.wait("the uuid request", timeout: timeout) {
+                destination.closed || destination.messages.contains { $0.first == VMwareCommand.getVMName }
+            }
+            guard !destination.closed else { throw SimError("the server closed the destination before COMPLETE") }
+            try await duringWindow?(self, destination)
+        } catch {
+            destination.close()
+            throw error
+        }
         destination.completeVMotion(sequence: seq)
         close()
         return destination

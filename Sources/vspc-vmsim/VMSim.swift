@@ -11,7 +11,7 @@ struct VMSim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vspc-vmsim",
         abstract: "Simulate VMs connecting to vspcd's proxy port like ESXi does.",
-        subcommands: [Run.self, Bench.self],
+        subcommands: [Run.self, Bench.self, Storm.self, Failover.self],
         defaultSubcommand: Run.self)
 }
 

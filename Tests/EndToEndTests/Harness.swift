@@ -13,7 +13,12 @@ final class Daemon {
     let dbPath: String
     let proxyPort: Int
     let adminPort: Int
-    let portRange: ClosedRange<Int>
+    /// The per-VM port range; the daemons of one cluster share one.
+    var portRange: ClosedRange<Int>
+    /// The address of the proxy and admin endpoints (a cluster's daemons each have one: 127.0.0.2, 127.0.0.3 ...).
+    var host = "127.0.0.1"
+    /// `--db` when it is not the SQLite file `dbPath` (a postgresql:// URL).
+    var database: String?
     var extraArguments: [String]
     /// Start the daemon under `ulimit -n` with this many descriptors (soft and hard).
     var openFileLimit: Int?
@@ -56,7 +61,7 @@ final class Daemon {
     }
 
     var arguments: [String] {
-        ["--db", dbPath, "--proxy", "127.0.0.1:\(proxyPort)", "--admin", adminArgument,
+        ["--db", database ?? dbPath, "--proxy", "\(host):\(proxyPort)", "--admin", adminArgument,
          "--port-range-start", "\(portRange.lowerBound)", "--port-range-end", "\(portRange.upperBound)"]
             + logLevelArguments + extraArguments
     }
@@ -92,7 +97,7 @@ final class Daemon {
     }
 
     /// What `--admin` is given, and what `vspc --admin` needs to reach this daemon.
-    var adminArgument: String { adminUnixPath.map { "unix:\($0)" } ?? "127.0.0.1:\(adminPort)" }
+    var adminArgument: String { adminUnixPath.map { "unix:\($0)" } ?? "\(host):\(adminPort)" }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
@@ -121,7 +126,7 @@ final class Daemon {
     }
 
     func list() async throws -> [ConsoleInfo] {
-        let endpoint: AdminEndpoint = adminUnixPath.map { .unix(path: $0) } ?? .tcp(Endpoint(host: "127.0.0.1", port: adminPort))
+        let endpoint: AdminEndpoint = adminUnixPath.map { .unix(path: $0) } ?? .tcp(Endpoint(host: host, port: adminPort))
         let response = try await AdminClient.request(endpoint, AdminRequest(command: "list"))
         guard response.ok, let vms = response.vms else { throw SimError("list failed: \(response.error ?? "?")") }
         return vms
