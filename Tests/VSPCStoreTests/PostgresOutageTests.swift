@@ -28,6 +28,29 @@ final class PostgresOutageTests: XCTestCase {
         XCTAssertEqual(kinds, (0..<10).map { "before\($0)" } + (0..<200).map { "during\($0)" }, "every event, in order")
     }
 
+    /// While the database is away, cluster requests fail as unreachable; the listening connection is made again
+    /// once it is back (`.reconnected`: notices may have been missed), and hears what is committed after.
+    func testTheClusterListensAgainAfterAnOutage() throws {
+        let pg = try PrivatePostgres(self)
+        let cluster = try PostgresCluster(url: try PostgresURL(pg.url), node: "a")
+        defer { cluster.close() }
+        let heard = NoticeBox()
+        try cluster.listen { heard.append($0) }
+        let key = ConsoleKey(uuid: String(repeating: "b", count: 32), label: "")
+        XCTAssertEqual(try cluster.claim(key, node: "a"), Owner(node: "a", epoch: 1))
+        XCTAssertTrue(heard.wait(count: 1))
+        try pg.stop()
+        XCTAssertThrowsError(try cluster.claim(key, node: "a")) { error in
+            XCTAssertEqual((error as? StoreFailure)?.kind, .unreachable, "\(error)")
+        }
+        try pg.start()
+        XCTAssertTrue(heard.wait(count: 2), "heard \(heard.all)")
+        XCTAssertEqual(heard.all.last, .reconnected)
+        XCTAssertEqual(try cluster.claim(key, node: "a"), Owner(node: "a", epoch: 2))
+        XCTAssertTrue(heard.wait(count: 3), "heard \(heard.all)")
+        XCTAssertEqual(heard.all, [.owner(key, Owner(node: "a", epoch: 1)), .reconnected, .owner(key, Owner(node: "a", epoch: 2))])
+    }
+
     /// The oldest queued events go beyond the bound, counted in one `events-suppressed` event.
     func testTheQueueBoundDropsTheOldestEvents() throws {
         let pg = try PrivatePostgres(self)

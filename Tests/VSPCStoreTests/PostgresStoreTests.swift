@@ -90,6 +90,30 @@ final class PostgresStoreTests: XCTestCase {
         XCTAssertEqual(try reader.events(uuid: u1, label: nil, since: nil, limit: nil).count, 5)
     }
 
+    func testPruneByAgeAndCountAndOldScrollbackOfExpiredAssignments() throws {
+        let db = try PostgresTestDatabase(self)
+        let store = try open(db)
+        let now = Date()
+        for i in 0..<10 {
+            store.enqueue(.event(ConsoleEvent(kind: EventKind(rawValue: "e\(i)"), time: now.addingTimeInterval(-Double(10 - i) * 86400))))
+        }
+        let old = now.addingTimeInterval(-10 * 86400)
+        store.enqueue(.upsertAssignment(Assignment(uuid: u1, name: "kept", port: 20001)))
+        store.enqueue(.saveScrollback(uuid: u1, label: "", data: [1], at: old))
+        store.enqueue(.saveScrollback(uuid: u2, label: "", data: [2], at: old))
+        store.enqueue(.saveScrollback(uuid: u3, label: "", data: [3], at: now))
+        store.flush()
+        XCTAssertNil(pgWrite(store, .prune(Retention(maxAge: 5.5 * 86400, maxCount: nil))))
+        XCTAssertEqual(try store.events(uuid: nil).map(\.kind), ["e5", "e6", "e7", "e8", "e9"])
+        XCTAssertEqual(try store.scrollback(uuid: u1, label: ""), [1])
+        XCTAssertNil(try store.scrollback(uuid: u2, label: ""))
+        XCTAssertEqual(try store.scrollback(uuid: u3, label: ""), [3])
+        XCTAssertNil(pgWrite(store, .prune(Retention(maxAge: nil, maxCount: 3))))
+        XCTAssertEqual(try store.events(uuid: nil).map(\.kind), ["e7", "e8", "e9"])
+        XCTAssertNil(pgWrite(store, .prune(Retention(maxAge: nil, maxCount: 0))))
+        XCTAssertEqual(try store.events(uuid: nil).count, 0)
+    }
+
     func testAMultiOpEnqueueIsAtomicAndAFailureVoidsOnlyItsOwn() throws {
         let db = try PostgresTestDatabase(self)
         let store = try open(db)
@@ -193,4 +217,22 @@ func pgWrite(_ store: any RecordStore, _ op: StoreOp) -> Error? {
     store.enqueue([op]) { box.set(0, $0); done.signal() }
     done.wait()
     return box.get(0)
+}
+
+final class PostgresMigrationTests: XCTestCase {
+    /// Daemons starting at once: the advisory lock lets one migrate; the others find the schema applied.
+    func testConcurrentOpensMigrateOnce() throws {
+        let db = try PostgresTestDatabase(self)
+        let errors = PGResults()
+        DispatchQueue.concurrentPerform(iterations: 4) { i in
+            do {
+                let store = try RecordBackends.openForDaemon(db.url, node: "n\(i)")
+                store.close()
+            } catch {
+                errors.set(i, error)
+            }
+        }
+        for i in 0..<4 { XCTAssertNil(errors.get(i)) }
+        XCTAssertEqual(try db.rows("SELECT name FROM schema_version"), ["0001_initial.sql"])
+    }
 }

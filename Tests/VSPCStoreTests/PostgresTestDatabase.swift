@@ -85,26 +85,35 @@ final class PrivatePostgres {
         try run(tool, arguments, asUser: asUser)
     }
 
+    /// Runs a tool to its end, its output in a file. Spawned directly, with every descriptor but 0-2 closed and
+    /// those on files: the server pg_ctl starts keeps what it inherits, and would hold the tests' pipes open.
     @discardableResult
     private func run(_ tool: String, _ arguments: [String], asUser: String?) throws -> String {
-        let process = Process()
-        if let asUser {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", asUser, "--", tool] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: tool)
-            process.arguments = arguments
+        // bash closes every inherited descriptor above 2, then runs the tool in `dir`.
+        let script = """
+            for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; cd "$0" && exec "$@"
+            """
+        let argv = ["/bin/bash", "-c", script, dir] + (asUser.map { ["/usr/sbin/runuser", "-u", $0, "--"] } ?? [])
+            + [tool] + arguments
+        let outPath = "\(dir)/command.out"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { for p in cArgs { free(p) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, &cArgs, environ)
+        guard spawned == 0 else {
+            throw PostgresURL.Invalid(message: "cannot run \(argv[0]): error \(spawned)")
         }
-        process.currentDirectoryURL = URL(fileURLWithPath: dir)
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw PostgresURL.Invalid(message: "\(tool) \(arguments.joined(separator: " ")) failed: \(text)")
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        guard status == 0 else {
+            throw PostgresURL.Invalid(message: "\(argv.joined(separator: " ")) failed (status \(status)): \(text)")
         }
         return text
     }

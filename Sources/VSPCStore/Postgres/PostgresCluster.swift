@@ -42,8 +42,13 @@ public final class PostgresCluster: ClusterRecords, @unchecked Sendable {
     }
 
     deinit {
-        // Not waited for: the last reference may go on the group's own thread.
-        group.shutdownGracefully(queue: .global()) { _ in }
+        // On the group's own thread nothing may wait.
+        if group.next().inEventLoop {
+            group.shutdownGracefully(queue: .global()) { _ in }
+        } else {
+            close()
+            try? group.syncShutdownGracefully()
+        }
     }
 
     /// Stops listening and closes the connections.
@@ -228,13 +233,13 @@ public final class PostgresCluster: ClusterRecords, @unchecked Sendable {
         do {
             _ = try link.wait(conn.query("LISTEN \(unescaped: ClusterNoticeText.channel)", logger: quiet))
         } catch {
-            let _: EventLoopFuture<Void> = conn.close()
+            _ = try? link.wait(conn.close())
             throw error
         }
         lock.lock()
         if closed {
             lock.unlock()
-            let _: EventLoopFuture<Void> = conn.close()
+            _ = try? link.wait(conn.close())
             return
         }
         listening = conn

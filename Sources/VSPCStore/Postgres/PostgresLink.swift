@@ -47,7 +47,7 @@ final class PostgresLink: @unchecked Sendable {
             let failure = PostgresErrors.failure(error, url: url)
             if failure.kind == .unreachable {
                 connection = nil
-                let _: EventLoopFuture<Void> = conn.close()
+                _ = try? wait(conn.close())
             }
             throw failure
         }
@@ -122,7 +122,9 @@ enum PostgresErrors {
         if error is PostgresDecodingError {
             return StoreFailure(.other, "PostgreSQL: a value could not be read: \(error)")
         }
-        if error is StoreError { return StoreFailure(.other, "\(error)") }
+        if error is StoreError || error is RecordCopy.Refused || error is PostgresURL.Invalid {
+            return StoreFailure(.other, "\(error)")
+        }
         // Anything from the network below the protocol: refused, reset, timed out.
         return StoreFailure(.unreachable, "the database at \(url.redacted) is unreachable: \(PostgresURL.redact("\(error)"))")
     }

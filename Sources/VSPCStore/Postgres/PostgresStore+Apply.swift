@@ -125,6 +125,33 @@ func insertEvent(_ e: ConsoleEvent, node: String?) -> PostgresQuery {
         """
 }
 
+/// Several events' rows in one statement, in order.
+func insertEventRows(_ events: ArraySlice<ConsoleEvent>, node: String?) -> PostgresQuery {
+    var binds = PostgresBindings(capacity: events.count * 12)
+    var rows: [String] = []
+    rows.reserveCapacity(events.count)
+    for e in events {
+        let base = binds.count
+        binds.append(e.time.timeIntervalSince1970)
+        binds.append(e.kind.rawValue)
+        binds.append(e.uuid.map { UUIDSpelling.normalize($0) ?? $0 })
+        binds.append(e.label)
+        binds.append(e.name)
+        binds.append(e.peer)
+        binds.append(e.detail)
+        binds.append(e.door)
+        binds.append(e.user)
+        binds.append(e.keyComment)
+        binds.append(e.fingerprint)
+        binds.append(node)
+        rows.append("(" + (1...12).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+    }
+    return PostgresQuery(unsafeSQL: """
+        INSERT INTO events (ts, kind, uuid, label, name, peer, detail, door, user_name, key_comment, key_fingerprint, node)
+        VALUES \(rows.joined(separator: ", "))
+        """, binds: binds)
+}
+
 func insertToken(_ t: APIToken) -> PostgresQuery {
     """
     INSERT INTO api_tokens (id, hash, vms, read_only, comment, created_at, expires_at, revoked_at)

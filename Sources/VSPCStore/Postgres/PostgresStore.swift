@@ -79,8 +79,14 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
     }
 
     deinit {
-        // Not waited for: the last reference may go on the group's own thread.
-        group.shutdownGracefully(queue: .global()) { _ in }
+        // A reader nobody closed (`vspc` offline) closes here; on the group's own thread nothing may wait.
+        if group.next().inEventLoop {
+            group.shutdownGracefully(queue: .global()) { _ in }
+        } else {
+            writer.close()
+            reader.close()
+            try? group.syncShutdownGracefully()
+        }
     }
 
     public func failure(of error: any Error) -> StoreFailure {
@@ -158,7 +164,11 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         if !readOnly { flush() }
         lock.lock()
         closed = true
+        let lost = outageSince != nil ? pending.count : 0
         lock.unlock()
+        if lost > 0 {
+            logger.warning("store: \(lost) queued write\(lost == 1 ? "" : "s") not made: the database at \(url.redacted) is still unreachable")
+        }
         writer.close()
         reader.close()
     }
@@ -217,7 +227,12 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         var results = [Error?](repeating: nil, count: batch.count)
         do {
-            results = try write(batch)
+            do {
+                results = try write(batch, savepoints: false)
+            } catch let failure as StoreFailure where failure.kind != .unreachable {
+                // An event failed outside a savepoint (it never should): again, each write in its own.
+                results = try write(batch, savepoints: true)
+            }
         } catch let failure as StoreFailure where failure.kind == .unreachable {
             wentAway(batch, failure)
             commitObserver?(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, batch.count)
@@ -287,13 +302,30 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         }
     }
 
-    /// One transaction for the batch, a savepoint per unit. Throws `.unreachable` if the connection goes.
-    private func write(_ batch: [Unit]) throws -> [Error?] {
+    /// One transaction for the batch, a savepoint per unit (but events alone, which nothing refuses, unless
+    /// `savepoints`). Throws `.unreachable` if the connection goes.
+    private func write(_ batch: [Unit], savepoints: Bool) throws -> [Error?] {
         try writer.run { conn in
             var results = [Error?](repeating: nil, count: batch.count)
+            // Events in a row are inserted together, a few hundred rows a statement.
+            var events: [ConsoleEvent] = []
+            func insertEvents() throws {
+                var start = 0
+                while start < events.count {
+                    let end = min(start + 400, events.count)
+                    try writer.query(conn, insertEventRows(events[start..<end], node: node))
+                    start = end
+                }
+                events.removeAll()
+            }
             try writer.query(conn, "BEGIN")
             do {
                 for (i, unit) in batch.enumerated() where !unit.ops.isEmpty {
+                    if !savepoints && unit.events == unit.ops.count {
+                        for case let .event(e) in unit.ops { events.append(e) }
+                        continue
+                    }
+                    try insertEvents()
                     try writer.query(conn, "SAVEPOINT unit")
                     do {
                         for op in unit.ops { try apply(op, conn) }
@@ -305,6 +337,7 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
                         try writer.query(conn, "ROLLBACK TO SAVEPOINT unit")
                     }
                 }
+                try insertEvents()
                 try writer.query(conn, "COMMIT")
             } catch {
                 let failure = PostgresErrors.failure(error, url: url)
