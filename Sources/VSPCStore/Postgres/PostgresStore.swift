@@ -101,6 +101,13 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         return (pending.count, Double(DispatchTime.now().uptimeNanoseconds &- first.queuedAt) / 1e9)
     }
 
+    /// The backlog as the daemon's metrics read it (`vspc_store_queue_writes`, `vspc_store_lag_seconds`).
+    public var queuedWrites: Int? { backlog.writes }
+    public var oldestQueuedWriteAge: Double? {
+        let backlog = self.backlog
+        return backlog.writes > 0 ? backlog.oldestSeconds : nil
+    }
+
     /// Whether the writer last found the database unreachable.
     public var isUnreachable: Bool {
         lock.lock()
