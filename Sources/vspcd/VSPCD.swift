@@ -192,7 +192,7 @@ struct VSPCD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds after its last heartbeat that a daemon of a cluster is dead and its consoles go to the others. \(def("lease-timeout"))", valueName: "seconds"))
     var leaseTimeout: Double?
 
-    @Option(help: ArgumentHelp("The internal link between the daemons of a cluster, [host]:port. Default: the --listen-host host, port 6781. In the clear only on loopback; elsewhere give --cluster-cert, --cluster-key and --cluster-ca.", valueName: "[host]:port"))
+    @Option(help: ArgumentHelp("The internal link between the daemons of a cluster, [host]:port. Default: the --listen-host host, port 6782. In the clear only on loopback; elsewhere give --cluster-cert, --cluster-key and --cluster-ca.", valueName: "[host]:port"))
     var clusterListen: String?
 
     @Option(help: ArgumentHelp("PEM certificate (chain) of this daemon on the cluster link (TLS 1.2+, mutual). Needs --cluster-key and --cluster-ca.", valueName: "pem"), completion: .file())

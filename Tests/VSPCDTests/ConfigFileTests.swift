@@ -141,7 +141,7 @@ final class ConfigFileTests: XCTestCase {
         expected.sshHostKey = "/var/lib/vspcd/ssh_host_ed25519_key"
         expected.sshAuthorizedKeys = "/var/lib/vspcd/authorized_keys"
         expected.node = "vspc-a"
-        expected.clusterListen = "10.0.0.11:6781"
+        expected.clusterListen = "10.0.0.11:6782"
         expected.clusterCert = "/etc/vspcd/cluster-cert.pem"
         expected.clusterKey = "/etc/vspcd/cluster-key.pem"
         expected.clusterCa = "/etc/vspcd/cluster-ca.pem"

@@ -62,7 +62,7 @@ public struct DaemonSettings: Equatable, Sendable {
     public var node: String?
     /// `--lease-timeout`: seconds after its last heartbeat that a node is dead and its consoles ownerless.
     public var leaseTimeout: Double = 10
-    /// `--cluster-listen`: the internal link between nodes; nil means the `--listen-host` host, port 6781.
+    /// `--cluster-listen`: the internal link between nodes; nil means the `--listen-host` host, port 6782.
     public var clusterListen: String?
     /// `--cluster-cert`, `--cluster-key`, `--cluster-ca`: mutual TLS on the internal link (all three or none).
     public var clusterCert: String?
@@ -70,7 +70,7 @@ public struct DaemonSettings: Equatable, Sendable {
     public var clusterCa: String?
 
     /// The internal link's port when `--cluster-listen` does not give one (6780 is the admin port).
-    public static let defaultClusterPort = 6781
+    public static let defaultClusterPort = 6782
 
     public init() {}
 
