@@ -102,7 +102,12 @@ final class ClusterTests: ClusterTestCase {
         onN1.send(typedAfter)
         onN2.send(typedAfterN2)
         let all = typedOnN1 + typedOnN2 + typedAfter + typedAfterN2
-        try await waitUntil("the typed bytes at the VM") { source.data.count + destination.data.count >= all.count }
+        do {
+            try await waitUntil("the typed bytes at the VM") { source.data.count + destination.data.count >= all.count }
+        } catch {
+            print("what reached the VM: source=\(String(decoding: source.data, as: UTF8.self).debugDescription) destination=\(String(decoding: destination.data, as: UTF8.self).debugDescription)")
+            throw error
+        }
         try await barrier(onN1, onN2)
         let atVM = String(decoding: source.data + destination.data, as: UTF8.self)
         XCTAssertEqual(atVM.count, all.count, "nothing else reached the VM: \(atVM.debugDescription)")

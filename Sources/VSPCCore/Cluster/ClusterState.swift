@@ -10,6 +10,9 @@ struct ClusterState {
     /// Feeds this node opened to consoles' owners, by console; and the console of each feed connection.
     var feeds: [ConsoleKey: FeedState] = [:]
     var feedConsoles: [ConnectionID: ConsoleKey] = [:]
+    /// Input for a console's new owner that no feed can take yet (the owner's node is not in the last heartbeat's
+    /// answer): it goes into the feed that opens once the nodes are known (bounded like the vMotion hold).
+    var parkedInput: [ConsoleKey: [UInt8]] = [:]
     /// Feed connections are numbered by the core, downwards from -1, apart from the driver's ids (which are > 0).
     var nextFeedID: ConnectionID = -1
     /// This node's claims, the assignments it waits for, and the limits of their log lines.

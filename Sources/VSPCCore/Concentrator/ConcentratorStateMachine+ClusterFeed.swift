@@ -32,6 +32,9 @@ extension ConcentratorStateMachine {
         var held: [UInt8] = []
         if let new, new.node != me {
             held = migratedAway(key, to: new)
+            if !held.isEmpty {
+                log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(held.count) bytes typed during the window go to node \(new.node)")
+            }
             endNodeSessions(key, owner: new)
         }
         reconcileFeed(key, replay: true, input: held)
@@ -42,6 +45,7 @@ extension ConcentratorStateMachine {
         guard config.cluster != nil else { return }
         var keys = Set(cluster.feeds.keys)
         for console in consoles.values where console.vm == nil && !console.clients.isEmpty { keys.insert(console.key) }
+        keys.formUnion(cluster.parkedInput.keys)
         for key in keys.sorted(by: { $0.description < $1.description }) { reconcileFeed(key, replay: true) }
     }
 
@@ -75,7 +79,14 @@ extension ConcentratorStateMachine {
     /// the owner), the VM is not here, and another node that is alive owns it. `replay`: a feed opened now asks
     /// for what the owner printed since its claim (people were reading already); otherwise from now.
     mutating func reconcileFeed(_ key: ConsoleKey, replay: Bool, input: [UInt8] = []) {
-        guard let me = config.cluster?.node, let console = consoles[key] else { return }
+        guard let me = config.cluster?.node, let console = consoles[key] else {
+            cluster.parkedInput[key] = nil
+            return
+        }
+        if let vm = console.vm, let parked = cluster.parkedInput.removeValue(forKey: key) {
+            // The VM came back here before its new owner's node was known: what was typed is its.
+            emit(.send(vm, TelnetEncoder.escaped(parked)))
+        }
         let owner = cluster.owners[key].flatMap { owner -> Owner? in
             owner.node != me && console.vm == nil && cluster.nodes[owner.node]?.alive == true ? owner : nil
         }
@@ -95,8 +106,26 @@ extension ConcentratorStateMachine {
             }
             if feed.closed != nil, people, owner == nil { cluster.feeds[key] = feed }
         }
-        guard let owner, people || !input.isEmpty else { return }
-        openFeed(key, from: owner, sinceEpoch: replay ? owner.epoch : nil, input: input)
+        guard let owner else {
+            parkForUnknownOwner(key, input)
+            return
+        }
+        let parked = cluster.parkedInput.removeValue(forKey: key) ?? []
+        guard people || !input.isEmpty || !parked.isEmpty else { return }
+        openFeed(key, from: owner, sinceEpoch: replay ? owner.epoch : nil, input: parked + input)
+    }
+
+    /// Input for a console another node owns whose node the last heartbeat's answer did not name (it started
+    /// since): kept for the feed that opens once the nodes are known, and a heartbeat goes now to learn them.
+    mutating func parkForUnknownOwner(_ key: ConsoleKey, _ input: [UInt8]) {
+        guard !input.isEmpty, let me = config.cluster?.node, let named = cluster.owners[key], named.node != me,
+              consoles[key]?.vm == nil, cluster.nodes[named.node] == nil else { return }
+        let room = max(0, config.vmotionHoldLimit - (cluster.parkedInput[key]?.count ?? 0))
+        cluster.parkedInput[key, default: []].append(contentsOf: input.prefix(room))
+        if input.count > room {
+            log(.warning, "\(consoles[key]?.name ?? key.description): \(input.count - room) bytes of input for node \(named.node) exceeded the hold buffer and were discarded")
+        }
+        emit(.cluster(.heartbeat(consoles: consolesOwnedHere)))
     }
 
     mutating func openFeed(_ key: ConsoleKey, from owner: Owner, sinceEpoch: Int64?, input: [UInt8]) {

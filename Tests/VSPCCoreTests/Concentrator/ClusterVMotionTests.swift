@@ -201,6 +201,50 @@ final class ClusterVMotionTests: XCTestCase {
         _ = secret
     }
 
+    /// The order ESXi and the nodes give in practice: the source closes, the destination's node closes its feed
+    /// of the source's node (it carries the VM now), and only then comes the owners news. What the people on
+    /// both nodes typed in the window still goes to the new owner, once.
+    func testSourceAndTheOtherNodesFeedCloseBeforeTheOwnersNews() {
+        let (a, source) = nodeA()
+        let aPerson = a.connectClient(key)
+        let bFeed = a.feedSession(from: "b", key, sinceEpoch: nil)
+        a.vm(source, says: ESXi.begin(sequence))
+        a.news(.vmotionPublished(key, generation: 1))
+        a.client(aPerson, types: Array("on-a;".utf8))
+        a.client(bFeed, types: Array("on-b;".utf8))
+        a.send(.vmClosed(source))
+        a.send(.clientClosed(bFeed))
+        a.takeRequests()
+        a.take()
+        a.news(.owners([key: owner("b", 2)], full: false))
+        XCTAssertEqual(a.takeRequests(), [.openFeed(-1, key, node: "b", link: "127.0.0.3:6781", sinceEpoch: 2)])
+        a.take()
+        a.news(.feedOpened(-1, owner: owner("b", 2)))
+        XCTAssertEqual(a.take().io, [.send(-1, Array("on-a;on-b;".utf8))])
+    }
+
+    /// The new owner's node started after this node's last heartbeat: the held input waits, a heartbeat goes at
+    /// once, and the feed that opens when the nodes are known carries it.
+    func testHeldInputForANodeNotKnownYetWaitsForTheNodes() {
+        let (a, source) = nodeA()
+        let aPerson = a.connectClient(key)
+        a.vm(source, says: ESXi.begin(sequence))
+        a.news(.vmotionPublished(key, generation: 1))
+        a.client(aPerson, types: Array("typed;".utf8))
+        a.send(.vmClosed(source))
+        a.takeRequests()
+        a.take()
+        a.news(.owners([key: owner("c", 2)], full: false))
+        XCTAssertEqual(a.takeRequests(), [], "no feed to a node whose link is unknown")
+        XCTAssertTrue(a.clusterRequests.isEmpty)
+        XCTAssertTrue(a.take().contains(.cluster(.heartbeat(consoles: 0))), "the nodes are asked for at once")
+        a.news(.nodes([TestNodes.status("a"), TestNodes.status("b"), TestNodes.status("c")]))
+        XCTAssertEqual(a.takeRequests(), [.openFeed(-1, key, node: "c", link: TestNodes.link("c"), sinceEpoch: 2)])
+        a.take()
+        a.news(.feedOpened(-1, owner: owner("c", 2)))
+        XCTAssertEqual(a.take().io, [.send(-1, Array("typed;".utf8))])
+    }
+
     /// A migration whose held input has no person left here still hands it over, then the feed closes.
     func testHeldInputWithNobodyLeftIsHandedOverThenTheFeedCloses() {
         let (a, source) = nodeA()
