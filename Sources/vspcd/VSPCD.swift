@@ -239,7 +239,8 @@ struct VSPCD: AsyncParsableCommand {
             config.adminUnixPath = path
             if let problem = Self.adminSocketFolderProblem(path) { logger.critical("\(problem)"); throw ExitCode(2) }
         }
-        let beside = (settings.db as NSString).deletingLastPathComponent
+        // With a PostgreSQL URL there is no database folder: the working directory takes its place.
+        let beside = Self.isClusterDatabase(settings.db) ? "" : (settings.db as NSString).deletingLastPathComponent
         func besideDB(_ name: String) -> String { beside.isEmpty ? name : (beside as NSString).appendingPathComponent(name) }
         config.ssh = settings.ssh.flatMap { Endpoint.parse($0, defaultHost: "0.0.0.0") }
         config.sshHostKeyPath = settings.sshHostKey ?? besideDB("ssh_host_ed25519_key")
