@@ -13,6 +13,9 @@ struct ClusterState {
     /// Input for a console's new owner that no feed can take yet (the owner's node is not in the last heartbeat's
     /// answer): it goes into the feed that opens once the nodes are known (bounded like the vMotion hold).
     var parkedInput: [ConsoleKey: [UInt8]] = [:]
+    /// Consoles taken over here whose old feed still drains: what their VM printed here meanwhile, held so that
+    /// the people get the old owner's last bytes first.
+    var drainOutput: [ConsoleKey: [UInt8]] = [:]
     /// Feed connections are numbered by the core, downwards from -1, apart from the driver's ids (which are > 0).
     var nextFeedID: ConnectionID = -1
     /// This node's claims, the assignments it waits for, and the limits of their log lines.
@@ -33,6 +36,9 @@ struct FeedState {
     var open = false
     var pendingInput: [UInt8] = []
     var pendingDropped = 0
+    /// This node carries the console now (a vMotion completed here); the feed stays until the old owner closes
+    /// it, so that what it sent before it learned still reaches the people here, in order.
+    var draining = false
     /// The feed ended (why): its people stay, waiting for the VM, until an owner news names a live owner.
     var closed: String?
 

@@ -50,6 +50,9 @@ public enum TimerID: Hashable, Sendable {
     case heartbeat
     /// Claim a console again after a claim failed (the database was down).
     case claimRetry(ConsoleKey)
+    /// A feed kept after this node took its console over (a vMotion's COMPLETE here) has had its time to bring
+    /// what the old owner sent before it learned: it closes, and what the VM printed here meanwhile goes out.
+    case feedDrain(ConsoleKey)
 }
 
 /// A store write whose outcome the concentrator waits for.

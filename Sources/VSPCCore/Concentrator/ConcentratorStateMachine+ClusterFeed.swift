@@ -87,6 +87,8 @@ extension ConcentratorStateMachine {
             // The VM came back here before its new owner's node was known: what was typed is its.
             emit(.send(vm, TelnetEncoder.escaped(parked)))
         }
+        // A feed draining after a takeover ends on its own (`endDrain`).
+        if cluster.feeds[key]?.draining == true { return }
         let owner = cluster.owners[key].flatMap { owner -> Owner? in
             owner.node != me && console.vm == nil && cluster.nodes[owner.node]?.alive == true ? owner : nil
         }
@@ -185,6 +187,7 @@ extension ConcentratorStateMachine {
     mutating func feedClosed(_ id: ConnectionID, reason: String) {
         guard let key = cluster.feedConsoles.removeValue(forKey: id), let feed = cluster.feeds[key], feed.id == id
         else { return }
+        if feed.draining { return endDrain(key) }
         cluster.feeds[key] = nil
         guard !localPeople(key).isEmpty else { return }
         waitForOwner(key, feed.owner, reason: reason)
@@ -253,5 +256,41 @@ extension ConcentratorStateMachine {
         } else {
             feedPeopleChanged(key)
         }
+    }
+
+    // MARK: draining the old owner's feed after a takeover
+
+    /// Seconds a drained feed is waited for at most (the old owner closes it once it learns of the claim).
+    static var feedDrainSeconds: Double { 2 }
+
+    /// This node carries the console now. An open feed of it from the old owner is kept until that node closes it
+    /// (or `feedDrainSeconds`): the bytes it sent before it learned of the claim still reach the people here, and
+    /// what the VM prints here waits for them (`drainOutput`).
+    mutating func drainFeed(_ key: ConsoleKey) {
+        guard let feed = cluster.feeds[key], feed.closed == nil, feed.open, !feed.draining else {
+            return reconcileFeed(key, replay: false)
+        }
+        cluster.feeds[key]?.draining = true
+        schedule(.feedDrain(key), seconds: Self.feedDrainSeconds)
+    }
+
+    /// Output of the console's VM here while its old feed drains: held (bounded: past the early-output limit
+    /// the drain ends at once). True: held.
+    mutating func holdWhileDraining(_ key: ConsoleKey, _ bytes: [UInt8]) -> Bool {
+        guard cluster.feeds[key]?.draining == true else { return false }
+        cluster.drainOutput[key, default: []].append(contentsOf: bytes)
+        if (cluster.drainOutput[key]?.count ?? 0) > config.earlyOutputLimit { endDrain(key) }
+        return true
+    }
+
+    /// The old feed is done (closed by its node, or its time is up): it goes, and what the VM printed here
+    /// meanwhile goes out.
+    mutating func endDrain(_ key: ConsoleKey) {
+        guard cluster.feeds[key]?.draining == true else { return }
+        emit(.cancel(.feedDrain(key)))
+        closeFeed(key)
+        let held = cluster.drainOutput.removeValue(forKey: key) ?? []
+        broadcast(key, held)
+        reconcileFeed(key, replay: false)
     }
 }

@@ -158,8 +158,9 @@ extension ConcentratorStateMachine {
         }
         emit(.cluster(.claim(key)))
         emit(.cluster(.withdrawVMotion(key, sequence: shared.sequence)))
-        // The VM is here now: a feed of this console from its old owner ends.
-        reconcileFeed(key, replay: false)
+        // The VM is here now: a feed of this console from its old owner ends once the old owner closes it (it
+        // may still carry what the source printed last); what the VM prints here waits for it.
+        drainFeed(key)
         flushEarlyOutput(early, to: key)
         let seconds = min(max(0, now.date.timeIntervalSince(shared.begunAt)), 86400)
         let window = UInt64(seconds * 1e9)

@@ -262,6 +262,7 @@ extension ConcentratorStateMachine {
     /// `fromFeed`: the bytes came from the console's owner on another node, which alone logs and saves them.
     mutating func broadcast(_ key: ConsoleKey, _ bytes: [UInt8], fromFeed: Bool = false) {
         guard !bytes.isEmpty else { return }
+        if !fromFeed, config.cluster != nil, holdWhileDraining(key, bytes) { return }
         if config.keepsOutput, !fromFeed { emit(.consoleOutput(key, bytes)) }
         let scrollback = config.scrollbackBytes
         guard let people = consoles.modify(key, { console -> Set<ConnectionID> in

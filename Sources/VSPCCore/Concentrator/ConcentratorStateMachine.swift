@@ -264,6 +264,7 @@ public struct ConcentratorStateMachine {
             schedule(.prune, seconds: config.pruneInterval)
         case .heartbeat: heartbeat()
         case .claimRetry(let key): claimRetry(key)
+        case .feedDrain(let key): endDrain(key)
         }
     }
 

@@ -37,8 +37,16 @@ final class PostgresLink: @unchecked Sendable {
             conn = existing
         } else {
             connection = nil
-            conn = try wait(PostgresConnection.connect(on: group.next(), configuration: configuration,
-                                                       id: Self.makeID(), logger: logger))
+            let connecting = PostgresConnection.connect(on: group.next(), configuration: configuration,
+                                                        id: Self.makeID(), logger: logger)
+            do {
+                conn = try wait(connecting)
+            } catch {
+                // Given up on (the wait timed out): a connection that still comes is closed, never dropped open
+                // (PostgresNIO traps on a connection deinitialised before it was closed).
+                connecting.whenSuccess { late in let _: EventLoopFuture<Void> = late.close() }
+                throw error
+            }
             connection = conn
         }
         do {
@@ -65,6 +73,15 @@ final class PostgresLink: @unchecked Sendable {
         connection = nil
         lock.unlock()
         if let conn { try? wait(conn.close()) }
+    }
+
+    /// Closes the connection without waiting (on the group's own thread, where nothing may wait).
+    func closeAsync() {
+        lock.lock()
+        let conn = connection
+        connection = nil
+        lock.unlock()
+        if let conn { let _: EventLoopFuture<Void> = conn.close() }
     }
 
     /// Waits for a future from a thread that is not an event loop's, at most `timeout` seconds.

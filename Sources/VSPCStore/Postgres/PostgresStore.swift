@@ -81,6 +81,8 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
     deinit {
         // A reader nobody closed (`vspc` offline) closes here; on the group's own thread nothing may wait.
         if group.next().inEventLoop {
+            writer.closeAsync()
+            reader.closeAsync()
             group.shutdownGracefully(queue: .global()) { _ in }
         } else {
             writer.close()

@@ -136,25 +136,32 @@ final class ClusterVMotionTests: XCTestCase {
         b.news(.feedBytes(-1, a.takeOutput(aFeedB)))
         XCTAssertEqual(b.takeOutput(dest), [])
 
-        // COMPLETE on b: b claims the console; its own feed from a ends.
+        // COMPLETE on b: b claims the console; its own feed from a drains (a may still send what the source
+        // printed last) until a closes it, and what b's VM prints meanwhile waits.
         a.advance(by: 0.25)
         b.advance(by: 0.25)
         b.take()
         b.vm(dest, says: ESXi.complete(sequence))
         XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)])
         let actions = b.take()
-        XCTAssertTrue(actions.contains(.close(-1, flush: true)))
+        XCTAssertFalse(actions.contains(.close(-1, flush: true)), "the old feed drains")
+        XCTAssertTrue(b.isArmed(.feedDrain(key)))
         let complete = actions.records.first { $0.kind == .vmotionComplete }
         XCTAssertEqual(complete?.detail, "source 10.0.0.1:900 on node a, destination 10.0.0.2:902 on node b, window 500.0 ms")
         XCTAssertEqual(complete?.window, 500_000_000)
         b.vm(dest, says: Array("hello\r\n".utf8))
         b.news(.claimed(key, owner("b", 2)))
+        // What a's source printed last, still on its way over the feed.
+        a.vm(source, says: Array("last\r\n".utf8))
+        b.news(.feedBytes(-1, a.takeOutput(aFeedB)))
 
         // a learns the new owner: its migration ends, the source closes, its people are fed from b.
         a.news(.owners([key: owner("b", 2)], full: false))
         let moved = a.take()
         XCTAssertEqual(a.closed[source], false)
         XCTAssertEqual(a.closed[aFeedB], true, "b reads the console from itself now")
+        b.news(.feedClosed(-1, reason: "closed"))
+        XCTAssertFalse(b.isArmed(.feedDrain(key)))
         XCTAssertFalse(a.isArmed(.vmotion(key, generation: 1)))
         XCTAssertEqual(moved.records.filter { $0.kind == .vmotionSourceClosed }.map(\.detail),
                        ["moved to node b at epoch 2, window 500.0 ms"])
@@ -173,7 +180,7 @@ final class ClusterVMotionTests: XCTestCase {
 
         XCTAssertEqual(b.takeOutput(dest), Array("ls;pwd;".utf8), "typed in the window, delivered once")
         XCTAssertEqual(a.takeOutput(source), [])
-        let printed = Array("before\r\ntail\r\nearly hello\r\nmore".utf8)
+        let printed = Array("before\r\ntail\r\nlast\r\nearly hello\r\nmore".utf8)
         XCTAssertEqual(a.takeOutput(aPerson), printed)
         XCTAssertEqual(b.takeOutput(bPerson), printed)
         XCTAssertNil(a.consoleOutput[key], "keepsOutput is off in these tests")
