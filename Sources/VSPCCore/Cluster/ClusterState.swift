@@ -16,6 +16,10 @@ struct ClusterState {
     /// Consoles taken over here whose old feed still drains: what their VM printed here meanwhile, held so that
     /// the people get the old owner's last bytes first.
     var drainOutput: [ConsoleKey: [UInt8]] = [:]
+    /// This node's latest claim of each console (kept after another node took it): a feed asked from that claim
+    /// still gets what was printed here since, then ends (the new owner's feed was opened before this node
+    /// learned of the takeover).
+    var ownEpochs: [ConsoleKey: Int64] = [:]
     /// Feed connections are numbered by the core, downwards from -1, apart from the driver's ids (which are > 0).
     var nextFeedID: ConnectionID = -1
     /// This node's claims, the assignments it waits for, and the limits of their log lines.

@@ -231,6 +231,14 @@ extension ConcentratorStateMachine {
                               request: SessionRequest) -> Bool {
         guard case .node(let node) = request.principal else { return true }
         if let me = config.cluster?.node, consoles[key]?.vm != nil || cluster.owners[key]?.node == me { return true }
+        if let since = request.sinceEpoch, since == cluster.ownEpochs[key], let console = consoles[key] {
+            // Asked from this node's last claim by a node that did not know yet that the console moved on (to
+            // it, or to a third): what was printed here since that claim, then the end.
+            log(.info, "the feed of \(console.name) for node \(node) (\(peer)) gets what was printed here since epoch \(since), then ends: this node no longer owns it")
+            if console.printedSinceClaim > 0 { emit(.send(id, console.scrollback.contents(last: console.printedSinceClaim))) }
+            emit(.close(id, flush: true))
+            return false
+        }
         log(.info, "refused the feed of \(consoles[key]?.name ?? key.description) for node \(node) (\(peer)): not the owner")
         refuse(id, door: door, reason: .expired)
         return false
@@ -263,11 +271,12 @@ extension ConcentratorStateMachine {
     /// Seconds a drained feed is waited for at most (the old owner closes it once it learns of the claim).
     static var feedDrainSeconds: Double { 2 }
 
-    /// This node carries the console now. An open feed of it from the old owner is kept until that node closes it
+    /// This node carries the console now. A feed of it from the old owner (open, or still opening) is kept until
+    /// that node closes it
     /// (or `feedDrainSeconds`): the bytes it sent before it learned of the claim still reach the people here, and
     /// what the VM prints here waits for them (`drainOutput`).
     mutating func drainFeed(_ key: ConsoleKey) {
-        guard let feed = cluster.feeds[key], feed.closed == nil, feed.open, !feed.draining else {
+        guard let feed = cluster.feeds[key], feed.closed == nil, !feed.draining else {
             return reconcileFeed(key, replay: false)
         }
         cluster.feeds[key]?.draining = true

@@ -49,6 +49,7 @@ extension ConcentratorStateMachine {
         let old = cluster.owners[key]
         guard old != owner else { return }
         cluster.owners[key] = owner
+        if let owner, owner.node == nodeName { cluster.ownEpochs[key] = owner.epoch }
         ownerChanged(key, old: old, new: owner)
     }
 

@@ -128,8 +128,8 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         let events = Self.eventCount(ops)
         let waits = ops.allSatisfy(Self.waits)
         lock.lock()
-        if outageSince != nil, !waits || ops.isEmpty {
-            // The database is away: the core decides what to do with a write that cannot wait.
+        if outageSince != nil, ops.isEmpty {
+            // The database is away: a flush does not wait for it.
             lock.unlock()
             let failure = StoreFailure(.unreachable, "the database at \(url.redacted) is unreachable; the write was not made")
             writerQueue.async { completion?(failure) }
@@ -139,7 +139,10 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         pending.append(Unit(ops: ops, completion: completion, queuedAt: DispatchTime.now().uptimeNanoseconds,
                             waits: waits, events: events))
         let left = events > 0 ? trimLocked(counting: inFlightEvents) : []
-        let schedule = !drainScheduled && outageSince == nil
+        // While the database is away the queue is retried on a timer; a write that cannot wait (a new port's
+        // assignment) tries it now: committed if the database is back, else failed at once (`wentAway`), and the
+        // core decides.
+        let schedule = !drainScheduled && (outageSince == nil || !waits)
         if schedule { drainScheduled = true }
         lock.unlock()
         if !left.isEmpty {
@@ -229,11 +232,22 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         var results = [Error?](repeating: nil, count: batch.count)
         do {
-            do {
-                results = try write(batch, savepoints: false)
-            } catch let failure as StoreFailure where failure.kind != .unreachable {
-                // An event failed outside a savepoint (it never should): again, each write in its own.
-                results = try write(batch, savepoints: true)
+            // Two daemons' transactions touching the same rows in another order may deadlock (or fail to
+            // serialize): PostgreSQL rolls one back, and it goes again, a few times, after a short pause.
+            var attempt = 0
+            while true {
+                do {
+                    do {
+                        results = try write(batch, savepoints: false)
+                    } catch let failure as StoreFailure where failure.kind != .unreachable && failure.kind != .busy {
+                        // An event failed outside a savepoint (it never should): again, each write in its own.
+                        results = try write(batch, savepoints: true)
+                    }
+                    break
+                } catch let failure as StoreFailure where failure.kind == .busy && attempt < 5 {
+                    attempt += 1
+                    usleep(UInt32.random(in: 5_000...(20_000 * UInt32(attempt))))
+                }
             }
         } catch let failure as StoreFailure where failure.kind == .unreachable {
             wentAway(batch, failure)
@@ -334,7 +348,8 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
                         try writer.query(conn, "RELEASE SAVEPOINT unit")
                     } catch {
                         let failure = PostgresErrors.failure(error, url: url)
-                        if failure.kind == .unreachable { throw failure }
+                        // Lost, or a deadlock with another daemon: the whole batch goes again (`drain`).
+                        if failure.kind == .unreachable || failure.kind == .busy { throw failure }
                         results[i] = failure
                         try writer.query(conn, "ROLLBACK TO SAVEPOINT unit")
                     }
