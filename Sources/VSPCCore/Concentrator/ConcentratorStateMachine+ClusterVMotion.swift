@@ -156,7 +156,9 @@ extension ConcentratorStateMachine {
             $0.remoteVMotion = nil
             $0.link.adoptedByVMotion()
         }
-        emit(.cluster(.claim(key)))
+        // Through `claim`, which marks the claim in flight: an older owner's notification arriving meanwhile
+        // must not make this node think its new connection stale.
+        claim(key)
         emit(.cluster(.withdrawVMotion(key, sequence: shared.sequence)))
         // The VM is here now: a feed of this console from its old owner ends once the old owner closes it (it
         // may still carry what the source printed last); what the VM prints here waits for it.

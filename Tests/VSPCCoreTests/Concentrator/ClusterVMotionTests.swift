@@ -289,6 +289,29 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertEqual(a.takeOutput(source), Array("y".utf8))
     }
 
+    /// The VM comes back to a node whose owners map is behind: the claim made on COMPLETE is in flight when an
+    /// older owner's notification arrives, and that notification must not close the new connection as stale.
+    func testAnOlderOwnersNotificationDuringTheCompletesClaimLeavesTheConnection() {
+        let secret: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        let b = nodeB(assignments: [assignment])
+        let dest = b.connectVM(peer: "10.0.0.2:902")
+        b.negotiate(dest)
+        _ = b.takeOutput(dest)
+        b.vm(dest, says: ESXi.peer(sequence + secret))
+        b.news(.vmotionFound(dest, shared(secret)))
+        b.vm(dest, says: ESXi.vcUUID(UUIDs.a))
+        b.vm(dest, says: ESXi.name("web01"))
+        b.takeRequests()
+        b.vm(dest, says: ESXi.complete(sequence))
+        XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)])
+        b.take()
+        b.news(.owners([key: owner("a", 1)], full: false))
+        XCTAssertNil(b.closed[dest], "the claim in flight decides")
+        b.news(.claimed(key, owner("b", 2)))
+        XCTAssertNil(b.closed[dest])
+        XCTAssertFalse(b.take().recordKinds.contains(.vmDisconnect))
+    }
+
     func testFindMissIsRejectedLikeAnUnknownCookie() {
         let b = nodeB(assignments: [assignment])
         let dest = b.connectVM(peer: "10.0.0.2:902")
