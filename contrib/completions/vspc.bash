@@ -173,13 +173,13 @@ _vspc() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    list|history|tail|log|grep|status|forget|url|token|help)
+    list|history|tail|log|grep|status|forget|url|token|migrate-db|help)
         # Offer subcommand argument completions
         "_vspc_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'list history tail log grep status forget url token help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'list history tail log grep status forget url token migrate-db help' -- "${cur}"))
         ;;
     esac
 }
@@ -439,6 +439,14 @@ _vspc_token_revoke() {
         return
         ;;
     esac
+}
+
+_vspc_migrate-db() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __vspc_offer_flags_options 2
 }
 
 _vspc_help() {

@@ -48,6 +48,8 @@ function __vspc_parse_tokens -S
             case 'revoke'
                 __vspc_parse_subcommand 1 'admin=' 'debug' 'version' 'h/help'
             end
+        case 'migrate-db'
+            __vspc_parse_subcommand 2 'version' 'h/help'
         case 'help'
             __vspc_parse_subcommand -r 1 'version'
         end
@@ -114,6 +116,7 @@ complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'forget' -d 'Remove a VM serial port\'s assignment; its port returns to the pool.'
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'url' -d 'Print a one-time URL that opens a VM\'s console in a browser.'
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'token' -d 'Create, list and revoke API tokens for vspcd\'s JSON API (/api/v1 on --http).'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'migrate-db' -d 'Copy a SQLite database (assignments, events, scrollback, API tokens) into an empty PostgreSQL database.'
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_positional "vspc" -eq 1' -fa 'help' -d 'Show subcommand help information.'
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc list" admin' -l 'admin' -d 'vspcd\'s admin endpoint: [host]:port, or unix:PATH for its Unix socket. (default: 127.0.0.1:6780)' -rfka ''
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc list" debug' -l 'debug' -d 'Also print the raw network error when the daemon cannot be reached.'
@@ -201,4 +204,6 @@ complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vsp
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc token revoke" debug' -l 'debug' -d 'Also print the raw network error when the daemon cannot be reached.'
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc token revoke" version' -l 'version' -d 'Show the version.'
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc token revoke" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc migrate-db" version' -l 'version' -d 'Show the version.'
+complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc migrate-db" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'vspc' -n '__vspc_should_offer_completions_for_flags_or_options "vspc help" version' -l 'version' -d 'Show the version.'
