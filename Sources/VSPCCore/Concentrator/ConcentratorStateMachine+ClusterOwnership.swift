@@ -34,6 +34,9 @@ extension ConcentratorStateMachine {
             cluster.ownership.claimOutageLogged = false
             log(.notice, "claims of consoles go through again")
         }
+        // This node's claim at that epoch, even if another is known newer: a feed asked from it still gets what
+        // was printed here since (`acceptsFeed`).
+        if owner.node == nodeName { cluster.ownEpochs[key] = owner.epoch }
         if let known = cluster.owners[key], known.epoch > owner.epoch {
             // Another node claimed after this one: this claim's result is stale and changes nothing; if the
             // connection it was made for is still open here, that connection is the stale one.
