@@ -244,7 +244,7 @@ public final class Store: RecordBackend, @unchecked Sendable {
         for (i, unit) in batch.enumerated() {
             if let err = results[i] {
                 unloggedFailures += 1
-                lastFailure = "\(unit.ops.map(Self.opName).joined(separator: ", ")): \(err)"
+                lastFailure = "\(unit.ops.map(\.logName).joined(separator: ", ")): \(err)"
             }
             unit.completion?(results[i])
         }
@@ -262,20 +262,6 @@ public final class Store: RecordBackend, @unchecked Sendable {
         ops.reduce(0) { n, op in if case .event = op { return n + 1 }; return n }
     }
 
-    private static func opName(_ op: StoreOp) -> String {
-        switch op {
-        case let .upsertAssignment(a): return "upsertAssignment \(a.uuid)/\(a.label) port \(a.port)"
-        case let .deleteAssignment(u, l): return "deleteAssignment \(u)/\(l)"
-        case let .touchAssignment(u, l, _, _): return "touchAssignment \(u)/\(l)"
-        case let .event(e): return "event \(e.kind)"
-        case let .saveScrollback(u, l, _, _): return "saveScrollback \(u)/\(l)"
-        case let .appendScrollback(u, l, _, _, _): return "appendScrollback \(u)/\(l)"
-        case .prune: return "prune"
-        case let .saveToken(t): return "saveToken \(t.id)"
-        case let .revokeToken(id, _): return "revokeToken \(id)"
-        case let .fenced(key, owner, ops): return "fenced \(key) \(owner.node)@\(owner.epoch): \(ops.map(opName))"
-        }
-    }
 
     private static func uuidKey(_ s: String) throws -> String {
         guard let u = UUIDSpelling.normalize(s) else { throw StoreError.invalidUUID(s) }

@@ -55,3 +55,21 @@ public enum StoreOp: Sendable, Equatable {
     /// epoch; a stale owner's write fails with `StoreFailure.Kind.fenced`. One daemon alone (SQLite): applied.
     indirect case fenced(ConsoleKey, Owner, [StoreOp])
 }
+
+extension StoreOp {
+    /// What the write is, for a store's log line about a failure (no bytes, no secrets).
+    public var logName: String {
+        switch self {
+        case let .upsertAssignment(a): return "upsertAssignment \(a.uuid)/\(a.label) port \(a.port)"
+        case let .deleteAssignment(u, l): return "deleteAssignment \(u)/\(l)"
+        case let .touchAssignment(u, l, _, _): return "touchAssignment \(u)/\(l)"
+        case let .event(e): return "event \(e.kind)"
+        case let .saveScrollback(u, l, _, _): return "saveScrollback \(u)/\(l)"
+        case let .appendScrollback(u, l, _, _, _): return "appendScrollback \(u)/\(l)"
+        case .prune: return "prune"
+        case let .saveToken(t): return "saveToken \(t.id)"
+        case let .revokeToken(id, _): return "revokeToken \(id)"
+        case let .fenced(key, owner, ops): return "fenced \(key) \(owner.node)@\(owner.epoch): \(ops.map(\.logName))"
+        }
+    }
+}

@@ -279,7 +279,7 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
             // working as meant: the core settles it and says so; only real failures are logged here.
             if let err = results[i], ![.conflict, .fenced].contains((err as? StoreFailure)?.kind) {
                 unloggedFailures += 1
-                lastFailure = "\(unit.ops.map(Self.opName).joined(separator: ", ")): \(err)"
+                lastFailure = "\(unit.ops.map(\.logName).joined(separator: ", ")): \(err)"
             }
             unit.completion?(results[i])
         }
@@ -365,18 +365,4 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         }
     }
 
-    static func opName(_ op: StoreOp) -> String {
-        switch op {
-        case let .upsertAssignment(a): return "upsertAssignment \(a.uuid)/\(a.label) port \(a.port)"
-        case let .deleteAssignment(u, l): return "deleteAssignment \(u)/\(l)"
-        case let .touchAssignment(u, l, _, _): return "touchAssignment \(u)/\(l)"
-        case let .event(e): return "event \(e.kind)"
-        case let .saveScrollback(u, l, _, _): return "saveScrollback \(u)/\(l)"
-        case let .appendScrollback(u, l, _, _, _): return "appendScrollback \(u)/\(l)"
-        case .prune: return "prune"
-        case let .saveToken(t): return "saveToken \(t.id)"
-        case let .revokeToken(id, _): return "revokeToken \(id)"
-        case let .fenced(key, owner, ops): return "fenced \(key) \(owner.node)@\(owner.epoch): \(ops.map(opName))"
-        }
-    }
 }
