@@ -30,6 +30,9 @@ extension ConcentratorStateMachine {
     mutating func ownerChanged(_ key: ConsoleKey, old: Owner?, new: Owner?) {
         guard let me = config.cluster?.node, consoles[key] != nil else { return }
         var held: [UInt8] = []
+        // Another node took the console while this node still drained the feed of its previous owner: the drain
+        // ends now (what the VM printed here meanwhile goes out first), and the feed follows the new owner.
+        if let new, new.node != me, cluster.feeds[key]?.draining == true { endDrain(key) }
         if let new, new.node != me {
             held = migratedAway(key, to: new)
             if !held.isEmpty {
@@ -87,8 +90,14 @@ extension ConcentratorStateMachine {
             // The VM came back here before its new owner's node was known: what was typed is its.
             emit(.send(vm, TelnetEncoder.escaped(parked)))
         }
-        // A feed draining after a takeover ends on its own (`endDrain`).
-        if cluster.feeds[key]?.draining == true { return }
+        // A feed draining after a takeover ends on its own (`endDrain`); input meanwhile waits for what follows.
+        if cluster.feeds[key]?.draining == true {
+            if !input.isEmpty {
+                let room = max(0, config.vmotionHoldLimit - (cluster.parkedInput[key]?.count ?? 0))
+                cluster.parkedInput[key, default: []].append(contentsOf: input.prefix(room))
+            }
+            return
+        }
         let owner = cluster.owners[key].flatMap { owner -> Owner? in
             owner.node != me && console.vm == nil && cluster.nodes[owner.node]?.alive == true ? owner : nil
         }
@@ -300,6 +309,7 @@ extension ConcentratorStateMachine {
         closeFeed(key)
         let held = cluster.drainOutput.removeValue(forKey: key) ?? []
         broadcast(key, held)
-        reconcileFeed(key, replay: false)
+        // If another node owns the console by now, its feed replays what it printed since its claim.
+        reconcileFeed(key, replay: true)
     }
 }

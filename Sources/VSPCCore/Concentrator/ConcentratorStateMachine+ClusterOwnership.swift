@@ -119,6 +119,8 @@ extension ConcentratorStateMachine {
         emit(.cancel(.claimRetry(key)))
         vms[id]?.role = .retired
         closeVM(id, reason: .ownedElsewhere)
+        // Its people are fed from the new owner now, from that owner's claim on.
+        reconcileFeed(key, replay: true)
     }
 
     /// The scrollback saves of a cluster node: only consoles it owns, each in a write of its own fenced by its

@@ -312,6 +312,34 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertFalse(b.take().recordKinds.contains(.vmDisconnect))
     }
 
+    /// The console moves on (back to a) while this node still drains a's feed after a COMPLETE here: what the VM
+    /// printed here meanwhile reaches the person, and the person is fed from a, from a's new claim on.
+    func testATakeoverWhileTheOldFeedDrainsEndsTheDrainAndFollowsTheNewOwner() {
+        let secret: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        let b = nodeB(assignments: [assignment])
+        let person = b.connectClient(key)
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-1, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: nil)])
+        b.news(.feedOpened(-1, owner: owner("a", 1)))
+        let dest = b.connectVM(peer: "10.0.0.2:902")
+        b.negotiate(dest)
+        _ = b.takeOutput(dest)
+        b.vm(dest, says: ESXi.peer(sequence + secret))
+        b.news(.vmotionFound(dest, shared(secret)))
+        b.vm(dest, says: ESXi.vcUUID(UUIDs.a))
+        b.vm(dest, says: ESXi.name("web01"))
+        b.vm(dest, says: ESXi.complete(sequence))
+        b.news(.claimed(key, owner("b", 2)))
+        _ = b.takeOutput(person)
+        b.vm(dest, says: Array("printed here".utf8))
+        XCTAssertEqual(b.takeOutput(person), [], "held while a's feed drains")
+        b.takeRequests()
+        b.news(.owners([key: owner("a", 3)], full: false))
+        XCTAssertEqual(b.takeOutput(person), Array("printed here".utf8))
+        XCTAssertEqual(b.closed[-1], true, "the drained feed is closed")
+        XCTAssertFalse(b.isArmed(.feedDrain(key)))
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 3)])
+    }
+
     func testFindMissIsRejectedLikeAnUnknownCookie() {
         let b = nodeB(assignments: [assignment])
         let dest = b.connectVM(peer: "10.0.0.2:902")
