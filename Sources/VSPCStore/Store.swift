@@ -29,8 +29,7 @@ public final class Store: RecordBackend, @unchecked Sendable {
     private var queuedEvents = 0
     private var droppedEvents = 0
     /// Failed writes not yet logged, and when a failure was last logged (at most one line a minute).
-    private var unloggedFailures = 0
-    private var lastFailureLog: UInt64?
+    private var failureLog = WriteFailureLog()
     /// The one-daemon lock, when `RecordBackends` opened the store for a daemon; released by `close()`.
     var daemonLock: DatabaseLock?
     /// Called on the writer thread after each batch: its duration in seconds and how many units failed.
@@ -240,21 +239,13 @@ public final class Store: RecordBackend, @unchecked Sendable {
                 }
             }
         }
-        var lastFailure: String?
         for (i, unit) in batch.enumerated() {
             if let err = results[i] {
-                unloggedFailures += 1
-                lastFailure = "\(unit.ops.map(\.logName).joined(separator: ", ")): \(err)"
+                failureLog.failed(unit.ops, err)
             }
             unit.completion?(results[i])
         }
-        // A disk that refuses every write must not flood the log: one line a minute at most.
-        let now = DispatchTime.now().uptimeNanoseconds
-        if let lastFailure, lastFailureLog.map({ now - $0 >= 60_000_000_000 }) ?? true {
-            logger.error("store: \(unloggedFailures) write\(unloggedFailures == 1 ? "" : "s") failed (last: \(lastFailure))")
-            unloggedFailures = 0
-            lastFailureLog = now
-        }
+        failureLog.report(logger)
     }
 
     /// How many of `ops` are events (the only writes the queue bound may leave out).

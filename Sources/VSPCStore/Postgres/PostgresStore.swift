@@ -43,8 +43,7 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
     /// Since when the database has been unreachable (uptime ns); nil while it answers.
     private var outageSince: UInt64?
     private var retryDelay = 0.5
-    private var unloggedFailures = 0
-    private var lastFailureLog: UInt64?
+    private var failureLog = WriteFailureLog()
     private var closed = false
     public var commitObserver: (@Sendable (_ seconds: Double, _ failures: Int) -> Void)?
 
@@ -273,22 +272,15 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         }
         if more { writerQueue.async { self.drain() } }
         commitObserver?(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, results.filter { $0 != nil }.count)
-        var lastFailure: String?
         for (i, unit) in batch.enumerated() {
             // A conflict (another node assigned first) or a fence (another node claimed since) is the cluster
             // working as meant: the core settles it and says so; only real failures are logged here.
             if let err = results[i], ![.conflict, .fenced].contains((err as? StoreFailure)?.kind) {
-                unloggedFailures += 1
-                lastFailure = "\(unit.ops.map(\.logName).joined(separator: ", ")): \(err)"
+                failureLog.failed(unit.ops, err)
             }
             unit.completion?(results[i])
         }
-        let now = DispatchTime.now().uptimeNanoseconds
-        if let lastFailure, lastFailureLog.map({ now - $0 >= 60_000_000_000 }) ?? true {
-            logger.error("store: \(unloggedFailures) write\(unloggedFailures == 1 ? "" : "s") failed (last: \(lastFailure))")
-            unloggedFailures = 0
-            lastFailureLog = now
-        }
+        failureLog.report(logger)
     }
 
     /// The database went away during `batch`: the writes that may wait go back to the head of the queue, the
