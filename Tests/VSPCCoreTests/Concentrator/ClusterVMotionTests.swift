@@ -80,6 +80,24 @@ final class ClusterVMotionTests: XCTestCase {
                       sourcePeer: "10.0.0.1:900", begunAt: date)
     }
 
+    /// BEGIN from `source` on a, and its publication committed (the GOAHEAD goes out).
+    func beginPublished(_ a: ConcentratorHarness, _ source: ConnectionID) {
+        a.vm(source, says: ESXi.begin(sequence))
+        a.news(.vmotionPublished(key, generation: 1))
+    }
+
+    /// A destination on b whose PEER the database found (migration `secret`), identified, before its COMPLETE.
+    func foundDestination(on b: ConcentratorHarness, secret: [UInt8]) -> ConnectionID {
+        let dest = b.connectVM(peer: "10.0.0.2:902")
+        b.negotiate(dest)
+        _ = b.takeOutput(dest)
+        b.vm(dest, says: ESXi.peer(sequence + secret))
+        b.news(.vmotionFound(dest, shared(secret)))
+        b.vm(dest, says: ESXi.vcUUID(UUIDs.a))
+        b.vm(dest, says: ESXi.name("web01"))
+        return dest
+    }
+
     /// A person on each node (b's fed from a), typing during the window on both; the VM moves from a to b;
     /// every byte typed reaches the VM once, and every byte it prints reaches both people once.
     func testCrossNodeVMotionLosesNoByte() {
@@ -192,8 +210,7 @@ final class ClusterVMotionTests: XCTestCase {
         let secret = expectedSecret(seed: 0x5EED)
         let (a, source) = nodeA()
         let aPerson = a.connectClient(key)
-        a.vm(source, says: ESXi.begin(sequence))
-        a.news(.vmotionPublished(key, generation: 1))
+        beginPublished(a, source)
         a.client(aPerson, types: Array("typed".utf8))
         a.take()
         a.send(.vmClosed(source))
@@ -215,8 +232,7 @@ final class ClusterVMotionTests: XCTestCase {
         let (a, source) = nodeA()
         let aPerson = a.connectClient(key)
         let bFeed = a.feedSession(from: "b", key, sinceEpoch: nil)
-        a.vm(source, says: ESXi.begin(sequence))
-        a.news(.vmotionPublished(key, generation: 1))
+        beginPublished(a, source)
         a.client(aPerson, types: Array("on-a;".utf8))
         a.client(bFeed, types: Array("on-b;".utf8))
         a.send(.vmClosed(source))
@@ -235,8 +251,7 @@ final class ClusterVMotionTests: XCTestCase {
     func testHeldInputForANodeNotKnownYetWaitsForTheNodes() {
         let (a, source) = nodeA()
         let aPerson = a.connectClient(key)
-        a.vm(source, says: ESXi.begin(sequence))
-        a.news(.vmotionPublished(key, generation: 1))
+        beginPublished(a, source)
         a.client(aPerson, types: Array("typed;".utf8))
         a.send(.vmClosed(source))
         a.takeRequests()
@@ -256,8 +271,7 @@ final class ClusterVMotionTests: XCTestCase {
     func testHeldInputWithNobodyLeftIsHandedOverThenTheFeedCloses() {
         let (a, source) = nodeA()
         let aPerson = a.connectClient(key)
-        a.vm(source, says: ESXi.begin(sequence))
-        a.news(.vmotionPublished(key, generation: 1))
+        beginPublished(a, source)
         a.client(aPerson, types: Array("bye".utf8))
         a.send(.clientClosed(aPerson))
         a.takeRequests()
@@ -294,13 +308,7 @@ final class ClusterVMotionTests: XCTestCase {
     func testAnOlderOwnersNotificationDuringTheCompletesClaimLeavesTheConnection() {
         let secret: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
         let b = nodeB(assignments: [assignment])
-        let dest = b.connectVM(peer: "10.0.0.2:902")
-        b.negotiate(dest)
-        _ = b.takeOutput(dest)
-        b.vm(dest, says: ESXi.peer(sequence + secret))
-        b.news(.vmotionFound(dest, shared(secret)))
-        b.vm(dest, says: ESXi.vcUUID(UUIDs.a))
-        b.vm(dest, says: ESXi.name("web01"))
+        let dest = foundDestination(on: b, secret: secret)
         b.takeRequests()
         b.vm(dest, says: ESXi.complete(sequence))
         XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)])
@@ -320,13 +328,7 @@ final class ClusterVMotionTests: XCTestCase {
         let person = b.connectClient(key)
         XCTAssertEqual(b.takeRequests(), [.openFeed(-1, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: nil)])
         b.news(.feedOpened(-1, owner: owner("a", 1)))
-        let dest = b.connectVM(peer: "10.0.0.2:902")
-        b.negotiate(dest)
-        _ = b.takeOutput(dest)
-        b.vm(dest, says: ESXi.peer(sequence + secret))
-        b.news(.vmotionFound(dest, shared(secret)))
-        b.vm(dest, says: ESXi.vcUUID(UUIDs.a))
-        b.vm(dest, says: ESXi.name("web01"))
+        let dest = foundDestination(on: b, secret: secret)
         b.vm(dest, says: ESXi.complete(sequence))
         b.news(.claimed(key, owner("b", 2)))
         _ = b.takeOutput(person)
@@ -390,8 +392,7 @@ final class ClusterVMotionTests: XCTestCase {
 
     func testAbortAndExpiryWithdrawTheSharedMigration() {
         let (a, source) = nodeA()
-        a.vm(source, says: ESXi.begin(sequence))
-        a.news(.vmotionPublished(key, generation: 1))
+        beginPublished(a, source)
         a.takeRequests()
         a.vm(source, says: ESXi.abort)
         XCTAssertEqual(a.takeRequests(), [.withdrawVMotion(key, sequence: sequence)])
@@ -411,8 +412,7 @@ final class ClusterVMotionTests: XCTestCase {
         let secret = expectedSecret(seed: 0x5EED)
         let (a, source) = nodeA()
         let person = a.connectClient(key)
-        a.vm(source, says: ESXi.begin(sequence))
-        a.news(.vmotionPublished(key, generation: 1))
+        beginPublished(a, source)
         XCTAssertEqual(a.takeOutput(source), Wire.vmware(Wire.goahead, sequence + secret))
         a.client(person, types: Array("x".utf8))
         let dest = a.connectDestination(cookie: sequence + secret)
