@@ -37,16 +37,24 @@ final class ClusterLinkTests: XCTestCase {
         return link
     }
 
-    /// Owner A serves the console (its core writes a greeting at once); B opens a feed and talks both ways.
-    func roundTrip(tls: ClusterLinkTLS?, readerTLS: ClusterLinkTLS? = nil) async throws {
+    /// Owner a and reader b, each a link on a loop of its own; `link` is where b reaches a. b's own TLS is a's
+    /// unless `readerTLS` says otherwise (`.some(nil)`: none).
+    func twoNodes(tls: ClusterLinkTLS? = nil, readerTLS: ClusterLinkTLS?? = nil, readerClientTLS: NIOSSLContext? = nil)
+        async throws -> (ownerHost: FakeLinkHost, readerHost: FakeLinkHost, reader: ClusterLink, link: String) {
         let ownerHost = FakeLinkHost(loop: group.next())
-        ownerHost.onSession = { _, sink in sink.write(ByteBuffer(string: "login: ")) }
         let readerHost = FakeLinkHost(loop: group.next())
         let owner = try await makeLink("a", host: ownerHost, tls: tls)
-        let reader = try await makeLink("b", host: readerHost, tls: readerTLS ?? tls)
+        let reader = try await makeLink("b", host: readerHost, tls: readerTLS ?? tls, clientTLS: readerClientTLS)
         let port = try XCTUnwrap(owner.port)
+        return (ownerHost, readerHost, reader, "127.0.0.1:\(port)")
+    }
+
+    /// Owner A serves the console (its core writes a greeting at once); B opens a feed and talks both ways.
+    func roundTrip(tls: ClusterLinkTLS?, readerTLS: ClusterLinkTLS? = nil) async throws {
+        let (ownerHost, readerHost, reader, link) = try await twoNodes(tls: tls, readerTLS: .some(readerTLS ?? tls))
+        ownerHost.onSession = { _, sink in sink.write(ByteBuffer(string: "login: ")) }
         let key = self.key
-        reader.loop.execute { reader.openFeed(-1, key, node: "a", link: "127.0.0.1:\(port)", sinceEpoch: 6) }
+        reader.loop.execute { reader.openFeed(-1, key, node: "a", link: link, sinceEpoch: 6) }
 
         let started = ownerHost.events.wait { if case .sessionStarted = $0 { return true }; return false }
         guard case let .sessionStarted(id, door, peer, request)? = started else { return }
@@ -106,13 +114,9 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     func testTheReaderClosingEndsTheOwnersSession() async throws {
-        let ownerHost = FakeLinkHost(loop: group.next())
-        let readerHost = FakeLinkHost(loop: group.next())
-        let owner = try await makeLink("a", host: ownerHost)
-        let reader = try await makeLink("b", host: readerHost)
-        let port = try XCTUnwrap(owner.port)
+        let (ownerHost, readerHost, reader, link) = try await twoNodes()
         let key = self.key
-        reader.loop.execute { reader.openFeed(-3, key, node: "a", link: "127.0.0.1:\(port)", sinceEpoch: nil) }
+        reader.loop.execute { reader.openFeed(-3, key, node: "a", link: link, sinceEpoch: nil) }
         readerHost.events.wait { if case .cluster(.feedOpened(-3, _)) = $0 { return true }; return false }
         readerHost.withSink(-3) { $0.close(flush: false) }
         ownerHost.events.wait { if case .clientClosed = $0 { return true }; return false }
@@ -122,14 +126,10 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     func testAFeedTheCoreClosesWhileItConnectsEndsQuietly() async throws {
-        let ownerHost = FakeLinkHost(loop: group.next())
-        let readerHost = FakeLinkHost(loop: group.next())
-        let owner = try await makeLink("a", host: ownerHost)
-        let reader = try await makeLink("b", host: readerHost)
-        let port = try XCTUnwrap(owner.port)
+        let (ownerHost, readerHost, reader, link) = try await twoNodes()
         let key = self.key
         try await reader.loop.submit {
-            reader.openFeed(-4, key, node: "a", link: "127.0.0.1:\(port)", sinceEpoch: nil)
+            reader.openFeed(-4, key, node: "a", link: link, sinceEpoch: nil)
             // The core's close in the same turn of the loop reaches the feed's sink.
             readerHost.sinks[-4]?.close(flush: false)
         }.get()
@@ -142,15 +142,11 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     func testARefusedSessionAndAnUnreachableOwnerCloseTheFeed() async throws {
-        let ownerHost = FakeLinkHost(loop: group.next())
+        let (ownerHost, readerHost, reader, link) = try await twoNodes()
         // The core refuses a feed of a console this node does not own by closing the session at once.
         ownerHost.onSession = { _, sink in sink.close(flush: false) }
-        let readerHost = FakeLinkHost(loop: group.next())
-        let owner = try await makeLink("a", host: ownerHost)
-        let reader = try await makeLink("b", host: readerHost)
-        let port = try XCTUnwrap(owner.port)
         let key = self.key
-        reader.loop.execute { reader.openFeed(-1, key, node: "a", link: "127.0.0.1:\(port)", sinceEpoch: nil) }
+        reader.loop.execute { reader.openFeed(-1, key, node: "a", link: link, sinceEpoch: nil) }
         readerHost.events.wait { if case .cluster(.feedClosed(-1, "node a: not the owner")) = $0 { return true }; return false }
         XCTAssertFalse(readerHost.events.all.contains { if case .cluster(.feedOpened) = $0 { return true }; return false })
         // Nothing listens on port 1.
@@ -170,13 +166,9 @@ final class ClusterLinkTests: XCTestCase {
         configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(files.appendingPathComponent("ca.pem").path))
         configuration.certificateVerification = .noHostnameVerification
         let anonymous = try NIOSSLContext(configuration: configuration)
-        let ownerHost = FakeLinkHost(loop: group.next())
-        let readerHost = FakeLinkHost(loop: group.next())
-        let owner = try await makeLink("a", host: ownerHost, tls: tls)
-        let reader = try await makeLink("b", host: readerHost, clientTLS: anonymous)
-        let port = try XCTUnwrap(owner.port)
+        let (ownerHost, readerHost, reader, link) = try await twoNodes(tls: tls, readerTLS: .some(nil), readerClientTLS: anonymous)
         let key = self.key
-        reader.loop.execute { reader.openFeed(-1, key, node: "a", link: "127.0.0.1:\(port)", sinceEpoch: nil) }
+        reader.loop.execute { reader.openFeed(-1, key, node: "a", link: link, sinceEpoch: nil) }
         readerHost.events.wait { if case .cluster(.feedClosed(-1, _)) = $0 { return true }; return false }
         XCTAssertFalse(ownerHost.events.all.contains { if case .sessionStarted = $0 { return true }; return false })
         XCTAssertFalse(readerHost.events.all.contains { if case .cluster(.feedOpened) = $0 { return true }; return false })
