@@ -224,16 +224,7 @@ public final class PostgresCluster: ClusterRecords, @unchecked Sendable {
     }
 
     private func connectListener() throws {
-        let connecting = PostgresConnection.connect(on: group.next(), configuration: try url.configuration(),
-                                                    id: 1, logger: quiet)
-        let conn: PostgresConnection
-        do {
-            conn = try link.wait(connecting)
-        } catch {
-            // A connection that comes after the wait gave up is closed, never dropped open.
-            connecting.whenSuccess { late in let _: EventLoopFuture<Void> = late.close() }
-            throw error
-        }
+        let conn = try link.connect(id: 1)
         conn.addListener(channel: ClusterNoticeText.channel) { [weak self] _, note in
             guard let self, let notice = ClusterNoticeText.parse(note.payload) else { return }
             self.deliver(notice)

@@ -37,16 +37,7 @@ final class PostgresLink: @unchecked Sendable {
             conn = existing
         } else {
             connection = nil
-            let connecting = PostgresConnection.connect(on: group.next(), configuration: configuration,
-                                                        id: Self.makeID(), logger: logger)
-            do {
-                conn = try wait(connecting)
-            } catch {
-                // Given up on (the wait timed out): a connection that still comes is closed, never dropped open
-                // (PostgresNIO traps on a connection deinitialised before it was closed).
-                connecting.whenSuccess { late in let _: EventLoopFuture<Void> = late.close() }
-                throw error
-            }
+            conn = try connect()
             connection = conn
         }
         do {
@@ -58,6 +49,20 @@ final class PostgresLink: @unchecked Sendable {
                 _ = try? wait(conn.close())
             }
             throw failure
+        }
+    }
+
+    /// A new connection of its own (not the link's), waited for at most `timeout` seconds.
+    func connect(id: Int? = nil) throws -> PostgresConnection {
+        let connecting = PostgresConnection.connect(on: group.next(), configuration: configuration,
+                                                    id: id ?? Self.makeID(), logger: logger)
+        do {
+            return try wait(connecting)
+        } catch {
+            // Given up on (the wait timed out): a connection that still comes is closed, never dropped open
+            // (PostgresNIO traps on a connection deinitialised before it was closed).
+            connecting.whenSuccess { late in let _: EventLoopFuture<Void> = late.close() }
+            throw error
         }
     }
 
