@@ -10,7 +10,8 @@ public enum ClusterLinkFrame: Sendable, Equatable {
     case data([UInt8])
     case close(String)
 
-    /// X -> O: the console asked for, and the owner's epoch since whose claim its output is wanted (nil: from now).
+    /// X -> O: the console asked for, and the owner's epoch since whose claim its output is wanted (nil: from now;
+    /// 0: since the owner's latest claim).
     public struct Hello: Sendable, Equatable, Codable {
         public var node: String
         public var uuid: String

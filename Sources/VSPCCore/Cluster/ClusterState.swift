@@ -20,6 +20,10 @@ struct ClusterState {
     /// still gets what was printed here since, then ends (the new owner's feed was opened before this node
     /// learned of the takeover).
     var ownEpochs: [ConsoleKey: Int64] = [:]
+    /// Consoles that moved to another node while their migration's source was still open here: the source is
+    /// read until it closes (or `feedDrainSeconds`), because what it sent before the destination's COMPLETE may
+    /// reach this node after the owners news does. The people here are fed from the new owner only after it.
+    var departures: [ConsoleKey: Departure] = [:]
     /// Feed connections are numbered by the core, downwards from -1, apart from the driver's ids (which are > 0).
     var nextFeedID: ConnectionID = -1
     /// This node's claims, the assignments it waits for, and the limits of their log lines.
@@ -29,6 +33,16 @@ struct ClusterState {
         defer { nextFeedID -= 1 }
         return nextFeedID
     }
+}
+
+/// A console's migration source, still read after the console moved to another node (`departures`).
+struct Departure {
+    var source: ConnectionID
+    var peer: String
+    /// "moved to node N at epoch E, window W ms", for the `vmotion-source-closed` event.
+    var moved: String
+    /// Input for the new owner: held during the window, and typed here since (bounded like the vMotion hold).
+    var held: [UInt8]
 }
 
 /// A feed of a console from its owner, on this node's connection `id`.

@@ -53,6 +53,9 @@ public enum TimerID: Hashable, Sendable {
     /// A feed kept after this node took its console over (a vMotion's COMPLETE here) has had its time to bring
     /// what the old owner sent before it learned: it closes, and what the VM printed here meanwhile goes out.
     case feedDrain(ConsoleKey)
+    /// The source of a console that moved to another node has had its time to send its last bytes: it closes,
+    /// and the people here follow the new owner.
+    case departure(ConsoleKey)
 }
 
 /// A store write whose outcome the concentrator waits for.
@@ -157,8 +160,11 @@ public struct SessionRequest: Sendable {
     /// A command to run instead of the console (`ssh VM@host CMD`): refused, since a console runs none.
     public var command: String?
     /// A feed from another node (`.node`): the owner's epoch since whose claim it wants the console's output (the
-    /// HELLO's `sinceEpoch`); nil: from now.
+    /// HELLO's `sinceEpoch`); nil: from now; `sinceLastClaim`: since the owner's latest claim, whichever epoch.
     public var sinceEpoch: Int64?
+    /// A `sinceEpoch` for "since your latest claim" (epochs start at 1): asked by a node that completed a
+    /// vMotion from a node whose claim it had not heard of yet.
+    public static let sinceLastClaim: Int64 = 0
 
     public init(target: Target, principal: Principal, terminal: Bool = true, command: String? = nil,
                 sinceEpoch: Int64? = nil) {

@@ -98,6 +98,9 @@ struct OwnershipState {
     var unreachableLogged: Int64?
     /// When the nodes last came (monotonic nanoseconds).
     var nodesAt: Int64?
+    /// The epoch each scrollback save in flight was fenced by: a save refused after this node claimed the
+    /// console again is outdated, not a sign that the node is stale.
+    var savingUnder: [ConsoleKey: Int64] = [:]
 }
 
 /// A new console's assignment on its way to the database: the ports found held by other consoles so far.

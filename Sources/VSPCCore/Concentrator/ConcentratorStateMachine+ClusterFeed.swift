@@ -29,12 +29,19 @@ extension ConcentratorStateMachine {
     /// input goes to the feed; feeders of it here are sent to the new owner; the feed follows the owner.
     mutating func ownerChanged(_ key: ConsoleKey, old: Owner?, new: Owner?) {
         guard let me = config.cluster?.node, consoles[key] != nil else { return }
+        // This node carries the console and its claim is in flight: another node's claim heard of now is older
+        // (the node its VM came from, whose feed may still drain here). Nothing here follows it.
+        if let new, new.node != me, cluster.ownership.claimsInFlight.contains(key), carriedHere(key) != nil { return }
+        // A source still departing here from an earlier move is done: the owner changed again.
+        endDeparture(key)
         var held: [UInt8] = []
         // Another node took the console while this node still drained the feed of its previous owner: the drain
         // ends now (what the VM printed here meanwhile goes out first), and the feed follows the new owner.
         if let new, new.node != me, cluster.feeds[key]?.draining == true { endDrain(key) }
         if let new, new.node != me {
             held = migratedAway(key, to: new)
+            // Its source departs: `endDeparture` ends the other nodes' feeds and follows the owner once it closed.
+            if cluster.departures[key] != nil { return }
             if !held.isEmpty {
                 log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(held.count) bytes typed during the window go to node \(new.node)")
             }
@@ -90,6 +97,8 @@ extension ConcentratorStateMachine {
             // The VM came back here before its new owner's node was known: what was typed is its.
             emit(.send(vm, TelnetEncoder.escaped(parked)))
         }
+        // The source departs: the feed follows the new owner once it closed; input meanwhile waits.
+        if holdForDeparture(key, input) { return }
         // A feed draining after a takeover ends on its own (`endDrain`); input meanwhile waits for what follows.
         if cluster.feeds[key]?.draining == true {
             if !input.isEmpty {
@@ -206,6 +215,7 @@ extension ConcentratorStateMachine {
     /// False: there is no feed to take it.
     @discardableResult
     mutating func feedInput(_ key: ConsoleKey, _ bytes: [UInt8]) -> Bool {
+        if config.cluster != nil, holdForDeparture(key, bytes) { return true }
         guard config.cluster != nil, let feed = cluster.feeds[key], feed.closed == nil else { return false }
         if feed.open {
             emit(.send(feed.id, bytes))
@@ -239,8 +249,10 @@ extension ConcentratorStateMachine {
     mutating func acceptsFeed(_ id: ConnectionID, door: Door, peer: String, key: ConsoleKey,
                               request: SessionRequest) -> Bool {
         guard case .node(let node) = request.principal else { return true }
-        if let me = config.cluster?.node, consoles[key]?.vm != nil || cluster.owners[key]?.node == me { return true }
-        if let since = request.sinceEpoch, since == cluster.ownEpochs[key], let console = consoles[key] {
+        if let me = config.cluster?.node,
+           consoles[key]?.vm != nil || cluster.owners[key]?.node == me || cluster.departures[key] != nil { return true }
+        if let since = request.sinceEpoch, let own = cluster.ownEpochs[key],
+           since == own || since == SessionRequest.sinceLastClaim, let console = consoles[key] {
             // Asked from this node's last claim by a node that did not know yet that the console moved on (to
             // it, or to a third): what was printed here since that claim, then the end.
             log(.info, "the feed of \(console.name) for node \(node) (\(peer)) gets what was printed here since epoch \(since), then ends: this node no longer owns it")
@@ -257,6 +269,10 @@ extension ConcentratorStateMachine {
     mutating func replaySinceClaim(_ id: ConnectionID, key: ConsoleKey, sinceEpoch: Int64?) {
         guard let since = sinceEpoch, let me = config.cluster?.node, let console = consoles[key],
               console.printedSinceClaim > 0 else { return }
+        // Accepted (`acceptsFeed`): this node carries the console, holds it, or its source departs.
+        if since == SessionRequest.sinceLastClaim {
+            return emit(.send(id, console.scrollback.contents(last: console.printedSinceClaim)))
+        }
         let known = cluster.owners[key].flatMap { $0.node == me ? $0.epoch : nil }
         // This node's claim may still be on its way (the owners map names an older claim): the VM is here, so a
         // newer epoch asked for is that claim's.
@@ -284,10 +300,20 @@ extension ConcentratorStateMachine {
     /// that node closes it
     /// (or `feedDrainSeconds`): the bytes it sent before it learned of the claim still reach the people here, and
     /// what the VM prints here waits for them (`drainOutput`).
-    mutating func drainFeed(_ key: ConsoleKey) {
-        guard let feed = cluster.feeds[key], feed.closed == nil, !feed.draining else {
+    mutating func drainFeed(_ key: ConsoleKey, from sourceNode: String) {
+        if let feed = cluster.feeds[key], feed.closed == nil {
+            guard !feed.draining else { return }
+        } else if sourceNode != nodeName, !localPeople(key).isEmpty, cluster.nodes[sourceNode]?.alive == true {
+            // No feed from the source's node: the news of its claim had not come here, so the people here missed
+            // what the VM printed there. Its node is asked for what it printed since its latest claim.
+            closeFeed(key)
+            openFeed(key, from: Owner(node: sourceNode, epoch: SessionRequest.sinceLastClaim),
+                     sinceEpoch: SessionRequest.sinceLastClaim, input: [])
+            log(.info, "vMotion of \(consoles[key]?.name ?? key.description): asking node \(sourceNode) for what the VM printed there, which the people here have not seen")
+        } else {
             return reconcileFeed(key, replay: false)
         }
+        guard cluster.feeds[key] != nil else { return reconcileFeed(key, replay: false) }
         cluster.feeds[key]?.draining = true
         schedule(.feedDrain(key), seconds: Self.feedDrainSeconds)
     }

@@ -125,32 +125,43 @@ extension ConcentratorStateMachine {
 
     /// The scrollback saves of a cluster node: only consoles it owns, each in a write of its own fenced by its
     /// claim (so a fenced write names its console). Consoles owned elsewhere (or by nobody known) are saved by
-    /// their owner, not here; a console carried here whose claim is not answered yet keeps what it printed
-    /// (bounded by its ring) for its first save once it is.
+    /// their owner, not here; a console carried here whose claim is not answered yet (a first claim, or one
+    /// after the VM came back) keeps what it printed (bounded by its ring) for its first save once it is.
     mutating func saveScrollbackFenced(final: Bool) {
         guard let node = nodeName else { return }
         let due = consoles.values.filter { $0.scrollbackDirty && (final || !scrollbackSaving.contains($0.key)) }
         for key in due.map(\.key).sorted(by: { $0.description < $1.description }) {
             guard let owner = cluster.owners[key], owner.node == node else {
                 if cluster.owners[key] == nil, carriedHere(key) != nil { continue }
+                if cluster.ownership.claimsInFlight.contains(key) { continue }
                 consoles.modify(key) {
                     $0.scrollbackUnsaved = 0
                     $0.scrollbackRewrite = false
                 }
                 continue
             }
+            if cluster.ownership.claimsInFlight.contains(key) { continue }
             guard let op = takeScrollbackOp(key) else { continue }
             scrollbackSaving.insert(key)
+            cluster.ownership.savingUnder[key] = owner.epoch
             emit(.persist([.fenced(key, owner, [op])], token: .scrollback([key])))
         }
     }
 
-    /// A fenced scrollback save: another node claimed these consoles since, so this node is stale for them.
+    /// A fenced scrollback save: another node claimed these consoles since, so this node is stale for them,
+    /// unless this node has claimed one again since the save went (or is claiming it): that save was outdated,
+    /// and the next rewrites the whole ring.
     mutating func scrollbackFenced(_ keys: [ConsoleKey]) {
         scrollbackSaving.subtract(keys)
         guard let node = nodeName else { return }
         for key in keys {
+            let under = cluster.ownership.savingUnder.removeValue(forKey: key)
             let known = cluster.owners[key]
+            let claimedSince = known.map { $0.node == node && $0.epoch > (under ?? .max) } ?? false
+            if cluster.ownership.claimsInFlight.contains(key) || claimedSince {
+                consoles[key]?.scrollbackRewrite = true
+                continue
+            }
             if known?.node == node { setOwner(key, nil) }
             staleOwnerSeen(key, known?.node == node ? nil : known)
         }

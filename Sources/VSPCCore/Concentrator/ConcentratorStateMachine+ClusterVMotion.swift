@@ -44,8 +44,9 @@ extension ConcentratorStateMachine {
     }
 
     /// Another node owns the console now: a migration of it pending here (its source is this node's) was
-    /// completed there. It ends, its source closes, and what was typed during the window is returned, for the
-    /// feed from the new owner.
+    /// completed there. It ends, and what was typed during the window is returned, for the feed from the new
+    /// owner. A source still open departs (`departures`): it is read until it closes, since what it printed
+    /// before the COMPLETE may arrive after the news; the input waits with it.
     mutating func migratedAway(_ key: ConsoleKey, to owner: Owner) -> [UInt8] {
         guard let pending = migrations.pending(key),
               case let (handoff?, _) = migrations.update(key, { $0.expire(generation: pending.generation, now: now.monotonic) })
@@ -53,22 +54,74 @@ extension ConcentratorStateMachine {
         emit(.cancel(.vmotion(key, generation: pending.generation)))
         closeRetired(handoff.close)
         let moved = "moved to node \(owner.node) at epoch \(owner.epoch), window \(millis(handoff.durationNanos)) ms"
-        if pending.sourceOpen, consoles[key]?.vm == pending.source {
-            let (date, time) = (now.date, monotonicNow)
-            consoles.modify(key) {
-                $0.vm = nil
-                $0.since = date
-                $0.lastActivity = time
-            }
-            closeRetired(pending.source)
-            record(.vmotionSourceClosed, key, peer: pending.sourcePeer, detail: moved)
-        } else {
-            log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(moved)")
-        }
         if handoff.heldDropped > 0 {
             log(.warning, "vMotion of \(consoles[key]?.name ?? key.description): \(handoff.heldDropped) bytes of client input exceeded the hold buffer and were discarded")
         }
+        guard pending.sourceOpen, consoles[key]?.vm == pending.source else {
+            log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(moved)")
+            return handoff.held
+        }
+        let (date, time) = (now.date, monotonicNow)
+        consoles.modify(key) {
+            $0.vm = nil
+            $0.since = date
+            $0.lastActivity = time
+        }
+        vms[pending.source]?.role = .retired
+        cluster.departures[key] = Departure(source: pending.source, peer: pending.sourcePeer, moved: moved,
+                                            held: handoff.held)
+        schedule(.departure(key), seconds: Self.feedDrainSeconds)
+        return []
+    }
+
+    /// A migration of the console pending here ended on another node before its news came (the VM is back here
+    /// from `node`): it ends, and the input it held is returned.
+    mutating func migratedElsewhere(_ key: ConsoleKey, node: String) -> [UInt8] {
+        guard let pending = migrations.pending(key),
+              case let (handoff?, _) = migrations.update(key, { $0.expire(generation: pending.generation, now: now.monotonic) })
+        else { return [] }
+        emit(.cancel(.vmotion(key, generation: pending.generation)))
+        closeRetired(handoff.close)
+        if pending.sourceOpen { closeRetired(pending.source) }
+        log(.info, "vMotion of \(consoles[key]?.name ?? key.description): completed on another node; the VM is back here from node \(node)")
         return handoff.held
+    }
+
+    /// The departing source of a console (`departures`), if `id` is one.
+    func departure(of id: ConnectionID) -> ConsoleKey? {
+        cluster.departures.first { $0.value.source == id }?.key
+    }
+
+    /// The departing source closed (or its time is up): it is recorded as closed, other nodes' feeds of the
+    /// console here end, and the people here follow the new owner with the input that waited. `follow`: false
+    /// when the console came back here meanwhile (a COMPLETE here): its connection takes the input instead.
+    @discardableResult
+    mutating func endDeparture(_ key: ConsoleKey, follow: Bool = true) -> [UInt8] {
+        guard let departure = cluster.departures.removeValue(forKey: key) else { return [] }
+        emit(.cancel(.departure(key)))
+        closeRetired(departure.source)
+        guard consoles[key] != nil else { return [] }
+        record(.vmotionSourceClosed, key, peer: departure.peer, detail: departure.moved)
+        guard follow else { return departure.held }
+        if let owner = cluster.owners[key], owner.node != nodeName {
+            if !departure.held.isEmpty {
+                log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(departure.held.count) bytes typed during the window go to node \(owner.node)")
+            }
+            endNodeSessions(key, owner: owner)
+        }
+        reconcileFeed(key, replay: true, input: departure.held)
+        return []
+    }
+
+    /// Input for a console whose source departs: it waits for the new owner's feed. False: none departs.
+    mutating func holdForDeparture(_ key: ConsoleKey, _ bytes: [UInt8]) -> Bool {
+        guard let held = cluster.departures[key]?.held else { return false }
+        let room = max(0, config.vmotionHoldLimit - held.count)
+        cluster.departures[key]?.held.append(contentsOf: bytes.prefix(room))
+        if bytes.count > room {
+            log(.warning, "vMotion of \(consoles[key]?.name ?? key.description): \(bytes.count - room) bytes of client input exceeded the hold buffer and were discarded")
+        }
+        return true
     }
 
     // MARK: the destination's node
@@ -138,6 +191,9 @@ extension ConcentratorStateMachine {
             record(.vmotionCompleteRejected, key, peer: vm.peer, detail: "VMOTION-COMPLETE carries another sequence")
             return
         }
+        // A source of this console still departing here is done, and a migration of it from here that completed
+        // elsewhere (its news not come yet) ends: the VM is here again, on this destination.
+        let heldForNewOwner = endDeparture(key, follow: false) + migratedElsewhere(key, node: shared.sourceNode)
         if let old = consoles[key]?.vm, old != id {
             // A connection of this console still open here is stale: the VM is on the destination now.
             recordDisconnect(key, peer: vms[old]?.peer, .replaced)
@@ -162,8 +218,9 @@ extension ConcentratorStateMachine {
         emit(.cluster(.withdrawVMotion(key, sequence: shared.sequence)))
         // The VM is here now: a feed of this console from its old owner ends once the old owner closes it (it
         // may still carry what the source printed last); what the VM prints here waits for it.
-        drainFeed(key)
+        drainFeed(key, from: shared.sourceNode)
         flushEarlyOutput(early, to: key)
+        if !heldForNewOwner.isEmpty { emit(.send(id, TelnetEncoder.escaped(heldForNewOwner))) }
         let seconds = min(max(0, now.date.timeIntervalSince(shared.begunAt)), 86400)
         let window = UInt64(seconds * 1e9)
         record(.vmotionComplete, key, peer: vm.peer,

@@ -230,6 +230,7 @@ extension ConcentratorStateMachine {
     mutating func scrollbackWritten(_ keys: [ConsoleKey], error: StoreFailure?) {
         if error?.kind == .fenced, config.cluster != nil { return scrollbackFenced(keys) }
         scrollbackSaving.subtract(keys)
+        for key in keys { cluster.ownership.savingUnder[key] = nil }
         if error != nil {
             // Try again next time, rewriting the whole ring: what this save carried is not on disk.
             for key in keys { consoles[key]?.scrollbackRewrite = true }

@@ -225,7 +225,9 @@ extension ConcentratorStateMachine {
         case .contending(let key, _, _):
             if consoles[key]?.contender == id { consoles[key]?.contender = nil }
             emit(.cancel(.takeoverProbe(id)))
-        case .negotiating, .retired:
+        case .retired:
+            if let key = departure(of: id) { endDeparture(key) }
+        case .negotiating:
             break
         }
     }
@@ -255,7 +257,8 @@ extension ConcentratorStateMachine {
             early.append(bytes, limit: config.earlyOutputLimit)
             vms[id]?.role = .contending(key, early, name: name)
         case .retired:
-            break
+            // The last bytes of a source whose console moved to another node still go out.
+            if let key = departure(of: id) { broadcast(key, bytes) }
         }
     }
 

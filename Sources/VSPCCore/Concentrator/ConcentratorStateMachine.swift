@@ -265,6 +265,7 @@ public struct ConcentratorStateMachine {
         case .heartbeat: heartbeat()
         case .claimRetry(let key): claimRetry(key)
         case .feedDrain(let key): endDrain(key)
+        case .departure(let key): endDeparture(key)
         }
     }
 

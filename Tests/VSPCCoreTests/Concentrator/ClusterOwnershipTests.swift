@@ -177,6 +177,31 @@ final class ClusterOwnershipTests: XCTestCase {
         XCTAssertEqual(data, Array("more".utf8), "what it printed before its claim was answered is saved")
     }
 
+    /// A save fenced under an older claim of this node, refused after the node claimed the console again (the VM
+    /// went to another node and came back): the save was outdated, the connection stays, and the next save
+    /// rewrites the ring under the new claim.
+    func testASaveUnderAnOlderClaimOfThisNodeIsOutdatedNotStale() {
+        let h = ConcentratorHarness(config: .clusterTests)
+        h.scrollbackReply = { _ in .hold }
+        let vm = h.bringUpVM()
+        h.news(.claimed(keyA, Owner(node: "a", epoch: 3)))
+        h.vm(vm, says: Array("hello".utf8))
+        h.advance(by: 2)
+        XCTAssertEqual(h.take().persistedOps.filter { if case .fenced = $0 { return true }; return false }.count, 1)
+        h.news(.claimed(keyA, Owner(node: "a", epoch: 5)))
+        h.send(.writeCompleted(.scrollback([keyA]), error: StoreFailure(.fenced, "fenced")))
+        XCTAssertNil(h.closed[vm])
+        XCTAssertFalse(h.take().recordKinds.contains(.vmDisconnect))
+        h.advance(by: 2)
+        let fenced = h.take().persistedOps.compactMap { op -> (Owner, [StoreOp])? in
+            if case let .fenced(_, owner, inner) = op { return (owner, inner) }
+            return nil
+        }
+        XCTAssertEqual(fenced.map(\.0), [Owner(node: "a", epoch: 5)])
+        guard case let .saveScrollback(_, _, data, _)? = fenced.first?.1.first else { return XCTFail("no rewrite") }
+        XCTAssertEqual(data, Array("hello".utf8))
+    }
+
     func testConsolesOwnedElsewhereDoNotExpireHere() {
         let h = ConcentratorHarness(config: .clusterTests, assignments: [
             Assignment(uuid: UUIDs.a, name: "web01", port: 20000, createdAt: MockClock.originDate, lastSeen: MockClock.originDate),

@@ -173,10 +173,21 @@ final class ClusterVMotionTests: XCTestCase {
         a.vm(source, says: Array("last\r\n".utf8))
         b.news(.feedBytes(-1, a.takeOutput(aFeedB)))
 
-        // a learns the new owner: its migration ends, the source closes, its people are fed from b.
+        // a learns the new owner: its migration ends, but the source is still open. What it sent before the
+        // COMPLETE may come after the news (another connection): it is read until it closes, still going to
+        // b over b's feed, and a's people follow b only then.
         a.news(.owners([key: owner("b", 2)], full: false))
+        XCTAssertNil(a.closed[source])
+        XCTAssertNil(a.closed[aFeedB])
+        XCTAssertTrue(a.isArmed(.departure(key)))
+        XCTAssertEqual(a.takeRequests(), [])
+        XCTAssertFalse(a.take().recordKinds.contains(.vmotionSourceClosed))
+        a.vm(source, says: Array("late\r\n".utf8))
+        b.news(.feedBytes(-1, a.takeOutput(aFeedB)))
+        a.client(aPerson, types: Array("cd;".utf8))
+        a.send(.vmClosed(source))
         let moved = a.take()
-        XCTAssertEqual(a.closed[source], false)
+        XCTAssertFalse(a.isArmed(.departure(key)))
         XCTAssertEqual(a.closed[aFeedB], true, "b reads the console from itself now")
         b.news(.feedClosed(-1, reason: "closed"))
         XCTAssertFalse(b.isArmed(.feedDrain(key)))
@@ -187,7 +198,7 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertEqual(a.takeRequests(), [.openFeed(-1, key, node: "b", link: "127.0.0.3:6781", sinceEpoch: 2)])
         a.news(.feedOpened(-1, owner: owner("b", 2)))
         let held = a.takeOutput(-1)
-        XCTAssertEqual(held, Array("ls;pwd;".utf8))
+        XCTAssertEqual(held, Array("ls;pwd;cd;".utf8))
 
         // On b, a's feed gets what the VM printed since b's claim, then the held input goes to the VM.
         let bFeedA = b.feedSession(from: "a", key, sinceEpoch: 2)
@@ -196,9 +207,9 @@ final class ClusterVMotionTests: XCTestCase {
         b.vm(dest, says: Array("more".utf8))
         a.news(.feedBytes(-1, b.takeOutput(bFeedA)))
 
-        XCTAssertEqual(b.takeOutput(dest), Array("ls;pwd;".utf8), "typed in the window, delivered once")
+        XCTAssertEqual(b.takeOutput(dest), Array("ls;pwd;cd;".utf8), "typed in the window, delivered once")
         XCTAssertEqual(a.takeOutput(source), [])
-        let printed = Array("before\r\ntail\r\nlast\r\nearly hello\r\nmore".utf8)
+        let printed = Array("before\r\ntail\r\nlast\r\nlate\r\nearly hello\r\nmore".utf8)
         XCTAssertEqual(a.takeOutput(aPerson), printed)
         XCTAssertEqual(b.takeOutput(bPerson), printed)
         XCTAssertNil(a.consoleOutput[key], "keepsOutput is off in these tests")
@@ -276,6 +287,11 @@ final class ClusterVMotionTests: XCTestCase {
         a.send(.clientClosed(aPerson))
         a.takeRequests()
         a.news(.owners([key: owner("b", 2)], full: false))
+        // The source never closes: it is closed when its time to send its last bytes is up.
+        XCTAssertEqual(a.takeRequests(), [], "the source departs first")
+        a.advance(by: ConcentratorStateMachine.feedDrainSeconds)
+        XCTAssertEqual(a.closed[source], false)
+        XCTAssertEqual(a.take().records.filter { $0.kind == .vmotionSourceClosed }.count, 1)
         XCTAssertEqual(a.takeRequests(), [.openFeed(-1, key, node: "b", link: "127.0.0.3:6781", sinceEpoch: 2)])
         a.take()
         a.news(.feedOpened(-1, owner: owner("b", 2)))
@@ -340,6 +356,91 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertEqual(b.closed[-1], true, "the drained feed is closed")
         XCTAssertFalse(b.isArmed(.feedDrain(key)))
         XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 3)])
+    }
+
+    /// The VM comes from a to b before b heard of a's claim (b still names itself owner, so its person has no
+    /// feed): b asks a for what the VM printed since a's latest claim, and holds its own VM's output until a's
+    /// feed ends. The person sees both, once, in order.
+    func testACompleteBeforeTheNewsOfTheSourcesClaimAsksTheSourceForWhatItPrinted() {
+        let secret = expectedSecret(seed: 0x5EED)
+        let (a, source) = nodeA()
+        // b held the console at epoch 2, then a claimed it at 3; b has not heard of a's claim.
+        a.news(.claimed(key, owner("a", 3)))
+        a.vm(source, says: Array("on a\r\n".utf8))
+        let b = nodeB(assignments: [assignment])
+        b.news(.owners([key: owner("b", 2)], full: false))
+        let person = b.connectClient(key)
+        XCTAssertEqual(b.takeRequests(), [], "b thinks it holds the console")
+        _ = b.takeOutput(person)
+
+        beginPublished(a, source)
+        a.vm(source, says: Array("in window\r\n".utf8))
+        let dest = foundDestination(on: b, secret: secret)
+        b.takeRequests()
+        b.vm(dest, says: ESXi.complete(sequence))
+        XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence),
+                                          .openFeed(-1, key, node: "a", link: "127.0.0.2:6781",
+                                                    sinceEpoch: SessionRequest.sinceLastClaim)])
+        XCTAssertTrue(b.isArmed(.feedDrain(key)))
+        b.vm(dest, says: Array("on b\r\n".utf8))
+        XCTAssertEqual(b.takeOutput(person), [], "held until a's feed ends")
+
+        // a still carries the source: it accepts, and replays what it printed since its claim.
+        let feed = a.feedSession(from: "b", key, sinceEpoch: SessionRequest.sinceLastClaim)
+        b.news(.feedOpened(-1, owner: owner("a", 3)))
+        b.news(.feedBytes(-1, a.takeOutput(feed)))
+        a.send(.vmClosed(source))
+        a.news(.owners([key: owner("b", 4)], full: false))
+        XCTAssertEqual(a.closed[feed], true)
+        b.news(.feedClosed(-1, reason: "closed"))
+        XCTAssertEqual(b.takeOutput(person), Array("on a\r\nin window\r\non b\r\n".utf8))
+        XCTAssertFalse(b.isArmed(.feedDrain(key)))
+    }
+
+    /// A node that no longer holds the console answers "since your latest claim" with what it printed then,
+    /// and ends the feed; a node that never held it refuses.
+    func testSinceTheLatestClaimFromANodeThatMovedOn() {
+        let (a, source) = nodeA()
+        a.vm(source, says: Array("printed\r\n".utf8))
+        a.send(.vmClosed(source))
+        a.news(.owners([key: owner("b", 2)], full: false))
+        a.take()
+        let feed = a.feedSession(from: "b", key, sinceEpoch: SessionRequest.sinceLastClaim)
+        XCTAssertEqual(a.takeOutput(feed), Array("printed\r\n".utf8))
+        XCTAssertEqual(a.closed[feed], true)
+
+        let b = nodeB(assignments: [assignment])
+        let asked = b.feedSession(from: "a", key, sinceEpoch: SessionRequest.sinceLastClaim)
+        XCTAssertEqual(b.takeOutput(asked), [])
+        XCTAssertNotNil(b.closed[asked])
+    }
+
+    /// b's COMPLETE brings the VM back to a while a still reads the source it migrated from (its last bytes not
+    /// in yet): that source closes, and what was typed on a meanwhile goes to the new connection.
+    func testTheVMComingBackEndsADepartureAndTakesItsInput() {
+        let secret = expectedSecret(seed: 0x5EED)
+        let (a, source) = nodeA()
+        let person = a.connectClient(key)
+        beginPublished(a, source)
+        a.news(.owners([key: owner("b", 2)], full: false))
+        XCTAssertTrue(a.isArmed(.departure(key)))
+        a.client(person, types: Array("typed".utf8))
+        let back = a.connectVM(peer: "10.0.0.2:903")
+        a.negotiate(back)
+        _ = a.takeOutput(back)
+        a.vm(back, says: ESXi.peer(sequence + secret))
+        var found = shared(secret)
+        found.sourceNode = "b"
+        a.news(.vmotionFound(back, found))
+        a.vm(back, says: ESXi.vcUUID(UUIDs.a))
+        a.vm(back, says: ESXi.name("web01"))
+        a.take()
+        _ = a.takeOutput(back)
+        a.vm(back, says: ESXi.complete(sequence))
+        XCTAssertEqual(a.closed[source], false)
+        XCTAssertFalse(a.isArmed(.departure(key)))
+        XCTAssertEqual(a.takeOutput(back), Array("typed".utf8))
+        XCTAssertEqual(a.take().records.filter { $0.kind == .vmotionSourceClosed }.count, 1)
     }
 
     func testFindMissIsRejectedLikeAnUnknownCookie() {
