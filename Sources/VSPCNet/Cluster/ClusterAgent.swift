@@ -5,7 +5,8 @@ import NIOConcurrencyHelpers
 import VSPCCore
 
 /// Runs the concentrator's cluster requests against the shared records (`ClusterRecords`, which may block) on
-/// a serial queue of its own, never on the event loop, and hands each outcome back as `ClusterNews` through
+/// serial queues of its own, never on the event loop: a console's claims and migrations on the lane its key
+/// picks (so that they stay in order, and many consoles' go at once), the rest on one queue, and hands each outcome back as `ClusterNews` through
 /// `deliver` (the daemon's: `loop.execute { driver.handle(.cluster(news)) }`). It also turns the records'
 /// notifications into news, and opens feeds through the internal link. It decides nothing.
 final class ClusterAgent: ClusterRunner, @unchecked Sendable {
@@ -14,6 +15,8 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
     let logger: Logger
     private let deliver: @Sendable (ClusterNews) -> Void
     private let queue = DispatchQueue(label: "vspcd.cluster", qos: .userInitiated)
+    /// A console's claims, publications and withdrawals, by its key (as many as the records' connections).
+    private let lanes: [DispatchQueue]
     /// Polls of pending finds are timed here, apart from `queue`, so that waiting never blocks a request.
     private let timers = DispatchQueue(label: "vspcd.cluster.timers")
     /// Every assignment, for a re-read after the database connection came back (nil: not re-read).
@@ -38,8 +41,9 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
         var request: ClusterRequest
     }
 
-    init(records: any ClusterRecords, config: ClusterConfig, logger: Logger,
+    init(records: any ClusterRecords, config: ClusterConfig, logger: Logger, lanes: Int = 4,
          deliver: @escaping @Sendable (ClusterNews) -> Void) {
+        self.lanes = (0..<max(1, lanes)).map { DispatchQueue(label: "vspcd.cluster.lane\($0)", qos: .userInitiated) }
         self.records = records
         self.config = config
         self.logger = logger
@@ -62,13 +66,23 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
             }
             return openFeed(id, key, node, link, since)
         }
-        queue.async { self.carryOut(request) }
+        let key: ConsoleKey?
+        switch request {
+        case .claim(let k), .withdrawVMotion(let k, _): key = k
+        case .publishVMotion(let shared, _): key = shared.key
+        case .heartbeat, .findVMotion, .openFeed: key = nil
+        }
+        (key.map(lane) ?? queue).async { self.carryOut(request) }
+    }
+
+    private func lane(_ key: ConsoleKey) -> DispatchQueue {
+        lanes[Int(UInt(bitPattern: key.hashValue) % UInt(lanes.count))]
     }
 
     /// Cross-node migrations whose PEER found no published row before the deadline.
     var vmotionsNotFound: Int { notFound.withLockedValue { $0 } }
 
-    // MARK: on `queue`
+    // MARK: on `queue` (a lane for a console's own requests: those touch no state here)
 
     private func carryOut(_ request: ClusterRequest) {
         do {

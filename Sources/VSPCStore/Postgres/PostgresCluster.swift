@@ -12,7 +12,11 @@ public final class PostgresCluster: ClusterRecords, @unchecked Sendable {
     public let url: PostgresURL
     public let node: String
     let group: MultiThreadedEventLoopGroup
+    /// For the migrations and the notifications' own connection.
     let link: PostgresLink
+    /// For the statements: several at once (`lanes`), since the cluster agent runs its requests on several
+    /// queues.
+    let pool: PostgresLinkPool
     let logger: Logger
     private let quiet: Logger
     private let lock = NSLock()
@@ -24,17 +28,20 @@ public final class PostgresCluster: ClusterRecords, @unchecked Sendable {
     private let listenQueue = DispatchQueue(label: "vspcd.cluster.listen")
 
     /// Connects and applies the migrations (as `PostgresStore` does; whichever opens first migrates).
-    public init(url: PostgresURL, node: String, logger: Logger = Logger(label: "vspcd.cluster")) throws {
+    public init(url: PostgresURL, node: String, lanes: Int = 4, logger: Logger = Logger(label: "vspcd.cluster")) throws {
         self.url = url
         self.node = node
         self.logger = logger
         var quiet = Logger(label: "vspcd.cluster.postgres")
         quiet.logLevel = .critical
         self.quiet = quiet
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.group = group
         do {
-            link = try PostgresLink(url: url, group: group, logger: quiet)
+            let link = try PostgresLink(url: url, group: group, logger: quiet)
             try link.run { conn in try PostgresMigrations.apply(link, conn) }
+            self.link = link
+            pool = PostgresLinkPool(try (0..<max(1, lanes)).map { _ in try PostgresLink(url: url, group: group, logger: quiet) })
         } catch {
             try? group.syncShutdownGracefully()
             throw StoreError.cannotOpen(path: url.redacted, reason: "\(error)")
@@ -60,10 +67,11 @@ public final class PostgresCluster: ClusterRecords, @unchecked Sendable {
         lock.unlock()
         if let conn { _ = try? link.wait(conn.close()) }
         link.close()
+        pool.close()
     }
 
     private func q<T>(_ body: (Query) throws -> T) throws -> T {
-        try link.run { conn in try body(Query(link: link, conn: conn)) }
+        try pool.run { link, conn in try body(Query(link: link, conn: conn)) }
     }
 
     /// Runs statements on one connection (`q("...")`); a result may be left unused.

@@ -115,6 +115,41 @@ final class PostgresLink: @unchecked Sendable {
     }
 }
 
+/// Several links to one database, for callers on several threads: `run` takes a link no one is using (waiting
+/// while all are busy). Each link connects when first needed, so idle lanes hold no connection.
+final class PostgresLinkPool: @unchecked Sendable {
+    private let links: [PostgresLink]
+    private let lock = NSLock()
+    private var free: [Int]
+    private let available: DispatchSemaphore
+
+    init(_ links: [PostgresLink]) {
+        precondition(!links.isEmpty)
+        self.links = links
+        free = Array(links.indices.reversed())
+        available = DispatchSemaphore(value: links.count)
+    }
+
+    func run<T>(_ body: (PostgresLink, PostgresConnection) throws -> T) throws -> T {
+        available.wait()
+        lock.lock()
+        let index = free.removeLast()
+        lock.unlock()
+        defer {
+            lock.lock()
+            free.append(index)
+            lock.unlock()
+            available.signal()
+        }
+        let link = links[index]
+        return try link.run { conn in try body(link, conn) }
+    }
+
+    func close() {
+        for link in links { link.close() }
+    }
+}
+
 private final class ResultBox<T>: @unchecked Sendable {
     var result: Result<T, any Error>?
 }
