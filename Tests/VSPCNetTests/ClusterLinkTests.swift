@@ -25,9 +25,14 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     func makeLink(_ node: String, host: FakeLinkHost, tls: ClusterLinkTLS? = nil, clientTLS: NIOSSLContext? = nil,
-                  helloTimeout: TimeAmount = .seconds(5), maxUnauthenticated: Int = 64) async throws -> ClusterLink {
+                  helloTimeout: TimeAmount = .seconds(5), maxUnauthenticated: Int = 64,
+                  maxPerAddress: Int = 32, maxOpening: Int = 8,
+                  waterMark: ChannelOptions.Types.WriteBufferWaterMark? = nil) async throws -> ClusterLink {
         var settings = ClusterLinkSettings(node: node, listen: Endpoint(host: "127.0.0.1", port: 0))
         settings.maxUnauthenticated = maxUnauthenticated
+        settings.maxUnauthenticatedPerAddress = maxPerAddress
+        settings.maxOpeningPerNode = maxOpening
+        if let waterMark { settings.waterMark = waterMark }
         settings.serverTLS = tls?.server
         settings.clientTLS = clientTLS ?? tls?.client
         settings.helloTimeout = helloTimeout
@@ -207,6 +212,106 @@ final class ClusterLinkTests: XCTestCase {
         XCTAssertEqual(counts.0, 1)
         XCTAssertEqual(counts.1, 1)
         try await silent.close()
+    }
+
+    /// Idle sockets from one address (127.0.0.2) take at most their share: the next from there is closed at
+    /// once, while another address (127.0.0.1) still gets in, and a HELLO frees a place.
+    func testIdleConnectionsFromOneAddressAreBoundedApartFromOthers() async throws {
+        let ownerHost = FakeLinkHost(loop: group.next())
+        let owner = try await makeLink("a", host: ownerHost, maxPerAddress: 2)
+        let port = try XCTUnwrap(owner.port)
+        func connect(from source: String) async throws -> Channel {
+            try await ClientBootstrap(group: group).bind(to: try SocketAddress(ipAddress: source, port: 0))
+                .connect(host: "127.0.0.1", port: port).get()
+        }
+        func counts() async throws -> (Int, [String: Int]) {
+            try await owner.loop.submit { (owner.unauthenticated, owner.unauthenticatedFrom) }.get()
+        }
+        let idle = [try await connect(from: "127.0.0.2"), try await connect(from: "127.0.0.2")]
+        for _ in 0..<1000 where try await counts().0 < 2 { usleep(10_000) }
+        let third = try await connect(from: "127.0.0.2")
+        try await third.closeFuture.get()
+        let local = try await connect(from: "127.0.0.1")
+        for _ in 0..<1000 where try await counts().0 < 3 { usleep(10_000) }
+        var now = try await counts()
+        XCTAssertEqual(now.0, 3)
+        XCTAssertEqual(now.1, ["127.0.0.2": 2, "127.0.0.1": 1])
+        // One of the idle ones says HELLO: its place is free again.
+        let hello = try ClusterLinkCodec.encode(.hello(.init(node: "b", uuid: key.uuid, label: "", sinceEpoch: nil)))
+        try await idle[0].writeAndFlush(ByteBuffer(bytes: hello))
+        for _ in 0..<1000 where try await counts().0 > 2 { usleep(10_000) }
+        now = try await counts()
+        XCTAssertEqual(now.1, ["127.0.0.2": 1, "127.0.0.1": 1])
+        let again = try await connect(from: "127.0.0.2")
+        for _ in 0..<1000 where try await counts().0 < 3 { usleep(10_000) }
+        now = try await counts()
+        XCTAssertEqual(now.1, ["127.0.0.2": 2, "127.0.0.1": 1])
+        for channel in idle + [local, again] { try? await channel.close() }
+        for _ in 0..<1000 where try await counts().0 > 0 { usleep(10_000) }
+        now = try await counts()
+        XCTAssertEqual(now.1, [:], "closed before HELLO: counted out")
+    }
+
+    /// A burst of feeds to one node (people attaching after a failover) connects a few at a time, so it stays
+    /// inside that node's per-address bound: every feed opens, none is refused; one the core closes while it
+    /// waits its turn never connects.
+    func testABurstOfFeedsToOneNodeConnectsAFewAtATime() async throws {
+        let ownerHost = FakeLinkHost(loop: group.next())
+        let owner = try await makeLink("a", host: ownerHost, maxPerAddress: 2)
+        let readerHost = FakeLinkHost(loop: group.next())
+        let reader = try await makeLink("b", host: readerHost, maxOpening: 2)
+        let link = "127.0.0.1:\(try XCTUnwrap(owner.port))"
+        let key = self.key
+        reader.loop.execute {
+            for id in 1...20 { reader.openFeed(-id, key, node: "a", link: link, sinceEpoch: nil) }
+        }
+        readerHost.withSink(-20) { $0.close(flush: false) }
+        for id in 1...19 {
+            readerHost.events.wait { if case .cluster(.feedOpened(-id, _)) = $0 { return true }; return false }
+        }
+        XCTAssertFalse(readerHost.events.all.contains { if case .cluster(.feedClosed) = $0 { return true }; return false })
+        let sessions = ownerHost.events.all.filter { if case .sessionStarted = $0 { return true }; return false }
+        XCTAssertEqual(sessions.count, 19, "the feed closed while waiting never connected")
+        let opening = try await reader.loop.submit { reader.opening }.get()
+        XCTAssertEqual(opening, [:])
+    }
+
+    /// A reader that says HELLO and then never reads: once what waits for it passes the water mark, the owner's
+    /// core hears that the connection is not writable (and drops it, as any slow person); its close reaches
+    /// the socket, and no one else is held up.
+    func testAReaderThatNeverReadsIsReportedNotWritableAndClosedAlone() async throws {
+        let ownerHost = FakeLinkHost(loop: group.next())
+        let owner = try await makeLink("a", host: ownerHost,
+                                       waterMark: .init(low: 32 * 1024, high: 64 * 1024))
+        let port = try XCTUnwrap(owner.port)
+        let stalled = try await ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.autoRead, value: false)
+            .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: 4096)
+            .connect(host: "127.0.0.1", port: port).get()
+        let hello = try ClusterLinkCodec.encode(.hello(.init(node: "b", uuid: key.uuid, label: "", sinceEpoch: nil)))
+        try await stalled.writeAndFlush(ByteBuffer(bytes: hello))
+        let started = ownerHost.events.wait { if case .sessionStarted = $0 { return true }; return false }
+        guard case let .sessionStarted(id, _, _, _)? = started else { return XCTFail("no session") }
+        // Written until the kernel's buffers are full and the link's own queue passes its high water mark.
+        let chunk = ByteBuffer(bytes: [UInt8](repeating: 0x41, count: 64 * 1024))
+        func stalledReported() -> Bool {
+            ownerHost.events.all.contains { if case .writabilityChanged(id, writable: false) = $0 { return true }; return false }
+        }
+        for _ in 0..<4096 where !stalledReported() {
+            ownerHost.withSink(id) { $0.write(chunk) }
+            usleep(1000)
+        }
+        XCTAssertTrue(stalledReported())
+        // Another reader is served meanwhile.
+        let readerHost = FakeLinkHost(loop: group.next())
+        let reader = try await makeLink("b", host: readerHost)
+        let key = self.key
+        reader.loop.execute { reader.openFeed(-5, key, node: "a", link: "127.0.0.1:\(port)", sinceEpoch: nil) }
+        readerHost.events.wait { if case .cluster(.feedOpened(-5, _)) = $0 { return true }; return false }
+        // The core drops it: closed at once, not after what it never read.
+        ownerHost.withSink(id) { $0.close(flush: false) }
+        ownerHost.events.wait { if case .clientClosed(id) = $0 { return true }; return false }
+        try await stalled.close()
     }
 
     func testTheFrameHandlerReadsFramesInAnyPiecesAndStopsAtABadOne() throws {

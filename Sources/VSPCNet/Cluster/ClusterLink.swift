@@ -34,6 +34,11 @@ struct ClusterLinkSettings {
     var maxConnections = 4096
     /// Incoming link connections that have not sent their HELLO yet; more are refused.
     var maxUnauthenticated = 64
+    /// Of those, from one address: a stranger (or a node gone wrong) cannot take the whole allowance.
+    var maxUnauthenticatedPerAddress = 32
+    /// Feeds this node has connecting to one node (not accepted yet); more wait their turn, so that a burst
+    /// (hundreds of people attaching after a failover) stays inside the other node's per-address bound.
+    var maxOpeningPerNode = 8
     /// A HELLO (on the owner's side) or an ACCEPT (on the feed's side) must arrive within this.
     var helloTimeout: TimeAmount = .seconds(5)
     var connectTimeout: TimeAmount = .seconds(5)
@@ -51,6 +56,11 @@ final class ClusterLink: @unchecked Sendable {
     private var server: Channel?
     private var channels: [ObjectIdentifier: Channel] = [:]
     private(set) var unauthenticated = 0
+    /// Incoming connections without HELLO yet, by the peer's IP address.
+    private(set) var unauthenticatedFrom: [String: Int] = [:]
+    /// Feeds connecting to each node, and those waiting for a turn.
+    private(set) var opening: [String: Int] = [:]
+    private var waitingToOpen: [String: [() -> Void]] = [:]
 
     init(settings: ClusterLinkSettings, host: any ClusterLinkHost, logger: Logger) {
         self.settings = settings
@@ -79,7 +89,7 @@ final class ClusterLink: @unchecked Sendable {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
                     }
                     try channel.pipeline.syncOperations.addHandler(Self.decoder())
-                    try channel.pipeline.syncOperations.addHandler(LinkOwnerHandler(link: self))
+                    try channel.pipeline.syncOperations.addHandler(LinkOwnerHandler(link: self, address: Self.address(channel)))
                 }
             }
         do {
@@ -93,14 +103,21 @@ final class ClusterLink: @unchecked Sendable {
 
     /// Counts a new incoming connection, or refuses it past the bounds. On the loop.
     private func admit(_ channel: Channel) -> Bool {
-        guard channels.count < settings.maxConnections, unauthenticated < settings.maxUnauthenticated else {
-            logger.warning("cluster link: refused a connection from \(channel.remoteAddress.map(PeerAddress.describe) ?? "?"): \(channels.count) link connections, \(unauthenticated) without HELLO")
+        let address = Self.address(channel)
+        let fromThere = unauthenticatedFrom[address, default: 0]
+        guard channels.count < settings.maxConnections, unauthenticated < settings.maxUnauthenticated,
+              fromThere < settings.maxUnauthenticatedPerAddress else {
+            logger.warning("cluster link: refused a connection from \(channel.remoteAddress.map(PeerAddress.describe) ?? "?"): \(channels.count) link connections, \(unauthenticated) without HELLO, \(fromThere) of them from \(address)")
             return false
         }
         track(channel)
         unauthenticated += 1
+        unauthenticatedFrom[address] = fromThere + 1
         return true
     }
+
+    /// The peer's IP address, the key of the per-address bound.
+    static func address(_ channel: Channel) -> String { channel.remoteAddress?.ipAddress ?? "?" }
 
     private func track(_ channel: Channel) {
         let key = ObjectIdentifier(channel)
@@ -108,14 +125,49 @@ final class ClusterLink: @unchecked Sendable {
         channel.closeFuture.whenComplete { [weak self] _ in self?.channels[key] = nil }
     }
 
-    func helloArrived() { unauthenticated -= 1 }
+    /// A connection from `address` sent its HELLO, or closed without one.
+    func helloArrived(from address: String) {
+        unauthenticated -= 1
+        let left = unauthenticatedFrom[address, default: 1] - 1
+        unauthenticatedFrom[address] = left > 0 ? left : nil
+    }
 
     /// Opens a feed of `key` from its owner `node` at `link` on connection `id` (the core's negative id).
     /// On the loop. Its outcome comes back as `.feedOpened` / `.feedBytes` / `.feedClosed`. The feed's sink is
     /// registered at once, so that the core's `.close` reaches the feed even while it connects.
     func openFeed(_ id: ConnectionID, _ key: ConsoleKey, node: String, link: String, sinceEpoch: Int64?) {
         guard let host else { return }
-        func fail(_ reason: String) { host.handle(.cluster(.feedClosed(id, reason: reason))) }
+        // Past `maxOpeningPerNode` it waits; its sink is registered now, so that the core's close reaches it.
+        guard opening[node, default: 0] >= settings.maxOpeningPerNode else {
+            return connectFeed(id, key, node: node, link: link, sinceEpoch: sinceEpoch, sink: nil)
+        }
+        let sink = LinkSink(nil)
+        host.register(id, sink)
+        waitingToOpen[node, default: []].append { [weak self] in
+            guard let self else { return }
+            guard !sink.closedHere else { return host.unregister(id) }
+            self.connectFeed(id, key, node: node, link: link, sinceEpoch: sinceEpoch, sink: sink)
+        }
+    }
+
+    /// A feed connecting to `node` was accepted, or failed: the next waiting one goes.
+    func feedSettled(node: String) {
+        let left = opening[node, default: 1] - 1
+        opening[node] = left > 0 ? left : nil
+        while opening[node, default: 0] < settings.maxOpeningPerNode, var waiting = waitingToOpen[node], !waiting.isEmpty {
+            let next = waiting.removeFirst()
+            waitingToOpen[node] = waiting.isEmpty ? nil : waiting
+            next()
+        }
+    }
+
+    private func connectFeed(_ id: ConnectionID, _ key: ConsoleKey, node: String, link: String, sinceEpoch: Int64?,
+                             sink registered: LinkSink?) {
+        guard let host else { return }
+        func fail(_ reason: String) {
+            host.unregister(id)
+            host.handle(.cluster(.feedClosed(id, reason: reason)))
+        }
         guard let endpoint = Endpoint.parse(link, defaultHost: "127.0.0.1"), endpoint.port > 0 else {
             return fail("node \(node) has no usable link address (\(link))")
         }
@@ -124,15 +176,17 @@ final class ClusterLink: @unchecked Sendable {
         }
         let hello = ClusterLinkFrame.Hello(node: settings.node, uuid: key.uuid, label: key.label, sinceEpoch: sinceEpoch)
         let tls = settings.clientTLS
-        let sink = LinkSink(nil)
-        host.register(id, sink)
+        let sink = registered ?? LinkSink(nil)
+        if registered == nil { host.register(id, sink) }
+        opening[node, default: 0] += 1
+        let settle = FeedSettle { [weak self] in self?.feedSettled(node: node) }
         ClientBootstrap(group: loop)
             .connectTimeout(settings.connectTimeout)
             .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: settings.waterMark)
             .channelInitializer { [self] channel in
-                let handler = LinkFeedHandler(id: id, hello: hello, owner: node, link: self, sink: sink)
+                let handler = LinkFeedHandler(id: id, hello: hello, owner: node, link: self, sink: sink, settle: settle)
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil))
@@ -146,6 +200,7 @@ final class ClusterLink: @unchecked Sendable {
                 switch result {
                 case .success(let channel): self?.track(channel)
                 case .failure(let error):
+                    settle.now()
                     self?.logger.debug("cluster link: connecting to node \(node) at \(link): \(error)")
                     host.unregister(id)
                     // The system's words ("connection refused"); SwiftNIO's at debug level above.
@@ -161,6 +216,18 @@ final class ClusterLink: @unchecked Sendable {
             Array(self.channels.values) + (self.server.map { [$0] } ?? [])
         }.get()) ?? []
         for channel in channels { try? await channel.close() }
+    }
+}
+
+/// A feed's connection attempt ends once (accepted, closed, or never connected): then `now()` lets the next
+/// waiting feed to the same node go. On the loop.
+final class FeedSettle {
+    private var action: (() -> Void)?
+    init(_ action: @escaping () -> Void) { self.action = action }
+    func now() {
+        let run = action
+        action = nil
+        run?()
     }
 }
 
@@ -203,6 +270,9 @@ final class LinkSink: ConnectionSink {
         guard !closedHere else { return }
         closedHere = true
         guard let channel else { return }
+        // An accepted session dropped without flushing (a peer that does not read): at once, without waiting
+        // behind what it did not take. A refusal still says why.
+        if !flush, accept == nil { return channel.close(promise: nil) }
         // Closed before ACCEPT: the core refused the feed (it serves only consoles this node owns).
         let reason = lastNotice ?? (accept != nil ? "not the owner" : "closed")
         channel.writeAndFlush(LinkWire.close(reason)).whenComplete { _ in channel.close(promise: nil) }

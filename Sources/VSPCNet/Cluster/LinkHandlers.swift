@@ -13,8 +13,13 @@ final class LinkOwnerHandler: ChannelInboundHandler {
     private var sink: LinkSink?
     private var helloTimer: Scheduled<Void>?
     private var waitingForHello = true
+    /// The peer's IP address, as the link counted it when it admitted the connection.
+    private let address: String
 
-    init(link: ClusterLink) { self.link = link }
+    init(link: ClusterLink, address: String) {
+        self.link = link
+        self.address = address
+    }
 
     static func seconds(_ time: TimeAmount) -> String { String(format: "%g", Double(time.nanoseconds) / 1e9) }
 
@@ -50,7 +55,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
         helloTimer = nil
         if waitingForHello {
             waitingForHello = false
-            link.helloArrived()
+            link.helloArrived(from: address)
         }
         let key = hello.key
         let id = host.makeID()
@@ -86,7 +91,7 @@ final class LinkOwnerHandler: ChannelInboundHandler {
         helloTimer?.cancel()
         if waitingForHello {
             waitingForHello = false
-            link.helloArrived()
+            link.helloArrived(from: address)
         }
         if let id, let host = link.host {
             host.unregister(id)
@@ -116,8 +121,11 @@ final class LinkFeedHandler: ChannelInboundHandler {
     private var opened = false
     private var reason: String?
     private var acceptTimer: Scheduled<Void>?
+    private let settle: FeedSettle
 
-    init(id: ConnectionID, hello: ClusterLinkFrame.Hello, owner: String, link: ClusterLink, sink: LinkSink) {
+    init(id: ConnectionID, hello: ClusterLinkFrame.Hello, owner: String, link: ClusterLink, sink: LinkSink,
+         settle: FeedSettle) {
+        self.settle = settle
         self.id = id
         self.hello = hello
         self.owner = owner
@@ -149,6 +157,7 @@ final class LinkFeedHandler: ChannelInboundHandler {
             guard !opened else { return protocolError(context, "a second ACCEPT") }
             acceptTimer?.cancel()
             opened = true
+            settle.now()
             link.host?.handle(.cluster(.feedOpened(id, owner: Owner(node: accept.node, epoch: accept.epoch))))
         case .data(let bytes):
             guard opened else { return protocolError(context, "DATA before ACCEPT") }
@@ -169,6 +178,7 @@ final class LinkFeedHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         acceptTimer?.cancel()
+        settle.now()
         if let host = link.host {
             host.unregister(id)
             // A feed the core closed itself needs no answer.
