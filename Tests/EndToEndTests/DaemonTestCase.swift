@@ -4,7 +4,8 @@ import XCTest
 
 /// The base of the end-to-end test classes that run the real vspcd. It makes daemons (free ports, a temporary
 /// folder for the database and the log), kills them and removes their folders after each test, and when a test
-/// failed prints the end of each daemon's log into the test output.
+/// failed prints the end of each daemon's log into the test output. With env `VSPC_TEST_KEEP_LOGS=DIR`, every
+/// daemon's whole log is copied into DIR.
 class DaemonTestCase: XCTestCase {
     /// How much of the end of each daemon's log a failed test prints.
     static let logTailBytes = 16 * 1024
@@ -28,6 +29,11 @@ class DaemonTestCase: XCTestCase {
     }
 
     override func tearDown() async throws {
+        if let keep = ProcessInfo.processInfo.environment["VSPC_TEST_KEEP_LOGS"] {
+            for (i, daemon) in daemons.enumerated() {
+                try? FileManager.default.copyItem(atPath: daemon.logPath, toPath: "\(keep)/\(name.filter { $0.isLetter })-\(i).log")
+            }
+        }
         if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
             for (i, daemon) in daemons.enumerated() {
                 print("""
