@@ -106,7 +106,8 @@ struct List: AsyncParsableCommand {
             let owners = vms.contains { $0.owner != nil }
             var rows = [["NAME", "LABEL", "UUID", "PORT", "VM", "CLIENTS", "SINCE"] + (owners ? ["OWNER"] : [])]
             for vm in vms {
-                let state = vm.migrating ? "vmotion" : (vm.connected ? "up" : "down")
+                // Several daemons: "elsewhere" when another live node owns the console; OWNER says which.
+                let state = vm.migrating ? "vmotion" : vm.connected ? "up" : vm.elsewhere == true ? "elsewhere" : "down"
                 let port = "\(vm.port)" + (vm.listening || vm.listenError == nil ? "" : "!") + (vm.saved == false ? "*" : "")
                 rows.append([show(vm.name), show(vm.label), show(UUIDSpelling.classic(vm.uuid)), port, state,
                              "\(vm.clients)", localTime(vm.since)] + (owners ? [vm.owner.map(show) ?? "-"] : []))

@@ -77,3 +77,69 @@ final class ClusterDoorTests: ClusterTestCase {
         XCTAssertTrue(session.isRunning)
     }
 }
+
+/// The browser console on the daemon that does not own the console: the one-time URL minted there opens a page
+/// fed over the internal link from the owner, and keys typed in headless Chromium reach the VM on the owner.
+final class ClusterWebDoorTests: ClusterTestCase {
+    var browsers: [Browser] = []
+
+    override func tearDown() async throws {
+        browsers.forEach { $0.stop() }
+        browsers = []
+        try await super.tearDown()
+    }
+
+    func testABrowserOnTheOtherDaemonIsForwardedToTheOwner() async throws {
+        if let missing = Browser.missingPackages() {
+            let message = "ClusterWebDoorTests: install Debian's \(missing) (the browser tests need chromium chromium-driver python3-selenium node-xterm esbuild)"
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let nodes = try makeNodes(2, ["--scrollback", "65536"])
+        let assets = nodes[0].directory.appendingPathComponent("web")
+        try bundleWebAssets(into: assets)
+        var httpPorts: [Int] = []
+        for node in nodes {
+            let port = try freePort()
+            httpPorts.append(port)
+            node.extraArguments += ["--http", "\(node.host):\(port)", "--web-assets", assets.path]
+            try await node.start(timeout: 60)
+        }
+        let (n1, n2) = (nodes[0], nodes[1])
+        let uuid = testUUID(4)
+        let vm = try await connectVM(n1, uuid, "browser-1")
+        _ = try await port(n2, uuid)
+        try await waitUntil("n2 to list n1 as the owner", timeout: 60) { try self.listedOwner(n2, uuid) == "n1" }
+        // n2's list says where the VM is: not "down", but elsewhere, and OWNER names the node.
+        let table = try vspc(n2, ["list", "--table"])
+        let row = table.split(separator: "\n").first { $0.hasPrefix("browser-1 ") }.map(String.init) ?? table
+        XCTAssertEqual(row.split(separator: " ", omittingEmptySubsequences: true).filter { ["elsewhere", "n1"].contains($0) }.count, 2, row)
+        XCTAssertTrue(try vspc(n1, ["list", "--table"]).contains(" up "))
+
+        let minted = try Daemon.runTool("vspc", ["url", "browser-1", "--admin", "\(n2.host):\(n2.adminPort)"])
+        XCTAssertEqual(minted.status, 0, minted.err)
+        let url = minted.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(url.hasPrefix("http://\(n2.host):\(httpPorts[1])/console/"), url)
+        let page = try Browser()
+        browsers.append(page)
+        try await page.open(url)
+
+        // What n1's VM prints reaches the page on n2 once the feed is open: lines until one shows.
+        var shown = false
+        for n in 0..<300 where !shown {
+            vm.output("sync \(n)\r\n")
+            shown = (try? await page.wait(for: "sync \(n)", seconds: 0.2)) != nil
+        }
+        XCTAssertTrue(shown, "the page on n2 shows what the VM on n1 prints")
+        try await page.run(["type", "whoami\n"])
+        try await vm.wait("the keys typed on n2's page", timeout: 30) { vm.data == Array("whoami\r".utf8) }
+        vm.output("root\r\nbrowser-1 login: ")
+        _ = try await page.wait(for: "browser-1 login:")
+        if let path = ProcessInfo.processInfo.environment["VSPC_WEB_SCREENSHOT"] {
+            try await page.run(["screenshot", path])
+        }
+        // The attach is n2's to record: the person is there.
+        try await n2.waitForLog("client-attach browser-1")
+        XCTAssertTrue(n2.log.contains("door=web mode=read-write"), "n2 records the browser's attach")
+    }
+}

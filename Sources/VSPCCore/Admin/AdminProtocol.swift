@@ -90,12 +90,16 @@ public struct ConsoleInfo: Codable, Sendable, Equatable {
     public var saved: Bool?
     /// Several daemons: the node that owns the console (absent from one daemon alone, or when nobody does).
     public var owner: String?
+    /// Several daemons: the VM is not connected here, and another node that is alive owns the console (the VM
+    /// was last connected there).
+    public var elsewhere: Bool?
 
     public init(name: String, uuid: String, label: String, port: Int, connected: Bool, clients: Int,
                 since: String?, listening: Bool, listenError: String? = nil, migrating: Bool, peer: String?,
-                saved: Bool? = true, owner: String? = nil) {
+                saved: Bool? = true, owner: String? = nil, elsewhere: Bool? = nil) {
         self.saved = saved
         self.owner = owner
+        self.elsewhere = elsewhere
         self.name = name
         self.uuid = uuid
         self.label = label

@@ -16,10 +16,6 @@ struct ClusterState {
     /// Consoles taken over here whose old feed still drains: what their VM printed here meanwhile, held so that
     /// the people get the old owner's last bytes first.
     var drainOutput: [ConsoleKey: [UInt8]] = [:]
-    /// This node's latest claim of each console (kept after another node took it): a feed asked from that claim
-    /// still gets what was printed here since, then ends (the new owner's feed was opened before this node
-    /// learned of the takeover).
-    var ownEpochs: [ConsoleKey: Int64] = [:]
     /// Consoles that moved to another node while their migration's source was still open here: the source is
     /// read until it closes (or `feedDrainSeconds`), because what it sent before the destination's COMPLETE may
     /// reach this node after the owners news does. The people here are fed from the new owner only after it.

@@ -41,9 +41,49 @@ struct ConsoleState {
     var scrollbackRewrite = false
     /// Something to save.
     var scrollbackDirty: Bool { scrollbackUnsaved > 0 || scrollbackRewrite }
-    /// Bytes the VM printed since its connection here began to carry the console (this node's claim, with
-    /// `config.cluster`), at most the ring's capacity: what a feed asking from that claim gets first.
-    var printedSinceClaim = 0
+    /// Bytes appended to the scrollback ring since the console was made here: positions in its stream.
+    var appended = 0
+    /// With `config.cluster`: this node's last tenures of the console (times a VM connection here carried it,
+    /// one per claim), oldest first. A feed asking from one of their claims gets what was printed since.
+    var tenures: [Tenure] = []
+
+    /// A VM connection here carries the console from now on (a connect, or a vMotion's COMPLETE).
+    mutating func beginTenure() {
+        if let last = tenures.indices.last, tenures[last].end == nil { tenures[last].end = appended }
+        tenures = Array((tenures + [Tenure(start: appended)]).suffix(4))
+    }
+
+    /// The old owner's feed drained into the ring after this tenure began: its bytes are that node's, so this
+    /// node's tenure starts after them.
+    mutating func skipDrainedBytes() {
+        guard let last = tenures.indices.last, tenures[last].end == nil else { return }
+        tenures[last].start = appended
+    }
+
+    /// Another node carries the console now: this node's tenure ends here.
+    mutating func endTenure() {
+        guard let last = tenures.indices.last, tenures[last].end == nil else { return }
+        tenures[last].end = appended
+        tenures[last].movedAway = true
+    }
+
+    /// What a feed asking from this node's claim `since` gets first: from the start of that claim's tenure (the
+    /// latest for `sinceLastClaim`; the one going on for a claim not known here) up to where another node's claim
+    /// ended this node's tenures (nil: up to now, and the feed goes on live). Nil: nothing to give.
+    func replayRange(since: Int64) -> (start: Int, end: Int?)? {
+        var index = since == SessionRequest.sinceLastClaim ? tenures.indices.last : tenures.lastIndex { $0.epoch == since }
+        if index == nil, let last = tenures.indices.last, tenures[last].end == nil { index = last }
+        guard let index else { return nil }
+        return (tenures[index].start, tenures[index...].first { $0.movedAway }?.end)
+    }
+
+    /// What was printed from `start` to `end` (nil: now), as far as the ring still holds it.
+    func printed(from start: Int, to end: Int?) -> [UInt8] {
+        let end = min(end ?? appended, appended)
+        let from = max(start, appended - scrollback.count)
+        guard end > from else { return [] }
+        return Array(scrollback.contents(last: appended - from).prefix(end - from))
+    }
 
     init(key: ConsoleKey, name: String, port: Int, persisted: Bool, createdAt: Date, since: Date,
          config: ConcentratorConfig) {
@@ -266,4 +306,15 @@ struct PendingDelete {
     var port: Int
     var generation: Int
     var failures = 0
+}
+
+/// A time this node's VM connection carried a console (`config.cluster`): where it began in the console's stream
+/// (`ConsoleState.appended`), where it ended (another node took the console, or the VM connected here anew),
+/// and the epoch of this node's claim for it (nil until the claim is answered).
+struct Tenure: Equatable {
+    var start: Int
+    var end: Int?
+    var epoch: Int64?
+    /// It ended because another node claimed the console (not because the VM reconnected here).
+    var movedAway = false
 }

@@ -159,7 +159,7 @@ extension ConcentratorStateMachine {
                     clients: c.clients.count, since: AdminProtocol.timestamp(c.since), listening: c.isListening,
                     listenError: c.isListening ? nil : c.listenerError,
                     migrating: migrations.isPending(c.key), peer: c.vm.flatMap { vms[$0]?.peer }, saved: c.persisted,
-                    owner: ownerName(c.key))
+                    owner: ownerName(c.key), elsewhere: elsewhere(c))
     }
 
     /// The console a person means: `VMLookup.choose` over the listed consoles with that label (any label when

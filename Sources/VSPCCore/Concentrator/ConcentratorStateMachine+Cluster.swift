@@ -77,6 +77,14 @@ extension ConcentratorStateMachine {
         return cluster.owners[key]?.node
     }
 
+    /// With `config.cluster`: whether the VM is not here and another node that is alive owns the console (the
+    /// VM was last connected there). Nil without a cluster.
+    func elsewhere(_ console: ConsoleState) -> Bool? {
+        guard config.cluster != nil else { return nil }
+        guard console.vm == nil, ownedElsewhere(console.key), let owner = cluster.owners[console.key] else { return false }
+        return cluster.nodes[owner.node]?.alive == true
+    }
+
     /// Whether another node holds the console (its expiry is that node's business).
     func ownedElsewhere(_ key: ConsoleKey) -> Bool {
         guard let node = nodeName, let owner = cluster.owners[key] else { return false }

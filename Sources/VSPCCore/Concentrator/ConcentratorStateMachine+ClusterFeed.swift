@@ -35,13 +35,14 @@ extension ConcentratorStateMachine {
         // A source still departing here from an earlier move is done: the owner changed again.
         endDeparture(key)
         var held: [UInt8] = []
-        // Another node took the console while this node still drained the feed of its previous owner: the drain
-        // ends now (what the VM printed here meanwhile goes out first), and the feed follows the new owner.
-        if let new, new.node != me, cluster.feeds[key]?.draining == true { endDrain(key) }
+        // Another node took the console while this node still drains the feed of its previous owner: the drain
+        // goes on (that node sends what it printed under the claim asked, then ends the feed), and the feed
+        // follows the new owner once it ended (`endDrain`).
         if let new, new.node != me {
             held = migratedAway(key, to: new)
             // Its source departs: `endDeparture` ends the other nodes' feeds and follows the owner once it closed.
             if cluster.departures[key] != nil { return }
+            consoles[key]?.endTenure()
             if !held.isEmpty {
                 log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(held.count) bytes typed during the window go to node \(new.node)")
             }
@@ -236,8 +237,12 @@ extension ConcentratorStateMachine {
 
     /// Other nodes' feeds of a console another node owns now: closed (they open one to the new owner).
     mutating func endNodeSessions(_ key: ConsoleKey, owner: Owner) {
+        endNodeSessions(key, why: "node \(owner.node) owns it now")
+    }
+
+    mutating func endNodeSessions(_ key: ConsoleKey, why: String) {
         for id in consoles[key]?.clients.sorted() ?? [] where clients[id]?.door == .node {
-            log(.info, "closing the feed of \(consoles[key]?.name ?? key.description) for \(clients[id]?.peer ?? "?"): node \(owner.node) owns it now")
+            log(.info, "closing the feed of \(consoles[key]?.name ?? key.description) for \(clients[id]?.peer ?? "?"): \(why)")
             emit(.close(id, flush: true))
         }
     }
@@ -245,39 +250,36 @@ extension ConcentratorStateMachine {
     // MARK: the owner's side
 
     /// A feed asked by another node: served by the console's owner only (the node whose VM connection carries
-    /// it, or that holds it). False: refused (the session ends).
+    /// it, or that holds it). One asked from a claim of this node that another node's has followed (a node that
+    /// had not heard of it yet) gets what was printed under that claim, then ends. False: not served live (the
+    /// session ends).
     mutating func acceptsFeed(_ id: ConnectionID, door: Door, peer: String, key: ConsoleKey,
                               request: SessionRequest) -> Bool {
         guard case .node(let node) = request.principal else { return true }
-        if let me = config.cluster?.node,
-           consoles[key]?.vm != nil || cluster.owners[key]?.node == me || cluster.departures[key] != nil { return true }
-        if let since = request.sinceEpoch, let own = cluster.ownEpochs[key],
-           since == own || since == SessionRequest.sinceLastClaim, let console = consoles[key] {
-            // Asked from this node's last claim by a node that did not know yet that the console moved on (to
-            // it, or to a third): what was printed here since that claim, then the end.
-            log(.info, "the feed of \(console.name) for node \(node) (\(peer)) gets what was printed here since epoch \(since), then ends: this node no longer owns it")
-            if console.printedSinceClaim > 0 { emit(.send(id, console.scrollback.contents(last: console.printedSinceClaim))) }
+        guard let me = config.cluster?.node, let console = consoles[key] else {
+            refuse(id, door: door, reason: .expired)
+            return false
+        }
+        if let since = request.sinceEpoch, let range = console.replayRange(since: since), let end = range.end {
+            log(.info, "the feed of \(console.name) for node \(node) (\(peer)) gets what was printed here since epoch \(since) until another node claimed it, then ends")
+            let bytes = console.printed(from: range.start, to: end)
+            if !bytes.isEmpty { emit(.send(id, bytes)) }
             emit(.close(id, flush: true))
             return false
         }
-        log(.info, "refused the feed of \(consoles[key]?.name ?? key.description) for node \(node) (\(peer)): not the owner")
+        if console.vm != nil || cluster.owners[key]?.node == me || cluster.departures[key] != nil { return true }
+        log(.info, "refused the feed of \(console.name) for node \(node) (\(peer)): not the owner")
         refuse(id, door: door, reason: .expired)
         return false
     }
 
-    /// A feed from the claim at `sinceEpoch` first gets what the console printed since this node's claim.
+    /// A feed accepted from a claim (`sinceEpoch`, any but nil) first gets what the console printed here since
+    /// that claim (`ConsoleState.replayRange`).
     mutating func replaySinceClaim(_ id: ConnectionID, key: ConsoleKey, sinceEpoch: Int64?) {
-        guard let since = sinceEpoch, let me = config.cluster?.node, let console = consoles[key],
-              console.printedSinceClaim > 0 else { return }
-        // Accepted (`acceptsFeed`): this node carries the console, holds it, or its source departs.
-        if since == SessionRequest.sinceLastClaim {
-            return emit(.send(id, console.scrollback.contents(last: console.printedSinceClaim)))
-        }
-        let known = cluster.owners[key].flatMap { $0.node == me ? $0.epoch : nil }
-        // This node's claim may still be on its way (the owners map names an older claim): the VM is here, so a
-        // newer epoch asked for is that claim's.
-        guard known == since || (console.vm != nil && known ?? .min < since) else { return }
-        emit(.send(id, console.scrollback.contents(last: console.printedSinceClaim)))
+        guard let since = sinceEpoch, let console = consoles[key], let range = console.replayRange(since: since),
+              range.end == nil else { return }
+        let bytes = console.printed(from: range.start, to: nil)
+        if !bytes.isEmpty { emit(.send(id, bytes)) }
     }
 
     /// A person's session began: a feed from another node gets the replay it asked for; a person here on a
@@ -333,6 +335,7 @@ extension ConcentratorStateMachine {
         guard cluster.feeds[key]?.draining == true else { return }
         emit(.cancel(.feedDrain(key)))
         closeFeed(key)
+        if carriedHere(key) != nil { consoles[key]?.skipDrainedBytes() }
         let held = cluster.drainOutput.removeValue(forKey: key) ?? []
         broadcast(key, held)
         // If another node owns the console by now, its feed replays what it printed since its claim.

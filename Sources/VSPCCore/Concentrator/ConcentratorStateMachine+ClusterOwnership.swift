@@ -34,9 +34,9 @@ extension ConcentratorStateMachine {
             cluster.ownership.claimOutageLogged = false
             log(.notice, "claims of consoles go through again")
         }
-        // This node's claim at that epoch, even if another is known newer: a feed asked from it still gets what
-        // was printed here since (`acceptsFeed`).
-        if owner.node == nodeName { cluster.ownEpochs[key] = owner.epoch }
+        // This node's claim at that epoch names its tenure, even if another is known newer: a feed asked from it
+        // still gets what was printed here under it (`acceptsFeed`).
+        if owner.node == nodeName { nameTenure(key, owner.epoch) }
         if let known = cluster.owners[key], known.epoch > owner.epoch {
             // Another node claimed after this one: this claim's result is stale and changes nothing; if the
             // connection it was made for is still open here, that connection is the stale one.
@@ -52,8 +52,16 @@ extension ConcentratorStateMachine {
         let old = cluster.owners[key]
         guard old != owner else { return }
         cluster.owners[key] = owner
-        if let owner, owner.node == nodeName { cluster.ownEpochs[key] = owner.epoch }
+        if let owner, owner.node == nodeName { nameTenure(key, owner.epoch) }
         ownerChanged(key, old: old, new: owner)
+    }
+
+    /// This node's claim of the console came back with `epoch`: it names the tenure going on.
+    mutating func nameTenure(_ key: ConsoleKey, _ epoch: Int64) {
+        consoles.modify(key) { console in
+            guard let last = console.tenures.indices.last, console.tenures[last].end == nil else { return }
+            console.tenures[last].epoch = max(console.tenures[last].epoch ?? epoch, epoch)
+        }
     }
 
     mutating func claimFailed(_ key: ConsoleKey, _ failure: StoreFailure) {
@@ -117,6 +125,7 @@ extension ConcentratorStateMachine {
         }
         cluster.ownership.claimFailures[key] = nil
         emit(.cancel(.claimRetry(key)))
+        consoles[key]?.endTenure()
         vms[id]?.role = .retired
         closeVM(id, reason: .ownedElsewhere)
         // Its people are fed from the new owner now, from that owner's claim on.

@@ -103,6 +103,7 @@ extension ConcentratorStateMachine {
         guard consoles[key] != nil else { return [] }
         record(.vmotionSourceClosed, key, peer: departure.peer, detail: departure.moved)
         guard follow else { return departure.held }
+        consoles[key]?.endTenure()
         if let owner = cluster.owners[key], owner.node != nodeName {
             if !departure.held.isEmpty {
                 log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(departure.held.count) bytes typed during the window go to node \(owner.node)")
@@ -200,12 +201,17 @@ extension ConcentratorStateMachine {
             vms[old]?.role = .retired
             closeVM(old, reason: .replaced)
         }
+        // Other nodes' feeds of this console here were served under this node's earlier claim, which the
+        // source's node's followed: they end (their readers follow the claim this COMPLETE makes).
+        endNodeSessions(key, why: "it comes back here from node \(shared.sourceNode), under a new claim")
         let (date, time) = (now.date, monotonicNow)
         consoles.modify(key) {
             $0.vm = id
             $0.since = date
             $0.lastActivity = time
-            $0.printedSinceClaim = 0
+            // Another node carried it in between (the source's): this node's earlier tenure ended there.
+            $0.endTenure()
+            $0.beginTenure()
         }
         vms.modify(id) {
             $0.role = .carrying(key)

@@ -271,9 +271,9 @@ extension ConcentratorStateMachine {
         guard let people = consoles.modify(key, { console -> Set<ConnectionID> in
             if scrollback > 0 {
                 console.scrollback.append(bytes)
+                console.appended += bytes.count
                 if !fromFeed {
                     console.scrollbackUnsaved = min(scrollback, console.scrollbackUnsaved + bytes.count)
-                    console.printedSinceClaim = min(scrollback, console.printedSinceClaim + bytes.count)
                 }
             }
             return console.clients
@@ -413,7 +413,7 @@ extension ConcentratorStateMachine {
         let (date, time) = (now.date, monotonicNow)
         let parked = consoles.modify(key) { console -> (bytes: [UInt8], until: Int64)? in
             console.vm = id
-            console.printedSinceClaim = 0
+            console.beginTenure()
             console.since = date
             console.lastActivity = time
             // A new console's port is decided by its bind: its vm-connect waits for it (`settlePort`).

@@ -128,7 +128,7 @@ extension ConcentratorStateMachine {
                 if source == handoff.close { closeVM(source, reason: .migrated) }
             }
             consoles[key]?.vm = id
-            consoles[key]?.printedSinceClaim = 0
+            consoles[key]?.beginTenure()
             vms[id]?.role = .carrying(key)
             vms[id]?.link.adoptedByVMotion()
             flushEarlyOutput(early, to: key)

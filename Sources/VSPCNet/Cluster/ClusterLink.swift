@@ -36,9 +36,9 @@ struct ClusterLinkSettings {
     var maxUnauthenticated = 64
     /// Of those, from one address: a stranger (or a node gone wrong) cannot take the whole allowance.
     var maxUnauthenticatedPerAddress = 32
-    /// Feeds this node has connecting to one node (not accepted yet); more wait their turn, so that a burst
+    /// Feeds this node has connecting to one node (not connected yet); more wait their turn, so that a burst
     /// (hundreds of people attaching after a failover) stays inside the other node's per-address bound.
-    var maxOpeningPerNode = 8
+    var maxOpeningPerNode = 16
     /// A HELLO (on the owner's side) or an ACCEPT (on the feed's side) must arrive within this.
     var helloTimeout: TimeAmount = .seconds(5)
     var connectTimeout: TimeAmount = .seconds(5)
@@ -150,7 +150,7 @@ final class ClusterLink: @unchecked Sendable {
         }
     }
 
-    /// A feed connecting to `node` was accepted, or failed: the next waiting one goes.
+    /// A feed connecting to `node` connected (its HELLO sent), or failed: the next waiting one goes.
     func feedSettled(node: String) {
         let left = opening[node, default: 1] - 1
         opening[node] = left > 0 ? left : nil
@@ -219,7 +219,7 @@ final class ClusterLink: @unchecked Sendable {
     }
 }
 
-/// A feed's connection attempt ends once (accepted, closed, or never connected): then `now()` lets the next
+/// A feed's connection attempt ends once (connected, closed, or never connected): then `now()` lets the next
 /// waiting feed to the same node go. On the loop.
 final class FeedSettle {
     private var action: (() -> Void)?

@@ -140,6 +140,8 @@ final class LinkFeedHandler: ChannelInboundHandler {
             return context.close(promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(LinkWire.buffer(.hello(hello))), promise: nil)
+        // Connected and HELLO sent: the other node counts it as waiting no longer once HELLO is read.
+        settle.now()
         let timeout = link.settings.helloTimeout
         let channel = context.channel
         acceptTimer = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
@@ -157,7 +159,6 @@ final class LinkFeedHandler: ChannelInboundHandler {
             guard !opened else { return protocolError(context, "a second ACCEPT") }
             acceptTimer?.cancel()
             opened = true
-            settle.now()
             link.host?.handle(.cluster(.feedOpened(id, owner: Owner(node: accept.node, epoch: accept.epoch))))
         case .data(let bytes):
             guard opened else { return protocolError(context, "DATA before ACCEPT") }

@@ -243,7 +243,7 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
                         results = try write(batch, savepoints: true)
                     }
                     break
-                } catch let failure as StoreFailure where failure.kind == .busy && attempt < 5 {
+                } catch let failure as StoreFailure where failure.kind == .busy && attempt < 10 {
                     attempt += 1
                     usleep(UInt32.random(in: 5_000...(20_000 * UInt32(attempt))))
                 }
@@ -312,6 +312,31 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
 
     /// One transaction for the batch, a savepoint per unit (but events alone, which nothing refuses, unless
     /// `savepoints`). Throws `.unreachable` if the connection goes.
+    /// The consoles whose rows the batch changes, their assignments locked first and in one order (uuid, label):
+    /// two daemons' writers then never wait for each other in a circle (a deadlock PostgreSQL would break by
+    /// rolling one back).
+    private func lockConsoleRows(_ batch: [Unit], _ conn: PostgresConnection) throws {
+        var keys = Set<ConsoleKey>()
+        func collect(_ op: StoreOp) {
+            switch op {
+            case .upsertAssignment(let a): keys.insert(ConsoleKey(uuid: a.uuid, label: a.label))
+            case let .touchAssignment(uuid, label, _, _), let .deleteAssignment(uuid, label),
+                 let .saveScrollback(uuid, label, _, _), let .appendScrollback(uuid, label, _, _, _):
+                keys.insert(ConsoleKey(uuid: uuid, label: label))
+            case let .fenced(_, _, inner): inner.forEach(collect)
+            case .event, .prune, .saveToken, .revokeToken: break
+            }
+        }
+        for unit in batch { unit.ops.forEach(collect) }
+        let sorted = keys.compactMap { key in (try? Self.uuidKey(key.uuid)).map { ($0, key.label) } }.sorted { $0 < $1 }
+        guard !sorted.isEmpty else { return }
+        try writer.query(conn, """
+            SELECT 1 FROM assignments
+            WHERE (uuid, label) IN (SELECT * FROM unnest(\(sorted.map(\.0))::text[], \(sorted.map(\.1))::text[]))
+            ORDER BY uuid, label FOR UPDATE
+            """)
+    }
+
     private func write(_ batch: [Unit], savepoints: Bool) throws -> [Error?] {
         try writer.run { conn in
             var results = [Error?](repeating: nil, count: batch.count)
@@ -328,6 +353,7 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
             }
             try writer.query(conn, "BEGIN")
             do {
+                try lockConsoleRows(batch, conn)
                 for (i, unit) in batch.enumerated() where !unit.ops.isEmpty {
                     if !savepoints && unit.events == unit.ops.count {
                         for case let .event(e) in unit.ops { events.append(e) }

@@ -144,6 +144,32 @@ final class ClusterFeedTests: XCTestCase {
         XCTAssertEqual(a.takeRequests(), [])
     }
 
+    /// This node holds the console again (epoch 11) when a feed asks for its earlier claim (9), which another
+    /// node's (10) followed: the feed gets what was printed under 9 only, then ends; its asker (draining after a
+    /// COMPLETE under 10) then follows claim 11, whose feed gets what was printed since.
+    func testAFeedFromAClaimAnotherNodeFollowedGetsThatClaimsBytesThenEnds() {
+        let a = ConcentratorHarness(config: .clusterNode("a"))
+        a.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        let first = a.bringUpVM(peer: "10.0.0.1:900")
+        a.vm(first, says: Array("nine ".utf8))
+        a.news(.claimed(key, Owner(node: "a", epoch: 9)))
+        a.send(.vmClosed(first))
+        a.news(.owners([key: Owner(node: "b", epoch: 10)], full: false))
+        let again = a.bringUpVM(peer: "10.0.0.1:901")
+        _ = a.takeOutput(again)
+        a.vm(again, says: Array("eleven ".utf8))
+        a.news(.claimed(key, Owner(node: "a", epoch: 11)))
+        a.take()
+        let late = a.feedSession(from: "b", key, sinceEpoch: 9)
+        XCTAssertEqual(a.takeOutput(late), Array("nine ".utf8))
+        XCTAssertEqual(a.closed[late], true)
+        let current = a.feedSession(from: "b", key, sinceEpoch: 11)
+        XCTAssertEqual(a.takeOutput(current), Array("eleven ".utf8))
+        XCTAssertNil(a.closed[current])
+        a.vm(again, says: Array("live".utf8))
+        XCTAssertEqual(a.takeOutput(current), Array("live".utf8))
+    }
+
     func testOwnerSideReplaysWhatWasPrintedSinceTheClaimAskedFor() {
         let b = ConcentratorHarness(config: .clusterNode("b"))
         b.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
@@ -166,7 +192,7 @@ final class ClusterFeedTests: XCTestCase {
         let stale = b.feedSession(from: "a", key, sinceEpoch: 1)
         XCTAssertEqual(b.takeOutput(current), Array("one".utf8))
         XCTAssertEqual(b.takeOutput(fromNow), [])
-        XCTAssertEqual(b.takeOutput(stale), [])
+        XCTAssertEqual(b.takeOutput(stale), Array("zeroone".utf8), "since claim 1: both of this node's claims")
         b.vm(vm, says: [0x74, 0xFF, 0xFF])
         for id in [current, fromNow, stale] { XCTAssertEqual(b.takeOutput(id), [0x74, 0xFF], "raw console bytes") }
         b.client(current, types: [0x41, 0xFF])

@@ -336,9 +336,10 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertFalse(b.take().recordKinds.contains(.vmDisconnect))
     }
 
-    /// The console moves on (back to a) while this node still drains a's feed after a COMPLETE here: what the VM
-    /// printed here meanwhile reaches the person, and the person is fed from a, from a's new claim on.
-    func testATakeoverWhileTheOldFeedDrainsEndsTheDrainAndFollowsTheNewOwner() {
+    /// The console moves on (back to a) while this node still drains a's feed after a COMPLETE here: the drain
+    /// goes on until a ends that feed (a sends what it printed under its old claim first); then what the VM
+    /// printed here reaches the person, and the person is fed from a, from a's new claim on.
+    func testATakeoverWhileTheOldFeedDrainsKeepsTheOrderAndFollowsTheNewOwner() {
         let secret: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
         let b = nodeB(assignments: [assignment])
         let person = b.connectClient(key)
@@ -352,8 +353,12 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertEqual(b.takeOutput(person), [], "held while a's feed drains")
         b.takeRequests()
         b.news(.owners([key: owner("a", 3)], full: false))
-        XCTAssertEqual(b.takeOutput(person), Array("printed here".utf8))
-        XCTAssertEqual(b.closed[-1], true, "the drained feed is closed")
+        XCTAssertEqual(b.takeOutput(person), [], "a's last bytes under epoch 1 may still come")
+        XCTAssertTrue(b.isArmed(.feedDrain(key)))
+        XCTAssertEqual(b.takeRequests(), [])
+        b.news(.feedBytes(-1, Array("a's last ".utf8)))
+        b.news(.feedClosed(-1, reason: "closed"))
+        XCTAssertEqual(b.takeOutput(person), Array("a's last printed here".utf8))
         XCTAssertFalse(b.isArmed(.feedDrain(key)))
         XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 3)])
     }
@@ -441,6 +446,36 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertFalse(a.isArmed(.departure(key)))
         XCTAssertEqual(a.takeOutput(back), Array("typed".utf8))
         XCTAssertEqual(a.take().records.filter { $0.kind == .vmotionSourceClosed }.count, 1)
+    }
+
+    /// The VM comes back to a (from b) before a heard that b had claimed it: the feed a served to b under its
+    /// earlier claim ends (b drains it, then follows a's new claim), and that claim's bytes stay apart from the
+    /// new ones for a feed that asks for them late.
+    func testAComebackEndsTheFeedsServedUnderTheEarlierClaim() {
+        let secret: [UInt8] = [9, 8, 7, 6, 5, 4, 3, 2]
+        let (a, source) = nodeA()
+        let bFeed = a.feedSession(from: "b", key, sinceEpoch: nil)
+        a.vm(source, says: Array("under one ".utf8))
+        a.send(.vmClosed(source))
+        a.take()
+        let back = a.connectVM(peer: "10.0.0.2:904")
+        a.negotiate(back)
+        _ = a.takeOutput(back)
+        a.vm(back, says: ESXi.peer(sequence + secret))
+        var found = shared(secret)
+        found.sourceNode = "b"
+        a.news(.vmotionFound(back, found))
+        a.vm(back, says: ESXi.vcUUID(UUIDs.a))
+        a.vm(back, says: ESXi.name("web01"))
+        a.vm(back, says: ESXi.complete(sequence))
+        XCTAssertEqual(a.closed[bFeed], true, "served under claim 1: it ends")
+        a.news(.claimed(key, owner("a", 3)))
+        a.vm(back, says: Array("under three".utf8))
+        let late = a.feedSession(from: "b", key, sinceEpoch: 1)
+        XCTAssertEqual(a.takeOutput(late), Array("under one ".utf8))
+        XCTAssertEqual(a.closed[late], true)
+        let current = a.feedSession(from: "b", key, sinceEpoch: 3)
+        XCTAssertEqual(a.takeOutput(current), Array("under three".utf8))
     }
 
     func testFindMissIsRejectedLikeAnUnknownCookie() {
