@@ -86,13 +86,17 @@ final class ClusterVMotionTests: XCTestCase {
         a.news(.vmotionPublished(key, generation: 1))
     }
 
-    /// A destination on b whose PEER the database found (migration `secret`), identified, before its COMPLETE.
-    func foundDestination(on b: ConcentratorHarness, secret: [UInt8]) -> ConnectionID {
-        let dest = b.connectVM(peer: "10.0.0.2:902")
+    /// A destination on b whose PEER the database found (migration `secret`, begun on node `source`), identified,
+    /// before its COMPLETE.
+    func foundDestination(on b: ConcentratorHarness, secret: [UInt8], from source: String = "a",
+                          peer: String = "10.0.0.2:902") -> ConnectionID {
+        let dest = b.connectVM(peer: peer)
         b.negotiate(dest)
         _ = b.takeOutput(dest)
         b.vm(dest, says: ESXi.peer(sequence + secret))
-        b.news(.vmotionFound(dest, shared(secret)))
+        var found = shared(secret)
+        found.sourceNode = source
+        b.news(.vmotionFound(dest, found))
         b.vm(dest, says: ESXi.vcUUID(UUIDs.a))
         b.vm(dest, says: ESXi.name("web01"))
         return dest
@@ -430,15 +434,7 @@ final class ClusterVMotionTests: XCTestCase {
         a.news(.owners([key: owner("b", 2)], full: false))
         XCTAssertTrue(a.isArmed(.departure(key)))
         a.client(person, types: Array("typed".utf8))
-        let back = a.connectVM(peer: "10.0.0.2:903")
-        a.negotiate(back)
-        _ = a.takeOutput(back)
-        a.vm(back, says: ESXi.peer(sequence + secret))
-        var found = shared(secret)
-        found.sourceNode = "b"
-        a.news(.vmotionFound(back, found))
-        a.vm(back, says: ESXi.vcUUID(UUIDs.a))
-        a.vm(back, says: ESXi.name("web01"))
+        let back = foundDestination(on: a, secret: secret, from: "b", peer: "10.0.0.2:903")
         a.take()
         _ = a.takeOutput(back)
         a.vm(back, says: ESXi.complete(sequence))
@@ -458,15 +454,7 @@ final class ClusterVMotionTests: XCTestCase {
         a.vm(source, says: Array("under one ".utf8))
         a.send(.vmClosed(source))
         a.take()
-        let back = a.connectVM(peer: "10.0.0.2:904")
-        a.negotiate(back)
-        _ = a.takeOutput(back)
-        a.vm(back, says: ESXi.peer(sequence + secret))
-        var found = shared(secret)
-        found.sourceNode = "b"
-        a.news(.vmotionFound(back, found))
-        a.vm(back, says: ESXi.vcUUID(UUIDs.a))
-        a.vm(back, says: ESXi.name("web01"))
+        let back = foundDestination(on: a, secret: secret, from: "b", peer: "10.0.0.2:904")
         a.vm(back, says: ESXi.complete(sequence))
         XCTAssertEqual(a.closed[bFeed], true, "served under claim 1: it ends")
         a.news(.claimed(key, owner("a", 3)))
