@@ -53,11 +53,18 @@ struct ConsoleState {
         tenures = Array((tenures + [Tenure(start: appended)]).suffix(4))
     }
 
-    /// The old owner's feed drained into the ring after this tenure began: its bytes are that node's, so this
-    /// node's tenure starts after them.
+    /// The old owner's feed drained into the ring after this tenure began (while this node's own output was
+    /// held): those bytes are that node's, so this node's tenure starts after them.
     mutating func skipDrainedBytes() {
         guard let last = tenures.indices.last, tenures[last].end == nil else { return }
         tenures[last].start = appended
+    }
+
+    /// What this node's VM printed while a drain held it went out now, from `position` on: a tenure that
+    /// ended meanwhile (another node claimed the console) at that position ends after it instead.
+    mutating func tenureTakes(from position: Int) {
+        guard let last = tenures.indices.last, tenures[last].movedAway, tenures[last].end == position else { return }
+        tenures[last].end = appended
     }
 
     /// Another node carries the console now: this node's tenure ends here.

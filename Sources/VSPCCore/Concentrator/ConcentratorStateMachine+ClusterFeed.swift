@@ -335,9 +335,11 @@ extension ConcentratorStateMachine {
         guard cluster.feeds[key]?.draining == true else { return }
         emit(.cancel(.feedDrain(key)))
         closeFeed(key)
-        if carriedHere(key) != nil { consoles[key]?.skipDrainedBytes() }
+        consoles[key]?.skipDrainedBytes()
         let held = cluster.drainOutput.removeValue(forKey: key) ?? []
+        let before = consoles[key]?.appended ?? 0
         broadcast(key, held)
+        consoles[key]?.tenureTakes(from: before)
         // If another node owns the console by now, its feed replays what it printed since its claim.
         reconcileFeed(key, replay: true)
     }
