@@ -75,6 +75,12 @@ final class ClusterDoorTests: ClusterTestCase {
         try await vm.wait("the typed bytes at the VM", timeout: 30) { vm.data.count >= typed.count }
         XCTAssertEqual(vm.data, typed, "typed on n2, at the VM on n1, byte for byte")
         XCTAssertTrue(session.isRunning)
+
+        // The escape menu's BREAK (Ctrl-] b) on n2 reaches the VM on n1 as a telnet BREAK, and nothing else.
+        let before = vm.raw.count
+        session.type([0x1D, UInt8(ascii: "b")])
+        try await vm.wait("a telnet BREAK at the VM", timeout: 30) { Array(vm.raw.dropFirst(before)) == [255, 243] }
+        try await session.waitFor("BREAK sent (through node n1)")
     }
 }
 

@@ -13,6 +13,10 @@ final class ClusterLinkCodecTests: XCTestCase {
         let accept = try ClusterLinkCodec.encode(.accept(.init(node: "b", epoch: 12)))
         XCTAssertEqual(accept, [2, 0, 0, 0, 23] + Array(#"{"epoch":12,"node":"b"}"#.utf8))
         XCTAssertEqual(try ClusterLinkCodec.encode(.data([])), [3, 0, 0, 0, 0])
+        XCTAssertEqual(try ClusterLinkCodec.encode(.brk), [5, 0, 0, 0, 0])
+        // A BREAK with a payload is a BREAK all the same.
+        var decoder = ClusterLinkCodec.Decoder()
+        XCTAssertEqual(try decoder.decode([5, 0, 0, 0, 2, 0x41, 0x42]), [.brk])
     }
 
     func testRoundTripsEveryFrame() throws {
@@ -23,6 +27,7 @@ final class ClusterLinkCodecTests: XCTestCase {
             .data(Array(0...255)),
             .data([]),
             .close("owner node b is gone"),
+            .brk,
         ]
         var decoder = ClusterLinkCodec.Decoder()
         let bytes = try frames.flatMap { try ClusterLinkCodec.encode($0) }
@@ -88,7 +93,7 @@ final class ClusterLinkCodecTests: XCTestCase {
     }
 
     func testUnknownTypeFailsOnItsFirstByte() {
-        for type: UInt8 in [0, 5, 0xFF] {
+        for type: UInt8 in [0, 6, 0xFF] {
             var decoder = ClusterLinkCodec.Decoder()
             XCTAssertThrowsError(try decoder.decode([type])) {
                 XCTAssertEqual($0 as? ClusterLinkError, .unknownType(type))

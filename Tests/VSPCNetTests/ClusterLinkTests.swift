@@ -25,8 +25,8 @@ final class ClusterLinkTests: XCTestCase {
     }
 
     func makeLink(_ node: String, host: FakeLinkHost, tls: ClusterLinkTLS? = nil, clientTLS: NIOSSLContext? = nil,
-                  helloTimeout: TimeAmount = .seconds(5), maxUnauthenticated: Int = 64,
-                  maxPerAddress: Int = 32, maxOpening: Int = 8,
+                  helloTimeout: TimeAmount = .seconds(5), maxUnauthenticated: Int = 256,
+                  maxPerAddress: Int = 64, maxOpening: Int = 32,
                   waterMark: ChannelOptions.Types.WriteBufferWaterMark? = nil) async throws -> ClusterLink {
         var settings = ClusterLinkSettings(node: node, listen: Endpoint(host: "127.0.0.1", port: 0))
         settings.maxUnauthenticated = maxUnauthenticated
@@ -76,6 +76,9 @@ final class ClusterLinkTests: XCTestCase {
         readerHost.events.wait { if case .cluster(.feedBytes(-1, Array("login: ".utf8))) = $0 { return true }; return false }
         readerHost.withSink(-1) { $0.write(ByteBuffer(bytes: [0xff, 0x00, 0x0d, 0x0a])) }
         ownerHost.events.wait { if case .clientBytes(id, [0xff, 0x00, 0x0d, 0x0a]) = $0 { return true }; return false }
+        // The escape menu's BREAK, asked on the reader's side, reaches the owner's core as the session's.
+        readerHost.withSink(-1) { ($0 as? LinkSink)?.sendBreak() }
+        ownerHost.events.wait { if case .cluster(.breakAsked(id)) = $0 { return true }; return false }
         // A large output goes in several frames and arrives whole.
         let big = (0..<200_000).map { UInt8(truncatingIfNeeded: $0) }
         ownerHost.withSink(id) { $0.write(ByteBuffer(bytes: big)) }

@@ -3,12 +3,14 @@ import Foundation
 /// The frames of the internal link between nodes (a feed of a console from its owner):
 /// `[type u8][length u32 big-endian][payload]`, the payload at most `ClusterLinkCodec.maxPayload` bytes.
 /// HELLO (the feeding node asks for a console) and ACCEPT (the owner took it) carry JSON; DATA carries console
-/// output (owner to feeder) or input for the VM (feeder to owner); CLOSE carries a UTF-8 reason.
+/// output (owner to feeder) or input for the VM (feeder to owner); CLOSE carries a UTF-8 reason; BREAK (feeder to
+/// owner, no payload: one that has one is read as BREAK all the same) asks for a telnet BREAK to the VM.
 public enum ClusterLinkFrame: Sendable, Equatable {
     case hello(Hello)
     case accept(Accept)
     case data([UInt8])
     case close(String)
+    case brk
 
     /// X -> O: the console asked for, and the owner's epoch since whose claim its output is wanted (nil: from now;
     /// 0: since the owner's latest claim).
@@ -44,6 +46,7 @@ public enum ClusterLinkFrame: Sendable, Equatable {
         case accept = 2
         case data = 3
         case close = 4
+        case brk = 5
     }
 
     public var kind: Kind {
@@ -52,6 +55,7 @@ public enum ClusterLinkFrame: Sendable, Equatable {
         case .accept: return .accept
         case .data: return .data
         case .close: return .close
+        case .brk: return .brk
         }
     }
 }
@@ -95,6 +99,7 @@ public enum ClusterLinkCodec {
         case .accept(let accept): payload = try json(accept)
         case .data(let bytes): payload = bytes
         case .close(let reason): payload = Array(reason.utf8)
+        case .brk: payload = []
         }
         guard payload.count <= maxPayload else {
             throw ClusterLinkError.tooLong(type: frame.kind.rawValue, length: payload.count)
@@ -205,6 +210,7 @@ public enum ClusterLinkCodec {
             case .close:
                 guard let reason = String(validating: payload, as: UTF8.self) else { throw ClusterLinkError.badText }
                 return (.close(reason), headerLength + length)
+            case .brk: return (.brk, headerLength + length)
             }
         }
 

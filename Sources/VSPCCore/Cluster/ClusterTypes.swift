@@ -106,6 +106,9 @@ public enum ClusterRequest: Sendable, Equatable {
     /// Open a feed of the console from its owner (`node` at `link`) on connection `id`, starting with what it
     /// printed since the owner's claim at `sinceEpoch` (nil: from now). Answered by `.feedOpened` / `.feedClosed`.
     case openFeed(ConnectionID, ConsoleKey, node: String, link: String, sinceEpoch: Int64?)
+    /// A telnet BREAK for the VM, asked on the feed `id` (the escape menu's `b` on this node): the owner sends it.
+    /// No answer.
+    case sendBreak(ConnectionID)
 }
 
 /// What the cluster tells the concentrator (`ConcentratorEvent.cluster`).
@@ -130,6 +133,8 @@ public enum ClusterNews: Sendable, Equatable {
     case feedBytes(ConnectionID, [UInt8])
     /// The feed ended (the owner closed it, went away, or refused it: `reason`).
     case feedClosed(ConnectionID, reason: String)
+    /// Another node's feed `id` of a console here asks for a telnet BREAK (its person's escape menu).
+    case breakAsked(ConnectionID)
 }
 
 /// The cluster's shared records (PostgreSQL). Every call may block: the driver calls them on a queue of its

@@ -13,6 +13,9 @@ extension ConcentratorStateMachine {
         case let .assignments(assignments, removed): assignmentsNews(assignments, removed: removed)
         case let .claimed(key, owner): claimed(key, owner)
         case let .failed(.claim(key), failure): claimFailed(key, failure)
+        case .breakAsked(let id):
+            // The reader's node checked its person may write; the owner audits the BREAK as the node's.
+            if let client = clients[id], client.door == .node { escapeCommand(.sendBreak, client) }
         case .failed, .vmotionPublished, .vmotionFound, .feedOpened, .feedBytes, .feedClosed:
             break // handled by clusterMoveNews, or a failure of a request nobody waits for
         }

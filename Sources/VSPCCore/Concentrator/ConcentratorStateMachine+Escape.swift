@@ -17,6 +17,11 @@ extension ConcentratorStateMachine {
                 emit(.send(vm, [Telnet.IAC, Telnet.BRK]))
                 record(.clientBreak, key, peer: client.peer, detail: auditDetail(client))
                 notice(client.id, "BREAK sent")
+            } else if config.cluster != nil, let feed = cluster.feeds[key], feed.open, feed.closed == nil {
+                // The VM is on another node: its owner sends the BREAK.
+                emit(.cluster(.sendBreak(feed.id)))
+                record(.clientBreak, key, peer: client.peer, detail: auditDetail(client) + " via node \(feed.owner.node)")
+                notice(client.id, "BREAK sent (through node \(feed.owner.node))")
             } else {
                 notice(client.id, "the VM is not connected")
             }

@@ -23,8 +23,9 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
     var reloadAssignments: (@Sendable () throws -> [Assignment])?
     /// What a records error means (the backend's `failure(of:)`); any error it cannot name is `.unreachable`.
     var failure: (@Sendable (any Error) -> StoreFailure)?
-    /// The internal link, for `.openFeed` (set before the first request).
+    /// The internal link, for `.openFeed` and `.sendBreak` (set before the first request).
     var openFeed: (@Sendable (ConnectionID, ConsoleKey, String, String, Int64?) -> Void)?
+    var sendBreak: (@Sendable (ConnectionID) -> Void)?
     /// How often a pending find looks again.
     var pollInterval: DispatchTimeInterval = .milliseconds(20)
 
@@ -66,11 +67,15 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
             }
             return openFeed(id, key, node, link, since)
         }
+        if case .sendBreak(let id) = request {
+            sendBreak?(id)
+            return
+        }
         let key: ConsoleKey?
         switch request {
         case .claim(let k), .withdrawVMotion(let k, _): key = k
         case .publishVMotion(let shared, _): key = shared.key
-        case .heartbeat, .findVMotion, .openFeed: key = nil
+        case .heartbeat, .findVMotion, .openFeed, .sendBreak: key = nil
         }
         (key.map(lane) ?? queue).async { self.carryOut(request) }
     }
@@ -107,7 +112,7 @@ final class ClusterAgent: ClusterRunner, @unchecked Sendable {
                 schedulePoll(nextFind)
             case let .withdrawVMotion(key, sequence):
                 try records.withdrawVMotion(key, sequence: sequence)
-            case .openFeed:
+            case .openFeed, .sendBreak:
                 break
             }
         } catch {

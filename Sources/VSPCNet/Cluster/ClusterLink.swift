@@ -33,12 +33,13 @@ struct ClusterLinkSettings {
     /// Link connections, in and out, at once; more are refused.
     var maxConnections = 4096
     /// Incoming link connections that have not sent their HELLO yet; more are refused.
-    var maxUnauthenticated = 64
+    var maxUnauthenticated = 256
     /// Of those, from one address: a stranger (or a node gone wrong) cannot take the whole allowance.
-    var maxUnauthenticatedPerAddress = 32
-    /// Feeds this node has connecting to one node (not connected yet); more wait their turn, so that a burst
-    /// (hundreds of people attaching after a failover) stays inside the other node's per-address bound.
-    var maxOpeningPerNode = 16
+    var maxUnauthenticatedPerAddress = 64
+    /// Feeds this node has opening to one node (not accepted yet); more wait their turn, so that a burst
+    /// (hundreds of people attaching after a failover) stays inside the other node's per-address bound, even
+    /// with two nodes on one address.
+    var maxOpeningPerNode = 32
     /// A HELLO (on the owner's side) or an ACCEPT (on the feed's side) must arrive within this.
     var helloTimeout: TimeAmount = .seconds(5)
     var connectTimeout: TimeAmount = .seconds(5)
@@ -150,7 +151,7 @@ final class ClusterLink: @unchecked Sendable {
         }
     }
 
-    /// A feed connecting to `node` connected (its HELLO sent), or failed: the next waiting one goes.
+    /// A feed opening to `node` was accepted, or failed: the next waiting one goes.
     func feedSettled(node: String) {
         let left = opening[node, default: 1] - 1
         opening[node] = left > 0 ? left : nil
@@ -219,7 +220,7 @@ final class ClusterLink: @unchecked Sendable {
     }
 }
 
-/// A feed's connection attempt ends once (connected, closed, or never connected): then `now()` lets the next
+/// A feed's opening ends once (accepted, closed, or never connected): then `now()` lets the next
 /// waiting feed to the same node go. On the loop.
 final class FeedSettle {
     private var action: (() -> Void)?
@@ -264,6 +265,12 @@ final class LinkSink: ConnectionSink {
         guard !closedHere, let channel else { return }
         sendAccept()
         channel.writeAndFlush(LinkWire.data(buffer), promise: nil)
+    }
+
+    /// A telnet BREAK for the VM (a feed's side: the owner sends it).
+    func sendBreak() {
+        guard !closedHere, let channel else { return }
+        channel.writeAndFlush(LinkWire.buffer(.brk), promise: nil)
     }
 
     func close(flush: Bool) {

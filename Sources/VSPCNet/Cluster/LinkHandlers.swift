@@ -47,6 +47,9 @@ final class LinkOwnerHandler: ChannelInboundHandler {
             context.close(promise: nil)
         case .accept:
             refuse(context, "unexpected ACCEPT")
+        case .brk:
+            guard let id, let host = link.host else { return refuse(context, "BREAK before HELLO") }
+            host.handle(.cluster(.breakAsked(id)))
         }
     }
 
@@ -140,8 +143,6 @@ final class LinkFeedHandler: ChannelInboundHandler {
             return context.close(promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(LinkWire.buffer(.hello(hello))), promise: nil)
-        // Connected and HELLO sent: the other node counts it as waiting no longer once HELLO is read.
-        settle.now()
         let timeout = link.settings.helloTimeout
         let channel = context.channel
         acceptTimer = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
@@ -159,6 +160,8 @@ final class LinkFeedHandler: ChannelInboundHandler {
             guard !opened else { return protocolError(context, "a second ACCEPT") }
             acceptTimer?.cancel()
             opened = true
+            // Accepted: the other node has read the HELLO, so it no longer counts this one as waiting.
+            settle.now()
             link.host?.handle(.cluster(.feedOpened(id, owner: Owner(node: accept.node, epoch: accept.epoch))))
         case .data(let bytes):
             guard opened else { return protocolError(context, "DATA before ACCEPT") }
@@ -168,6 +171,8 @@ final class LinkFeedHandler: ChannelInboundHandler {
             context.close(promise: nil)
         case .hello:
             protocolError(context, "unexpected HELLO")
+        case .brk:
+            protocolError(context, "unexpected BREAK")
         }
     }
 

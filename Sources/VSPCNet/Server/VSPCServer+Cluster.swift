@@ -45,6 +45,9 @@ extension VSPCServer {
             }
             link.openFeed(id, key, node: node, link: address, sinceEpoch: since)
         }
+        agent.sendBreak = { [weak driver] id in
+            driver?.loop.execute { (driver?.sink(id) as? LinkSink)?.sendBreak() }
+        }
         try await link.start()
         clusterLink = link
         try agent.start()

@@ -170,6 +170,38 @@ final class ClusterFeedTests: XCTestCase {
         XCTAssertEqual(a.takeOutput(current), Array("live".utf8))
     }
 
+    /// The escape menu's BREAK on a node whose VM is elsewhere goes over the feed: the owner sends the VM a
+    /// telnet BREAK, and each node records it (the person's node with the key, the owner's as the node's).
+    func testABreakAsksTheOwnerOverTheFeed() {
+        let b = ConcentratorHarness(config: .clusterNode("b"), assignments: [
+            Assignment(uuid: UUIDs.a, name: "web01", port: 20000, createdAt: MockClock.originDate, lastSeen: MockClock.originDate),
+        ])
+        b.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        b.news(.owners([key: Owner(node: "a", epoch: 1)], full: false))
+        let alice = AuthorizedKey(keyType: "ssh-ed25519", blob: Array("alice".utf8), comment: "alice", vms: nil, readOnly: false)
+        let person = b.newConnection(.client)
+        b.send(.sshSessionStarted(person, user: "web01", key: alice, fingerprint: "SHA256:alice", peer: "198.51.100.7:5000"))
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-1, key, node: "a", link: TestNodes.link("a"), sinceEpoch: nil)])
+        b.client(person, types: [0x1D, UInt8(ascii: "b")])
+        XCTAssertEqual(b.takeRequests(), [], "not before the feed is open")
+        b.news(.feedOpened(-1, owner: Owner(node: "a", epoch: 1)))
+        b.take()
+        b.client(person, types: [0x1D, UInt8(ascii: "b")])
+        XCTAssertEqual(b.takeRequests(), [.sendBreak(-1)])
+        XCTAssertEqual(b.take().records.map(\.detail), ["door=ssh mode=read-write key=alice SHA256:alice via node a"])
+
+        let a = ConcentratorHarness(config: .clusterNode("a"))
+        a.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        let vm = a.bringUpVM(peer: "10.0.0.1:900")
+        a.news(.claimed(key, Owner(node: "a", epoch: 1)))
+        let feed = a.feedSession(from: "b", key, sinceEpoch: nil)
+        _ = a.takeOutput(vm)
+        a.take()
+        a.news(.breakAsked(feed))
+        XCTAssertEqual(a.takeOutput(vm), [255, 243], "IAC BRK")
+        XCTAssertEqual(a.take().records.map(\.kind), [.clientBreak])
+    }
+
     func testOwnerSideReplaysWhatWasPrintedSinceTheClaimAskedFor() {
         let b = ConcentratorHarness(config: .clusterNode("b"))
         b.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
