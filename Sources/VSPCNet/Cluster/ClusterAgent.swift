@@ -6,9 +6,10 @@ import VSPCCore
 
 /// Runs the concentrator's cluster requests against the shared records (`ClusterRecords`, which may block) on
 /// serial queues of its own, never on the event loop: a console's claims and migrations on the lane its key
-/// picks (so that they stay in order, and many consoles' go at once), the rest on one queue, and hands each outcome back as `ClusterNews` through
-/// `deliver` (the daemon's: `loop.execute { driver.handle(.cluster(news)) }`). It also turns the records'
-/// notifications into news, and opens feeds through the internal link. It decides nothing.
+/// picks (so that they stay in order, and many consoles' go at once), the rest on one queue. It hands each
+/// outcome back as `ClusterNews` through `deliver` (the daemon's: `loop.execute { driver.handle(.cluster(news)) }`),
+/// turns the records' notifications into news, and opens feeds (and sends BREAKs) through the internal link. It
+/// decides nothing.
 final class ClusterAgent: ClusterRunner, @unchecked Sendable {
     let records: any ClusterRecords
     let config: ClusterConfig
