@@ -136,7 +136,9 @@ enum APIDocument {
           "listenError": {"type": "string"},
           "migrating": {"type": "boolean", "description": "A vMotion is in progress"},
           "peer": {"type": "string", "description": "The address of the VM's host connection"},
-          "saved": {"type": "boolean", "description": "The assignment is committed to the database"}
+          "saved": {"type": "boolean", "description": "The assignment is committed to the database"},
+          "owner": {"type": "string", "description": "Several daemons: the node that owns the console"},
+          "elsewhere": {"type": "boolean", "description": "Several daemons: the VM is not connected here, and another node that is alive owns the console"}
         }
       },
       "Event": {
