@@ -173,14 +173,6 @@ public final class Store: RecordBackend, @unchecked Sendable {
         }
     }
 
-    /// Blocks until everything enqueued before the call is committed (or has failed).
-    /// Must not be called from a completion handler (i.e. on the writer thread).
-    public func flush() {
-        let sem = DispatchSemaphore(value: 0)
-        enqueue([StoreOp](), completion: { _ in sem.signal() })
-        sem.wait()
-    }
-
     /// Flushes, then releases the one-daemon lock if this store holds it.
     public func close() {
         if !readOnly { flush() }

@@ -156,14 +156,6 @@ public final class PostgresStore: RecordBackend, @unchecked Sendable {
         enqueue([op], completion: completion)
     }
 
-    /// Blocks until everything enqueued before the call is committed or has failed (while the database is
-    /// away: returns at once, the waiting writes still queued).
-    public func flush() {
-        let sem = DispatchSemaphore(value: 0)
-        enqueue([StoreOp](), completion: { _ in sem.signal() })
-        sem.wait()
-    }
-
     public func close() {
         if !readOnly { flush() }
         lock.lock()
