@@ -48,11 +48,7 @@ extension ConcentratorStateMachine {
     /// owner. A source still open departs (`departures`): it is read until it closes, since what it printed
     /// before the COMPLETE may arrive after the news; the input waits with it.
     mutating func migratedAway(_ key: ConsoleKey, to owner: Owner) -> [UInt8] {
-        guard let pending = migrations.pending(key),
-              case let (handoff?, _) = migrations.update(key, { $0.expire(generation: pending.generation, now: now.monotonic) })
-        else { return [] }
-        emit(.cancel(.vmotion(key, generation: pending.generation)))
-        closeRetired(handoff.close)
+        guard let (pending, handoff) = endPendingMigration(key) else { return [] }
         let moved = "moved to node \(owner.node) at epoch \(owner.epoch), window \(millis(handoff.durationNanos)) ms"
         if handoff.heldDropped > 0 {
             log(.warning, "vMotion of \(consoles[key]?.name ?? key.description): \(handoff.heldDropped) bytes of client input exceeded the hold buffer and were discarded")
@@ -74,14 +70,21 @@ extension ConcentratorStateMachine {
         return []
     }
 
+    /// Ends the console's migration pending here, which completed on another node: its window's timer goes, and
+    /// a connection the handoff closes is closed. Nil: none pending.
+    mutating func endPendingMigration(_ key: ConsoleKey) -> (VMotionStateMachine.Pending, VMotionStateMachine.Handoff)? {
+        guard let pending = migrations.pending(key),
+              case let (handoff?, _) = migrations.update(key, { $0.expire(generation: pending.generation, now: now.monotonic) })
+        else { return nil }
+        emit(.cancel(.vmotion(key, generation: pending.generation)))
+        closeRetired(handoff.close)
+        return (pending, handoff)
+    }
+
     /// A migration of the console pending here ended on another node before its news came (the VM is back here
     /// from `node`): it ends, and the input it held is returned.
     mutating func migratedElsewhere(_ key: ConsoleKey, node: String) -> [UInt8] {
-        guard let pending = migrations.pending(key),
-              case let (handoff?, _) = migrations.update(key, { $0.expire(generation: pending.generation, now: now.monotonic) })
-        else { return [] }
-        emit(.cancel(.vmotion(key, generation: pending.generation)))
-        closeRetired(handoff.close)
+        guard let (pending, handoff) = endPendingMigration(key) else { return [] }
         if pending.sourceOpen { closeRetired(pending.source) }
         log(.info, "vMotion of \(consoles[key]?.name ?? key.description): completed on another node; the VM is back here from node \(node)")
         return handoff.held
