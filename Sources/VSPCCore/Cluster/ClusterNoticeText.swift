@@ -49,8 +49,17 @@ public enum ClusterNoticeText {
         }
     }
 
-    /// Lowercase hexadecimal (the core's `hex`, for the stores).
-    public static func hex(_ bytes: [UInt8]) -> String { VSPCCore.hex(bytes) }
+    /// Lowercase hexadecimal (also the core's `hex`).
+    public static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 
     /// The bytes of an even-length hexadecimal text (either case); nil for anything else.
     public static func unhex(_ text: String) -> [UInt8]? {

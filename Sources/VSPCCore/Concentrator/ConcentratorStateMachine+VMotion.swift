@@ -186,16 +186,7 @@ extension ConcentratorStateMachine {
     }
 }
 
-func hex(_ bytes: [UInt8]) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    out.reserveCapacity(bytes.count * 2)
-    for b in bytes {
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 0x0F)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
+func hex(_ bytes: [UInt8]) -> String { ClusterNoticeText.hex(bytes) }
 
 func millis(_ nanos: UInt64) -> String {
     String(format: "%.1f", Double(nanos) / 1_000_000)
