@@ -296,7 +296,9 @@ extension ConcentratorStateMachine {
     // MARK: draining the old owner's feed after a takeover
 
     /// Seconds a drained feed is waited for at most (the old owner closes it once it learns of the claim).
-    static var feedDrainSeconds: Double { 2 }
+    /// A safety net for a node that never answers: a loaded node takes its time, and what it still owes is
+    /// lost when this ends first, so it is well beyond the delays seen under load.
+    static var feedDrainSeconds: Double { 10 }
 
     /// This node carries the console now. A feed of it from the old owner (open, or still opening) is kept until
     /// that node closes it

@@ -264,8 +264,17 @@ public struct ConcentratorStateMachine {
             schedule(.prune, seconds: config.pruneInterval)
         case .heartbeat: heartbeat()
         case .claimRetry(let key): claimRetry(key)
-        case .feedDrain(let key): endDrain(key)
-        case .departure(let key): endDeparture(key)
+        case .feedDrain(let key):
+            // Logged: what that node still owed the people here is lost.
+            if cluster.feeds[key]?.draining == true {
+                log(.warning, "\(consoles[key]?.name ?? key.description): the feed from node \(cluster.feeds[key]?.owner.node ?? "?") did not end within \(Int(Self.feedDrainSeconds)) s after the vMotion here; it is closed, and what it had not sent yet is lost")
+            }
+            endDrain(key)
+        case .departure(let key):
+            if cluster.departures[key] != nil {
+                log(.warning, "\(consoles[key]?.name ?? key.description): the vMotion source did not close within \(Int(Self.feedDrainSeconds)) s after the console moved; it is closed, and what it had not sent yet is lost")
+            }
+            endDeparture(key)
         }
     }
 
