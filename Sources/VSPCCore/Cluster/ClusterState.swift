@@ -16,6 +16,10 @@ struct ClusterState {
     /// Consoles taken over here whose old feed still drains: what their VM printed here meanwhile, held so that
     /// the people get the old owner's last bytes first.
     var drainOutput: [ConsoleKey: [UInt8]] = [:]
+    /// What follows the draining feed, in order, when another node's claim followed this node's again before
+    /// it ended: each step is what this node's VM printed under its claim (held), then that node's claim, whose
+    /// feed drains next. Bounded (`maxDrainSteps`).
+    var drainNext: [ConsoleKey: [DrainStep]] = [:]
     /// Consoles that moved to another node while their migration's source was still open here: the source is
     /// read until it closes (or `feedDrainSeconds`), because what it sent before the destination's COMPLETE may
     /// reach this node after the owners news does. The people here are fed from the new owner only after it.
@@ -35,10 +39,20 @@ struct ClusterState {
 struct Departure {
     var source: ConnectionID
     var peer: String
+    /// The claim the console moved to.
+    var to: Owner
     /// "moved to node N at epoch E, window W ms", for the `vmotion-source-closed` event.
     var moved: String
     /// Input for the new owner: held during the window, and typed here since (bounded like the vMotion hold).
     var held: [UInt8]
+}
+
+/// A step of a drain after its feed (`drainNext`): what this node printed under the claim of its tenure `tenure`
+/// (held until the feed before it ended), then the claim of another node that followed.
+struct DrainStep {
+    var held: [UInt8]
+    var tenure: Int
+    var then: Owner
 }
 
 /// A feed of a console from its owner, on this node's connection `id`.

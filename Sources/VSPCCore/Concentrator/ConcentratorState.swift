@@ -46,11 +46,22 @@ struct ConsoleState {
     /// With `config.cluster`: this node's last tenures of the console (times a VM connection here carried it,
     /// one per claim), oldest first. A feed asking from one of their claims gets what was printed since.
     var tenures: [Tenure] = []
+    /// Tenures begun here: the next one's `number`.
+    var tenuresBegun = 0
 
     /// A VM connection here carries the console from now on (a connect, or a vMotion's COMPLETE).
     mutating func beginTenure() {
         if let last = tenures.indices.last, tenures[last].end == nil { tenures[last].end = appended }
-        tenures = Array((tenures + [Tenure(start: appended)]).suffix(4))
+        tenuresBegun += 1
+        tenures = Array((tenures + [Tenure(number: tenuresBegun, start: appended)]).suffix(4))
+    }
+
+    /// What this node's VM printed under tenure `number` (held while a drain ran) went out now, from `start` to
+    /// `end` in the console's stream: that tenure is there.
+    mutating func placeTenure(_ number: Int, from start: Int, to end: Int) {
+        guard let index = tenures.firstIndex(where: { $0.number == number }) else { return }
+        tenures[index].start = start
+        if tenures[index].end != nil { tenures[index].end = end }
     }
 
     /// The old owner's feed drained into the ring after this tenure began (while this node's own output was
@@ -319,6 +330,8 @@ struct PendingDelete {
 /// (`ConsoleState.appended`), where it ended (another node took the console, or the VM connected here anew),
 /// and the epoch of this node's claim for it (nil until the claim is answered).
 struct Tenure: Equatable {
+    /// Its place among the console's tenures here (`ConsoleState.tenuresBegun`).
+    var number = 0
     var start: Int
     var end: Int?
     var epoch: Int64?

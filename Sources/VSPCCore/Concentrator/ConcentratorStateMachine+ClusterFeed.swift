@@ -43,6 +43,7 @@ extension ConcentratorStateMachine {
             // Its source departs: `endDeparture` ends the other nodes' feeds and follows the owner once it closed.
             if cluster.departures[key] != nil { return }
             consoles[key]?.endTenure()
+            queueDrainStep(key, then: new)
             if !held.isEmpty {
                 log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(held.count) bytes typed during the window go to node \(new.node)")
             }
@@ -300,13 +301,21 @@ extension ConcentratorStateMachine {
     /// lost when this ends first, so it is well beyond the delays seen under load.
     static var feedDrainSeconds: Double { 10 }
 
+    /// Steps a drain keeps after its feed (`ClusterState.drainNext`): as many as the tenures a node keeps.
+    static var maxDrainSteps: Int { 4 }
+
     /// This node carries the console now. A feed of it from the old owner (open, or still opening) is kept until
-    /// that node closes it
-    /// (or `feedDrainSeconds`): the bytes it sent before it learned of the claim still reach the people here, and
-    /// what the VM prints here waits for them (`drainOutput`).
-    mutating func drainFeed(_ key: ConsoleKey, from sourceNode: String) {
+    /// that node closes it (or `feedDrainSeconds`): the bytes it sent before it learned of the claim still reach
+    /// the people here, and what the VM prints here waits for them (`drainOutput`). `heardOfSourceClaim`: the
+    /// news of the source's claim came here (it ended this node's previous tenure).
+    mutating func drainFeed(_ key: ConsoleKey, from sourceNode: String, heardOfSourceClaim: Bool) {
         if let feed = cluster.feeds[key], feed.closed == nil {
-            guard !feed.draining else { return }
+            guard feed.draining else { return startDrain(key) }
+            // Still draining from an earlier COMPLETE here: the console went to another node and came back
+            // meanwhile. Unless its news came (and queued that node's claim), the source's node is asked, after
+            // the feed before, for what it printed since its latest claim.
+            guard !heardOfSourceClaim else { return }
+            queueDrainStep(key, then: Owner(node: sourceNode, epoch: SessionRequest.sinceLastClaim))
         } else if sourceNode != nodeName, !localPeople(key).isEmpty, cluster.nodes[sourceNode]?.alive == true {
             // No feed from the source's node: the news of its claim had not come here, so the people here missed
             // what the VM printed there. Its node is asked for what it printed since its latest claim.
@@ -314,29 +323,78 @@ extension ConcentratorStateMachine {
             openFeed(key, from: Owner(node: sourceNode, epoch: SessionRequest.sinceLastClaim),
                      sinceEpoch: SessionRequest.sinceLastClaim, input: [])
             log(.info, "vMotion of \(consoles[key]?.name ?? key.description): asking node \(sourceNode) for what the VM printed there, which the people here have not seen")
+            startDrain(key)
         } else {
-            return reconcileFeed(key, replay: false)
+            reconcileFeed(key, replay: false)
         }
+    }
+
+    /// The console's feed (just opened, or open) drains: kept until its node ends it, or `feedDrainSeconds`.
+    /// No feed: nothing to drain, and the feed follows the owner.
+    mutating func startDrain(_ key: ConsoleKey) {
         guard cluster.feeds[key] != nil else { return reconcileFeed(key, replay: false) }
         cluster.feeds[key]?.draining = true
         schedule(.feedDrain(key), seconds: Self.feedDrainSeconds)
     }
 
-    /// Output of the console's VM here while its old feed drains: held (bounded: past the early-output limit
-    /// the drain ends at once). True: held.
+    /// While the feed drains, another node's claim followed this node's (`then`; `sinceLastClaim` when its
+    /// epoch is not known here): what this node's VM printed until then waits for the feed before, and that
+    /// claim's feed drains after it. Nothing while no feed drains, or a step already asks for that claim.
+    mutating func queueDrainStep(_ key: ConsoleKey, then owner: Owner) {
+        guard owner.node != nodeName, let feed = cluster.feeds[key], feed.draining, let console = consoles[key],
+              let tenure = console.tenures.last?.number else { return }
+        let asked = cluster.drainNext[key]?.last?.then ?? feed.owner
+        guard owner.epoch == SessionRequest.sinceLastClaim || owner.epoch > asked.epoch else { return }
+        let held = cluster.drainOutput.removeValue(forKey: key) ?? []
+        cluster.drainNext[key, default: []].append(DrainStep(held: held, tenure: tenure, then: owner))
+        log(.info, "vMotion of \(console.name): node \(owner.node)'s claim followed this node's while the feed of node \(feed.owner.node) still drains; it is asked next")
+        if var steps = cluster.drainNext[key], steps.count > Self.maxDrainSteps {
+            // The oldest claim asked goes; what this node printed before it goes out with the next step's.
+            let dropped = steps.removeFirst()
+            steps[0].held = dropped.held + steps[0].held
+            cluster.drainNext[key] = steps
+            log(.warning, "vMotion of \(console.name): more claims followed than a drain keeps; what node \(dropped.then.node) printed under its claim \(dropped.then.epoch) is not asked for")
+        }
+    }
+
+    /// Output of the console's VM here while its old feed drains: held (bounded: past the early-output limit,
+    /// in all the drain holds, the drain ends at once). True: held.
     mutating func holdWhileDraining(_ key: ConsoleKey, _ bytes: [UInt8]) -> Bool {
         guard cluster.feeds[key]?.draining == true else { return false }
         cluster.drainOutput[key, default: []].append(contentsOf: bytes)
-        if (cluster.drainOutput[key]?.count ?? 0) > config.earlyOutputLimit { endDrain(key) }
+        let held = (cluster.drainOutput[key]?.count ?? 0) + (cluster.drainNext[key] ?? []).reduce(0) { $0 + $1.held.count }
+        if held > config.earlyOutputLimit {
+            log(.warning, "\(consoles[key]?.name ?? key.description): the output held while feeds of other nodes drain passed \(config.earlyOutputLimit) bytes; it goes out now, and what they still owed is lost")
+            endDrain(key, askingNext: false)
+        }
         return true
     }
 
-    /// The old feed is done (closed by its node, or its time is up): it goes, and what the VM printed here
-    /// meanwhile goes out.
-    mutating func endDrain(_ key: ConsoleKey) {
+    /// The draining feed is done (closed by its node, or its time is up): it goes, and what the VM printed here
+    /// meanwhile goes out. If another node's claim followed this node's meanwhile (`drainNext`), what this node
+    /// printed until then goes out, and that claim's feed drains next (`askingNext`: false, when the holds
+    /// overflowed, nothing more is asked). Last, the feed follows the owner.
+    mutating func endDrain(_ key: ConsoleKey, askingNext: Bool = true) {
         guard cluster.feeds[key]?.draining == true else { return }
         emit(.cancel(.feedDrain(key)))
         closeFeed(key)
+        while let step = cluster.drainNext[key]?.first {
+            cluster.drainNext[key]?.removeFirst()
+            if cluster.drainNext[key]?.isEmpty == true { cluster.drainNext[key] = nil }
+            let before = consoles[key]?.appended ?? 0
+            broadcast(key, step.held)
+            if !step.held.isEmpty, let after = consoles[key]?.appended {
+                consoles[key]?.placeTenure(step.tenure, from: before, to: after)
+            }
+            // The VM not here and nothing after: the feed that follows the owner replays that claim.
+            guard askingNext, consoles[key]?.vm != nil || cluster.drainNext[key] != nil else { continue }
+            guard cluster.nodes[step.then.node]?.link != nil else {
+                log(.warning, "\(consoles[key]?.name ?? key.description): node \(step.then.node) is not known here; what it printed under its claim is not asked for")
+                continue
+            }
+            openFeed(key, from: step.then, sinceEpoch: step.then.epoch, input: [])
+            return startDrain(key)
+        }
         consoles[key]?.skipDrainedBytes()
         let held = cluster.drainOutput.removeValue(forKey: key) ?? []
         let before = consoles[key]?.appended ?? 0

@@ -64,7 +64,7 @@ extension ConcentratorStateMachine {
             $0.lastActivity = time
         }
         vms[pending.source]?.role = .retired
-        cluster.departures[key] = Departure(source: pending.source, peer: pending.sourcePeer, moved: moved,
+        cluster.departures[key] = Departure(source: pending.source, peer: pending.sourcePeer, to: owner, moved: moved,
                                             held: handoff.held)
         schedule(.departure(key), seconds: Self.feedDrainSeconds)
         return []
@@ -107,7 +107,10 @@ extension ConcentratorStateMachine {
         record(.vmotionSourceClosed, key, peer: departure.peer, detail: departure.moved)
         guard follow else { return departure.held }
         consoles[key]?.endTenure()
+        // A drain here asks for the claim the source moved to before any that followed it.
+        queueDrainStep(key, then: departure.to)
         if let owner = cluster.owners[key], owner.node != nodeName {
+            queueDrainStep(key, then: owner)
             if !departure.held.isEmpty {
                 log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(departure.held.count) bytes typed during the window go to node \(owner.node)")
             }
@@ -207,6 +210,8 @@ extension ConcentratorStateMachine {
         // Other nodes' feeds of this console here were served under this node's earlier claim, which the
         // source's node's followed: they end (their readers follow the claim this COMPLETE makes).
         endNodeSessions(key, why: "it comes back here from node \(shared.sourceNode), under a new claim")
+        // The news of the source's claim came here if it ended this node's last tenure.
+        let heardOfSourceClaim = consoles[key]?.tenures.last?.movedAway == true
         let (date, time) = (now.date, monotonicNow)
         consoles.modify(key) {
             $0.vm = id
@@ -227,7 +232,7 @@ extension ConcentratorStateMachine {
         emit(.cluster(.withdrawVMotion(key, sequence: shared.sequence)))
         // The VM is here now: a feed of this console from its old owner ends once the old owner closes it (it
         // may still carry what the source printed last); what the VM prints here waits for it.
-        drainFeed(key, from: shared.sourceNode)
+        drainFeed(key, from: shared.sourceNode, heardOfSourceClaim: heardOfSourceClaim)
         flushEarlyOutput(early, to: key)
         if !heldForNewOwner.isEmpty { emit(.send(id, TelnetEncoder.escaped(heldForNewOwner))) }
         let seconds = min(max(0, now.date.timeIntervalSince(shared.begunAt)), 86400)

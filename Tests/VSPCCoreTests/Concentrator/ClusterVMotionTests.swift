@@ -367,6 +367,115 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 3)])
     }
 
+    /// The console goes back to a and comes here again while a's first feed has not even opened (a slow link):
+    /// b's person gets a's bytes under epoch 1, b's own under 2, a's under 3 (asked once the first feed ended),
+    /// then b's under 4, each once, in order; and b's tenures are where those bytes went.
+    func testAClaimOfTheSourceWhileTheOldFeedDrainsIsAskedForNext() {
+        let b = nodeB(assignments: [assignment])
+        let person = b.connectClient(key)
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-1, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: nil)])
+        let first = foundDestination(on: b, secret: [1, 2, 3, 4, 5, 6, 7, 8])
+        b.vm(first, says: ESXi.complete(sequence))
+        b.news(.claimed(key, owner("b", 2)))
+        _ = b.takeOutput(person)
+        b.vm(first, says: Array("b under 2\r\n".utf8))
+        // The VM moves back to a: BEGIN here, and the source closes before the news of a's claim.
+        beginPublished(b, first)
+        b.vm(first, says: Array("in window\r\n".utf8))
+        b.send(.vmClosed(first))
+        b.news(.owners([key: owner("a", 3)], full: false))
+        XCTAssertEqual(b.takeOutput(person), [], "a's bytes under epoch 1 first")
+        b.takeRequests()
+        // And here again.
+        let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
+        b.takeRequests()
+        b.vm(second, says: ESXi.complete(sequence))
+        b.news(.claimed(key, owner("b", 4)))
+        b.vm(second, says: Array("b under 4\r\n".utf8))
+        XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)], "a's claim 3 is asked once")
+        XCTAssertEqual(b.takeOutput(person), [])
+
+        // a answers the first feed with what it printed under epoch 1, then ends it: a's claim 3 is asked next.
+        b.news(.feedBytes(-1, Array("a under 1\r\n".utf8)))
+        b.news(.feedClosed(-1, reason: "closed"))
+        XCTAssertEqual(b.takeOutput(person), Array("a under 1\r\nb under 2\r\nin window\r\n".utf8))
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 3)])
+        XCTAssertTrue(b.isArmed(.feedDrain(key)))
+        b.vm(second, says: Array("more\r\n".utf8))
+        b.news(.feedBytes(-2, Array("a under 3\r\n".utf8)))
+        b.news(.feedClosed(-2, reason: "closed"))
+        XCTAssertEqual(b.takeOutput(person), Array("a under 3\r\nb under 4\r\nmore\r\n".utf8))
+        XCTAssertFalse(b.isArmed(.feedDrain(key)))
+        XCTAssertEqual(b.takeRequests(), [], "b owns the console")
+        b.vm(second, says: Array("live\r\n".utf8))
+        XCTAssertEqual(b.takeOutput(person), Array("live\r\n".utf8))
+
+        // Another node asking for b's claims gets b's bytes of each.
+        XCTAssertEqual(b.takeOutput(b.feedSession(from: "a", key, sinceEpoch: 2)), Array("b under 2\r\nin window\r\n".utf8))
+        XCTAssertEqual(b.takeOutput(b.feedSession(from: "a", key, sinceEpoch: 4)), Array("b under 4\r\nmore\r\nlive\r\n".utf8))
+    }
+
+    /// What a drain holds is bounded in all its steps: past the early-output limit, the held output goes out at
+    /// once, in order, and the claims still owed are not asked for.
+    func testTheDrainsHoldsAreBoundedTogether() {
+        let b = nodeB(assignments: [assignment])
+        let person = b.connectClient(key)
+        b.takeRequests()
+        let limit = b.machine.config.earlyOutputLimit
+        let first = foundDestination(on: b, secret: [1, 2, 3, 4, 5, 6, 7, 8])
+        b.vm(first, says: ESXi.complete(sequence))
+        b.news(.claimed(key, owner("b", 2)))
+        _ = b.takeOutput(person)
+        let under2 = [UInt8](repeating: 0x32, count: limit / 2 + 10)
+        b.vm(first, says: under2)
+        beginPublished(b, first)
+        b.send(.vmClosed(first))
+        b.news(.owners([key: owner("a", 3)], full: false))
+        let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
+        b.vm(second, says: ESXi.complete(sequence))
+        b.news(.claimed(key, owner("b", 4)))
+        b.takeRequests()
+        XCTAssertEqual(b.takeOutput(person), [])
+        let under4 = [UInt8](repeating: 0x34, count: limit / 2)
+        b.vm(second, says: under4)
+        XCTAssertEqual(b.takeOutput(person), under2 + under4)
+        XCTAssertEqual(b.closed[-1], true, "the first feed is closed")
+        XCTAssertEqual(b.takeRequests(), [], "a's claim 3 is not asked for")
+        XCTAssertFalse(b.isArmed(.feedDrain(key)))
+        b.vm(second, says: Array("live".utf8))
+        XCTAssertEqual(b.takeOutput(person), Array("live".utf8))
+    }
+
+    /// As above, but the news of a's claim 3 never came before the second COMPLETE: b asks a, after the first
+    /// feed, for what it printed since its latest claim.
+    func testAClaimOfTheSourceNotHeardOfWhileTheOldFeedDrainsIsAskedForNext() {
+        let b = nodeB(assignments: [assignment])
+        let person = b.connectClient(key)
+        b.takeRequests()
+        let first = foundDestination(on: b, secret: [1, 2, 3, 4, 5, 6, 7, 8])
+        b.vm(first, says: ESXi.complete(sequence))
+        b.news(.claimed(key, owner("b", 2)))
+        _ = b.takeOutput(person)
+        b.vm(first, says: Array("b under 2\r\n".utf8))
+        beginPublished(b, first)
+        b.send(.vmClosed(first))
+        b.takeRequests()
+        let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
+        b.vm(second, says: ESXi.complete(sequence))
+        b.news(.claimed(key, owner("b", 4)))
+        b.vm(second, says: Array("b under 4\r\n".utf8))
+        b.takeRequests()
+        b.news(.feedBytes(-1, Array("a under 1\r\n".utf8)))
+        b.news(.feedClosed(-1, reason: "closed"))
+        XCTAssertEqual(b.takeOutput(person), Array("a under 1\r\nb under 2\r\n".utf8))
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781",
+                                                    sinceEpoch: SessionRequest.sinceLastClaim)])
+        b.news(.feedBytes(-2, Array("a under 3\r\n".utf8)))
+        b.news(.feedClosed(-2, reason: "closed"))
+        XCTAssertEqual(b.takeOutput(person), Array("a under 3\r\nb under 4\r\n".utf8))
+        XCTAssertFalse(b.isArmed(.feedDrain(key)))
+    }
+
     /// The VM comes from a to b before b heard of a's claim (b still names itself owner, so its person has no
     /// feed): b asks a for what the VM printed since a's latest claim, and holds its own VM's output until a's
     /// feed ends. The person sees both, once, in order.
