@@ -367,10 +367,12 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 3)])
     }
 
-    /// The console goes back to a and comes here again while a's first feed has not even opened (a slow link):
-    /// b's person gets a's bytes under epoch 1, b's own under 2, a's under 3 (asked once the first feed ended),
-    /// then b's under 4, each once, in order; and b's tenures are where those bytes went.
-    func testAClaimOfTheSourceWhileTheOldFeedDrainsIsAskedForNext() {
+    /// Node b with a person fed from a (the feed, -1, has not even opened: a slow link); the VM comes from a
+    /// (b claims epoch 2) and prints `under2`, goes back to a (BEGIN here, `inWindow`, and the source closes;
+    /// `heard`: the news of a's claim 3 comes), and comes here again (b claims epoch 4). Nothing has reached the
+    /// person yet, and nothing is asked of a but the first feed.
+    func backHereWhileTheFirstFeedDrains(under2: [UInt8], inWindow: [UInt8] = [], heard: Bool)
+        -> (b: ConcentratorHarness, person: ConnectionID, second: ConnectionID) {
         let b = nodeB(assignments: [assignment])
         let person = b.connectClient(key)
         XCTAssertEqual(b.takeRequests(), [.openFeed(-1, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: nil)])
@@ -378,21 +380,27 @@ final class ClusterVMotionTests: XCTestCase {
         b.vm(first, says: ESXi.complete(sequence))
         b.news(.claimed(key, owner("b", 2)))
         _ = b.takeOutput(person)
-        b.vm(first, says: Array("b under 2\r\n".utf8))
-        // The VM moves back to a: BEGIN here, and the source closes before the news of a's claim.
+        b.vm(first, says: under2)
         beginPublished(b, first)
-        b.vm(first, says: Array("in window\r\n".utf8))
+        b.vm(first, says: inWindow)
         b.send(.vmClosed(first))
-        b.news(.owners([key: owner("a", 3)], full: false))
-        XCTAssertEqual(b.takeOutput(person), [], "a's bytes under epoch 1 first")
-        b.takeRequests()
-        // And here again.
+        if heard { b.news(.owners([key: owner("a", 3)], full: false)) }
         let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
         b.takeRequests()
         b.vm(second, says: ESXi.complete(sequence))
         b.news(.claimed(key, owner("b", 4)))
+        XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)])
+        XCTAssertEqual(b.takeOutput(person), [], "a's bytes under epoch 1 first")
+        return (b, person, second)
+    }
+
+    /// The console goes back to a and comes here again while a's first feed still drains: b's person gets a's
+    /// bytes under epoch 1, b's own under 2, a's under 3 (asked once the first feed ended), then b's under 4,
+    /// each once, in order; and b's tenures are where those bytes went.
+    func testAClaimOfTheSourceWhileTheOldFeedDrainsIsAskedForNext() {
+        let (b, person, second) = backHereWhileTheFirstFeedDrains(under2: Array("b under 2\r\n".utf8),
+                                                                   inWindow: Array("in window\r\n".utf8), heard: true)
         b.vm(second, says: Array("b under 4\r\n".utf8))
-        XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)], "a's claim 3 is asked once")
         XCTAssertEqual(b.takeOutput(person), [])
 
         // a answers the first feed with what it printed under epoch 1, then ends it: a's claim 3 is asked next.
@@ -418,24 +426,9 @@ final class ClusterVMotionTests: XCTestCase {
     /// What a drain holds is bounded in all its steps: past the early-output limit, the held output goes out at
     /// once, in order, and the claims still owed are not asked for.
     func testTheDrainsHoldsAreBoundedTogether() {
-        let b = nodeB(assignments: [assignment])
-        let person = b.connectClient(key)
-        b.takeRequests()
-        let limit = b.machine.config.earlyOutputLimit
-        let first = foundDestination(on: b, secret: [1, 2, 3, 4, 5, 6, 7, 8])
-        b.vm(first, says: ESXi.complete(sequence))
-        b.news(.claimed(key, owner("b", 2)))
-        _ = b.takeOutput(person)
+        let limit = ConcentratorConfig.clusterNode("b").earlyOutputLimit
         let under2 = [UInt8](repeating: 0x32, count: limit / 2 + 10)
-        b.vm(first, says: under2)
-        beginPublished(b, first)
-        b.send(.vmClosed(first))
-        b.news(.owners([key: owner("a", 3)], full: false))
-        let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
-        b.vm(second, says: ESXi.complete(sequence))
-        b.news(.claimed(key, owner("b", 4)))
-        b.takeRequests()
-        XCTAssertEqual(b.takeOutput(person), [])
+        let (b, person, second) = backHereWhileTheFirstFeedDrains(under2: under2, heard: true)
         let under4 = [UInt8](repeating: 0x34, count: limit / 2)
         b.vm(second, says: under4)
         XCTAssertEqual(b.takeOutput(person), under2 + under4)
@@ -449,22 +442,8 @@ final class ClusterVMotionTests: XCTestCase {
     /// As above, but the news of a's claim 3 never came before the second COMPLETE: b asks a, after the first
     /// feed, for what it printed since its latest claim.
     func testAClaimOfTheSourceNotHeardOfWhileTheOldFeedDrainsIsAskedForNext() {
-        let b = nodeB(assignments: [assignment])
-        let person = b.connectClient(key)
-        b.takeRequests()
-        let first = foundDestination(on: b, secret: [1, 2, 3, 4, 5, 6, 7, 8])
-        b.vm(first, says: ESXi.complete(sequence))
-        b.news(.claimed(key, owner("b", 2)))
-        _ = b.takeOutput(person)
-        b.vm(first, says: Array("b under 2\r\n".utf8))
-        beginPublished(b, first)
-        b.send(.vmClosed(first))
-        b.takeRequests()
-        let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
-        b.vm(second, says: ESXi.complete(sequence))
-        b.news(.claimed(key, owner("b", 4)))
+        let (b, person, second) = backHereWhileTheFirstFeedDrains(under2: Array("b under 2\r\n".utf8), heard: false)
         b.vm(second, says: Array("b under 4\r\n".utf8))
-        b.takeRequests()
         b.news(.feedBytes(-1, Array("a under 1\r\n".utf8)))
         b.news(.feedClosed(-1, reason: "closed"))
         XCTAssertEqual(b.takeOutput(person), Array("a under 1\r\nb under 2\r\n".utf8))
