@@ -48,15 +48,8 @@ final class ClusterStormTests: ClusterTestCase {
         XCTAssertEqual(portsOnN1, ports, "the same ports on both daemons")
 
         // Each VM's person is on the daemon the VM does not start on: its console is forwarded from the start.
-        var people: [SimulatedClient] = []
-        var mustSeeFrom: [Int] = []
-        for vm in storm.vms {
-            people.append(try await telnet(nodes[(vm.host + 1) % 2], ports[vm.uuid]!))
-        }
-        for (vm, person) in zip(storm.vms, people) {
-            try await synchronize(vm, person)
-            mustSeeFrom.append(vm.printed.count)
-        }
+        let people = try await stormPeople(storm) { vm in (nodes[(vm.host + 1) % 2].host, ports[vm.uuid] ?? 0) }
+        connections.append(contentsOf: people.clients)
 
         let stats = await storm.run(seconds: seconds, rate: rate)
         print("ClusterStormTests: \(VMotionStorm.describe(stats)) (target \(rate)/s over \(count) VMs)")
@@ -66,25 +59,7 @@ final class ClusterStormTests: ClusterTestCase {
         XCTAssertEqual(stats.failed - stats.notNow, 0, "failed vMotions: \(stats.failures)")
 
         // Every person saw every byte its VM printed since the sync, once, in order.
-        for (i, (vm, person)) in zip(storm.vms, people).enumerated() {
-            vm.printNext("done")
-            let printed = vm.printed
-            do {
-                try await waitUntil("\(vm.name)'s person to see its last line", timeout: 120) {
-                    person.data.count >= printed.count - mustSeeFrom[i] && person.data.suffix(8) == printed.suffix(8)
-                }
-            } catch {
-                let seenText = String(decoding: person.data, as: UTF8.self)
-                let missing = String(decoding: printed.dropFirst(mustSeeFrom[i]), as: UTF8.self)
-                    .components(separatedBy: "\r\n").filter { !$0.isEmpty && !seenText.contains($0 + "\r\n") }
-                throw SimError("\(error) (its \(vm.completed) vMotions done): \(Self.compare(person.data, printed)); "
-                               + "lines it did not see: \(missing)")
-            }
-            let seen = person.data
-            XCTAssertEqual(seen, Array(printed.suffix(seen.count)), "\(vm.name): the person's bytes are the VM's, once, in order")
-            XCTAssertGreaterThanOrEqual(seen.count, printed.count - mustSeeFrom[i], "\(vm.name): the person missed bytes")
-            XCTAssertFalse(person.closed, "\(vm.name)'s person stays attached")
-        }
+        await assertEveryPersonSawEveryByte(storm, people)
 
         // Every completed vMotion is recorded (a few VMs' histories, read from the database).
         let db = try XCTUnwrap(database)
@@ -145,18 +120,6 @@ final class ClusterStormTests: ClusterTestCase {
             let after = Set(try history(vm.uuid, db: db, via: n2).map(eventLine))
             let lost = before[vm.uuid, default: []].subtracting(after)
             XCTAssertTrue(lost.isEmpty, "\(vm.name): events committed before the kill are gone: \(lost)")
-        }
-    }
-
-    // MARK: - helpers
-
-    /// Has the VM print sync lines until its person sees one.
-    func synchronize(_ vm: StormVM, _ person: SimulatedClient, timeout: Double = 60) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while !containsBytes(person.data, Array(" sync\r\n".utf8)) {
-            if Date() > deadline { throw SimError("\(vm.name)'s person never saw its output") }
-            vm.printNext("sync")
-            try await Task.sleep(nanoseconds: 50_000_000)
         }
     }
 }

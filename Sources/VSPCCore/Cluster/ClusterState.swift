@@ -20,10 +20,6 @@ struct ClusterState {
     /// it ended: each step is what this node's VM printed under its claim (held), then that node's claim, whose
     /// feed drains next. Bounded (`maxDrainSteps`).
     var drainNext: [ConsoleKey: [DrainStep]] = [:]
-    /// Consoles that moved to another node while their migration's source was still open here: the source is
-    /// read until it closes (or `feedDrainSeconds`), because what it sent before the destination's COMPLETE may
-    /// reach this node after the owners news does. The people here are fed from the new owner only after it.
-    var departures: [ConsoleKey: Departure] = [:]
     /// Feed connections are numbered by the core, downwards from -1, apart from the driver's ids (which are > 0).
     var nextFeedID: ConnectionID = -1
     /// This node's claims, the assignments it waits for, and the limits of their log lines.
@@ -33,18 +29,6 @@ struct ClusterState {
         defer { nextFeedID -= 1 }
         return nextFeedID
     }
-}
-
-/// A console's migration source, still read after the console moved to another node (`departures`).
-struct Departure {
-    var source: ConnectionID
-    var peer: String
-    /// The claim the console moved to.
-    var to: Owner
-    /// "moved to node N at epoch E, window W ms", for the `vmotion-source-closed` event.
-    var moved: String
-    /// Input for the new owner: held during the window, and typed here since (bounded like the vMotion hold).
-    var held: [UInt8]
 }
 
 /// A step of a drain after its feed (`drainNext`): what this node printed under the claim of its tenure `tenure`

@@ -326,6 +326,21 @@ struct PendingDelete {
     var failures = 0
 }
 
+/// A console's migration source, still read after the console moved (`departures`): to a destination here
+/// (`to` nil), or to another node's claim `to`.
+struct Departure {
+    var source: ConnectionID
+    var peer: String
+    var to: Owner?
+    /// To another node: "moved to node N at epoch E, window W ms", for the `vmotion-source-closed` event.
+    var moved: String
+    /// To another node: input for the new owner, held during the window and typed here since (bounded like the
+    /// vMotion hold).
+    var held: [UInt8]
+    /// To a destination here: what it printed since the COMPLETE, until the source closes.
+    var output: [UInt8] = []
+}
+
 /// A time this node's VM connection carried a console (`config.cluster`): where it began in the console's stream
 /// (`ConsoleState.appended`), where it ended (another node took the console, or the VM connected here anew),
 /// and the epoch of this node's claim for it (nil until the claim is answered).

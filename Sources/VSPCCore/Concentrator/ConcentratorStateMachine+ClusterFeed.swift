@@ -41,7 +41,7 @@ extension ConcentratorStateMachine {
         if let new, new.node != me {
             held = migratedAway(key, to: new)
             // Its source departs: `endDeparture` ends the other nodes' feeds and follows the owner once it closed.
-            if cluster.departures[key] != nil { return }
+            if departures[key] != nil { return }
             consoles[key]?.endTenure()
             queueDrainStep(key, then: new)
             if !held.isEmpty {
@@ -268,7 +268,7 @@ extension ConcentratorStateMachine {
             emit(.close(id, flush: true))
             return false
         }
-        if console.vm != nil || cluster.owners[key]?.node == me || cluster.departures[key] != nil { return true }
+        if console.vm != nil || cluster.owners[key]?.node == me || departures[key] != nil { return true }
         log(.info, "refused the feed of \(console.name) for node \(node) (\(peer)): not the owner")
         refuse(id, door: door, reason: .expired)
         return false

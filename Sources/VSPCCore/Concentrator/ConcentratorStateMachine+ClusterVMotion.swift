@@ -64,8 +64,8 @@ extension ConcentratorStateMachine {
             $0.lastActivity = time
         }
         vms[pending.source]?.role = .retired
-        cluster.departures[key] = Departure(source: pending.source, peer: pending.sourcePeer, to: owner, moved: moved,
-                                            held: handoff.held)
+        departures[key] = Departure(source: pending.source, peer: pending.sourcePeer, to: owner, moved: moved,
+                                    held: handoff.held)
         schedule(.departure(key), seconds: Self.feedDrainSeconds)
         return []
     }
@@ -90,41 +90,12 @@ extension ConcentratorStateMachine {
         return handoff.held
     }
 
-    /// The departing source of a console (`departures`), if `id` is one.
-    func departure(of id: ConnectionID) -> ConsoleKey? {
-        cluster.departures.first { $0.value.source == id }?.key
-    }
-
-    /// The departing source closed (or its time is up): it is recorded as closed, other nodes' feeds of the
-    /// console here end, and the people here follow the new owner with the input that waited. `follow`: false
-    /// when the console came back here meanwhile (a COMPLETE here): its connection takes the input instead.
-    @discardableResult
-    mutating func endDeparture(_ key: ConsoleKey, follow: Bool = true) -> [UInt8] {
-        guard let departure = cluster.departures.removeValue(forKey: key) else { return [] }
-        emit(.cancel(.departure(key)))
-        closeRetired(departure.source)
-        guard consoles[key] != nil else { return [] }
-        record(.vmotionSourceClosed, key, peer: departure.peer, detail: departure.moved)
-        guard follow else { return departure.held }
-        consoles[key]?.endTenure()
-        // A drain here asks for the claim the source moved to before any that followed it.
-        queueDrainStep(key, then: departure.to)
-        if let owner = cluster.owners[key], owner.node != nodeName {
-            queueDrainStep(key, then: owner)
-            if !departure.held.isEmpty {
-                log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(departure.held.count) bytes typed during the window go to node \(owner.node)")
-            }
-            endNodeSessions(key, owner: owner)
-        }
-        reconcileFeed(key, replay: true, input: departure.held)
-        return []
-    }
-
     /// Input for a console whose source departs: it waits for the new owner's feed. False: none departs.
     mutating func holdForDeparture(_ key: ConsoleKey, _ bytes: [UInt8]) -> Bool {
-        guard let held = cluster.departures[key]?.held else { return false }
+        guard let departure = departures[key], departure.to != nil else { return false }
+        let held = departure.held
         let room = max(0, config.vmotionHoldLimit - held.count)
-        cluster.departures[key]?.held.append(contentsOf: bytes.prefix(room))
+        departures[key]?.held.append(contentsOf: bytes.prefix(room))
         if bytes.count > room {
             log(.warning, "vMotion of \(consoles[key]?.name ?? key.description): \(bytes.count - room) bytes of client input exceeded the hold buffer and were discarded")
         }

@@ -245,7 +245,7 @@ extension ConcentratorStateMachine {
         guard let vm = vms[id] else { return }
         switch vm.role {
         case .carrying(let key):
-            broadcast(key, bytes)
+            carriedOutput(key, bytes)
         case .negotiating(var early):
             // Before identification or COMPLETE: kept (bounded) until the connection carries the console.
             early.append(bytes, limit: config.earlyOutputLimit)
@@ -296,7 +296,7 @@ extension ConcentratorStateMachine {
         if early.dropped > 0 {
             log(.warning, "VM \(consoles[key]?.name ?? key.description): \(early.dropped) bytes of early output were discarded")
         }
-        broadcast(key, early.bytes)
+        carriedOutput(key, early.bytes)
     }
 
     /// A connection told its uuid, name and label. If the console's own connection is still open, that one is

@@ -33,6 +33,72 @@ extension ConcentratorStateMachine {
         closeVM(id, reason: reason)
     }
 
+    /// The departing source of a console (`departures`), if `id` is one.
+    func departure(of id: ConnectionID) -> ConsoleKey? {
+        departures.first { $0.value.source == id }?.key
+    }
+
+    /// The departing source closed (or its time is up). To a destination here: what the destination printed
+    /// meanwhile goes out. To another node: the source is recorded as closed, other nodes' feeds of the console
+    /// here end, and the people here follow the new owner with the input that waited. `follow`: false when the
+    /// console came back here meanwhile (a COMPLETE here): its connection takes the input instead.
+    @discardableResult
+    mutating func endDeparture(_ key: ConsoleKey, follow: Bool = true) -> [UInt8] {
+        guard let departure = departures.removeValue(forKey: key) else { return [] }
+        emit(.cancel(.departure(key)))
+        closeRetired(departure.source)
+        guard consoles[key] != nil else { return [] }
+        guard let to = departure.to else {
+            broadcast(key, departure.output)
+            return []
+        }
+        record(.vmotionSourceClosed, key, peer: departure.peer, detail: departure.moved)
+        guard follow else { return departure.held }
+        consoles[key]?.endTenure()
+        // A drain here asks for the claim the source moved to before any that followed it.
+        queueDrainStep(key, then: to)
+        if let owner = cluster.owners[key], owner.node != nodeName {
+            queueDrainStep(key, then: owner)
+            if !departure.held.isEmpty {
+                log(.info, "vMotion of \(consoles[key]?.name ?? key.description): \(departure.held.count) bytes typed during the window go to node \(owner.node)")
+            }
+            endNodeSessions(key, owner: owner)
+        }
+        reconcileFeed(key, replay: true, input: departure.held)
+        return []
+    }
+
+    /// A vMotion completed on a destination here while its source is still open: the source departs. It is
+    /// read until ESXi closes it (or `feedDrainSeconds`), since what it printed before the COMPLETE travels on
+    /// its own connection and may come after it; what the destination prints meanwhile waits
+    /// (`carriedOutput`), so that the people get the source's last bytes first.
+    mutating func departHere(_ key: ConsoleKey, source: ConnectionID) {
+        endDeparture(key)
+        vms.modify(source) {
+            $0.role = .retired
+            // However it ends, it ended as the source of a completed vMotion.
+            $0.closeReason = .migrated
+        }
+        departures[key] = Departure(source: source, peer: vms[source]?.peer ?? "?", to: nil, moved: "", held: [])
+        schedule(.departure(key), seconds: Self.feedDrainSeconds)
+    }
+
+    /// Output of the connection that carries the console: to the people, the logs and the scrollback, unless
+    /// its migration's source still departs here (then it waits, bounded by the early-output limit: past it,
+    /// the source is closed and everything goes out).
+    mutating func carriedOutput(_ key: ConsoleKey, _ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        if let departure = departures[key], departure.to == nil {
+            guard departure.output.count + bytes.count > config.earlyOutputLimit else {
+                departures[key]?.output.append(contentsOf: bytes)
+                return
+            }
+            log(.warning, "vMotion of \(consoles[key]?.name ?? key.description): the destination printed \(config.earlyOutputLimit / 1024) KiB before the source closed; the source is closed now, and what it had not sent yet is lost")
+            endDeparture(key)
+        }
+        broadcast(key, bytes)
+    }
+
     /// Input typed during the window goes to the connection that carries the console now.
     mutating func deliverHeld(_ handoff: VMotionStateMachine.Handoff, to id: ConnectionID, _ key: ConsoleKey) {
         let name = consoles[key]?.name ?? key.description
@@ -125,7 +191,7 @@ extension ConcentratorStateMachine {
             cancelWindow(key, ended)
             if let source = consoles[key]?.vm {
                 vms[source]?.role = .retired
-                if source == handoff.close { closeVM(source, reason: .migrated) }
+                if source == handoff.close { departHere(key, source: source) }
             }
             consoles[key]?.vm = id
             consoles[key]?.beginTenure()

@@ -16,6 +16,10 @@ public struct ConcentratorStateMachine {
     var admins: [ConnectionID: AdminConnection] = [:]
     /// The pending migrations, each kept once, with their index for the PEER lookup.
     var migrations: VMotionTable
+    /// Consoles that moved (to a destination here, or to another node) while their migration's source was still
+    /// open here: the source is read until it closes (or `feedDrainSeconds`), because what it sent before the
+    /// destination's COMPLETE may come after it (on its own connection), or after the owners news.
+    var departures: [ConsoleKey: Departure] = [:]
     /// Consoles whose scrollback snapshot is queued for the disk (at most one each).
     var scrollbackSaving: Set<ConsoleKey> = []
     /// Descriptors in use by connections and listeners (from the baseline the process held at start-up).
@@ -271,7 +275,7 @@ public struct ConcentratorStateMachine {
             }
             endDrain(key)
         case .departure(let key):
-            if cluster.departures[key] != nil {
+            if departures[key] != nil {
                 log(.warning, "\(consoles[key]?.name ?? key.description): the vMotion source did not close within \(Int(Self.feedDrainSeconds)) s after the console moved; it is closed, and what it had not sent yet is lost")
             }
             endDeparture(key)

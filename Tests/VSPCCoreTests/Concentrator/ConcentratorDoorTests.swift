@@ -124,6 +124,7 @@ final class ConcentratorDoorTests: XCTestCase {
         // migrated: the source of a completed vMotion
         let m = BegunMigration()
         m.h.vm(m.h.connectDestination(cookie: m.cookie), says: ESXi.complete(m.sequence))
+        m.h.send(.vmClosed(m.source))
         XCTAssertEqual(m.h.machine.tallies.vmDisconnects, [.migrated: 1])
         // Issue 15 item 7: both connections were accepted on the proxy port, the destination's included.
         XCTAssertEqual(m.h.machine.tallies.vmConnections, 2)

@@ -93,7 +93,7 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
         h.take()
         XCTAssertEqual(h.vm(dest, says: ESXi.complete(m.sequence)).filter { if case .record = $0 { return false }; return true }, [
             .cancel(.vmotion(m.key, generation: 1)),
-            .close(m.source, flush: false),
+            .schedule(.departure(m.key), afterNanos: UInt64(ConcentratorStateMachine.feedDrainSeconds * 1e9)),
             .log(.warning, "vMotion of web01: 4 bytes of client input exceeded the hold buffer and were discarded"),
             .send(dest, Array("01234567".utf8)),
         ])
@@ -107,7 +107,7 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
         h.send(.writabilityChanged(dest, writable: false))
         h.take()
         let complete = h.vm(dest, says: ESXi.complete(m.sequence))
-        XCTAssertEqual(complete.io, [.close(m.source, flush: false)])
+        XCTAssertEqual(complete.io, [], "no input for the destination; the source departs")
         XCTAssertTrue(complete.logs.contains { $0 == (.warning, "vMotion of web01: held input discarded, VM is not reading") })
     }
 
@@ -122,11 +122,74 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
         XCTAssertEqual(h.takeOutput(m.person), [], "not before it carries the console")
         XCTAssertEqual(h.vm(m.source, says: Array("src ".utf8)), [.broadcast([m.person], Array("src ".utf8))])
         h.take()
-        XCTAssertEqual(h.vm(dest, says: ESXi.complete(m.sequence)).io, [
-            .close(m.source, flush: false),
-            .broadcast([m.person], Array("pre post".utf8) + [0xFF, 0xFF]),
-        ])
-        XCTAssertEqual(h.admin(AdminRequest(command: "tail", vm: "web01")).rest, Array("src pre post".utf8) + [0xFF])
+        XCTAssertEqual(h.vm(dest, says: ESXi.complete(m.sequence)).io, [], "after the source's last bytes")
+        XCTAssertEqual(h.vm(m.source, says: Array("last ".utf8)), [.broadcast([m.person], Array("last ".utf8))])
+        XCTAssertEqual(h.send(.vmClosed(m.source)).io, [.broadcast([m.person], Array("pre post".utf8) + [0xFF, 0xFF])])
+        XCTAssertEqual(h.admin(AdminRequest(command: "tail", vm: "web01")).rest, Array("src last pre post".utf8) + [0xFF])
+    }
+
+    /// A source that never closes after the COMPLETE is closed once its time is up, with a warning, and what the
+    /// destination printed meanwhile goes out then.
+    func testADepartingSourceThatNeverClosesIsClosedInTime() {
+        let m = BegunMigration()
+        let h = m.h
+        let dest = h.connectDestination(cookie: m.cookie)
+        h.vm(dest, says: ESXi.complete(m.sequence))
+        h.vm(dest, says: Array("on dest".utf8))
+        XCTAssertEqual(h.takeOutput(m.person), [])
+        h.take()
+        h.advance(by: ConcentratorStateMachine.feedDrainSeconds)
+        let ended = h.take()
+        XCTAssertEqual(ended.io, [.close(m.source, flush: false), .broadcast([m.person], Array("on dest".utf8))])
+        XCTAssertTrue(ended.logs.contains { $0.level == .warning && $0.message.contains("the vMotion source did not close within 10 s") })
+        XCTAssertEqual(h.machine.tallies.vmDisconnects, [.migrated: 1])
+        XCTAssertEqual(ended.recordKinds, [], "the VM did not go down")
+    }
+
+    /// What the destination prints while the source departs is bounded: past the early-output limit, the source
+    /// is closed and everything goes out, in order.
+    func testTheDestinationsOutputWhileTheSourceDepartsIsBounded() {
+        var config = ConcentratorConfig.forTests
+        config.earlyOutputLimit = 16
+        let m = BegunMigration(config: config)
+        let h = m.h
+        let dest = h.connectDestination(cookie: m.cookie)
+        h.vm(dest, says: ESXi.complete(m.sequence))
+        h.vm(dest, says: Array("0123456789".utf8))
+        h.take()
+        let overflow = h.vm(dest, says: Array("abcdefghij".utf8))
+        XCTAssertEqual(overflow.io, [.close(m.source, flush: false), .broadcast([m.person], Array("0123456789".utf8)),
+                                     .broadcast([m.person], Array("abcdefghij".utf8))])
+        XCTAssertTrue(overflow.logs.contains { $0.level == .warning && $0.message.contains("before the source closed") })
+        XCTAssertFalse(h.isArmed(.departure(m.key)))
+    }
+
+    /// The VM moves on again before the first source closed: that source is closed then, and the output held for
+    /// the first destination goes out before the second destination's.
+    func testAnotherCompleteBeforeTheSourceClosedEndsItsDeparture() {
+        let m = BegunMigration()
+        let h = m.h
+        let first = h.connectDestination(cookie: m.cookie)
+        h.vm(first, says: ESXi.complete(m.sequence))
+        h.vm(first, says: Array("first ".utf8))
+        let sequence: [UInt8] = [9, 9, 9, 9]
+        h.vm(first, says: ESXi.begin(sequence))
+        // The GOAHEAD's payload (IAC SB 232 41 ... IAC SE), unescaped: the sequence, then the secret.
+        let output = h.takeOutput(first)
+        let start = (0...(output.count - 4)).last { Array(output[$0..<$0 + 4]) == [0xFF, 0xFA, 0xE8, 0x29] } ?? 0
+        var payload: [UInt8] = []
+        var i = start + 4
+        while i < output.count - 2 {
+            payload.append(output[i])
+            i += output[i] == 0xFF ? 2 : 1
+        }
+        let secret = Array(payload.dropFirst(sequence.count))
+        let second = h.connectDestination(cookie: sequence + secret, peer: "10.0.0.3:903")
+        h.take()
+        let complete = h.vm(second, says: ESXi.complete(sequence))
+        XCTAssertEqual(complete.io, [.close(m.source, flush: false), .broadcast([m.person], Array("first ".utf8))])
+        h.vm(second, says: Array("second".utf8))
+        XCTAssertEqual(h.send(.vmClosed(first)).io, [.broadcast([m.person], Array("second".utf8))])
     }
 
     func testCompleteCancelsTheWindowTimer() {
