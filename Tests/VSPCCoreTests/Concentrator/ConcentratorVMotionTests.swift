@@ -24,6 +24,13 @@ struct BegunMigration {
         h.take()
     }
 
+    /// A destination joins and sends COMPLETE: the console moves to it, and the source departs.
+    func completed() -> ConnectionID {
+        let dest = h.connectDestination(cookie: cookie)
+        h.vm(dest, says: ESXi.complete(sequence))
+        return dest
+    }
+
     func event(_ kind: EventKind, peer: String?, detail: String?, at time: Date? = nil) -> ConsoleEvent {
         ConsoleEvent(kind: kind, time: time ?? h.clock.date, uuid: UUIDs.a, name: "web01", peer: peer, detail: detail)
     }

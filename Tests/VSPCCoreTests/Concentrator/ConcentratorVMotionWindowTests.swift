@@ -133,8 +133,7 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
     func testADepartingSourceThatNeverClosesIsClosedInTime() {
         let m = BegunMigration()
         let h = m.h
-        let dest = h.connectDestination(cookie: m.cookie)
-        h.vm(dest, says: ESXi.complete(m.sequence))
+        let dest = m.completed()
         h.vm(dest, says: Array("on dest".utf8))
         XCTAssertEqual(h.takeOutput(m.person), [])
         h.take()
@@ -153,8 +152,7 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
         config.earlyOutputLimit = 16
         let m = BegunMigration(config: config)
         let h = m.h
-        let dest = h.connectDestination(cookie: m.cookie)
-        h.vm(dest, says: ESXi.complete(m.sequence))
+        let dest = m.completed()
         h.vm(dest, says: Array("0123456789".utf8))
         h.take()
         let overflow = h.vm(dest, says: Array("abcdefghij".utf8))
@@ -169,8 +167,7 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
     func testAnotherCompleteBeforeTheSourceClosedEndsItsDeparture() {
         let m = BegunMigration()
         let h = m.h
-        let first = h.connectDestination(cookie: m.cookie)
-        h.vm(first, says: ESXi.complete(m.sequence))
+        let first = m.completed()
         h.vm(first, says: Array("first ".utf8))
         let sequence: [UInt8] = [9, 9, 9, 9]
         h.vm(first, says: ESXi.begin(sequence))
