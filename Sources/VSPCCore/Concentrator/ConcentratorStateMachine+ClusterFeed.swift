@@ -32,8 +32,9 @@ extension ConcentratorStateMachine {
         // This node carries the console and its claim is in flight: another node's claim heard of now is older
         // (the node its VM came from, whose feed may still drain here). Nothing here follows it.
         if let new, new.node != me, cluster.ownership.claimsInFlight.contains(key), carriedHere(key) != nil { return }
-        // A source still departing here from an earlier move is done: the owner changed again.
-        endDeparture(key)
+        // A source still departing here from an earlier move is done: the owner changed again. (One departing to
+        // a destination here stays when this node's own claim is answered: its last bytes may still come.)
+        if departures[key]?.to != nil || new?.node != me { endDeparture(key) }
         var held: [UInt8] = []
         // Another node took the console while this node still drains the feed of its previous owner: the drain
         // goes on (that node sends what it printed under the claim asked, then ends the feed), and the feed
@@ -307,15 +308,16 @@ extension ConcentratorStateMachine {
     /// This node carries the console now. A feed of it from the old owner (open, or still opening) is kept until
     /// that node closes it (or `feedDrainSeconds`): the bytes it sent before it learned of the claim still reach
     /// the people here, and what the VM prints here waits for them (`drainOutput`). `heardOfSourceClaim`: the
-    /// news of the source's claim came here (it ended this node's previous tenure).
-    mutating func drainFeed(_ key: ConsoleKey, from sourceNode: String, heardOfSourceClaim: Bool) {
+    /// news of the source's claim came here (it ended this node's previous tenure, `previousTenure`).
+    mutating func drainFeed(_ key: ConsoleKey, from sourceNode: String, heardOfSourceClaim: Bool,
+                            previousTenure: Int?) {
         if let feed = cluster.feeds[key], feed.closed == nil {
             guard feed.draining else { return startDrain(key) }
             // Still draining from an earlier COMPLETE here: the console went to another node and came back
             // meanwhile. Unless its news came (and queued that node's claim), the source's node is asked, after
             // the feed before, for what it printed since its latest claim.
-            guard !heardOfSourceClaim else { return }
-            queueDrainStep(key, then: Owner(node: sourceNode, epoch: SessionRequest.sinceLastClaim))
+            guard !heardOfSourceClaim, let previousTenure else { return }
+            queueDrainStep(key, then: Owner(node: sourceNode, epoch: SessionRequest.sinceLastClaim), tenure: previousTenure)
         } else if sourceNode != nodeName, !localPeople(key).isEmpty, cluster.nodes[sourceNode]?.alive == true {
             // No feed from the source's node: the news of its claim had not come here, so the people here missed
             // what the VM printed there. Its node is asked for what it printed since its latest claim.
@@ -337,12 +339,13 @@ extension ConcentratorStateMachine {
         schedule(.feedDrain(key), seconds: Self.feedDrainSeconds)
     }
 
-    /// While the feed drains, another node's claim followed this node's (`then`; `sinceLastClaim` when its
-    /// epoch is not known here): what this node's VM printed until then waits for the feed before, and that
-    /// claim's feed drains after it. Nothing while no feed drains, or a step already asks for that claim.
-    mutating func queueDrainStep(_ key: ConsoleKey, then owner: Owner) {
+    /// While the feed drains, another node's claim followed this node's tenure `tenure` (by default the last;
+    /// `then`, `sinceLastClaim` when its epoch is not known here): what this node's VM printed until then waits
+    /// for the feed before, and that claim's feed drains after it. Nothing while no feed drains, or when a step
+    /// already asks for a later claim (an epoch known here).
+    mutating func queueDrainStep(_ key: ConsoleKey, then owner: Owner, tenure: Int? = nil) {
         guard owner.node != nodeName, let feed = cluster.feeds[key], feed.draining, let console = consoles[key],
-              let tenure = console.tenures.last?.number else { return }
+              let tenure = tenure ?? console.tenures.last?.number else { return }
         let asked = cluster.drainNext[key]?.last?.then ?? feed.owner
         guard owner.epoch == SessionRequest.sinceLastClaim || owner.epoch > asked.epoch else { return }
         let held = cluster.drainOutput.removeValue(forKey: key) ?? []
@@ -378,6 +381,11 @@ extension ConcentratorStateMachine {
         guard cluster.feeds[key]?.draining == true else { return }
         emit(.cancel(.feedDrain(key)))
         closeFeed(key)
+        guard consoles[key] != nil else {
+            cluster.drainNext[key] = nil
+            cluster.drainOutput[key] = nil
+            return
+        }
         while let step = cluster.drainNext[key]?.first {
             cluster.drainNext[key]?.removeFirst()
             if cluster.drainNext[key]?.isEmpty == true { cluster.drainNext[key] = nil }

@@ -181,8 +181,11 @@ extension ConcentratorStateMachine {
         // Other nodes' feeds of this console here were served under this node's earlier claim, which the
         // source's node's followed: they end (their readers follow the claim this COMPLETE makes).
         endNodeSessions(key, why: "it comes back here from node \(shared.sourceNode), under a new claim")
-        // The news of the source's claim came here if it ended this node's last tenure.
-        let heardOfSourceClaim = consoles[key]?.tenures.last?.movedAway == true
+        // This node's tenure before this COMPLETE, and whether the news of the source's claim came here: it
+        // ended that tenure, and a drain here asks for that node's claim last.
+        let previousTenure = consoles[key]?.tenures.last
+        let heardOfSourceClaim = previousTenure?.movedAway == true
+            && cluster.drainNext[key]?.last?.then.node == shared.sourceNode
         let (date, time) = (now.date, monotonicNow)
         consoles.modify(key) {
             $0.vm = id
@@ -203,7 +206,7 @@ extension ConcentratorStateMachine {
         emit(.cluster(.withdrawVMotion(key, sequence: shared.sequence)))
         // The VM is here now: a feed of this console from its old owner ends once the old owner closes it (it
         // may still carry what the source printed last); what the VM prints here waits for it.
-        drainFeed(key, from: shared.sourceNode, heardOfSourceClaim: heardOfSourceClaim)
+        drainFeed(key, from: shared.sourceNode, heardOfSourceClaim: heardOfSourceClaim, previousTenure: previousTenure?.number)
         flushEarlyOutput(early, to: key)
         if !heldForNewOwner.isEmpty { emit(.send(id, TelnetEncoder.escaped(heldForNewOwner))) }
         let seconds = min(max(0, now.date.timeIntervalSince(shared.begunAt)), 86400)

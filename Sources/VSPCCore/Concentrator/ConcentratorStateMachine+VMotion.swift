@@ -54,6 +54,11 @@ extension ConcentratorStateMachine {
         }
         record(.vmotionSourceClosed, key, peer: departure.peer, detail: departure.moved)
         guard follow else { return departure.held }
+        if let vm = consoles[key]?.vm {
+            // The VM connected here again meanwhile: what was typed is its, and the console stays here.
+            if !departure.held.isEmpty { emit(.send(vm, TelnetEncoder.escaped(departure.held))) }
+            return []
+        }
         consoles[key]?.endTenure()
         // A drain here asks for the claim the source moved to before any that followed it.
         queueDrainStep(key, then: to)
@@ -93,7 +98,7 @@ extension ConcentratorStateMachine {
                 departures[key]?.output.append(contentsOf: bytes)
                 return
             }
-            log(.warning, "vMotion of \(consoles[key]?.name ?? key.description): the destination printed \(config.earlyOutputLimit / 1024) KiB before the source closed; the source is closed now, and what it had not sent yet is lost")
+            log(.warning, "vMotion of \(consoles[key]?.name ?? key.description): the destination printed more than \(config.earlyOutputLimit) bytes before the source closed; the source is closed now, and what it had not sent yet is lost")
             endDeparture(key)
         }
         broadcast(key, bytes)

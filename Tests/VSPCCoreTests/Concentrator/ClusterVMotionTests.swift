@@ -386,7 +386,8 @@ final class ClusterVMotionTests: XCTestCase {
         b.send(.vmClosed(first))
         if heard { b.news(.owners([key: owner("a", 3)], full: false)) }
         let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
-        b.takeRequests()
+        XCTAssertFalse(b.takeRequests().contains { if case .openFeed = $0 { return true }; return false },
+                       "only the first feed is asked of a yet")
         b.vm(second, says: ESXi.complete(sequence))
         b.news(.claimed(key, owner("b", 4)))
         XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)])
@@ -452,6 +453,47 @@ final class ClusterVMotionTests: XCTestCase {
         b.news(.feedBytes(-2, Array("a under 3\r\n".utf8)))
         b.news(.feedClosed(-2, reason: "closed"))
         XCTAssertEqual(b.takeOutput(person), Array("a under 3\r\nb under 4\r\n".utf8))
+        XCTAssertFalse(b.isArmed(.feedDrain(key)))
+        XCTAssertEqual(b.takeOutput(b.feedSession(from: "a", key, sinceEpoch: 2)), Array("b under 2\r\n".utf8))
+        XCTAssertEqual(b.takeOutput(b.feedSession(from: "a", key, sinceEpoch: 4)), Array("b under 4\r\n".utf8))
+    }
+
+    /// Three nodes: the console goes from b to c, c to a (b has not heard of a's claim) and a to b, all while
+    /// a's first feed drains on b. b asks c for its claim 3, then a for its latest claim: every node's bytes
+    /// reach b's person, in order.
+    func testClaimsOfTwoOtherNodesWhileTheOldFeedDrainsAreAskedForInTurn() {
+        let b = nodeB(assignments: [assignment])
+        b.news(.nodes([TestNodes.status("a"), TestNodes.status("b"), TestNodes.status("c")]))
+        let person = b.connectClient(key)
+        b.takeRequests()
+        let first = foundDestination(on: b, secret: [1, 2, 3, 4, 5, 6, 7, 8])
+        b.vm(first, says: ESXi.complete(sequence))
+        b.news(.claimed(key, owner("b", 2)))
+        _ = b.takeOutput(person)
+        b.vm(first, says: Array("b under 2\r\n".utf8))
+        beginPublished(b, first)
+        b.send(.vmClosed(first))
+        b.news(.owners([key: owner("c", 3)], full: false))
+        let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
+        b.takeRequests()
+        b.vm(second, says: ESXi.complete(sequence))
+        b.news(.claimed(key, owner("b", 5)))
+        b.vm(second, says: Array("b under 5\r\n".utf8))
+        XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)])
+        XCTAssertEqual(b.takeOutput(person), [])
+
+        b.news(.feedBytes(-1, Array("a under 1\r\n".utf8)))
+        b.news(.feedClosed(-1, reason: "closed"))
+        XCTAssertEqual(b.takeOutput(person), Array("a under 1\r\nb under 2\r\n".utf8))
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "c", link: TestNodes.link("c"), sinceEpoch: 3)])
+        b.news(.feedBytes(-2, Array("c under 3\r\n".utf8)))
+        b.news(.feedClosed(-2, reason: "closed"))
+        XCTAssertEqual(b.takeOutput(person), Array("c under 3\r\n".utf8))
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-3, key, node: "a", link: "127.0.0.2:6781",
+                                                    sinceEpoch: SessionRequest.sinceLastClaim)])
+        b.news(.feedBytes(-3, Array("a under 4\r\n".utf8)))
+        b.news(.feedClosed(-3, reason: "closed"))
+        XCTAssertEqual(b.takeOutput(person), Array("a under 4\r\nb under 5\r\n".utf8))
         XCTAssertFalse(b.isArmed(.feedDrain(key)))
     }
 
@@ -530,6 +572,26 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertFalse(a.isArmed(.departure(key)))
         XCTAssertEqual(a.takeOutput(back), Array("typed".utf8))
         XCTAssertEqual(a.take().records.filter { $0.kind == .vmotionSourceClosed }.count, 1)
+    }
+
+    /// The VM connects to a anew (not by vMotion) while its old source still departs to b: once a's claim is
+    /// answered, the source goes, and what was typed for b goes to the VM here; the console stays here.
+    func testAFreshConnectionWhileTheSourceDepartsTakesTheInput() {
+        let (a, source) = nodeA()
+        let person = a.connectClient(key)
+        beginPublished(a, source)
+        a.news(.owners([key: owner("b", 2)], full: false))
+        a.client(person, types: Array("typed".utf8))
+        let again = a.bringUpVM(peer: "10.0.0.3:904")
+        _ = a.takeOutput(again)
+        a.take()
+        a.news(.claimed(key, owner("a", 3)))
+        XCTAssertEqual(a.closed[source], false)
+        XCTAssertEqual(a.takeOutput(again), Array("typed".utf8))
+        XCTAssertFalse(a.isArmed(.departure(key)))
+        a.vm(again, says: Array("here".utf8))
+        XCTAssertEqual(a.takeOutput(person).suffix(4), Array("here".utf8))
+        XCTAssertEqual(a.takeRequests().filter { if case .openFeed = $0 { return true }; return false }, [])
     }
 
     /// The VM comes back to a (from b) before a heard that b had claimed it: the feed a served to b under its

@@ -186,6 +186,8 @@ final class ConcentratorVMotionWindowTests: XCTestCase {
         let complete = h.vm(second, says: ESXi.complete(sequence))
         XCTAssertEqual(complete.io, [.close(m.source, flush: false), .broadcast([m.person], Array("first ".utf8))])
         h.vm(second, says: Array("second".utf8))
+        // The first destination is the departing source now: its last bytes still come before the second's.
+        XCTAssertEqual(h.vm(first, says: Array("last ".utf8)), [.broadcast([m.person], Array("last ".utf8))])
         XCTAssertEqual(h.send(.vmClosed(first)).io, [.broadcast([m.person], Array("second".utf8))])
     }
 
