@@ -367,13 +367,20 @@ final class ClusterVMotionTests: XCTestCase {
         XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 3)])
     }
 
-    /// Node b with a person fed from a (the feed, -1, has not even opened: a slow link); the VM comes from a
-    /// (b claims epoch 2) and prints `under2`, goes back to a (BEGIN here, `inWindow`, and the source closes;
-    /// `heard`: the news of a's claim 3 comes), and comes here again (b claims epoch 4). Nothing has reached the
-    /// person yet, and nothing is asked of a but the first feed.
-    func backHereWhileTheFirstFeedDrains(under2: [UInt8], inWindow: [UInt8] = [], heard: Bool)
+    /// The owner's node answers feed `id` on b with `text`, then ends it.
+    func answer(_ b: ConcentratorHarness, feed id: ConnectionID, _ text: String) {
+        b.news(.feedBytes(id, Array(text.utf8)))
+        b.news(.feedClosed(id, reason: "closed"))
+    }
+
+    /// Node b (knowing node c too) with a person fed from a (the feed, -1, has not even opened: a slow link); the
+    /// VM comes from a (b claims epoch 2) and prints `under2`, moves on (BEGIN here, `inWindow`, and the source
+    /// closes; `heard`: the news of that node's claim comes), and comes here again from a (b claims `back`).
+    /// Nothing has reached the person yet, and nothing is asked of a but the first feed.
+    func backHereWhileTheFirstFeedDrains(under2: [UInt8], inWindow: [UInt8] = [], heard: Owner?, back: Int64 = 4)
         -> (b: ConcentratorHarness, person: ConnectionID, second: ConnectionID) {
         let b = nodeB(assignments: [assignment])
+        b.news(.nodes([TestNodes.status("a"), TestNodes.status("b"), TestNodes.status("c")]))
         let person = b.connectClient(key)
         XCTAssertEqual(b.takeRequests(), [.openFeed(-1, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: nil)])
         let first = foundDestination(on: b, secret: [1, 2, 3, 4, 5, 6, 7, 8])
@@ -384,12 +391,12 @@ final class ClusterVMotionTests: XCTestCase {
         beginPublished(b, first)
         b.vm(first, says: inWindow)
         b.send(.vmClosed(first))
-        if heard { b.news(.owners([key: owner("a", 3)], full: false)) }
+        if let heard { b.news(.owners([key: heard], full: false)) }
         let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
         XCTAssertFalse(b.takeRequests().contains { if case .openFeed = $0 { return true }; return false },
                        "only the first feed is asked of a yet")
         b.vm(second, says: ESXi.complete(sequence))
-        b.news(.claimed(key, owner("b", 4)))
+        b.news(.claimed(key, owner("b", back)))
         XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)])
         XCTAssertEqual(b.takeOutput(person), [], "a's bytes under epoch 1 first")
         return (b, person, second)
@@ -400,19 +407,18 @@ final class ClusterVMotionTests: XCTestCase {
     /// each once, in order; and b's tenures are where those bytes went.
     func testAClaimOfTheSourceWhileTheOldFeedDrainsIsAskedForNext() {
         let (b, person, second) = backHereWhileTheFirstFeedDrains(under2: Array("b under 2\r\n".utf8),
-                                                                   inWindow: Array("in window\r\n".utf8), heard: true)
+                                                                   inWindow: Array("in window\r\n".utf8),
+                                                                   heard: owner("a", 3))
         b.vm(second, says: Array("b under 4\r\n".utf8))
         XCTAssertEqual(b.takeOutput(person), [])
 
         // a answers the first feed with what it printed under epoch 1, then ends it: a's claim 3 is asked next.
-        b.news(.feedBytes(-1, Array("a under 1\r\n".utf8)))
-        b.news(.feedClosed(-1, reason: "closed"))
+        answer(b, feed: -1, "a under 1\r\n")
         XCTAssertEqual(b.takeOutput(person), Array("a under 1\r\nb under 2\r\nin window\r\n".utf8))
         XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 3)])
         XCTAssertTrue(b.isArmed(.feedDrain(key)))
         b.vm(second, says: Array("more\r\n".utf8))
-        b.news(.feedBytes(-2, Array("a under 3\r\n".utf8)))
-        b.news(.feedClosed(-2, reason: "closed"))
+        answer(b, feed: -2, "a under 3\r\n")
         XCTAssertEqual(b.takeOutput(person), Array("a under 3\r\nb under 4\r\nmore\r\n".utf8))
         XCTAssertFalse(b.isArmed(.feedDrain(key)))
         XCTAssertEqual(b.takeRequests(), [], "b owns the console")
@@ -429,7 +435,7 @@ final class ClusterVMotionTests: XCTestCase {
     func testTheDrainsHoldsAreBoundedTogether() {
         let limit = ConcentratorConfig.clusterNode("b").earlyOutputLimit
         let under2 = [UInt8](repeating: 0x32, count: limit / 2 + 10)
-        let (b, person, second) = backHereWhileTheFirstFeedDrains(under2: under2, heard: true)
+        let (b, person, second) = backHereWhileTheFirstFeedDrains(under2: under2, heard: owner("a", 3))
         let under4 = [UInt8](repeating: 0x34, count: limit / 2)
         b.vm(second, says: under4)
         XCTAssertEqual(b.takeOutput(person), under2 + under4)
@@ -443,15 +449,13 @@ final class ClusterVMotionTests: XCTestCase {
     /// As above, but the news of a's claim 3 never came before the second COMPLETE: b asks a, after the first
     /// feed, for what it printed since its latest claim.
     func testAClaimOfTheSourceNotHeardOfWhileTheOldFeedDrainsIsAskedForNext() {
-        let (b, person, second) = backHereWhileTheFirstFeedDrains(under2: Array("b under 2\r\n".utf8), heard: false)
+        let (b, person, second) = backHereWhileTheFirstFeedDrains(under2: Array("b under 2\r\n".utf8), heard: nil)
         b.vm(second, says: Array("b under 4\r\n".utf8))
-        b.news(.feedBytes(-1, Array("a under 1\r\n".utf8)))
-        b.news(.feedClosed(-1, reason: "closed"))
+        answer(b, feed: -1, "a under 1\r\n")
         XCTAssertEqual(b.takeOutput(person), Array("a under 1\r\nb under 2\r\n".utf8))
         XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781",
                                                     sinceEpoch: SessionRequest.sinceLastClaim)])
-        b.news(.feedBytes(-2, Array("a under 3\r\n".utf8)))
-        b.news(.feedClosed(-2, reason: "closed"))
+        answer(b, feed: -2, "a under 3\r\n")
         XCTAssertEqual(b.takeOutput(person), Array("a under 3\r\nb under 4\r\n".utf8))
         XCTAssertFalse(b.isArmed(.feedDrain(key)))
         XCTAssertEqual(b.takeOutput(b.feedSession(from: "a", key, sinceEpoch: 2)), Array("b under 2\r\n".utf8))
@@ -462,37 +466,17 @@ final class ClusterVMotionTests: XCTestCase {
     /// a's first feed drains on b. b asks c for its claim 3, then a for its latest claim: every node's bytes
     /// reach b's person, in order.
     func testClaimsOfTwoOtherNodesWhileTheOldFeedDrainsAreAskedForInTurn() {
-        let b = nodeB(assignments: [assignment])
-        b.news(.nodes([TestNodes.status("a"), TestNodes.status("b"), TestNodes.status("c")]))
-        let person = b.connectClient(key)
-        b.takeRequests()
-        let first = foundDestination(on: b, secret: [1, 2, 3, 4, 5, 6, 7, 8])
-        b.vm(first, says: ESXi.complete(sequence))
-        b.news(.claimed(key, owner("b", 2)))
-        _ = b.takeOutput(person)
-        b.vm(first, says: Array("b under 2\r\n".utf8))
-        beginPublished(b, first)
-        b.send(.vmClosed(first))
-        b.news(.owners([key: owner("c", 3)], full: false))
-        let second = foundDestination(on: b, secret: [9, 9, 9, 9, 9, 9, 9, 9], peer: "10.0.0.2:903")
-        b.takeRequests()
-        b.vm(second, says: ESXi.complete(sequence))
-        b.news(.claimed(key, owner("b", 5)))
+        let (b, person, second) = backHereWhileTheFirstFeedDrains(under2: Array("b under 2\r\n".utf8),
+                                                                   heard: owner("c", 3), back: 5)
         b.vm(second, says: Array("b under 5\r\n".utf8))
-        XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence)])
-        XCTAssertEqual(b.takeOutput(person), [])
-
-        b.news(.feedBytes(-1, Array("a under 1\r\n".utf8)))
-        b.news(.feedClosed(-1, reason: "closed"))
+        answer(b, feed: -1, "a under 1\r\n")
         XCTAssertEqual(b.takeOutput(person), Array("a under 1\r\nb under 2\r\n".utf8))
         XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "c", link: TestNodes.link("c"), sinceEpoch: 3)])
-        b.news(.feedBytes(-2, Array("c under 3\r\n".utf8)))
-        b.news(.feedClosed(-2, reason: "closed"))
+        answer(b, feed: -2, "c under 3\r\n")
         XCTAssertEqual(b.takeOutput(person), Array("c under 3\r\n".utf8))
         XCTAssertEqual(b.takeRequests(), [.openFeed(-3, key, node: "a", link: "127.0.0.2:6781",
                                                     sinceEpoch: SessionRequest.sinceLastClaim)])
-        b.news(.feedBytes(-3, Array("a under 4\r\n".utf8)))
-        b.news(.feedClosed(-3, reason: "closed"))
+        answer(b, feed: -3, "a under 4\r\n")
         XCTAssertEqual(b.takeOutput(person), Array("a under 4\r\nb under 5\r\n".utf8))
         XCTAssertFalse(b.isArmed(.feedDrain(key)))
     }
