@@ -65,6 +65,13 @@ final class PostgresClusterTests: XCTestCase {
         XCTAssertNil(try b.findVMotion(cookie: [0, 1, 2], secretLength: 8))
         try b.withdrawVMotion(key, sequence: v.sequence)
         XCTAssertNil(try b.findVMotion(cookie: v.cookie, secretLength: 8))
+
+        // Published by the node that holds the console: the row names that node's claim.
+        let claim = try a.claim(key, node: "a")
+        try a.publish(v)
+        var named = v
+        named.sourceEpoch = claim.epoch
+        XCTAssertEqual(try b.findVMotion(cookie: v.cookie, secretLength: 8), named)
     }
 
     func testNotificationsReachAnotherNode() throws {

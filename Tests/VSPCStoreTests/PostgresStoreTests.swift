@@ -233,6 +233,6 @@ final class PostgresMigrationTests: XCTestCase {
             }
         }
         for i in 0..<4 { XCTAssertNil(errors.get(i)) }
-        XCTAssertEqual(try db.rows("SELECT name FROM schema_version"), ["0001_initial.sql"])
+        XCTAssertEqual(try db.rows("SELECT name FROM schema_version"), ["0001_initial.sql", "0002_vmotion_source_epoch.sql"])
     }
 }

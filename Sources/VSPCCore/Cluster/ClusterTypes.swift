@@ -71,9 +71,12 @@ public struct SharedVMotion: Sendable, Equatable {
     public var sourcePeer: String
     /// When the BEGIN arrived (wall clock), for the window.
     public var begunAt: Date
+    /// The source node's claim of the console when the migration was published, as the database had it (nil:
+    /// none, or not read back yet).
+    public var sourceEpoch: Int64?
 
     public init(key: ConsoleKey, name: String, port: Int, sequence: [UInt8], secret: [UInt8], sourceNode: String,
-                sourcePeer: String, begunAt: Date) {
+                sourcePeer: String, begunAt: Date, sourceEpoch: Int64? = nil) {
         self.key = key
         self.name = name
         self.port = port
@@ -82,6 +85,7 @@ public struct SharedVMotion: Sendable, Equatable {
         self.sourceNode = sourceNode
         self.sourcePeer = sourcePeer
         self.begunAt = begunAt
+        self.sourceEpoch = sourceEpoch
     }
 
     /// The cookie a destination's PEER carries: the sequence followed by the secret.

@@ -308,22 +308,23 @@ extension ConcentratorStateMachine {
     /// This node carries the console now. A feed of it from the old owner (open, or still opening) is kept until
     /// that node closes it (or `feedDrainSeconds`): the bytes it sent before it learned of the claim still reach
     /// the people here, and what the VM prints here waits for them (`drainOutput`). `heardOfSourceClaim`: the
-    /// news of the source's claim came here (it ended this node's previous tenure, `previousTenure`).
-    mutating func drainFeed(_ key: ConsoleKey, from sourceNode: String, heardOfSourceClaim: Bool,
-                            previousTenure: Int?) {
+    /// news of the source's claim came here (it ended this node's previous tenure, `previousTenure`). `source`:
+    /// the source's node and its claim as the shared migration names it (`sinceLastClaim`: not known).
+    mutating func drainFeed(_ key: ConsoleKey, from source: Owner, heardOfSourceClaim: Bool, previousTenure: Int?) {
+        let sourceNode = source.node
         if let feed = cluster.feeds[key], feed.closed == nil {
             guard feed.draining else { return startDrain(key) }
             // Still draining from an earlier COMPLETE here: the console went to another node and came back
             // meanwhile. Unless its news came (and queued that node's claim), the source's node is asked, after
-            // the feed before, for what it printed since its latest claim.
-            guard !heardOfSourceClaim, let previousTenure else { return }
-            queueDrainStep(key, then: Owner(node: sourceNode, epoch: SessionRequest.sinceLastClaim), tenure: previousTenure)
+            // the feed before, for what it printed under its claim (its latest, if the migration did not say).
+            guard let previousTenure else { return }
+            if source.epoch == SessionRequest.sinceLastClaim, heardOfSourceClaim { return }
+            queueDrainStep(key, then: source, tenure: previousTenure)
         } else if sourceNode != nodeName, !localPeople(key).isEmpty, cluster.nodes[sourceNode]?.alive == true {
             // No feed from the source's node: the news of its claim had not come here, so the people here missed
-            // what the VM printed there. Its node is asked for what it printed since its latest claim.
+            // what the VM printed there. Its node is asked for what it printed under that claim.
             closeFeed(key)
-            openFeed(key, from: Owner(node: sourceNode, epoch: SessionRequest.sinceLastClaim),
-                     sinceEpoch: SessionRequest.sinceLastClaim, input: [])
+            openFeed(key, from: source, sinceEpoch: source.epoch, input: [])
             log(.info, "vMotion of \(consoles[key]?.name ?? key.description): asking node \(sourceNode) for what the VM printed there, which the people here have not seen")
             startDrain(key)
         } else {

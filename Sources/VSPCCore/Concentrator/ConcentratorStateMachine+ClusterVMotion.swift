@@ -206,7 +206,8 @@ extension ConcentratorStateMachine {
         emit(.cluster(.withdrawVMotion(key, sequence: shared.sequence)))
         // The VM is here now: a feed of this console from its old owner ends once the old owner closes it (it
         // may still carry what the source printed last); what the VM prints here waits for it.
-        drainFeed(key, from: shared.sourceNode, heardOfSourceClaim: heardOfSourceClaim, previousTenure: previousTenure?.number)
+        drainFeed(key, from: Owner(node: shared.sourceNode, epoch: shared.sourceEpoch ?? SessionRequest.sinceLastClaim),
+                  heardOfSourceClaim: heardOfSourceClaim, previousTenure: previousTenure?.number)
         flushEarlyOutput(early, to: key)
         if !heldForNewOwner.isEmpty { emit(.send(id, TelnetEncoder.escaped(heldForNewOwner))) }
         let seconds = min(max(0, now.date.timeIntervalSince(shared.begunAt)), 86400)

@@ -168,12 +168,16 @@ public final class PostgresCluster: ClusterRecords, @unchecked Sendable {
         _ = try q { q in
             try q("""
                 WITH published AS (
-                    INSERT INTO vmotions (sequence, secret, uuid, label, name, port, source_node, source_peer, begun_at)
+                    INSERT INTO vmotions (sequence, secret, uuid, label, name, port, source_node, source_peer, begun_at,
+                                          source_epoch)
                     VALUES (\(Data(v.sequence)), \(Data(v.secret)), \(v.key.uuid), \(v.key.label), \(v.name), \(v.port),
-                            \(v.sourceNode), \(v.sourcePeer), \(v.begunAt.timeIntervalSince1970))
+                            \(v.sourceNode), \(v.sourcePeer), \(v.begunAt.timeIntervalSince1970),
+                            (SELECT epoch FROM ownership WHERE uuid = \(v.key.uuid) AND label = \(v.key.label)
+                             AND node = \(v.sourceNode)))
                     ON CONFLICT (sequence) DO UPDATE SET secret = EXCLUDED.secret, uuid = EXCLUDED.uuid,
                         label = EXCLUDED.label, name = EXCLUDED.name, port = EXCLUDED.port,
-                        source_node = EXCLUDED.source_node, source_peer = EXCLUDED.source_peer, begun_at = EXCLUDED.begun_at
+                        source_node = EXCLUDED.source_node, source_peer = EXCLUDED.source_peer, begun_at = EXCLUDED.begun_at,
+                        source_epoch = EXCLUDED.source_epoch
                     RETURNING 1)
                 SELECT pg_notify(\(ClusterNoticeText.channel), \(payload)) FROM published
                 """)
@@ -186,14 +190,14 @@ public final class PostgresCluster: ClusterRecords, @unchecked Sendable {
         let secret = Array(cookie.suffix(secretLength))
         let found = try q { q in
             try q("""
-                SELECT secret, uuid, label, name, port, source_node, source_peer, begun_at FROM vmotions
+                SELECT secret, uuid, label, name, port, source_node, source_peer, begun_at, source_epoch FROM vmotions
                 WHERE sequence = \(Data(sequence))
                 """).first.map { row -> SharedVMotion in
-                let (stored, uuid, label, name, port, source, peer, begun) =
-                    try row.decode((Data, String, String, String, Int, String, String, Double).self)
+                let (stored, uuid, label, name, port, source, peer, begun, epoch) =
+                    try row.decode((Data, String, String, String, Int, String, String, Double, Int64?).self)
                 return SharedVMotion(key: ConsoleKey(uuid: uuid, label: label), name: name, port: port, sequence: sequence,
                                      secret: [UInt8](stored), sourceNode: source, sourcePeer: peer,
-                                     begunAt: Date(timeIntervalSince1970: begun))
+                                     begunAt: Date(timeIntervalSince1970: begun), sourceEpoch: epoch)
             }
         }
         guard let found, Self.constantTimeEqual(found.secret, secret) else { return nil }

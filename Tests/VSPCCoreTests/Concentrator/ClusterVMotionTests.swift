@@ -89,13 +89,14 @@ final class ClusterVMotionTests: XCTestCase {
     /// A destination on b whose PEER the database found (migration `secret`, begun on node `source`), identified,
     /// before its COMPLETE.
     func foundDestination(on b: ConcentratorHarness, secret: [UInt8], from source: String = "a",
-                          peer: String = "10.0.0.2:902") -> ConnectionID {
+                          peer: String = "10.0.0.2:902", sourceEpoch: Int64? = nil) -> ConnectionID {
         let dest = b.connectVM(peer: peer)
         b.negotiate(dest)
         _ = b.takeOutput(dest)
         b.vm(dest, says: ESXi.peer(sequence + secret))
         var found = shared(secret)
         found.sourceNode = source
+        found.sourceEpoch = sourceEpoch
         b.news(.vmotionFound(dest, found))
         b.vm(dest, says: ESXi.vcUUID(UUIDs.a))
         b.vm(dest, says: ESXi.name("web01"))
@@ -518,6 +519,37 @@ final class ClusterVMotionTests: XCTestCase {
         b.news(.feedClosed(-1, reason: "closed"))
         XCTAssertEqual(b.takeOutput(person), Array("on a\r\nin window\r\non b\r\n".utf8))
         XCTAssertFalse(b.isArmed(.feedDrain(key)))
+    }
+
+    /// The VM comes from a, whose claim 3 the shared migration names, before b heard of that claim; by the time
+    /// b's request reaches a, a holds the console again under a later claim (5). b asks for claim 3 itself, and a
+    /// answers with what it printed under it, then ends the feed (its latest claim would have been the wrong one).
+    func testACompleteAsksTheSourceForTheClaimTheMigrationNames() {
+        let secret = expectedSecret(seed: 0x5EED)
+        let (a, source) = nodeA()
+        a.news(.claimed(key, owner("a", 3)))
+        a.vm(source, says: Array("under 3\r\n".utf8))
+        let b = nodeB(assignments: [assignment])
+        b.news(.owners([key: owner("b", 2)], full: false))
+        let person = b.connectClient(key)
+        _ = b.takeOutput(person)
+        beginPublished(a, source)
+        a.vm(source, says: Array("in window\r\n".utf8))
+        let dest = foundDestination(on: b, secret: secret, sourceEpoch: 3)
+        b.takeRequests()
+        b.vm(dest, says: ESXi.complete(sequence))
+        XCTAssertEqual(b.takeRequests(), [.claim(key), .withdrawVMotion(key, sequence: sequence),
+                                          .openFeed(-1, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 3)])
+
+        // Before b's request reaches a, the VM went back to a: b claimed 4, a claimed 5.
+        a.send(.vmClosed(source))
+        a.news(.owners([key: owner("b", 4)], full: false))
+        let again = a.bringUpVM(peer: "10.0.0.1:905")
+        a.news(.claimed(key, owner("a", 5)))
+        a.vm(again, says: Array("under 5\r\n".utf8))
+        let feed = a.feedSession(from: "b", key, sinceEpoch: 3)
+        XCTAssertEqual(a.takeOutput(feed), Array("under 3\r\nin window\r\n".utf8))
+        XCTAssertEqual(a.closed[feed], true)
     }
 
     /// A node that no longer holds the console answers "since your latest claim" with what it printed then,
