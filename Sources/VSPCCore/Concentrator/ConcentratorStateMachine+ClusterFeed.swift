@@ -186,7 +186,10 @@ extension ConcentratorStateMachine {
                 feed.pendingDropped = 0
             }
             feed.open = true
-            feed.owner = owner
+            // A draining feed asked for one claim keeps naming it: the owner's ACCEPT names its claim now, which
+            // may be a later one (then this feed gets the claim asked only, and the later one is still owed).
+            let asked = feed.owner.epoch
+            feed.owner = feed.draining && asked != SessionRequest.sinceLastClaim ? Owner(node: owner.node, epoch: asked) : owner
             return (feed.pendingInput, feed.pendingDropped)
         }) else { return }
         if dropped > 0 {

@@ -550,6 +550,20 @@ final class ClusterVMotionTests: XCTestCase {
         let feed = a.feedSession(from: "b", key, sinceEpoch: 3)
         XCTAssertEqual(a.takeOutput(feed), Array("under 3\r\nin window\r\n".utf8))
         XCTAssertEqual(a.closed[feed], true)
+
+        // a's ACCEPT names its claim now (5). On b: its claim 4 is answered, the VM leaves for a, and comes back
+        // (the migration names a's claim 5) before a's answer for claim 3 arrives. Claim 5 is still owed after
+        // claim 3: b asks for it next.
+        b.news(.claimed(key, owner("b", 4)))
+        b.news(.feedOpened(-1, owner: owner("a", 5)))
+        beginPublished(b, dest)
+        b.send(.vmClosed(dest))
+        let back = foundDestination(on: b, secret: [7, 7, 7, 7, 7, 7, 7, 7], peer: "10.0.0.2:907", sourceEpoch: 5)
+        b.vm(back, says: ESXi.complete(sequence))
+        b.takeRequests()
+        answer(b, feed: -1, "under 3\r\nin window\r\n")
+        XCTAssertEqual(b.takeOutput(person), Array("under 3\r\nin window\r\n".utf8))
+        XCTAssertEqual(b.takeRequests(), [.openFeed(-2, key, node: "a", link: "127.0.0.2:6781", sinceEpoch: 5)])
     }
 
     /// A node that no longer holds the console answers "since your latest claim" with what it printed then,
