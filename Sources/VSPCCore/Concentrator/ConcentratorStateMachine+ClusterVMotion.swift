@@ -63,10 +63,7 @@ extension ConcentratorStateMachine {
             $0.since = date
             $0.lastActivity = time
         }
-        vms[pending.source]?.role = .retired
-        departures[key] = Departure(source: pending.source, peer: pending.sourcePeer, to: owner, moved: moved,
-                                    held: handoff.held)
-        schedule(.departure(key), seconds: Self.feedDrainSeconds)
+        depart(key, Departure(source: pending.source, peer: pending.sourcePeer, to: owner, moved: moved, held: handoff.held))
         return []
     }
 

@@ -79,12 +79,16 @@ extension ConcentratorStateMachine {
     /// (`carriedOutput`), so that the people get the source's last bytes first.
     mutating func departHere(_ key: ConsoleKey, source: ConnectionID) {
         endDeparture(key)
-        vms.modify(source) {
-            $0.role = .retired
-            // However it ends, it ended as the source of a completed vMotion.
-            $0.closeReason = .migrated
-        }
-        departures[key] = Departure(source: source, peer: vms[source]?.peer ?? "?", to: nil, moved: "", held: [])
+        // However it ends, it ended as the source of a completed vMotion.
+        vms[source]?.closeReason = .migrated
+        depart(key, Departure(source: source, peer: vms[source]?.peer ?? "?", to: nil, moved: "", held: []))
+    }
+
+    /// The console's migration source departs (`departures`): it carries nothing any more, and is read until it
+    /// closes or its time (`feedDrainSeconds`) is up.
+    mutating func depart(_ key: ConsoleKey, _ departure: Departure) {
+        vms[departure.source]?.role = .retired
+        departures[key] = departure
         schedule(.departure(key), seconds: Self.feedDrainSeconds)
     }
 

@@ -148,8 +148,7 @@ final class ClusterFeedTests: XCTestCase {
     /// node's (10) followed: the feed gets what was printed under 9 only, then ends; its asker (draining after a
     /// COMPLETE under 10) then follows claim 11, whose feed gets what was printed since.
     func testAFeedFromAClaimAnotherNodeFollowedGetsThatClaimsBytesThenEnds() {
-        let a = ConcentratorHarness(config: .clusterNode("a"))
-        a.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        let a = ConcentratorHarness.clusterNode("a")
         let first = a.bringUpVM(peer: "10.0.0.1:900")
         a.vm(first, says: Array("nine ".utf8))
         a.news(.claimed(key, Owner(node: "a", epoch: 9)))
@@ -173,10 +172,9 @@ final class ClusterFeedTests: XCTestCase {
     /// The escape menu's BREAK on a node whose VM is elsewhere goes over the feed: the owner sends the VM a
     /// telnet BREAK, and each node records it (the person's node with the key, the owner's as the node's).
     func testABreakAsksTheOwnerOverTheFeed() {
-        let b = ConcentratorHarness(config: .clusterNode("b"), assignments: [
+        let b = ConcentratorHarness.clusterNode("b", assignments: [
             Assignment(uuid: UUIDs.a, name: "web01", port: 20000, createdAt: MockClock.originDate, lastSeen: MockClock.originDate),
         ])
-        b.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
         b.news(.owners([key: Owner(node: "a", epoch: 1)], full: false))
         let alice = AuthorizedKey(keyType: "ssh-ed25519", blob: Array("alice".utf8), comment: "alice", vms: nil, readOnly: false)
         let person = b.newConnection(.client)
@@ -190,8 +188,7 @@ final class ClusterFeedTests: XCTestCase {
         XCTAssertEqual(b.takeRequests(), [.sendBreak(-1)])
         XCTAssertEqual(b.take().records.map(\.detail), ["door=ssh mode=read-write key=alice SHA256:alice via node a"])
 
-        let a = ConcentratorHarness(config: .clusterNode("a"))
-        a.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        let a = ConcentratorHarness.clusterNode("a")
         let vm = a.bringUpVM(peer: "10.0.0.1:900")
         a.news(.claimed(key, Owner(node: "a", epoch: 1)))
         let feed = a.feedSession(from: "b", key, sinceEpoch: nil)
@@ -203,8 +200,7 @@ final class ClusterFeedTests: XCTestCase {
     }
 
     func testOwnerSideReplaysWhatWasPrintedSinceTheClaimAskedFor() {
-        let b = ConcentratorHarness(config: .clusterNode("b"))
-        b.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        let b = ConcentratorHarness.clusterNode("b")
         let first = b.bringUpVM(peer: "10.0.0.1:900")
         b.vm(first, says: Array("zero".utf8))
         b.news(.claimed(key, Owner(node: "b", epoch: 1)))

@@ -25,6 +25,13 @@ extension ConcentratorConfig {
 }
 
 extension ConcentratorHarness {
+    /// Node `name` of a cluster whose nodes a and b are alive.
+    static func clusterNode(_ name: String, seed: UInt64 = 0x5EED, assignments: [Assignment] = []) -> ConcentratorHarness {
+        let h = ConcentratorHarness(config: .clusterNode(name), seed: seed, assignments: assignments)
+        h.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        return h
+    }
+
     /// The cluster requests since the last call (without heartbeats, which tick regardless), and forgets them.
     @discardableResult
     func takeRequests() -> [ClusterRequest] {
@@ -57,8 +64,7 @@ final class ClusterVMotionTests: XCTestCase {
 
     /// Node a with web01 on `source` (claimed at epoch 1), both nodes alive.
     func nodeA(seed: UInt64 = 0x5EED) -> (ConcentratorHarness, ConnectionID) {
-        let a = ConcentratorHarness(config: .clusterNode("a"), seed: seed)
-        a.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        let a = ConcentratorHarness.clusterNode("a", seed: seed)
         let source = a.bringUpVM(peer: "10.0.0.1:900")
         a.news(.claimed(key, owner("a", 1)))
         _ = a.takeOutput(source)
@@ -68,8 +74,7 @@ final class ClusterVMotionTests: XCTestCase {
     }
 
     func nodeB(assignments: [Assignment]) -> ConcentratorHarness {
-        let b = ConcentratorHarness(config: .clusterNode("b"), seed: 99, assignments: assignments)
-        b.news(.nodes([TestNodes.status("a"), TestNodes.status("b")]))
+        let b = ConcentratorHarness.clusterNode("b", seed: 99, assignments: assignments)
         b.news(.owners([key: owner("a", 1)], full: false))
         b.take()
         return b
